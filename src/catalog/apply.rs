@@ -1,0 +1,385 @@
+//! The state machine's transition function. `apply` takes a write
+//! transaction, the command's raft index and the command; it reads no clock
+//! and does no I/O beyond the transaction, so replicas that apply the same
+//! log reach the same tables. A rejected command writes nothing: every
+//! command runs in a nested transaction that is aborted on rejection.
+
+use super::command::{Command, Deregistration, KvOp, Registration, Response, TxnError, TxnOp, TxnResult};
+use super::types::{Check, KvEntry};
+use crate::store::{node_prefix, node_scoped_key, Table, Tables};
+use heed::RwTxn;
+
+/// What a command touched, so the caller can wake watchers and invalidate caches.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Touched {
+    pub catalog: bool,
+    pub kv: bool,
+}
+
+pub fn apply(tables: &Tables, txn: &mut RwTxn, index: u64, cmd: &Command) -> Result<(Response, Touched), heed::Error> {
+    let mut child = tables.env.nested_write_txn(txn)?;
+    let mut touched = Touched::default();
+    let outcome = match cmd {
+        Command::Register(reg) => apply_register(tables, &mut child, index, reg, &mut touched),
+        Command::Deregister(dereg) => apply_deregister(tables, &mut child, index, dereg, &mut touched),
+        Command::Kv(op) => apply_kv(tables, &mut child, index, op, &mut touched).map(|r| r.map(Response::Bool)),
+        Command::Txn(ops) => apply_txn(tables, &mut child, index, ops, &mut touched),
+    };
+    match outcome? {
+        Ok(resp) => {
+            child.commit()?;
+            Ok((resp, touched))
+        }
+        Err(reason) => {
+            child.abort();
+            let resp = match cmd {
+                Command::Txn(_) => Response::Txn(Err(reason)),
+                _ => Response::Rejected(reason.into_iter().map(|e| e.what).collect::<Vec<_>>().join("; ")),
+            };
+            Ok((resp, Touched::default()))
+        }
+    }
+}
+
+type Outcome<T> = Result<Result<T, Vec<TxnError>>, heed::Error>;
+
+fn reject<T>(what: String) -> Outcome<T> {
+    Ok(Err(vec![TxnError { op_index: 0, what }]))
+}
+
+fn apply_register(tables: &Tables, txn: &mut RwTxn, index: u64, reg: &Registration, touched: &mut Touched) -> Outcome<Response> {
+    let name = reg.node.name.as_str();
+    if name.is_empty() {
+        return reject("Must provide node".into());
+    }
+    if name.contains(crate::store::KEY_SEP) {
+        return reject(format!("Invalid node name {name:?}"));
+    }
+    // A node ID may not move to another name while its owner is registered
+    // (Consul: "Error while renaming Node ID").
+    if !reg.node.id.is_empty() {
+        for item in tables.nodes.iter(txn)? {
+            let (other_name, other) = item?;
+            if other_name != name && other.id.eq_ignore_ascii_case(&reg.node.id) {
+                return reject(format!(
+                    "failed inserting node: Error while renaming Node ID: \"{}\": Node name {} is reserved by node {} with name {} ({})",
+                    reg.node.id, other_name, other.id, other_name, other.address
+                ));
+            }
+        }
+    }
+
+    let existing = tables.nodes.get(txn, name)?;
+    match existing {
+        Some(_) if reg.skip_node_update => {}
+        Some(mut cur) => {
+            let mut next = reg.node.clone();
+            if next.id.is_empty() {
+                next.id = cur.id.clone();
+            }
+            next.create_index = cur.create_index;
+            next.modify_index = cur.modify_index;
+            if next != cur {
+                next.modify_index = index;
+                cur = next;
+                tables.nodes.put(txn, name, &cur)?;
+                tables.set_table_index(txn, Table::Nodes, index)?;
+                touched.catalog = true;
+            }
+        }
+        None => {
+            let mut node = reg.node.clone();
+            node.create_index = index;
+            node.modify_index = index;
+            tables.nodes.put(txn, name, &node)?;
+            tables.set_table_index(txn, Table::Nodes, index)?;
+            touched.catalog = true;
+        }
+    }
+
+    if let Some(svc) = &reg.service {
+        if svc.id.is_empty() {
+            return reject("Must provide service ID".into());
+        }
+        if svc.id.contains(crate::store::KEY_SEP) {
+            return reject(format!("Invalid service ID {:?}", svc.id));
+        }
+        let key = node_scoped_key(name, &svc.id);
+        let cur = tables.services.get(txn, &key)?;
+        let mut next = svc.clone();
+        next.node = name.to_string();
+        match &cur {
+            Some(cur) => {
+                next.create_index = cur.create_index;
+                next.modify_index = cur.modify_index;
+            }
+            None => {
+                next.create_index = index;
+                next.modify_index = index;
+            }
+        }
+        if cur.as_ref() != Some(&next) {
+            next.modify_index = index;
+            tables.services.put(txn, &key, &next)?;
+            tables.set_table_index(txn, Table::Services, index)?;
+            touched.catalog = true;
+            // Service checks carry the service's name and tags.
+            let prefix = node_prefix(name);
+            let mut updates = Vec::new();
+            for item in tables.checks.prefix_iter(txn, &prefix)? {
+                let (k, mut chk) = item?;
+                if chk.service_id == next.id && (chk.service_name != next.name || chk.service_tags != next.tags) {
+                    chk.service_name = next.name.clone();
+                    chk.service_tags = next.tags.clone();
+                    chk.modify_index = index;
+                    updates.push((k.to_string(), chk));
+                }
+            }
+            for (k, chk) in updates {
+                tables.checks.put(txn, &k, &chk)?;
+                tables.set_table_index(txn, Table::Checks, index)?;
+            }
+        }
+    }
+
+    for chk in &reg.checks {
+        if chk.check_id.is_empty() {
+            return reject("Missing check ID".into());
+        }
+        if chk.check_id.contains(crate::store::KEY_SEP) {
+            return reject(format!("Invalid check ID {:?}", chk.check_id));
+        }
+        let mut next = chk.clone();
+        next.node = name.to_string();
+        if !next.service_id.is_empty() {
+            let Some(svc) = tables.services.get(txn, &node_scoped_key(name, &next.service_id))? else {
+                return reject(format!(
+                    "failed inserting check: Unknown service ID \"{}\" for check ID \"{}\"",
+                    next.service_id, next.check_id
+                ));
+            };
+            next.service_name = svc.name;
+            next.service_tags = svc.tags;
+        } else {
+            next.service_name.clear();
+            next.service_tags.clear();
+        }
+        let key = node_scoped_key(name, &next.check_id);
+        let cur = tables.checks.get(txn, &key)?;
+        match &cur {
+            Some(cur) => {
+                next.create_index = cur.create_index;
+                next.modify_index = cur.modify_index;
+            }
+            None => {
+                next.create_index = index;
+                next.modify_index = index;
+            }
+        }
+        if cur.as_ref() != Some(&next) {
+            next.modify_index = index;
+            tables.checks.put(txn, &key, &next)?;
+            tables.set_table_index(txn, Table::Checks, index)?;
+            touched.catalog = true;
+        }
+    }
+    Ok(Ok(Response::Bool(true)))
+}
+
+fn apply_deregister(tables: &Tables, txn: &mut RwTxn, index: u64, d: &Deregistration, touched: &mut Touched) -> Outcome<Response> {
+    if d.node.is_empty() {
+        return reject("Must provide node".into());
+    }
+    let prefix = node_prefix(&d.node);
+    match (&d.service_id, &d.check_id) {
+        (None, None) => {
+            if tables.nodes.delete(txn, &d.node)? {
+                tables.set_table_index(txn, Table::Nodes, index)?;
+                touched.catalog = true;
+            }
+            if delete_prefix(&tables.services, txn, &prefix, |_| true)? > 0 {
+                tables.set_table_index(txn, Table::Services, index)?;
+                touched.catalog = true;
+            }
+            if delete_prefix(&tables.checks, txn, &prefix, |_| true)? > 0 {
+                tables.set_table_index(txn, Table::Checks, index)?;
+                touched.catalog = true;
+            }
+        }
+        (Some(sid), _) => {
+            if tables.services.delete(txn, &node_scoped_key(&d.node, sid))? {
+                tables.set_table_index(txn, Table::Services, index)?;
+                touched.catalog = true;
+            }
+            if delete_prefix(&tables.checks, txn, &prefix, |c: &Check| &c.service_id == sid)? > 0 {
+                tables.set_table_index(txn, Table::Checks, index)?;
+                touched.catalog = true;
+            }
+        }
+        (None, Some(cid)) => {
+            if tables.checks.delete(txn, &node_scoped_key(&d.node, cid))? {
+                tables.set_table_index(txn, Table::Checks, index)?;
+                touched.catalog = true;
+            }
+        }
+    }
+    Ok(Ok(Response::Bool(true)))
+}
+
+fn delete_prefix<V>(
+    db: &heed::Database<'static, heed::types::Str, heed::types::SerdeBincode<V>>,
+    txn: &mut RwTxn,
+    prefix: &str,
+    pred: impl Fn(&V) -> bool,
+) -> Result<usize, heed::Error>
+where
+    V: serde::Serialize + serde::de::DeserializeOwned + 'static,
+{
+    let mut doomed = Vec::new();
+    for item in db.prefix_iter(txn, prefix)? {
+        let (k, v) = item?;
+        if pred(&v) {
+            doomed.push(k.to_string());
+        }
+    }
+    for k in &doomed {
+        db.delete(txn, k)?;
+    }
+    Ok(doomed.len())
+}
+
+fn put_kv(tables: &Tables, txn: &mut RwTxn, index: u64, key: &str, value: &[u8], flags: u64, cur: Option<KvEntry>) -> Result<KvEntry, heed::Error> {
+    let entry = match cur {
+        Some(mut e) => {
+            e.value = value.to_vec();
+            e.flags = flags;
+            e.modify_index = index;
+            e
+        }
+        None => KvEntry {
+            key: key.to_string(),
+            value: value.to_vec(),
+            flags,
+            lock_index: 0,
+            session: String::new(),
+            create_index: index,
+            modify_index: index,
+        },
+    };
+    tables.kv.put(txn, key, &entry)?;
+    tables.set_table_index(txn, Table::Kvs, index)?;
+    Ok(entry)
+}
+
+/// Applies one KV write. `Ok(Ok(false))` is a failed CAS.
+fn apply_kv(tables: &Tables, txn: &mut RwTxn, index: u64, op: &KvOp, touched: &mut Touched) -> Outcome<bool> {
+    let done = kv_write(tables, txn, index, op, touched)?;
+    Ok(Ok(done.is_some()))
+}
+
+/// Returns the written entry (None for a failed CAS; a delete yields Some(default)).
+fn kv_write(tables: &Tables, txn: &mut RwTxn, index: u64, op: &KvOp, touched: &mut Touched) -> Result<Option<KvEntry>, heed::Error> {
+    match op {
+        KvOp::Set { key, value, flags } => {
+            let cur = tables.kv.get(txn, key)?;
+            touched.kv = true;
+            Ok(Some(put_kv(tables, txn, index, key, value, *flags, cur)?))
+        }
+        KvOp::Cas { key, value, flags, index: want } => {
+            let cur = tables.kv.get(txn, key)?;
+            let ok = match &cur {
+                None => *want == 0,
+                Some(e) => *want != 0 && e.modify_index == *want,
+            };
+            if !ok {
+                return Ok(None);
+            }
+            touched.kv = true;
+            Ok(Some(put_kv(tables, txn, index, key, value, *flags, cur)?))
+        }
+        KvOp::Delete { key } => {
+            if tables.kv.delete(txn, key)? {
+                tables.set_table_index(txn, Table::Kvs, index)?;
+                touched.kv = true;
+            }
+            Ok(Some(KvEntry::default()))
+        }
+        KvOp::DeleteCas { key, index: want } => match tables.kv.get(txn, key)? {
+            None => Ok(Some(KvEntry::default())),
+            Some(e) if e.modify_index == *want => {
+                tables.kv.delete(txn, key)?;
+                tables.set_table_index(txn, Table::Kvs, index)?;
+                touched.kv = true;
+                Ok(Some(KvEntry::default()))
+            }
+            Some(_) => Ok(None),
+        },
+        KvOp::DeleteTree { prefix } => {
+            let n = if prefix.is_empty() {
+                let n = tables.kv.len(txn)?;
+                tables.kv.clear(txn)?;
+                n as usize
+            } else {
+                delete_prefix(&tables.kv, txn, prefix, |_| true)?
+            };
+            if n > 0 {
+                tables.set_table_index(txn, Table::Kvs, index)?;
+                touched.kv = true;
+            }
+            Ok(Some(KvEntry::default()))
+        }
+    }
+}
+
+fn apply_txn(tables: &Tables, txn: &mut RwTxn, index: u64, ops: &[TxnOp], touched: &mut Touched) -> Outcome<Response> {
+    let mut results = Vec::new();
+    let mut errors = Vec::new();
+    for (i, op) in ops.iter().enumerate() {
+        let err = |what: String| TxnError { op_index: i, what };
+        match op {
+            TxnOp::Write(w) => {
+                let out = kv_write(tables, txn, index, w, touched)?;
+                match (w, out) {
+                    (KvOp::Set { .. } | KvOp::Cas { .. }, Some(entry)) => {
+                        results.push(TxnResult { entry, include_value: false });
+                    }
+                    (KvOp::Cas { key, .. }, None) => errors.push(err(format!("failed to set key {key:?}, index is stale"))),
+                    (KvOp::DeleteCas { key, .. }, None) => {
+                        errors.push(err(format!("failed to delete key {key:?}, index is stale")))
+                    }
+                    _ => {}
+                }
+            }
+            TxnOp::Get { key } => match tables.kv.get(txn, key)? {
+                Some(entry) => results.push(TxnResult { entry, include_value: true }),
+                None => errors.push(err(format!("key {key:?} doesn't exist"))),
+            },
+            TxnOp::GetOrEmpty { key } => {
+                let entry = tables.kv.get(txn, key)?.unwrap_or_else(|| KvEntry { key: key.clone(), ..KvEntry::default() });
+                results.push(TxnResult { entry, include_value: true });
+            }
+            TxnOp::GetTree { prefix } => {
+                for item in tables.kv.prefix_iter(txn, prefix)? {
+                    let (_, entry) = item?;
+                    results.push(TxnResult { entry, include_value: true });
+                }
+            }
+            TxnOp::CheckIndex { key, index: want } => match tables.kv.get(txn, key)? {
+                Some(entry) if entry.modify_index == *want => results.push(TxnResult { entry, include_value: false }),
+                Some(entry) => errors.push(err(format!("current modify index {} != {}", entry.modify_index, want))),
+                None => errors.push(err(format!("key {key:?} doesn't exist"))),
+            },
+            TxnOp::CheckNotExists { key } => {
+                if tables.kv.get(txn, key)?.is_some() {
+                    errors.push(err(format!("key {key:?} exists")));
+                }
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(Ok(Response::Txn(Ok(results))))
+    } else {
+        Ok(Err(errors))
+    }
+}
+

@@ -1,0 +1,99 @@
+//! Commands: the only way replicated state changes. Each is proposed to raft,
+//! and its log index becomes the Consul index of what it writes.
+
+use super::types::{Check, KvEntry, Node, Service};
+use serde::{Deserialize, Serialize};
+
+/// A catalog registration: a node, optionally one service on it, and checks.
+/// Agent anti-entropy and `PUT /v1/catalog/register` both produce this.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Registration {
+    /// `create_index`/`modify_index` are ignored; apply assigns them.
+    pub node: Node,
+    pub service: Option<Service>,
+    pub checks: Vec<Check>,
+    /// Leave the node's address/meta as they are if it exists.
+    pub skip_node_update: bool,
+}
+
+/// `PUT /v1/catalog/deregister`: the whole node, one service (with its
+/// checks), or one check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Deregistration {
+    pub node: String,
+    pub service_id: Option<String>,
+    pub check_id: Option<String>,
+}
+
+/// One KV write verb. Reads in a transaction are `TxnOp::Kv` with a read verb.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum KvOp {
+    /// Unconditional set.
+    Set { key: String, value: Vec<u8>, flags: u64 },
+    /// Set only if the key's ModifyIndex equals `index` (0 = only if absent).
+    Cas { key: String, value: Vec<u8>, flags: u64, index: u64 },
+    Delete { key: String },
+    /// Delete only if ModifyIndex equals `index`.
+    DeleteCas { key: String, index: u64 },
+    /// Delete every key with this prefix.
+    DeleteTree { prefix: String },
+}
+
+/// A transaction operation (`PUT /v1/txn`), KV verbs only for now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum TxnOp {
+    Write(KvOp),
+    Get { key: String },
+    GetOrEmpty { key: String },
+    GetTree { prefix: String },
+    CheckIndex { key: String, index: u64 },
+    CheckNotExists { key: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    Register(Registration),
+    Deregister(Deregistration),
+    Kv(KvOp),
+    Txn(Vec<TxnOp>),
+}
+
+impl Command {
+    /// Metric/log label.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Register(_) => "register",
+            Command::Deregister(_) => "deregister",
+            Command::Kv(_) => "kv",
+            Command::Txn(_) => "txn",
+        }
+    }
+}
+
+/// One result of a transaction: an entry touched or read. Consul returns the
+/// entry without its value for writes, with it for reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TxnResult {
+    pub entry: KvEntry,
+    pub include_value: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TxnError {
+    pub op_index: usize,
+    pub what: String,
+}
+
+/// What applying a command returned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub enum Response {
+    /// Non-command log entries (blank, membership).
+    #[default]
+    None,
+    /// Done; for KV verbs `false` means a failed CAS.
+    Bool(bool),
+    Txn(Result<Vec<TxnResult>, Vec<TxnError>>),
+    /// The command was rejected by the state machine (nothing written).
+    Rejected(String),
+}
+

@@ -1,0 +1,14 @@
+//! cairn: a Consul-compatible, DNS-first service-discovery server.
+
+pub mod agent;
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod dns;
+pub mod duration;
+pub mod http;
+pub mod metrics;
+pub mod raft;
+pub mod rpc;
+pub mod run;
+pub mod store;

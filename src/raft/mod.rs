@@ -1,0 +1,142 @@
+//! Consensus through openraft: type configuration, node identity, and the
+//! write path every replicated change takes (`Consensus::propose`).
+
+pub mod network;
+pub mod state_machine;
+
+use crate::catalog::command::{Command, Response};
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::BasicNode;
+use std::collections::BTreeMap;
+use std::io::Cursor;
+use std::sync::Arc;
+use std::time::Duration;
+
+openraft::declare_raft_types!(
+    pub TypeConfig:
+        D = Command,
+        R = Response,
+);
+
+pub type NodeId = u64;
+pub type Raft = openraft::Raft<TypeConfig>;
+
+/// Raft node ID derived from the agent's UUID node ID (its first 8 bytes).
+pub fn raft_id(node_uuid: &str) -> NodeId {
+    match uuid::Uuid::parse_str(node_uuid) {
+        Ok(u) => {
+            let b = u.as_bytes();
+            u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+        }
+        Err(_) => {
+            // Not a UUID: hash it (FNV-1a) so any stable string still works.
+            let mut h: u64 = 0xcbf29ce484222325;
+            for byte in node_uuid.bytes() {
+                h ^= byte as u64;
+                h = h.wrapping_mul(0x100000001b3);
+            }
+            h
+        }
+    }
+}
+
+/// Timing tuned for a LAN: elections in well under a second, not Consul's
+/// `raft_multiplier=5` defaults.
+pub fn raft_config() -> openraft::Config {
+    openraft::Config {
+        cluster_name: "cairn".into(),
+        heartbeat_interval: 100,
+        election_timeout_min: 400,
+        election_timeout_max: 800,
+        install_snapshot_timeout: 5000,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(16384),
+        max_in_snapshot_log_to_keep: 1000,
+        max_payload_entries: 512,
+        ..Default::default()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// Consul's text for a write with no leader to take it.
+    #[error("No cluster leader")]
+    NoLeader,
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+/// The write path: propose a command, wait until it is committed and
+/// applied, return its index and the state machine's response.
+#[derive(Clone)]
+pub struct Consensus {
+    pub raft: Raft,
+    pub id: NodeId,
+}
+
+impl Consensus {
+    pub async fn propose(&self, cmd: Command) -> Result<(u64, Response), WriteError> {
+        let name = cmd.name();
+        let started = std::time::Instant::now();
+        let res = self.raft.client_write(cmd).await;
+        crate::metrics::raft_apply(name, started.elapsed());
+        match res {
+            Ok(resp) => Ok((resp.log_id.index, resp.data)),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(WriteError::NoLeader),
+            Err(e) => Err(WriteError::Raft(e.to_string())),
+        }
+    }
+
+    /// Single-server bootstrap (`-dev`, `-bootstrap`, `-bootstrap-expect=1`).
+    /// A no-op if the log already holds a membership.
+    pub async fn bootstrap_alone(&self, rpc_addr: &str) -> Result<(), WriteError> {
+        if self.raft.is_initialized().await.map_err(|e| WriteError::Raft(e.to_string()))? {
+            return Ok(());
+        }
+        let mut members = BTreeMap::new();
+        members.insert(self.id, BasicNode { addr: rpc_addr.to_string() });
+        match self.raft.initialize(members).await {
+            Ok(()) => Ok(()),
+            Err(RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => Ok(()),
+            Err(e) => Err(WriteError::Raft(e.to_string())),
+        }
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().current_leader == Some(self.id)
+    }
+
+    pub fn leader(&self) -> Option<(NodeId, String)> {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        let leader = m.current_leader?;
+        let addr = m.membership_config.membership().get_node(&leader).map(|n| n.addr.clone())?;
+        Some((leader, addr))
+    }
+
+    /// Waits until some node is leader, up to `timeout`.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> bool {
+        let mut rx = self.raft.metrics();
+        let fut = async {
+            loop {
+                if rx.borrow().current_leader.is_some() {
+                    return;
+                }
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        tokio::time::timeout(timeout, fut).await.is_ok() && rx.borrow().current_leader.is_some()
+    }
+
+    /// Voters and learners with their RPC addresses.
+    pub fn members(&self) -> Vec<(NodeId, String, bool)> {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        let membership = m.membership_config.membership();
+        let voters: std::collections::BTreeSet<NodeId> = membership.voter_ids().collect();
+        membership.nodes().map(|(id, n)| (*id, n.addr.clone(), voters.contains(id))).collect()
+    }
+}
+
+pub type SharedConsensus = Arc<Consensus>;

@@ -1,0 +1,95 @@
+//! The server RPC port (8300): length-prefixed bincode frames over TCP.
+//! Carries raft's AppendEntries, Vote and InstallSnapshot between servers.
+
+use crate::raft::{NodeId, TypeConfig};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
+use serde::{Deserialize, Serialize};
+use std::io;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Frames larger than this are refused (a snapshot chunk is at most 3 MiB).
+pub const MAX_FRAME: usize = 64 * 1024 * 1024;
+
+#[derive(Serialize, Deserialize)]
+pub enum RpcRequest {
+    AppendEntries(AppendEntriesRequest<TypeConfig>),
+    Vote(VoteRequest<NodeId>),
+    InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
+}
+
+/// Remote errors travel as text: the caller only needs to know the call failed.
+#[derive(Serialize, Deserialize)]
+pub enum RpcResponse {
+    AppendEntries(Result<AppendEntriesResponse<NodeId>, String>),
+    Vote(Result<VoteResponse<NodeId>, String>),
+    InstallSnapshot(Result<InstallSnapshotResponse<NodeId>, String>),
+}
+
+pub async fn write_frame<W: AsyncWriteExt + Unpin, T: Serialize>(w: &mut W, msg: &T) -> io::Result<()> {
+    let bytes = bincode::serialize(msg).map_err(io::Error::other)?;
+    if bytes.len() > MAX_FRAME {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "frame too large"));
+    }
+    let mut buf = Vec::with_capacity(bytes.len() + 4);
+    buf.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+    buf.extend_from_slice(&bytes);
+    w.write_all(&buf).await?;
+    w.flush().await
+}
+
+pub async fn read_frame<R: AsyncReadExt + Unpin, T: for<'de> Deserialize<'de>>(r: &mut R) -> io::Result<T> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len).await?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("frame of {len} bytes exceeds limit")));
+    }
+    let mut buf = vec![0u8; len];
+    r.read_exact(&mut buf).await?;
+    bincode::deserialize(&buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// Serves raft RPCs on `listener` until the process exits. Malformed frames
+/// close that connection with a log line; they never reach raft.
+pub async fn serve(listener: tokio::net::TcpListener, raft: crate::raft::Raft) {
+    loop {
+        let (mut sock, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!("rpc accept: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = sock.set_nodelay(true);
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            loop {
+                let req: RpcRequest = match read_frame(&mut sock).await {
+                    Ok(r) => r,
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return,
+                    Err(e) => {
+                        tracing::warn!(%peer, "rpc: dropping connection: {e}");
+                        return;
+                    }
+                };
+                let resp = match req {
+                    RpcRequest::AppendEntries(r) => {
+                        RpcResponse::AppendEntries(raft.append_entries(r).await.map_err(|e| e.to_string()))
+                    }
+                    RpcRequest::Vote(r) => RpcResponse::Vote(raft.vote(r).await.map_err(|e| e.to_string())),
+                    RpcRequest::InstallSnapshot(r) => {
+                        RpcResponse::InstallSnapshot(raft.install_snapshot(r).await.map_err(|e| e.to_string()))
+                    }
+                };
+                if let Err(e) = write_frame(&mut sock, &resp).await {
+                    tracing::debug!(%peer, "rpc write: {e}");
+                    return;
+                }
+            }
+        });
+    }
+}

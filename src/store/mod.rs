@@ -1,0 +1,132 @@
+//! LMDB storage through heed: the catalog tables of the state machine, and
+//! (in `log`) the raft log and vote. Two environments so that log appends and
+//! state-machine applies never wait on each other's single writer lock.
+
+pub mod log;
+
+use crate::catalog::types::{Check, KvEntry, Node, Service};
+use heed::types::{Bytes, SerdeBincode, Str};
+use heed::{CommitOrAbort, Database, Env, EnvOpenOptions, RoTxn, RwTxn, WithoutTls};
+use std::path::Path;
+
+pub type StoreEnv = Env<WithoutTls>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("lmdb: {0}")]
+    Lmdb(#[from] heed::Error),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("codec: {0}")]
+    Codec(String),
+}
+
+/// Separator between the node name and the ID in composite keys. Node names
+/// and IDs are not allowed to contain NUL.
+pub const KEY_SEP: char = '\0';
+
+pub fn node_scoped_key(node: &str, id: &str) -> String {
+    let mut k = String::with_capacity(node.len() + id.len() + 1);
+    k.push_str(node);
+    k.push(KEY_SEP);
+    k.push_str(id);
+    k
+}
+
+/// Prefix that selects everything scoped to `node`.
+pub fn node_prefix(node: &str) -> String {
+    let mut k = String::with_capacity(node.len() + 1);
+    k.push_str(node);
+    k.push(KEY_SEP);
+    k
+}
+
+/// Per-table modification indexes kept in `meta` (Consul's "index table").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    Nodes,
+    Services,
+    Checks,
+    Kvs,
+}
+
+impl Table {
+    pub fn meta_key(self) -> &'static str {
+        match self {
+            Table::Nodes => "index/nodes",
+            Table::Services => "index/services",
+            Table::Checks => "index/checks",
+            Table::Kvs => "index/kvs",
+        }
+    }
+}
+
+/// The catalog tables.
+#[derive(Clone)]
+pub struct Tables {
+    pub env: StoreEnv,
+    /// node name -> Node
+    pub nodes: Database<'static, Str, SerdeBincode<Node>>,
+    /// node \0 service id -> Service
+    pub services: Database<'static, Str, SerdeBincode<Service>>,
+    /// node \0 check id -> Check
+    pub checks: Database<'static, Str, SerdeBincode<Check>>,
+    /// key -> KvEntry
+    pub kv: Database<'static, Str, SerdeBincode<KvEntry>>,
+    /// table indexes, last applied log id, membership
+    pub meta: Database<'static, Str, Bytes>,
+}
+
+pub fn open_env(dir: &Path, max_dbs: u32) -> Result<StoreEnv, StoreError> {
+    std::fs::create_dir_all(dir)?;
+    // SAFETY: each environment directory is opened once per process (the
+    // agent holds it for its lifetime), which is what LMDB requires.
+    let env = unsafe {
+        EnvOpenOptions::new()
+            .read_txn_without_tls()
+            .map_size(16 * 1024 * 1024 * 1024)
+            .max_dbs(max_dbs)
+            .open(dir)?
+    };
+    Ok(env)
+}
+
+impl Tables {
+    pub fn open(dir: &Path) -> Result<Tables, StoreError> {
+        let env = open_env(dir, 8)?;
+        let wtxn = env.write_txn()?;
+        let (nodes, services, checks, kv, meta) = env
+            .create_databases_and_commit(wtxn, |dbo, wtxn| -> Result<_, heed::Error> {
+                Ok(CommitOrAbort::<_, ()>::Commit((
+                    dbo.create_database(wtxn, Some("nodes"))?,
+                    dbo.create_database(wtxn, Some("services"))?,
+                    dbo.create_database(wtxn, Some("checks"))?,
+                    dbo.create_database(wtxn, Some("kv"))?,
+                    dbo.create_database(wtxn, Some("meta"))?,
+                )))
+            })?
+            .unwrap_commit();
+        Ok(Tables { env: env.clone(), nodes, services, checks, kv, meta })
+    }
+
+    pub fn table_index(&self, txn: &RoTxn, table: Table) -> Result<u64, heed::Error> {
+        Ok(self
+            .meta
+            .get(txn, table.meta_key())?
+            .and_then(|b| b.try_into().ok().map(u64::from_be_bytes))
+            .unwrap_or(0))
+    }
+
+    pub fn set_table_index(&self, txn: &mut RwTxn, table: Table, index: u64) -> Result<(), heed::Error> {
+        self.meta.put(txn, table.meta_key(), &index.to_be_bytes())
+    }
+
+    /// Highest index over several tables, at least 1 (Consul never returns 0).
+    pub fn max_index(&self, txn: &RoTxn, tables: &[Table]) -> Result<u64, heed::Error> {
+        let mut max = 1;
+        for t in tables {
+            max = max.max(self.table_index(txn, *t)?);
+        }
+        Ok(max)
+    }
+}
