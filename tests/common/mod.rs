@@ -1,0 +1,261 @@
+//! Shared helpers for integration tests: start the real `cairn` binary on
+//! free loopback ports with its own data dir, talk to it over HTTP, query
+//! it with `dig`.
+#![allow(dead_code)]
+
+use std::net::{TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_cairn");
+
+/// A TCP+UDP port free on 127.0.0.1 right now.
+pub fn free_port() -> u16 {
+    loop {
+        let tcp = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = tcp.local_addr().unwrap().port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+pub struct Ports {
+    pub http: u16,
+    pub dns: u16,
+    pub server: u16,
+    pub serf_lan: u16,
+}
+
+impl Ports {
+    pub fn free() -> Ports {
+        Ports { http: free_port(), dns: free_port(), server: free_port(), serf_lan: free_port() }
+    }
+}
+
+/// A running agent process, killed on drop.
+pub struct TestAgent {
+    pub child: Option<Child>,
+    pub ports: Ports,
+    pub data_dir: PathBuf,
+    pub node: String,
+    pub extra: Vec<String>,
+    _tmp: Option<tempfile::TempDir>,
+    pub log: PathBuf,
+}
+
+impl TestAgent {
+    /// `cairn agent -dev` with its own data dir and ports.
+    pub fn dev() -> TestAgent {
+        Self::dev_with(&[])
+    }
+
+    pub fn dev_with(extra: &[&str]) -> TestAgent {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let data_dir = tmp.path().join("data");
+        let mut a = TestAgent {
+            child: None,
+            ports: Ports::free(),
+            data_dir,
+            node: "node1".into(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            log: tmp.path().join("agent.log"),
+            _tmp: Some(tmp),
+        };
+        a.start();
+        a
+    }
+
+    pub fn args(&self) -> Vec<String> {
+        let mut v = vec![
+            "agent".to_string(),
+            "-dev".into(),
+            format!("-node={}", self.node),
+            format!("-data-dir={}", self.data_dir.display()),
+            format!("-http-port={}", self.ports.http),
+            format!("-dns-port={}", self.ports.dns),
+            format!("-server-port={}", self.ports.server),
+            format!("-serf-lan-port={}", self.ports.serf_lan),
+            "-client=127.0.0.1".into(),
+            "-bind=127.0.0.1".into(),
+        ];
+        v.extend(self.extra.iter().cloned());
+        v
+    }
+
+    /// Starts (or restarts) the process and waits until it has a leader and
+    /// has registered itself.
+    pub fn start(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
+        let child = Command::new(BIN)
+            .args(self.args())
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn cairn");
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    pub fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    panic!("cairn exited early with {status}; log:\n{}", self.log_text());
+                }
+            }
+            if let Ok(r) = self.get("/v1/catalog/node/".to_string() + &self.node) {
+                if r.status == 200 && r.body != "null" {
+                    if let Ok(h) = self.get(format!("/v1/health/node/{}", self.node)) {
+                        if h.body.contains("serfHealth") {
+                            return;
+                        }
+                    }
+                }
+            }
+            if Instant::now() > deadline {
+                panic!("cairn did not become ready; log:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports.http)
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for exit; returns the exit status code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let mut c = self.child.take()?;
+        unsafe {
+            libc::kill(c.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(Some(s)) = c.try_wait() {
+                return s.code();
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                panic!("agent did not exit after SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn request(&self, method: &str, path: &str, body: Option<&[u8]>, headers: &[(&str, &str)]) -> Result<Resp, String> {
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| e.to_string())?;
+        let m = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
+        let mut req = client.request(m, format!("{}{}", self.base(), path));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(b) = body {
+            req = req.body(b.to_vec());
+        }
+        let resp = req.send().map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_ascii_lowercase(), v.to_str().unwrap_or("").to_string()))
+            .collect();
+        let bytes = resp.bytes().map_err(|e| e.to_string())?.to_vec();
+        Ok(Resp { status, headers, body: String::from_utf8_lossy(&bytes).into_owned(), bytes })
+    }
+
+    pub fn get(&self, path: impl AsRef<str>) -> Result<Resp, String> {
+        self.request("GET", path.as_ref(), None, &[])
+    }
+
+    /// PUT with a body; panics on transport errors.
+    pub fn put(&self, path: &str, body: &str) -> Resp {
+        self.request("PUT", path, Some(body.as_bytes()), &[]).expect("PUT")
+    }
+
+    pub fn get_ok(&self, path: &str) -> Resp {
+        self.get(path).expect("GET")
+    }
+
+    pub fn delete(&self, path: &str) -> Resp {
+        self.request("DELETE", path, None, &[]).expect("DELETE")
+    }
+
+    /// `dig @127.0.0.1 -p <dns> <args...> +noall +answer ...` output.
+    pub fn dig(&self, args: &[&str]) -> String {
+        dig(self.ports.dns, args)
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+}
+
+impl Drop for TestAgent {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    pub bytes: Vec<u8>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+}
+
+/// Runs `dig` against 127.0.0.1:<port> with the given arguments; returns stdout.
+/// A missing `dig` is a failure, never a skip.
+pub fn dig(port: u16, args: &[&str]) -> String {
+    let out = Command::new("dig")
+        .arg("@127.0.0.1")
+        .arg("-p")
+        .arg(port.to_string())
+        .args(["+time=2", "+tries=1"])
+        .args(args)
+        .output()
+        .expect("dig must be installed (scripts/test installs bind9-dnsutils)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Polls `f` until it returns true or `timeout` passes.
+pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
