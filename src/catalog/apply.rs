@@ -383,3 +383,120 @@ fn apply_txn(tables: &Tables, txn: &mut RwTxn, index: u64, ops: &[TxnOp], touche
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::query::Reader;
+    use crate::catalog::types::{HealthStatus, Node, Service};
+
+    fn tables() -> (tempfile::TempDir, Tables) {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Tables::open(dir.path()).unwrap();
+        (dir, t)
+    }
+
+    fn run(t: &Tables, index: u64, cmd: Command) -> Response {
+        let mut txn = t.env.write_txn().unwrap();
+        let (resp, _) = apply(t, &mut txn, index, &cmd).unwrap();
+        txn.commit().unwrap();
+        resp
+    }
+
+    fn reg(node: &str, svc: Option<(&str, &str)>, checks: Vec<Check>) -> Command {
+        Command::Register(Registration {
+            node: Node { name: node.into(), address: "10.0.0.1".into(), datacenter: "dc1".into(), ..Node::default() },
+            service: svc.map(|(id, name)| Service { id: id.into(), name: name.into(), port: 80, ..Service::default() }),
+            checks,
+            skip_node_update: false,
+        })
+    }
+
+    #[test]
+    fn register_assigns_indexes_and_unchanged_rewrite_keeps_them() {
+        let (_d, t) = tables();
+        assert_eq!(run(&t, 5, reg("n1", Some(("web1", "web")), vec![])), Response::Bool(true));
+        run(&t, 9, reg("n1", Some(("web1", "web")), vec![]));
+        let r = Reader::new(&t).unwrap();
+        let s = r.service("n1", "web1").unwrap().unwrap();
+        assert_eq!((s.create_index, s.modify_index), (5, 5), "an identical re-registration changes nothing");
+        assert_eq!(r.index(&[Table::Services]).unwrap(), 5);
+    }
+
+    #[test]
+    fn check_for_unknown_service_rejects_whole_registration() {
+        let (_d, t) = tables();
+        let bad = Check { check_id: "c1".into(), service_id: "nope".into(), ..Check::default() };
+        let resp = run(&t, 3, reg("n1", Some(("web1", "web")), vec![bad]));
+        assert!(matches!(resp, Response::Rejected(ref m) if m.contains("Unknown service ID")), "{resp:?}");
+        let r = Reader::new(&t).unwrap();
+        assert!(r.node("n1").unwrap().is_none(), "a rejected command writes nothing");
+        assert!(r.service("n1", "web1").unwrap().is_none());
+    }
+
+    #[test]
+    fn service_checks_join_instances_and_deregister_cascades() {
+        let (_d, t) = tables();
+        let c = Check { check_id: "service:web1".into(), service_id: "web1".into(), status: HealthStatus::Critical, ..Check::default() };
+        run(&t, 2, reg("n1", Some(("web1", "web")), vec![c]));
+        {
+            let r = Reader::new(&t).unwrap();
+            let inst = r.service_instances("web", &[]).unwrap();
+            assert_eq!(inst.len(), 1);
+            assert_eq!(inst[0].status(), HealthStatus::Critical);
+            assert_eq!(inst[0].checks[0].service_name, "web");
+        }
+        run(&t, 3, Command::Deregister(Deregistration { node: "n1".into(), service_id: Some("web1".into()), check_id: None }));
+        let r = Reader::new(&t).unwrap();
+        assert!(r.service_instances("web", &[]).unwrap().is_empty());
+        assert!(r.node_checks("n1").unwrap().is_empty());
+        assert!(r.node("n1").unwrap().is_some());
+    }
+
+    #[test]
+    fn kv_cas_semantics() {
+        let (_d, t) = tables();
+        let cas = |key: &str, index| Command::Kv(KvOp::Cas { key: key.into(), value: b"v".to_vec(), flags: 0, index });
+        assert_eq!(run(&t, 1, cas("a", 0)), Response::Bool(true), "cas=0 creates");
+        assert_eq!(run(&t, 2, cas("a", 0)), Response::Bool(false), "cas=0 fails when present");
+        assert_eq!(run(&t, 3, cas("a", 7)), Response::Bool(false), "stale index fails");
+        assert_eq!(run(&t, 4, cas("a", 1)), Response::Bool(true));
+        let r = Reader::new(&t).unwrap();
+        let e = r.kv_get("a").unwrap().unwrap();
+        assert_eq!((e.create_index, e.modify_index), (1, 4));
+    }
+
+    #[test]
+    fn txn_is_atomic() {
+        let (_d, t) = tables();
+        let ops = vec![
+            TxnOp::Write(KvOp::Set { key: "x".into(), value: b"1".to_vec(), flags: 0 }),
+            TxnOp::Get { key: "missing".into() },
+        ];
+        let resp = run(&t, 1, Command::Txn(ops));
+        match resp {
+            Response::Txn(Err(errs)) => {
+                assert_eq!(errs[0].op_index, 1);
+                assert!(errs[0].what.contains("doesn't exist"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(Reader::new(&t).unwrap().kv_get("x").unwrap().is_none(), "failed txn wrote nothing");
+    }
+
+    #[test]
+    fn kv_keys_fold_at_separator() {
+        let (_d, t) = tables();
+        for (i, k) in ["a/b/c", "a/b/d", "a/e", "f"].iter().enumerate() {
+            run(&t, i as u64 + 1, Command::Kv(KvOp::Set { key: k.to_string(), value: vec![], flags: 0 }));
+        }
+        let r = Reader::new(&t).unwrap();
+        let (keys, idx) = r.kv_keys("a/", "/").unwrap();
+        assert_eq!(keys, vec!["a/b/", "a/e"]);
+        assert_eq!(idx, 3);
+        run(&t, 9, Command::Kv(KvOp::DeleteTree { prefix: "a/".into() }));
+        let r = Reader::new(&t).unwrap();
+        assert_eq!(r.kv_list("").unwrap().len(), 1);
+        assert_eq!(r.index(&[Table::Kvs]).unwrap(), 9);
+    }
+}

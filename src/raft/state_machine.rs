@@ -255,3 +255,28 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok(Some(Snapshot { meta: stored.meta, snapshot: Box::new(Cursor::new(stored.data)) }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::log::LogStore;
+    use openraft::testing::{StoreBuilder, Suite};
+
+    struct Builder;
+
+    impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Builder {
+        async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError<NodeId>> {
+            let dir = tempfile::tempdir().map_err(sm_err)?;
+            let catalog = Arc::new(Catalog::open(&dir.path().join("state")).map_err(|e| sm_err(std::io::Error::other(e.to_string())))?);
+            let log = LogStore::open(&dir.path().join("raft")).map_err(|e| sm_err(std::io::Error::other(e.to_string())))?;
+            let sm = StateMachine::new(catalog, dir.path().join("snapshot.bin"));
+            Ok((dir, log, sm))
+        }
+    }
+
+    /// openraft's storage conformance suite against the LMDB log and state machine.
+    #[test]
+    fn openraft_storage_suite() {
+        Suite::test_all(Builder).expect("storage suite");
+    }
+}
