@@ -29,7 +29,9 @@ impl<'de> Deserialize<'de> for GoDuration {
             N(u64),
         }
         match Raw::deserialize(d)? {
-            Raw::S(s) => crate::duration::parse(&s).map(GoDuration).map_err(serde::de::Error::custom),
+            Raw::S(s) => crate::duration::parse(&s)
+                .map(GoDuration)
+                .map_err(serde::de::Error::custom),
             Raw::N(n) => Ok(GoDuration(Duration::from_nanos(n))),
         }
     }
@@ -46,7 +48,12 @@ pub struct SoaConfig {
 
 impl Default for SoaConfig {
     fn default() -> Self {
-        SoaConfig { refresh: 3600, retry: 600, expire: 86400, min_ttl: 0 }
+        SoaConfig {
+            refresh: 3600,
+            retry: 600,
+            expire: 86400,
+            min_ttl: 0,
+        }
     }
 }
 
@@ -120,7 +127,15 @@ pub struct Ports {
 
 impl Default for Ports {
     fn default() -> Self {
-        Ports { dns: 8600, http: 8500, https: -1, grpc: -1, serf_lan: 8301, serf_wan: 8302, server: 8300 }
+        Ports {
+            dns: 8600,
+            http: 8500,
+            https: -1,
+            grpc: -1,
+            serf_lan: 8301,
+            serf_wan: 8302,
+            server: 8300,
+        }
     }
 }
 
@@ -211,7 +226,11 @@ impl Default for Config {
 }
 
 fn default_node_name() -> String {
-    hostname::get().ok().and_then(|h| h.into_string().ok()).filter(|h| !h.is_empty()).unwrap_or_else(|| "cairn".into())
+    hostname::get()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "cairn".into())
 }
 
 impl Config {
@@ -246,28 +265,47 @@ impl Config {
             return Err(ConfigError::Invalid("data_dir cannot be empty".into()));
         }
         if self.bootstrap && self.bootstrap_expect > 0 {
-            return Err(ConfigError::Invalid("'bootstrap_expect > 0' and 'bootstrap = true' are mutually exclusive".into()));
+            return Err(ConfigError::Invalid(
+                "'bootstrap_expect > 0' and 'bootstrap = true' are mutually exclusive".into(),
+            ));
         }
         if (self.bootstrap || self.bootstrap_expect > 0) && !self.server {
-            return Err(ConfigError::Invalid("'bootstrap_expect > 0' or 'bootstrap = true' require server mode".into()));
+            return Err(ConfigError::Invalid(
+                "'bootstrap_expect > 0' or 'bootstrap = true' require server mode".into(),
+            ));
         }
-        if self.node_name.is_empty() || self.node_name.chars().any(|c| c.is_whitespace() || c == '"' || c == '\0') {
-            return Err(ConfigError::Invalid(format!("node_name {:?} is invalid", self.node_name)));
+        if self.node_name.is_empty()
+            || self
+                .node_name
+                .chars()
+                .any(|c| c.is_whitespace() || c == '"' || c == '\0')
+        {
+            return Err(ConfigError::Invalid(format!(
+                "node_name {:?} is invalid",
+                self.node_name
+            )));
         }
         if let Some(id) = &self.node_id {
             if uuid::Uuid::parse_str(id).is_err() {
-                return Err(ConfigError::Invalid(format!("node_id {id:?} is not a valid UUID")));
+                return Err(ConfigError::Invalid(format!(
+                    "node_id {id:?} is not a valid UUID"
+                )));
             }
         }
         if self.server && self.ports.server <= 0 {
-            return Err(ConfigError::Invalid("ports.server must be a valid port for servers".into()));
+            return Err(ConfigError::Invalid(
+                "ports.server must be a valid port for servers".into(),
+            ));
         }
         Ok(())
     }
 
     /// Merges one JSON config file.
     pub fn merge_file(&mut self, path: &Path) -> Result<(), ConfigError> {
-        let err = |msg: String| ConfigError::File { path: path.display().to_string(), msg };
+        let err = |msg: String| ConfigError::File {
+            path: path.display().to_string(),
+            msg,
+        };
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
         let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
         if ext == "hcl" {
@@ -279,11 +317,19 @@ impl Config {
 
     /// Merges every `*.json` file of a directory in lexical order, as Consul does.
     pub fn merge_dir(&mut self, dir: &Path) -> Result<(), ConfigError> {
-        let rd = std::fs::read_dir(dir)
-            .map_err(|e| ConfigError::File { path: dir.display().to_string(), msg: e.to_string() })?;
+        let rd = std::fs::read_dir(dir).map_err(|e| ConfigError::File {
+            path: dir.display().to_string(),
+            msg: e.to_string(),
+        })?;
         let mut files: Vec<PathBuf> = rd
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("json") | Some("hcl")))
+            .filter(|p| {
+                p.is_file()
+                    && matches!(
+                        p.extension().and_then(|e| e.to_str()),
+                        Some("json") | Some("hcl")
+                    )
+            })
             .collect();
         files.sort();
         for f in files {
@@ -429,12 +475,17 @@ struct FileConfig {
 
 fn parse_ips(s: &str) -> Result<Vec<IpAddr>, String> {
     s.split_whitespace()
-        .map(|p| p.parse::<IpAddr>().map_err(|_| format!("invalid address {p:?}")))
+        .map(|p| {
+            p.parse::<IpAddr>()
+                .map_err(|_| format!("invalid address {p:?}"))
+        })
         .collect()
 }
 
 fn parse_ip(s: &str) -> Result<IpAddr, String> {
-    s.trim().parse::<IpAddr>().map_err(|_| format!("invalid address {s:?}"))
+    s.trim()
+        .parse::<IpAddr>()
+        .map_err(|_| format!("invalid address {s:?}"))
 }
 
 pub fn normalize_domain(d: &str) -> String {
@@ -564,7 +615,11 @@ impl FileConfig {
         if let Some(l) = self.limits {
             set!(l.kv_max_value_size => c.kv_max_value_size);
         }
-        let _ = (self.performance.map(|p| p.raft_multiplier), self.disable_host_node_id, self.disable_update_check);
+        let _ = (
+            self.performance.map(|p| p.raft_multiplier),
+            self.disable_host_node_id,
+            self.disable_update_check,
+        );
         set!(self.default_query_time.map(|g| g.0) => c.default_query_time);
         set!(self.max_query_time.map(|g| g.0) => c.max_query_time);
         if self.zones_dir.is_some() {

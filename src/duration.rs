@@ -47,7 +47,11 @@ pub fn parse(s: &str) -> Result<Duration, String> {
             "m" => 60e9,
             "h" => 3600e9,
             "" => return Err(format!("time: missing unit in duration \"{orig}\"")),
-            _ => return Err(format!("time: unknown unit \"{unit}\" in duration \"{orig}\"")),
+            _ => {
+                return Err(format!(
+                    "time: unknown unit \"{unit}\" in duration \"{orig}\""
+                ))
+            }
         };
         total += value * nanos_per;
     }

@@ -9,7 +9,9 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 /// Latency buckets in milliseconds.
-const BUCKETS_MS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 1000.0, 5000.0];
+const BUCKETS_MS: &[f64] = &[
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 1000.0, 5000.0,
+];
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -53,21 +55,58 @@ impl Metrics {
 }
 
 fn describe() {
-    metrics::describe_histogram!("consul.dns.domain_query", metrics::Unit::Milliseconds, "DNS queries for the consul domain");
-    metrics::describe_counter!("consul.dns.queries", "DNS queries answered, by type and rcode");
-    metrics::describe_histogram!("consul.api.http", metrics::Unit::Milliseconds, "HTTP API requests");
-    metrics::describe_histogram!("consul.raft.commitTime", metrics::Unit::Milliseconds, "Time from proposal to apply");
+    metrics::describe_histogram!(
+        "consul.dns.domain_query",
+        metrics::Unit::Milliseconds,
+        "DNS queries for the consul domain"
+    );
+    metrics::describe_counter!(
+        "consul.dns.queries",
+        "DNS queries answered, by type and rcode"
+    );
+    metrics::describe_histogram!(
+        "consul.api.http",
+        metrics::Unit::Milliseconds,
+        "HTTP API requests"
+    );
+    metrics::describe_histogram!(
+        "consul.raft.commitTime",
+        metrics::Unit::Milliseconds,
+        "Time from proposal to apply"
+    );
     metrics::describe_counter!("consul.raft.apply", "Commands applied through raft");
-    metrics::describe_histogram!("consul.fsm.apply", metrics::Unit::Milliseconds, "State machine apply time");
-    metrics::describe_histogram!("consul.catalog.register", metrics::Unit::Milliseconds, "Catalog register writes");
-    metrics::describe_histogram!("consul.catalog.deregister", metrics::Unit::Milliseconds, "Catalog deregister writes");
+    metrics::describe_histogram!(
+        "consul.fsm.apply",
+        metrics::Unit::Milliseconds,
+        "State machine apply time"
+    );
+    metrics::describe_histogram!(
+        "consul.catalog.register",
+        metrics::Unit::Milliseconds,
+        "Catalog register writes"
+    );
+    metrics::describe_histogram!(
+        "consul.catalog.deregister",
+        metrics::Unit::Milliseconds,
+        "Catalog deregister writes"
+    );
     metrics::describe_histogram!("consul.kvs.apply", metrics::Unit::Milliseconds, "KV writes");
-    metrics::describe_histogram!("consul.txn.apply", metrics::Unit::Milliseconds, "Transactions");
+    metrics::describe_histogram!(
+        "consul.txn.apply",
+        metrics::Unit::Milliseconds,
+        "Transactions"
+    );
     metrics::describe_gauge!("consul.state.nodes", "Nodes in the catalog");
     metrics::describe_gauge!("consul.state.services", "Distinct services in the catalog");
-    metrics::describe_gauge!("consul.state.service_instances", "Service instances in the catalog");
+    metrics::describe_gauge!(
+        "consul.state.service_instances",
+        "Service instances in the catalog"
+    );
     metrics::describe_gauge!("consul.state.kv_entries", "KV entries");
-    metrics::describe_gauge!("consul.server.isLeader", "1 if this server is the raft leader");
+    metrics::describe_gauge!(
+        "consul.server.isLeader",
+        "1 if this server is the raft leader"
+    );
 }
 
 fn ms(d: Duration) -> f64 {

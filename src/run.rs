@@ -17,7 +17,9 @@ use std::time::Duration;
 
 pub fn run_agent(config: Config) -> Result<i32> {
     init_logging(&config.log_level);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         match start(config).await {
             Ok(code) => Ok(code),
@@ -37,7 +39,10 @@ fn init_logging(level: &str) {
     // hickory logs every response at info; keep it quiet unless asked.
     let filter = format!("{level},hickory_server=warn,hickory_proto=warn,openraft=warn");
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG").unwrap_or_else(|_| filter.into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG")
+                .unwrap_or_else(|_| filter.into()),
+        )
         .with_writer(std::io::stderr)
         .try_init();
 }
@@ -63,13 +68,18 @@ fn node_id(config: &Config, data_dir: &Path) -> Result<String> {
 
 async fn start(config: Config) -> Result<i32> {
     // -dev without -data-dir: a temporary directory removed on exit.
-    let temp = if config.data_dir.is_none() { Some(tempfile::Builder::new().prefix("cairn-dev-").tempdir()?) } else { None };
+    let temp = if config.data_dir.is_none() {
+        Some(tempfile::Builder::new().prefix("cairn-dev-").tempdir()?)
+    } else {
+        None
+    };
     let data_dir = match (&config.data_dir, &temp) {
         (Some(d), _) => d.clone(),
         (None, Some(t)) => t.path().to_path_buf(),
         (None, None) => return Err(anyhow!("data_dir cannot be empty")),
     };
-    std::fs::create_dir_all(&data_dir).with_context(|| format!("creating data dir {}", data_dir.display()))?;
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating data dir {}", data_dir.display()))?;
     let node_id = node_id(&config, &data_dir)?;
     let config = Arc::new(config);
     let metrics = Metrics::install();
@@ -82,33 +92,63 @@ async fn start(config: Config) -> Result<i32> {
     let rpc_port = config.ports.server.max(0) as u16;
     let rpc_addr = SocketAddr::new(advertise, rpc_port).to_string();
     let id = raft_id(&node_id);
-    let raft_cfg = Arc::new(raft_config().validate().map_err(|e| anyhow!("raft config: {e}"))?);
-    let raft = Raft::new(id, raft_cfg, Network, log_store.clone(), sm).await.map_err(|e| anyhow!("starting raft: {e}"))?;
-    let consensus = Arc::new(Consensus { raft: raft.clone(), id });
+    let raft_cfg = Arc::new(
+        raft_config()
+            .validate()
+            .map_err(|e| anyhow!("raft config: {e}"))?,
+    );
+    let raft = Raft::new(id, raft_cfg, Network, log_store.clone(), sm)
+        .await
+        .map_err(|e| anyhow!("starting raft: {e}"))?;
+    let consensus = Arc::new(Consensus {
+        raft: raft.clone(),
+        id,
+    });
 
     if config.server {
         let bind = SocketAddr::new(config.bind_addr, rpc_port);
-        let listener = tokio::net::TcpListener::bind(bind).await.with_context(|| format!("binding server RPC on {bind}"))?;
+        let listener = tokio::net::TcpListener::bind(bind)
+            .await
+            .with_context(|| format!("binding server RPC on {bind}"))?;
         tokio::spawn(crate::rpc::serve(listener, raft.clone()));
         if config.bootstrap || config.bootstrap_expect == 1 {
-            consensus.bootstrap_alone(&rpc_addr).await.map_err(|e| anyhow!("bootstrap: {e}"))?;
+            consensus
+                .bootstrap_alone(&rpc_addr)
+                .await
+                .map_err(|e| anyhow!("bootstrap: {e}"))?;
         }
     }
 
-    let agent = Arc::new(Agent::new(config.clone(), node_id.clone(), data_dir.clone(), catalog.clone(), consensus.clone(), log_store, metrics)?);
+    let agent = Arc::new(Agent::new(
+        config.clone(),
+        node_id.clone(),
+        data_dir.clone(),
+        catalog.clone(),
+        consensus.clone(),
+        log_store,
+        metrics,
+    )?);
 
-    crate::dns::start(agent.clone()).await.context("starting DNS server")?;
-    crate::http::start(agent.clone()).await.context("starting HTTP server")?;
+    crate::dns::start(agent.clone())
+        .await
+        .context("starting DNS server")?;
+    crate::http::start(agent.clone())
+        .await
+        .context("starting HTTP server")?;
 
     if let Some(pid_file) = &config.pid_file {
-        std::fs::write(pid_file, std::process::id().to_string()).with_context(|| format!("writing pid file {}", pid_file.display()))?;
+        std::fs::write(pid_file, std::process::id().to_string())
+            .with_context(|| format!("writing pid file {}", pid_file.display()))?;
     }
 
     tracing::info!(
         node = %config.node_name, id = %node_id, datacenter = %config.datacenter, server = config.server,
         data_dir = %data_dir.display(), "cairn agent running"
     );
-    eprintln!("==> cairn agent running! Node name: '{}', Datacenter: '{}', Server: {}", config.node_name, config.datacenter, config.server);
+    eprintln!(
+        "==> cairn agent running! Node name: '{}', Datacenter: '{}', Server: {}",
+        config.node_name, config.datacenter, config.server
+    );
 
     tokio::spawn(sync_loop(agent.clone()));
     tokio::spawn(gauges_loop(agent.clone()));
@@ -145,7 +185,11 @@ async fn sync_loop(agent: Arc<Agent>) {
                 Err(e) => tracing::warn!("anti-entropy: {e}"),
             }
         }
-        let wait = if synced { Duration::from_secs(60) } else { Duration::from_millis(200) };
+        let wait = if synced {
+            Duration::from_secs(60)
+        } else {
+            Duration::from_millis(200)
+        };
         tokio::select! {
             _ = tokio::time::sleep(wait) => { synced = synced && leader.is_some(); if synced { let _ = agent.anti_entropy().await; } }
             r = metrics.changed() => { if r.is_err() { return; } }
@@ -156,7 +200,9 @@ async fn sync_loop(agent: Arc<Agent>) {
 async fn gauges_loop(agent: Arc<Agent>) {
     loop {
         if let Ok(r) = agent.catalog.reader() {
-            if let (Ok((nodes, instances, _checks)), Ok(services), Ok(kv)) = (r.counts(), r.service_tags(), r.kv_count()) {
+            if let (Ok((nodes, instances, _checks)), Ok(services), Ok(kv)) =
+                (r.counts(), r.service_tags(), r.kv_count())
+            {
                 crate::metrics::catalog_sizes(nodes, services.len() as u64, instances, kv);
             }
         }

@@ -24,7 +24,9 @@ pub struct LocalStore {
 
 impl LocalStore {
     pub fn new(data_dir: &Path) -> LocalStore {
-        LocalStore { path: data_dir.join("local-state.json") }
+        LocalStore {
+            path: data_dir.join("local-state.json"),
+        }
     }
 
     pub fn load(&self) -> std::io::Result<LocalState> {

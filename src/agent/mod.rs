@@ -4,7 +4,10 @@
 pub mod local;
 
 use crate::catalog::command::{Command, Deregistration, Registration, Response};
-use crate::catalog::types::{Check, HealthStatus, Node, Service, NODE_MAINT_CHECK_ID, SERF_HEALTH_CHECK_ID, SERVICE_MAINT_CHECK_PREFIX};
+use crate::catalog::types::{
+    Check, HealthStatus, Node, Service, NODE_MAINT_CHECK_ID, SERF_HEALTH_CHECK_ID,
+    SERVICE_MAINT_CHECK_PREFIX,
+};
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::raft::{Consensus, WriteError};
@@ -145,7 +148,12 @@ impl Agent {
             ]),
             ..Service::default()
         });
-        let reg = Registration { node: self.self_node(), service, checks: vec![self.serf_check()], skip_node_update: false };
+        let reg = Registration {
+            node: self.self_node(),
+            service,
+            checks: vec![self.serf_check()],
+            skip_node_update: false,
+        };
         self.write(Command::Register(reg)).await?;
         Ok(())
     }
@@ -158,19 +166,36 @@ impl Agent {
     /// The registration that puts one local service and its checks in the catalog.
     fn service_registration(&self, state: &LocalState, id: &str) -> Option<Registration> {
         let svc = state.services.get(id)?.clone();
-        let checks = state.checks.values().filter(|c| c.service_id == id).cloned().collect();
-        Some(Registration { node: self.self_node(), service: Some(svc), checks, skip_node_update: false })
+        let checks = state
+            .checks
+            .values()
+            .filter(|c| c.service_id == id)
+            .cloned()
+            .collect();
+        Some(Registration {
+            node: self.self_node(),
+            service: Some(svc),
+            checks,
+            skip_node_update: false,
+        })
     }
 
     /// `PUT /v1/agent/service/register`. `checks` carry their final IDs, names
     /// and initial statuses (the HTTP layer applies Consul's defaults).
     /// Re-registering keeps the status and output of checks that exist.
-    pub async fn register_service(&self, mut svc: Service, checks: Vec<Check>, replace_existing_checks: bool) -> Result<(), AgentError> {
+    pub async fn register_service(
+        &self,
+        mut svc: Service,
+        checks: Vec<Check>,
+        replace_existing_checks: bool,
+    ) -> Result<(), AgentError> {
         svc.node = self.node_name.clone();
         let mut state = self.local.lock().await;
         let mut next = state.clone();
         if replace_existing_checks {
-            next.checks.retain(|_, c| c.service_id != svc.id || c.check_id.starts_with(SERVICE_MAINT_CHECK_PREFIX));
+            next.checks.retain(|_, c| {
+                c.service_id != svc.id || c.check_id.starts_with(SERVICE_MAINT_CHECK_PREFIX)
+            });
         }
         for mut c in checks {
             c.node = self.node_name.clone();
@@ -217,7 +242,11 @@ impl Agent {
         self.persist(&next)?;
         *state = next;
         drop(state);
-        let d = Deregistration { node: self.node_name.clone(), service_id: Some(id.to_string()), check_id: None };
+        let d = Deregistration {
+            node: self.node_name.clone(),
+            service_id: Some(id.to_string()),
+            check_id: None,
+        };
         self.write(Command::Deregister(d)).await?;
         Ok(())
     }
@@ -229,7 +258,10 @@ impl Agent {
         let mut state = self.local.lock().await;
         if !check.service_id.is_empty() {
             let Some(svc) = state.services.get(&check.service_id) else {
-                return Err(AgentError::NotFound(format!("ServiceID {:?} does not exist", check.service_id)));
+                return Err(AgentError::NotFound(format!(
+                    "ServiceID {:?} does not exist",
+                    check.service_id
+                )));
             };
             check.service_name = svc.name.clone();
             check.service_tags = svc.tags.clone();
@@ -243,7 +275,12 @@ impl Agent {
         self.persist(&next)?;
         *state = next;
         drop(state);
-        let reg = Registration { node: self.self_node(), service: None, checks: vec![check], skip_node_update: true };
+        let reg = Registration {
+            node: self.self_node(),
+            service: None,
+            checks: vec![check],
+            skip_node_update: true,
+        };
         self.write(Command::Register(reg)).await?;
         Ok(())
     }
@@ -252,28 +289,47 @@ impl Agent {
     pub async fn deregister_check(&self, id: &str) -> Result<(), AgentError> {
         let mut state = self.local.lock().await;
         if !state.checks.contains_key(id) {
-            return Err(AgentError::NotFound(format!("Unknown check ID {id:?}. Ensure that the check ID is passed, not the check name.")));
+            return Err(AgentError::NotFound(format!(
+                "Unknown check ID {id:?}. Ensure that the check ID is passed, not the check name."
+            )));
         }
         let mut next = state.clone();
         next.checks.remove(id);
         self.persist(&next)?;
         *state = next;
         drop(state);
-        let d = Deregistration { node: self.node_name.clone(), service_id: None, check_id: Some(id.to_string()) };
+        let d = Deregistration {
+            node: self.node_name.clone(),
+            service_id: None,
+            check_id: Some(id.to_string()),
+        };
         self.write(Command::Deregister(d)).await?;
         Ok(())
     }
 
     /// `PUT /v1/agent/check/{pass,warn,fail,update}/<id>`: only TTL checks.
-    pub async fn update_ttl_check(&self, id: &str, status: HealthStatus, output: String) -> Result<(), AgentError> {
+    pub async fn update_ttl_check(
+        &self,
+        id: &str,
+        status: HealthStatus,
+        output: String,
+    ) -> Result<(), AgentError> {
         let mut state = self.local.lock().await;
         let Some(cur) = state.checks.get(id) else {
-            return Err(AgentError::Internal(format!("CheckID {id:?} does not have associated TTL")));
+            return Err(AgentError::Internal(format!(
+                "CheckID {id:?} does not have associated TTL"
+            )));
         };
         if cur.definition.ttl_ns == 0 {
-            return Err(AgentError::Internal(format!("CheckID {id:?} does not have associated TTL")));
+            return Err(AgentError::Internal(format!(
+                "CheckID {id:?} does not have associated TTL"
+            )));
         }
-        let max = if cur.definition.output_max_size > 0 { cur.definition.output_max_size as usize } else { 4096 };
+        let max = if cur.definition.output_max_size > 0 {
+            cur.definition.output_max_size as usize
+        } else {
+            4096
+        };
         let output = truncate_output(output, max);
         if cur.status == status && cur.output == output {
             return Ok(());
@@ -288,7 +344,12 @@ impl Agent {
         *state = next;
         drop(state);
         if let Some(check) = check {
-            let reg = Registration { node: self.self_node(), service: None, checks: vec![check], skip_node_update: true };
+            let reg = Registration {
+                node: self.self_node(),
+                service: None,
+                checks: vec![check],
+                skip_node_update: true,
+            };
             self.write(Command::Register(reg)).await?;
         }
         Ok(())
@@ -307,7 +368,11 @@ impl Agent {
     }
 
     /// `PUT /v1/agent/maintenance?enable=..&reason=..`
-    pub async fn set_node_maintenance(&self, enable: bool, reason: Option<String>) -> Result<(), AgentError> {
+    pub async fn set_node_maintenance(
+        &self,
+        enable: bool,
+        reason: Option<String>,
+    ) -> Result<(), AgentError> {
         if enable {
             let reason = reason.filter(|r| !r.is_empty()).unwrap_or_else(|| {
                 "Maintenance mode is enabled for this node, but no reason was provided. This is a default message.".into()
@@ -328,9 +393,16 @@ impl Agent {
     }
 
     /// `PUT /v1/agent/service/maintenance/<id>?enable=..&reason=..`
-    pub async fn set_service_maintenance(&self, service_id: &str, enable: bool, reason: Option<String>) -> Result<(), AgentError> {
+    pub async fn set_service_maintenance(
+        &self,
+        service_id: &str,
+        enable: bool,
+        reason: Option<String>,
+    ) -> Result<(), AgentError> {
         let Some(svc) = self.local_service(service_id).await else {
-            return Err(AgentError::NotFound(format!("No service registered with ID {service_id:?}")));
+            return Err(AgentError::NotFound(format!(
+                "No service registered with ID {service_id:?}"
+            )));
         };
         let check_id = format!("{SERVICE_MAINT_CHECK_PREFIX}{service_id}");
         if enable {
@@ -362,7 +434,12 @@ impl Agent {
         self.persist(&next)?;
         *state = next;
         drop(state);
-        let reg = Registration { node: self.self_node(), service: None, checks: vec![check], skip_node_update: true };
+        let reg = Registration {
+            node: self.self_node(),
+            service: None,
+            checks: vec![check],
+            skip_node_update: true,
+        };
         self.write(Command::Register(reg)).await?;
         Ok(())
     }
@@ -376,16 +453,24 @@ impl Agent {
             *state = next;
         }
         drop(state);
-        let d = Deregistration { node: self.node_name.clone(), service_id: None, check_id: Some(id.to_string()) };
+        let d = Deregistration {
+            node: self.node_name.clone(),
+            service_id: None,
+            check_id: Some(id.to_string()),
+        };
         self.write(Command::Deregister(d)).await?;
         Ok(())
     }
 
     /// Removes catalog checks on this node that the agent no longer has.
     async fn prune_catalog_checks(&self) -> Result<(), AgentError> {
-        let local: std::collections::BTreeSet<String> = self.local.lock().await.checks.keys().cloned().collect();
+        let local: std::collections::BTreeSet<String> =
+            self.local.lock().await.checks.keys().cloned().collect();
         let stale: Vec<String> = {
-            let r = self.catalog.reader().map_err(|e| AgentError::Internal(e.to_string()))?;
+            let r = self
+                .catalog
+                .reader()
+                .map_err(|e| AgentError::Internal(e.to_string()))?;
             r.node_checks(&self.node_name)
                 .map_err(|e| AgentError::Internal(e.to_string()))?
                 .into_iter()
@@ -394,7 +479,11 @@ impl Agent {
                 .collect()
         };
         for id in stale {
-            let d = Deregistration { node: self.node_name.clone(), service_id: None, check_id: Some(id) };
+            let d = Deregistration {
+                node: self.node_name.clone(),
+                service_id: None,
+                check_id: Some(id),
+            };
             self.write(Command::Deregister(d)).await?;
         }
         Ok(())
@@ -407,21 +496,34 @@ impl Agent {
         self.register_self().await?;
         let state = self.local.lock().await.clone();
         let (cat_services, cat_checks) = {
-            let r = self.catalog.reader().map_err(|e| AgentError::Internal(e.to_string()))?;
+            let r = self
+                .catalog
+                .reader()
+                .map_err(|e| AgentError::Internal(e.to_string()))?;
             (
-                r.node_services(&self.node_name).map_err(|e| AgentError::Internal(e.to_string()))?,
-                r.node_checks(&self.node_name).map_err(|e| AgentError::Internal(e.to_string()))?,
+                r.node_services(&self.node_name)
+                    .map_err(|e| AgentError::Internal(e.to_string()))?,
+                r.node_checks(&self.node_name)
+                    .map_err(|e| AgentError::Internal(e.to_string()))?,
             )
         };
         for svc in &cat_services {
             if svc.id != "consul" && !state.services.contains_key(&svc.id) {
-                let d = Deregistration { node: self.node_name.clone(), service_id: Some(svc.id.clone()), check_id: None };
+                let d = Deregistration {
+                    node: self.node_name.clone(),
+                    service_id: Some(svc.id.clone()),
+                    check_id: None,
+                };
                 self.write(Command::Deregister(d)).await?;
             }
         }
         for c in &cat_checks {
             if c.check_id != SERF_HEALTH_CHECK_ID && !state.checks.contains_key(&c.check_id) {
-                let d = Deregistration { node: self.node_name.clone(), service_id: None, check_id: Some(c.check_id.clone()) };
+                let d = Deregistration {
+                    node: self.node_name.clone(),
+                    service_id: None,
+                    check_id: Some(c.check_id.clone()),
+                };
                 self.write(Command::Deregister(d)).await?;
             }
         }
@@ -430,9 +532,19 @@ impl Agent {
                 self.write(Command::Register(reg)).await?;
             }
         }
-        let node_checks: Vec<Check> = state.checks.values().filter(|c| c.service_id.is_empty()).cloned().collect();
+        let node_checks: Vec<Check> = state
+            .checks
+            .values()
+            .filter(|c| c.service_id.is_empty())
+            .cloned()
+            .collect();
         if !node_checks.is_empty() {
-            let reg = Registration { node: self.self_node(), service: None, checks: node_checks, skip_node_update: true };
+            let reg = Registration {
+                node: self.self_node(),
+                service: None,
+                checks: node_checks,
+                skip_node_update: true,
+            };
             self.write(Command::Register(reg)).await?;
         }
         Ok(())
@@ -461,5 +573,10 @@ pub fn truncate_output(output: String, max: usize) -> String {
     while !output.is_char_boundary(cut) {
         cut -= 1;
     }
-    format!("{} ... (captured {} of {} bytes)", &output[..cut], cut, output.len())
+    format!(
+        "{} ... (captured {} of {} bytes)",
+        &output[..cut],
+        cut,
+        output.len()
+    )
 }

@@ -4,7 +4,9 @@
 //! log reach the same tables. A rejected command writes nothing: every
 //! command runs in a nested transaction that is aborted on rejection.
 
-use super::command::{Command, Deregistration, KvOp, Registration, Response, TxnError, TxnOp, TxnResult};
+use super::command::{
+    Command, Deregistration, KvOp, Registration, Response, TxnError, TxnOp, TxnResult,
+};
 use super::types::{Check, KvEntry};
 use crate::store::{node_prefix, node_scoped_key, Table, Tables};
 use heed::RwTxn;
@@ -16,13 +18,22 @@ pub struct Touched {
     pub kv: bool,
 }
 
-pub fn apply(tables: &Tables, txn: &mut RwTxn, index: u64, cmd: &Command) -> Result<(Response, Touched), heed::Error> {
+pub fn apply(
+    tables: &Tables,
+    txn: &mut RwTxn,
+    index: u64,
+    cmd: &Command,
+) -> Result<(Response, Touched), heed::Error> {
     let mut child = tables.env.nested_write_txn(txn)?;
     let mut touched = Touched::default();
     let outcome = match cmd {
         Command::Register(reg) => apply_register(tables, &mut child, index, reg, &mut touched),
-        Command::Deregister(dereg) => apply_deregister(tables, &mut child, index, dereg, &mut touched),
-        Command::Kv(op) => apply_kv(tables, &mut child, index, op, &mut touched).map(|r| r.map(Response::Bool)),
+        Command::Deregister(dereg) => {
+            apply_deregister(tables, &mut child, index, dereg, &mut touched)
+        }
+        Command::Kv(op) => {
+            apply_kv(tables, &mut child, index, op, &mut touched).map(|r| r.map(Response::Bool))
+        }
         Command::Txn(ops) => apply_txn(tables, &mut child, index, ops, &mut touched),
     };
     match outcome? {
@@ -34,7 +45,13 @@ pub fn apply(tables: &Tables, txn: &mut RwTxn, index: u64, cmd: &Command) -> Res
             child.abort();
             let resp = match cmd {
                 Command::Txn(_) => Response::Txn(Err(reason)),
-                _ => Response::Rejected(reason.into_iter().map(|e| e.what).collect::<Vec<_>>().join("; ")),
+                _ => Response::Rejected(
+                    reason
+                        .into_iter()
+                        .map(|e| e.what)
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                ),
             };
             Ok((resp, Touched::default()))
         }
@@ -47,7 +64,13 @@ fn reject<T>(what: String) -> Outcome<T> {
     Ok(Err(vec![TxnError { op_index: 0, what }]))
 }
 
-fn apply_register(tables: &Tables, txn: &mut RwTxn, index: u64, reg: &Registration, touched: &mut Touched) -> Outcome<Response> {
+fn apply_register(
+    tables: &Tables,
+    txn: &mut RwTxn,
+    index: u64,
+    reg: &Registration,
+    touched: &mut Touched,
+) -> Outcome<Response> {
     let name = reg.node.name.as_str();
     if name.is_empty() {
         return reject("Must provide node".into());
@@ -128,7 +151,9 @@ fn apply_register(tables: &Tables, txn: &mut RwTxn, index: u64, reg: &Registrati
             let mut updates = Vec::new();
             for item in tables.checks.prefix_iter(txn, &prefix)? {
                 let (k, mut chk) = item?;
-                if chk.service_id == next.id && (chk.service_name != next.name || chk.service_tags != next.tags) {
+                if chk.service_id == next.id
+                    && (chk.service_name != next.name || chk.service_tags != next.tags)
+                {
                     chk.service_name = next.name.clone();
                     chk.service_tags = next.tags.clone();
                     chk.modify_index = index;
@@ -152,7 +177,10 @@ fn apply_register(tables: &Tables, txn: &mut RwTxn, index: u64, reg: &Registrati
         let mut next = chk.clone();
         next.node = name.to_string();
         if !next.service_id.is_empty() {
-            let Some(svc) = tables.services.get(txn, &node_scoped_key(name, &next.service_id))? else {
+            let Some(svc) = tables
+                .services
+                .get(txn, &node_scoped_key(name, &next.service_id))?
+            else {
                 return reject(format!(
                     "failed inserting check: Unknown service ID \"{}\" for check ID \"{}\"",
                     next.service_id, next.check_id
@@ -186,7 +214,13 @@ fn apply_register(tables: &Tables, txn: &mut RwTxn, index: u64, reg: &Registrati
     Ok(Ok(Response::Bool(true)))
 }
 
-fn apply_deregister(tables: &Tables, txn: &mut RwTxn, index: u64, d: &Deregistration, touched: &mut Touched) -> Outcome<Response> {
+fn apply_deregister(
+    tables: &Tables,
+    txn: &mut RwTxn,
+    index: u64,
+    d: &Deregistration,
+    touched: &mut Touched,
+) -> Outcome<Response> {
     if d.node.is_empty() {
         return reject("Must provide node".into());
     }
@@ -207,11 +241,17 @@ fn apply_deregister(tables: &Tables, txn: &mut RwTxn, index: u64, d: &Deregistra
             }
         }
         (Some(sid), _) => {
-            if tables.services.delete(txn, &node_scoped_key(&d.node, sid))? {
+            if tables
+                .services
+                .delete(txn, &node_scoped_key(&d.node, sid))?
+            {
                 tables.set_table_index(txn, Table::Services, index)?;
                 touched.catalog = true;
             }
-            if delete_prefix(&tables.checks, txn, &prefix, |c: &Check| &c.service_id == sid)? > 0 {
+            if delete_prefix(&tables.checks, txn, &prefix, |c: &Check| {
+                &c.service_id == sid
+            })? > 0
+            {
                 tables.set_table_index(txn, Table::Checks, index)?;
                 touched.catalog = true;
             }
@@ -248,7 +288,15 @@ where
     Ok(doomed.len())
 }
 
-fn put_kv(tables: &Tables, txn: &mut RwTxn, index: u64, key: &str, value: &[u8], flags: u64, cur: Option<KvEntry>) -> Result<KvEntry, heed::Error> {
+fn put_kv(
+    tables: &Tables,
+    txn: &mut RwTxn,
+    index: u64,
+    key: &str,
+    value: &[u8],
+    flags: u64,
+    cur: Option<KvEntry>,
+) -> Result<KvEntry, heed::Error> {
     let entry = match cur {
         Some(mut e) => {
             e.value = value.to_vec();
@@ -272,20 +320,37 @@ fn put_kv(tables: &Tables, txn: &mut RwTxn, index: u64, key: &str, value: &[u8],
 }
 
 /// Applies one KV write. `Ok(Ok(false))` is a failed CAS.
-fn apply_kv(tables: &Tables, txn: &mut RwTxn, index: u64, op: &KvOp, touched: &mut Touched) -> Outcome<bool> {
+fn apply_kv(
+    tables: &Tables,
+    txn: &mut RwTxn,
+    index: u64,
+    op: &KvOp,
+    touched: &mut Touched,
+) -> Outcome<bool> {
     let done = kv_write(tables, txn, index, op, touched)?;
     Ok(Ok(done.is_some()))
 }
 
 /// Returns the written entry (None for a failed CAS; a delete yields Some(default)).
-fn kv_write(tables: &Tables, txn: &mut RwTxn, index: u64, op: &KvOp, touched: &mut Touched) -> Result<Option<KvEntry>, heed::Error> {
+fn kv_write(
+    tables: &Tables,
+    txn: &mut RwTxn,
+    index: u64,
+    op: &KvOp,
+    touched: &mut Touched,
+) -> Result<Option<KvEntry>, heed::Error> {
     match op {
         KvOp::Set { key, value, flags } => {
             let cur = tables.kv.get(txn, key)?;
             touched.kv = true;
             Ok(Some(put_kv(tables, txn, index, key, value, *flags, cur)?))
         }
-        KvOp::Cas { key, value, flags, index: want } => {
+        KvOp::Cas {
+            key,
+            value,
+            flags,
+            index: want,
+        } => {
             let cur = tables.kv.get(txn, key)?;
             let ok = match &cur {
                 None => *want == 0,
@@ -331,7 +396,13 @@ fn kv_write(tables: &Tables, txn: &mut RwTxn, index: u64, op: &KvOp, touched: &m
     }
 }
 
-fn apply_txn(tables: &Tables, txn: &mut RwTxn, index: u64, ops: &[TxnOp], touched: &mut Touched) -> Outcome<Response> {
+fn apply_txn(
+    tables: &Tables,
+    txn: &mut RwTxn,
+    index: u64,
+    ops: &[TxnOp],
+    touched: &mut Touched,
+) -> Outcome<Response> {
     let mut results = Vec::new();
     let mut errors = Vec::new();
     for (i, op) in ops.iter().enumerate() {
@@ -341,9 +412,14 @@ fn apply_txn(tables: &Tables, txn: &mut RwTxn, index: u64, ops: &[TxnOp], touche
                 let out = kv_write(tables, txn, index, w, touched)?;
                 match (w, out) {
                     (KvOp::Set { .. } | KvOp::Cas { .. }, Some(entry)) => {
-                        results.push(TxnResult { entry, include_value: false });
+                        results.push(TxnResult {
+                            entry,
+                            include_value: false,
+                        });
                     }
-                    (KvOp::Cas { key, .. }, None) => errors.push(err(format!("failed to set key {key:?}, index is stale"))),
+                    (KvOp::Cas { key, .. }, None) => {
+                        errors.push(err(format!("failed to set key {key:?}, index is stale")))
+                    }
                     (KvOp::DeleteCas { key, .. }, None) => {
                         errors.push(err(format!("failed to delete key {key:?}, index is stale")))
                     }
@@ -351,22 +427,40 @@ fn apply_txn(tables: &Tables, txn: &mut RwTxn, index: u64, ops: &[TxnOp], touche
                 }
             }
             TxnOp::Get { key } => match tables.kv.get(txn, key)? {
-                Some(entry) => results.push(TxnResult { entry, include_value: true }),
+                Some(entry) => results.push(TxnResult {
+                    entry,
+                    include_value: true,
+                }),
                 None => errors.push(err(format!("key {key:?} doesn't exist"))),
             },
             TxnOp::GetOrEmpty { key } => {
-                let entry = tables.kv.get(txn, key)?.unwrap_or_else(|| KvEntry { key: key.clone(), ..KvEntry::default() });
-                results.push(TxnResult { entry, include_value: true });
+                let entry = tables.kv.get(txn, key)?.unwrap_or_else(|| KvEntry {
+                    key: key.clone(),
+                    ..KvEntry::default()
+                });
+                results.push(TxnResult {
+                    entry,
+                    include_value: true,
+                });
             }
             TxnOp::GetTree { prefix } => {
                 for item in tables.kv.prefix_iter(txn, prefix)? {
                     let (_, entry) = item?;
-                    results.push(TxnResult { entry, include_value: true });
+                    results.push(TxnResult {
+                        entry,
+                        include_value: true,
+                    });
                 }
             }
             TxnOp::CheckIndex { key, index: want } => match tables.kv.get(txn, key)? {
-                Some(entry) if entry.modify_index == *want => results.push(TxnResult { entry, include_value: false }),
-                Some(entry) => errors.push(err(format!("current modify index {} != {}", entry.modify_index, want))),
+                Some(entry) if entry.modify_index == *want => results.push(TxnResult {
+                    entry,
+                    include_value: false,
+                }),
+                Some(entry) => errors.push(err(format!(
+                    "current modify index {} != {}",
+                    entry.modify_index, want
+                ))),
                 None => errors.push(err(format!("key {key:?} doesn't exist"))),
             },
             TxnOp::CheckNotExists { key } => {
@@ -382,7 +476,6 @@ fn apply_txn(tables: &Tables, txn: &mut RwTxn, index: u64, ops: &[TxnOp], touche
         Ok(Err(errors))
     }
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -405,8 +498,18 @@ mod tests {
 
     fn reg(node: &str, svc: Option<(&str, &str)>, checks: Vec<Check>) -> Command {
         Command::Register(Registration {
-            node: Node { name: node.into(), address: "10.0.0.1".into(), datacenter: "dc1".into(), ..Node::default() },
-            service: svc.map(|(id, name)| Service { id: id.into(), name: name.into(), port: 80, ..Service::default() }),
+            node: Node {
+                name: node.into(),
+                address: "10.0.0.1".into(),
+                datacenter: "dc1".into(),
+                ..Node::default()
+            },
+            service: svc.map(|(id, name)| Service {
+                id: id.into(),
+                name: name.into(),
+                port: 80,
+                ..Service::default()
+            }),
             checks,
             skip_node_update: false,
         })
@@ -415,29 +518,51 @@ mod tests {
     #[test]
     fn register_assigns_indexes_and_unchanged_rewrite_keeps_them() {
         let (_d, t) = tables();
-        assert_eq!(run(&t, 5, reg("n1", Some(("web1", "web")), vec![])), Response::Bool(true));
+        assert_eq!(
+            run(&t, 5, reg("n1", Some(("web1", "web")), vec![])),
+            Response::Bool(true)
+        );
         run(&t, 9, reg("n1", Some(("web1", "web")), vec![]));
         let r = Reader::new(&t).unwrap();
         let s = r.service("n1", "web1").unwrap().unwrap();
-        assert_eq!((s.create_index, s.modify_index), (5, 5), "an identical re-registration changes nothing");
+        assert_eq!(
+            (s.create_index, s.modify_index),
+            (5, 5),
+            "an identical re-registration changes nothing"
+        );
         assert_eq!(r.index(&[Table::Services]).unwrap(), 5);
     }
 
     #[test]
     fn check_for_unknown_service_rejects_whole_registration() {
         let (_d, t) = tables();
-        let bad = Check { check_id: "c1".into(), service_id: "nope".into(), ..Check::default() };
+        let bad = Check {
+            check_id: "c1".into(),
+            service_id: "nope".into(),
+            ..Check::default()
+        };
         let resp = run(&t, 3, reg("n1", Some(("web1", "web")), vec![bad]));
-        assert!(matches!(resp, Response::Rejected(ref m) if m.contains("Unknown service ID")), "{resp:?}");
+        assert!(
+            matches!(resp, Response::Rejected(ref m) if m.contains("Unknown service ID")),
+            "{resp:?}"
+        );
         let r = Reader::new(&t).unwrap();
-        assert!(r.node("n1").unwrap().is_none(), "a rejected command writes nothing");
+        assert!(
+            r.node("n1").unwrap().is_none(),
+            "a rejected command writes nothing"
+        );
         assert!(r.service("n1", "web1").unwrap().is_none());
     }
 
     #[test]
     fn service_checks_join_instances_and_deregister_cascades() {
         let (_d, t) = tables();
-        let c = Check { check_id: "service:web1".into(), service_id: "web1".into(), status: HealthStatus::Critical, ..Check::default() };
+        let c = Check {
+            check_id: "service:web1".into(),
+            service_id: "web1".into(),
+            status: HealthStatus::Critical,
+            ..Check::default()
+        };
         run(&t, 2, reg("n1", Some(("web1", "web")), vec![c]));
         {
             let r = Reader::new(&t).unwrap();
@@ -446,7 +571,15 @@ mod tests {
             assert_eq!(inst[0].status(), HealthStatus::Critical);
             assert_eq!(inst[0].checks[0].service_name, "web");
         }
-        run(&t, 3, Command::Deregister(Deregistration { node: "n1".into(), service_id: Some("web1".into()), check_id: None }));
+        run(
+            &t,
+            3,
+            Command::Deregister(Deregistration {
+                node: "n1".into(),
+                service_id: Some("web1".into()),
+                check_id: None,
+            }),
+        );
         let r = Reader::new(&t).unwrap();
         assert!(r.service_instances("web", &[]).unwrap().is_empty());
         assert!(r.node_checks("n1").unwrap().is_empty());
@@ -456,10 +589,29 @@ mod tests {
     #[test]
     fn kv_cas_semantics() {
         let (_d, t) = tables();
-        let cas = |key: &str, index| Command::Kv(KvOp::Cas { key: key.into(), value: b"v".to_vec(), flags: 0, index });
-        assert_eq!(run(&t, 1, cas("a", 0)), Response::Bool(true), "cas=0 creates");
-        assert_eq!(run(&t, 2, cas("a", 0)), Response::Bool(false), "cas=0 fails when present");
-        assert_eq!(run(&t, 3, cas("a", 7)), Response::Bool(false), "stale index fails");
+        let cas = |key: &str, index| {
+            Command::Kv(KvOp::Cas {
+                key: key.into(),
+                value: b"v".to_vec(),
+                flags: 0,
+                index,
+            })
+        };
+        assert_eq!(
+            run(&t, 1, cas("a", 0)),
+            Response::Bool(true),
+            "cas=0 creates"
+        );
+        assert_eq!(
+            run(&t, 2, cas("a", 0)),
+            Response::Bool(false),
+            "cas=0 fails when present"
+        );
+        assert_eq!(
+            run(&t, 3, cas("a", 7)),
+            Response::Bool(false),
+            "stale index fails"
+        );
         assert_eq!(run(&t, 4, cas("a", 1)), Response::Bool(true));
         let r = Reader::new(&t).unwrap();
         let e = r.kv_get("a").unwrap().unwrap();
@@ -470,8 +622,14 @@ mod tests {
     fn txn_is_atomic() {
         let (_d, t) = tables();
         let ops = vec![
-            TxnOp::Write(KvOp::Set { key: "x".into(), value: b"1".to_vec(), flags: 0 }),
-            TxnOp::Get { key: "missing".into() },
+            TxnOp::Write(KvOp::Set {
+                key: "x".into(),
+                value: b"1".to_vec(),
+                flags: 0,
+            }),
+            TxnOp::Get {
+                key: "missing".into(),
+            },
         ];
         let resp = run(&t, 1, Command::Txn(ops));
         match resp {
@@ -481,20 +639,37 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(Reader::new(&t).unwrap().kv_get("x").unwrap().is_none(), "failed txn wrote nothing");
+        assert!(
+            Reader::new(&t).unwrap().kv_get("x").unwrap().is_none(),
+            "failed txn wrote nothing"
+        );
     }
 
     #[test]
     fn kv_keys_fold_at_separator() {
         let (_d, t) = tables();
         for (i, k) in ["a/b/c", "a/b/d", "a/e", "f"].iter().enumerate() {
-            run(&t, i as u64 + 1, Command::Kv(KvOp::Set { key: k.to_string(), value: vec![], flags: 0 }));
+            run(
+                &t,
+                i as u64 + 1,
+                Command::Kv(KvOp::Set {
+                    key: k.to_string(),
+                    value: vec![],
+                    flags: 0,
+                }),
+            );
         }
         let r = Reader::new(&t).unwrap();
         let (keys, idx) = r.kv_keys("a/", "/").unwrap();
         assert_eq!(keys, vec!["a/b/", "a/e"]);
         assert_eq!(idx, 3);
-        run(&t, 9, Command::Kv(KvOp::DeleteTree { prefix: "a/".into() }));
+        run(
+            &t,
+            9,
+            Command::Kv(KvOp::DeleteTree {
+                prefix: "a/".into(),
+            }),
+        );
         let r = Reader::new(&t).unwrap();
         assert_eq!(r.kv_list("").unwrap().len(), 1);
         assert_eq!(r.index(&[Table::Kvs]).unwrap(), 9);

@@ -35,11 +35,19 @@ impl Catalog {
         let (catalog_idx, kv_idx) = {
             let r = Reader::new(&tables)?;
             (
-                r.index(&[crate::store::Table::Nodes, crate::store::Table::Services, crate::store::Table::Checks])?,
+                r.index(&[
+                    crate::store::Table::Nodes,
+                    crate::store::Table::Services,
+                    crate::store::Table::Checks,
+                ])?,
                 r.index(&[crate::store::Table::Kvs])?,
             )
         };
-        let (changes, _) = watch::channel(Changes { applied: 0, catalog: catalog_idx, kv: kv_idx });
+        let (changes, _) = watch::channel(Changes {
+            applied: 0,
+            catalog: catalog_idx,
+            kv: kv_idx,
+        });
         Ok(Catalog { tables, changes })
     }
 

@@ -17,7 +17,10 @@ pub struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     pub fn new(tables: &'a Tables) -> QResult<Reader<'a>> {
-        Ok(Reader { tables, txn: tables.env.read_txn()? })
+        Ok(Reader {
+            tables,
+            txn: tables.env.read_txn()?,
+        })
     }
 
     /// Highest modification index of the given tables (never 0).
@@ -26,7 +29,11 @@ impl<'a> Reader<'a> {
     }
 
     pub fn nodes(&self) -> QResult<Vec<Node>> {
-        self.tables.nodes.iter(&self.txn)?.map(|r| r.map(|(_, n)| n)).collect()
+        self.tables
+            .nodes
+            .iter(&self.txn)?
+            .map(|r| r.map(|(_, n)| n))
+            .collect()
     }
 
     pub fn node(&self, name: &str) -> QResult<Option<Node>> {
@@ -42,11 +49,17 @@ impl<'a> Reader<'a> {
     }
 
     pub fn service(&self, node: &str, id: &str) -> QResult<Option<Service>> {
-        self.tables.services.get(&self.txn, &node_scoped_key(node, id))
+        self.tables
+            .services
+            .get(&self.txn, &node_scoped_key(node, id))
     }
 
     pub fn all_services(&self) -> QResult<Vec<Service>> {
-        self.tables.services.iter(&self.txn)?.map(|r| r.map(|(_, s)| s)).collect()
+        self.tables
+            .services
+            .iter(&self.txn)?
+            .map(|r| r.map(|(_, s)| s))
+            .collect()
     }
 
     /// Instances of one service, optionally required to carry every tag in
@@ -81,7 +94,11 @@ impl<'a> Reader<'a> {
     }
 
     pub fn all_checks(&self) -> QResult<Vec<Check>> {
-        self.tables.checks.iter(&self.txn)?.map(|r| r.map(|(_, c)| c)).collect()
+        self.tables
+            .checks
+            .iter(&self.txn)?
+            .map(|r| r.map(|(_, c)| c))
+            .collect()
     }
 
     /// Checks of every instance of service `name`.
@@ -116,7 +133,9 @@ impl<'a> Reader<'a> {
         let mut out = Vec::with_capacity(services.len());
         for svc in services {
             if !node_cache.contains_key(&svc.node) {
-                let Some(node) = self.node(&svc.node)? else { continue };
+                let Some(node) = self.node(&svc.node)? else {
+                    continue;
+                };
                 let checks = self.node_checks(&svc.node)?;
                 node_cache.insert(svc.node.clone(), (node, checks));
             }
@@ -126,7 +145,11 @@ impl<'a> Reader<'a> {
                 .filter(|c| c.service_id.is_empty() || c.service_id == svc.id)
                 .cloned()
                 .collect();
-            out.push(ServiceInstance { node: node.clone(), service: svc, checks });
+            out.push(ServiceInstance {
+                node: node.clone(),
+                service: svc,
+                checks,
+            });
         }
         Ok(out)
     }
@@ -138,9 +161,18 @@ impl<'a> Reader<'a> {
     /// Every entry whose key starts with `prefix`, in key order.
     pub fn kv_list(&self, prefix: &str) -> QResult<Vec<KvEntry>> {
         if prefix.is_empty() {
-            return self.tables.kv.iter(&self.txn)?.map(|r| r.map(|(_, e)| e)).collect();
+            return self
+                .tables
+                .kv
+                .iter(&self.txn)?
+                .map(|r| r.map(|(_, e)| e))
+                .collect();
         }
-        self.tables.kv.prefix_iter(&self.txn, prefix)?.map(|r| r.map(|(_, e)| e)).collect()
+        self.tables
+            .kv
+            .prefix_iter(&self.txn, prefix)?
+            .map(|r| r.map(|(_, e)| e))
+            .collect()
     }
 
     /// `?keys&separator=`: keys under `prefix`, folded at the first separator
@@ -177,5 +209,6 @@ impl<'a> Reader<'a> {
 }
 
 fn has_tags(svc: &Service, tags: &[String]) -> bool {
-    tags.iter().all(|t| svc.tags.iter().any(|have| have.eq_ignore_ascii_case(t)))
+    tags.iter()
+        .all(|t| svc.tags.iter().any(|have| have.eq_ignore_ascii_case(t)))
 }

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 
 /// A check's state. Consul's aggregation: any critical => critical, else any
 /// warning => warning, else passing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
 pub enum HealthStatus {
     #[default]
     Passing,
@@ -35,7 +37,11 @@ impl HealthStatus {
 
     /// Worst of a set of statuses; `Passing` for none.
     pub fn aggregate<'a>(statuses: impl IntoIterator<Item = &'a HealthStatus>) -> HealthStatus {
-        statuses.into_iter().copied().max().unwrap_or(HealthStatus::Passing)
+        statuses
+            .into_iter()
+            .copied()
+            .max()
+            .unwrap_or(HealthStatus::Passing)
     }
 }
 
@@ -69,7 +75,10 @@ pub struct Weights {
 
 impl Default for Weights {
     fn default() -> Self {
-        Weights { passing: 1, warning: 1 }
+        Weights {
+            passing: 1,
+            warning: 1,
+        }
     }
 }
 
@@ -227,6 +236,9 @@ mod tests {
         use HealthStatus::*;
         assert_eq!(HealthStatus::aggregate(&[]), Passing);
         assert_eq!(HealthStatus::aggregate(&[Passing, Warning]), Warning);
-        assert_eq!(HealthStatus::aggregate(&[Warning, Critical, Passing]), Critical);
+        assert_eq!(
+            HealthStatus::aggregate(&[Warning, Critical, Passing]),
+            Critical
+        );
     }
 }

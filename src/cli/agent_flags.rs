@@ -6,7 +6,11 @@ use clap::{ArgAction, Parser};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(name = "cairn agent", about = "Runs a cairn agent", disable_version_flag = true)]
+#[command(
+    name = "cairn agent",
+    about = "Runs a cairn agent",
+    disable_version_flag = true
+)]
 struct AgentFlags {
     #[arg(long, num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
     dev: Option<bool>,
@@ -116,7 +120,9 @@ pub fn build_config(args: Vec<String>) -> Result<Config> {
         c.node_id = f.node_id;
     }
     for kv in f.node_meta {
-        let (k, v) = kv.split_once(':').ok_or_else(|| anyhow!("-node-meta {kv:?}: expected key:value"))?;
+        let (k, v) = kv
+            .split_once(':')
+            .ok_or_else(|| anyhow!("-node-meta {kv:?}: expected key:value"))?;
         c.node_meta.insert(k.to_string(), v.to_string());
     }
     if let Some(v) = f.datacenter {
@@ -131,14 +137,22 @@ pub fn build_config(args: Vec<String>) -> Result<Config> {
     if let Some(v) = f.client {
         c.client_addrs = v
             .split_whitespace()
-            .map(|s| s.parse().with_context(|| format!("-client: invalid address {s:?}")))
+            .map(|s| {
+                s.parse()
+                    .with_context(|| format!("-client: invalid address {s:?}"))
+            })
             .collect::<Result<_>>()?;
     }
     if let Some(v) = f.bind {
-        c.bind_addr = v.parse().with_context(|| format!("-bind: invalid address {v:?}"))?;
+        c.bind_addr = v
+            .parse()
+            .with_context(|| format!("-bind: invalid address {v:?}"))?;
     }
     if let Some(v) = f.advertise {
-        c.advertise_addr = Some(v.parse().with_context(|| format!("-advertise: invalid address {v:?}"))?);
+        c.advertise_addr = Some(
+            v.parse()
+                .with_context(|| format!("-advertise: invalid address {v:?}"))?,
+        );
     }
     macro_rules! port {
         ($flag:expr => $dst:expr) => {
@@ -172,7 +186,8 @@ pub fn build_config(args: Vec<String>) -> Result<Config> {
     c.retry_join.extend(f.retry_join);
     c.retry_join.extend(f.join);
     if let Some(v) = f.retry_interval {
-        c.retry_interval = crate::duration::parse(&v).map_err(|e| anyhow!("-retry-interval: {e}"))?;
+        c.retry_interval =
+            crate::duration::parse(&v).map_err(|e| anyhow!("-retry-interval: {e}"))?;
     }
     if let Some(v) = f.retry_max {
         c.retry_max = v;
@@ -187,7 +202,9 @@ pub fn build_config(args: Vec<String>) -> Result<Config> {
     if f.zones_dir.is_some() {
         c.zones_dir = f.zones_dir;
     }
-    if !["trace", "debug", "info", "warn", "err", "error"].contains(&c.log_level.to_ascii_lowercase().as_str()) {
+    if !["trace", "debug", "info", "warn", "err", "error"]
+        .contains(&c.log_level.to_ascii_lowercase().as_str())
+    {
         return Err(anyhow!("Invalid log level: {}", c.log_level));
     }
     c.validate()?;
@@ -215,7 +232,16 @@ mod tests {
 
     #[test]
     fn three_flag_forms() {
-        let c = cfg(&["-dev", "-http-port=18500", "-dns-port", "18600", "--server-port", "18300", "-node=n1"]).unwrap();
+        let c = cfg(&[
+            "-dev",
+            "-http-port=18500",
+            "-dns-port",
+            "18600",
+            "--server-port",
+            "18300",
+            "-node=n1",
+        ])
+        .unwrap();
         assert!(c.dev && c.server);
         assert_eq!(c.ports.http, 18500);
         assert_eq!(c.ports.dns, 18600);
@@ -227,7 +253,16 @@ mod tests {
     fn bad_values_are_errors() {
         assert!(cfg(&["-dev", "-http-port=abc"]).is_err());
         assert!(cfg(&["-dev", "-bogus"]).is_err());
-        assert!(cfg(&["-server", "-bootstrap", "-bootstrap-expect=3", "-data-dir=/tmp/x"]).is_err());
-        assert!(cfg(&["-server"]).is_err(), "data dir is required outside -dev");
+        assert!(cfg(&[
+            "-server",
+            "-bootstrap",
+            "-bootstrap-expect=3",
+            "-data-dir=/tmp/x"
+        ])
+        .is_err());
+        assert!(
+            cfg(&["-server"]).is_err(),
+            "data dir is required outside -dev"
+        );
     }
 }

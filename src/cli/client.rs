@@ -25,7 +25,9 @@ fn http_addr(args: &[String]) -> String {
 }
 
 fn client() -> Result<reqwest::blocking::Client> {
-    Ok(reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(10)).build()?)
+    Ok(reqwest::blocking::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()?)
 }
 
 fn check(resp: reqwest::blocking::Response) -> Result<reqwest::blocking::Response> {
@@ -34,7 +36,11 @@ fn check(resp: reqwest::blocking::Response) -> Result<reqwest::blocking::Respons
         return Ok(resp);
     }
     let body = resp.text().unwrap_or_default();
-    Err(anyhow!("Unexpected response code: {} ({})", code.as_u16(), body.trim()))
+    Err(anyhow!(
+        "Unexpected response code: {} ({})",
+        code.as_u16(),
+        body.trim()
+    ))
 }
 
 pub fn run(cmd: &str, args: Vec<String>) -> Result<i32> {
@@ -72,13 +78,27 @@ fn members(c: &reqwest::blocking::Client, base: &str) -> Result<i32> {
                 Some(4) => "failed",
                 _ => "none",
             };
-            let role = if tags["role"] == "consul" { "server" } else { "client" };
+            let role = if tags["role"] == "consul" {
+                "server"
+            } else {
+                "client"
+            };
             [
                 m["Name"].as_str().unwrap_or("").to_string(),
-                format!("{}:{}", m["Addr"].as_str().unwrap_or(""), m["Port"].as_u64().unwrap_or(0)),
+                format!(
+                    "{}:{}",
+                    m["Addr"].as_str().unwrap_or(""),
+                    m["Port"].as_u64().unwrap_or(0)
+                ),
                 status.to_string(),
                 role.to_string(),
-                tags["build"].as_str().unwrap_or("").split(':').next().unwrap_or("").to_string(),
+                tags["build"]
+                    .as_str()
+                    .unwrap_or("")
+                    .split(':')
+                    .next()
+                    .unwrap_or("")
+                    .to_string(),
                 tags["vsn"].as_str().unwrap_or("2").to_string(),
                 tags["dc"].as_str().unwrap_or("").to_string(),
                 "default".to_string(),
@@ -86,7 +106,16 @@ fn members(c: &reqwest::blocking::Client, base: &str) -> Result<i32> {
         })
         .collect();
     rows.sort_by(|a, b| (a[3] != "server", &a[0]).cmp(&(b[3] != "server", &b[0])));
-    let header = ["Node", "Address", "Status", "Type", "Build", "Protocol", "DC", "Partition"];
+    let header = [
+        "Node",
+        "Address",
+        "Status",
+        "Type",
+        "Build",
+        "Protocol",
+        "DC",
+        "Partition",
+    ];
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in &rows {
         for (i, cell) in r.iter().enumerate() {
@@ -103,7 +132,7 @@ fn members(c: &reqwest::blocking::Client, base: &str) -> Result<i32> {
     };
     println!("{}", line(header.to_vec()).replace("<default>", "Segment"));
     for r in &rows {
-        println!("{}", line(r.iter().map(|s| s.as_str()).collect()).replace("<default>", "<default>"));
+        println!("{}", line(r.iter().map(|s| s.as_str()).collect()));
     }
     Ok(if rows.is_empty() { 2 } else { 0 })
 }
@@ -117,7 +146,12 @@ fn info(c: &reqwest::blocking::Client, base: &str) -> Result<i32> {
         println!("{section}:");
         if let Some(kv) = kv.as_object() {
             for (k, val) in kv {
-                println!("\t{k} = {}", val.as_str().map(|s| s.to_string()).unwrap_or_else(|| val.to_string()));
+                println!(
+                    "\t{k} = {}",
+                    val.as_str()
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|| val.to_string())
+                );
             }
         }
     }

@@ -42,7 +42,11 @@ pub fn main(argv: Vec<String>) -> Result<i32> {
     match cmd.as_str() {
         "agent" => agent_flags::run(rest),
         "version" | "-version" | "--version" | "-v" => {
-            println!("Consul v{} (cairn {})", crate::agent::VERSION, env!("CARGO_PKG_VERSION"));
+            println!(
+                "Consul v{} (cairn {})",
+                crate::agent::VERSION,
+                env!("CARGO_PKG_VERSION")
+            );
             println!("Revision cairn");
             println!("Protocol 2 spoken by default, understands 2 to 3 (agent will automatically use protocol >2 when speaking to compatible agents)");
             Ok(0)

@@ -81,7 +81,9 @@ impl Consensus {
         crate::metrics::raft_apply(name, started.elapsed());
         match res {
             Ok(resp) => Ok((resp.log_id.index, resp.data)),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(WriteError::NoLeader),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                Err(WriteError::NoLeader)
+            }
             Err(e) => Err(WriteError::Raft(e.to_string())),
         }
     }
@@ -89,11 +91,21 @@ impl Consensus {
     /// Single-server bootstrap (`-dev`, `-bootstrap`, `-bootstrap-expect=1`).
     /// A no-op if the log already holds a membership.
     pub async fn bootstrap_alone(&self, rpc_addr: &str) -> Result<(), WriteError> {
-        if self.raft.is_initialized().await.map_err(|e| WriteError::Raft(e.to_string()))? {
+        if self
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| WriteError::Raft(e.to_string()))?
+        {
             return Ok(());
         }
         let mut members = BTreeMap::new();
-        members.insert(self.id, BasicNode { addr: rpc_addr.to_string() });
+        members.insert(
+            self.id,
+            BasicNode {
+                addr: rpc_addr.to_string(),
+            },
+        );
         match self.raft.initialize(members).await {
             Ok(()) => Ok(()),
             Err(RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => Ok(()),
@@ -109,7 +121,11 @@ impl Consensus {
         let m = self.raft.metrics();
         let m = m.borrow();
         let leader = m.current_leader?;
-        let addr = m.membership_config.membership().get_node(&leader).map(|n| n.addr.clone())?;
+        let addr = m
+            .membership_config
+            .membership()
+            .get_node(&leader)
+            .map(|n| n.addr.clone())?;
         Some((leader, addr))
     }
 
@@ -135,7 +151,10 @@ impl Consensus {
         let m = m.borrow();
         let membership = m.membership_config.membership();
         let voters: std::collections::BTreeSet<NodeId> = membership.voter_ids().collect();
-        membership.nodes().map(|(id, n)| (*id, n.addr.clone(), voters.contains(id))).collect()
+        membership
+            .nodes()
+            .map(|(id, n)| (*id, n.addr.clone(), voters.contains(id)))
+            .collect()
     }
 }
 

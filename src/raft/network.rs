@@ -6,8 +6,8 @@ use crate::rpc::{read_frame, write_frame, RpcRequest, RpcResponse};
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
-    VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
 };
 use openraft::BasicNode;
 use std::io;
@@ -27,7 +27,11 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
-        PeerClient { target, addr: node.addr.clone(), conn: None }
+        PeerClient {
+            target,
+            addr: node.addr.clone(),
+            conn: None,
+        }
     }
 }
 
@@ -38,16 +42,29 @@ struct RemoteText(String);
 type RpcErr<E> = RPCError<NodeId, BasicNode, RaftError<NodeId, E>>;
 
 impl PeerClient {
-    async fn call(&mut self, req: RpcRequest, ttl: Duration) -> Result<RpcResponse, (bool, io::Error)> {
+    async fn call(
+        &mut self,
+        req: RpcRequest,
+        ttl: Duration,
+    ) -> Result<RpcResponse, (bool, io::Error)> {
         if self.conn.is_none() {
-            let dial = tokio::time::timeout(ttl.min(Duration::from_secs(1)), TcpStream::connect(&self.addr)).await;
+            let dial = tokio::time::timeout(
+                ttl.min(Duration::from_secs(1)),
+                TcpStream::connect(&self.addr),
+            )
+            .await;
             match dial {
                 Ok(Ok(s)) => {
                     let _ = s.set_nodelay(true);
                     self.conn = Some(s);
                 }
                 Ok(Err(e)) => return Err((true, e)),
-                Err(_) => return Err((true, io::Error::new(io::ErrorKind::TimedOut, "dial timeout"))),
+                Err(_) => {
+                    return Err((
+                        true,
+                        io::Error::new(io::ErrorKind::TimedOut, "dial timeout"),
+                    ))
+                }
             }
         }
         let Some(conn) = self.conn.as_mut() else {
@@ -65,7 +82,10 @@ impl PeerClient {
             }
             Err(_) => {
                 self.conn = None;
-                Err((false, io::Error::new(io::ErrorKind::TimedOut, "rpc timeout")))
+                Err((
+                    false,
+                    io::Error::new(io::ErrorKind::TimedOut, "rpc timeout"),
+                ))
             }
         }
     }
@@ -80,12 +100,18 @@ impl PeerClient {
 
     fn remote_err<E: std::error::Error>(&self, text: String) -> RpcErr<E> {
         // The remote's error text is kept for logs; openraft retries either way.
-        RPCError::Network(NetworkError::new(&RemoteText(format!("remote {}: {text}", self.target))))
+        RPCError::Network(NetworkError::new(&RemoteText(format!(
+            "remote {}: {text}",
+            self.target
+        ))))
     }
 }
 
 fn protocol_err<E: std::error::Error>() -> RpcErr<E> {
-    RPCError::Network(NetworkError::new(&io::Error::new(io::ErrorKind::InvalidData, "mismatched rpc response")))
+    RPCError::Network(NetworkError::new(&io::Error::new(
+        io::ErrorKind::InvalidData,
+        "mismatched rpc response",
+    )))
 }
 
 impl RaftNetwork<TypeConfig> for PeerClient {
@@ -94,7 +120,10 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RpcErr<openraft::error::Infallible>> {
-        match self.call(RpcRequest::AppendEntries(rpc), option.hard_ttl()).await {
+        match self
+            .call(RpcRequest::AppendEntries(rpc), option.hard_ttl())
+            .await
+        {
             Ok(RpcResponse::AppendEntries(Ok(r))) => Ok(r),
             Ok(RpcResponse::AppendEntries(Err(t))) => Err(self.remote_err(t)),
             Ok(_) => Err(protocol_err()),
@@ -107,7 +136,10 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse<NodeId>, RpcErr<InstallSnapshotError>> {
-        match self.call(RpcRequest::InstallSnapshot(rpc), option.hard_ttl()).await {
+        match self
+            .call(RpcRequest::InstallSnapshot(rpc), option.hard_ttl())
+            .await
+        {
             Ok(RpcResponse::InstallSnapshot(Ok(r))) => Ok(r),
             Ok(RpcResponse::InstallSnapshot(Err(t))) => Err(self.remote_err(t)),
             Ok(_) => Err(protocol_err()),
@@ -128,4 +160,3 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         }
     }
 }
-

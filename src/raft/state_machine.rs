@@ -1,3 +1,7 @@
+// openraft fixes the error type of storage callbacks (`StorageError`), so the
+// large-Err lint cannot be acted on here.
+#![allow(clippy::result_large_err)]
+
 //! openraft's state machine over the catalog tables. A batch of committed
 //! entries is applied in one LMDB write transaction together with the last
 //! applied log id and membership, so the tables and the applied position
@@ -11,8 +15,8 @@ use crate::catalog::Catalog;
 use crate::store::Table;
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
-    AnyError, BasicNode, Entry, EntryPayload, LogId, RaftSnapshotBuilder, SnapshotMeta, StorageError,
-    StorageIOError, StoredMembership,
+    AnyError, BasicNode, Entry, EntryPayload, LogId, RaftSnapshotBuilder, SnapshotMeta,
+    StorageError, StorageIOError, StoredMembership,
 };
 use serde::{Deserialize, Serialize};
 use std::io::Cursor;
@@ -56,7 +60,10 @@ fn snap_err<E: std::error::Error + 'static>(e: E) -> StorageError<NodeId> {
 
 impl StateMachine {
     pub fn new(catalog: Arc<Catalog>, snapshot_path: PathBuf) -> StateMachine {
-        StateMachine { catalog, snapshot_path }
+        StateMachine {
+            catalog,
+            snapshot_path,
+        }
     }
 
     fn read_applied(&self) -> Result<(Option<LogId<NodeId>>, Membership), StorageError<NodeId>> {
@@ -76,15 +83,22 @@ impl StateMachine {
     fn build(&self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
         let tables = &self.catalog.tables;
         let txn = tables.env.read_txn().map_err(snap_err)?;
-        let applied: Option<LogId<NodeId>> = match tables.meta.get(&txn, LAST_APPLIED).map_err(snap_err)? {
-            Some(b) => bincode::deserialize(b).map_err(snap_err)?,
-            None => None,
-        };
+        let applied: Option<LogId<NodeId>> =
+            match tables.meta.get(&txn, LAST_APPLIED).map_err(snap_err)? {
+                Some(b) => bincode::deserialize(b).map_err(snap_err)?,
+                None => None,
+            };
         let membership: Membership = match tables.meta.get(&txn, MEMBERSHIP).map_err(snap_err)? {
             Some(b) => bincode::deserialize(b).map_err(snap_err)?,
             None => Membership::default(),
         };
-        let mut body = SnapshotBody { nodes: vec![], services: vec![], checks: vec![], kv: vec![], indexes: vec![] };
+        let mut body = SnapshotBody {
+            nodes: vec![],
+            services: vec![],
+            checks: vec![],
+            kv: vec![],
+            indexes: vec![],
+        };
         for r in tables.nodes.iter(&txn).map_err(snap_err)? {
             body.nodes.push(r.map_err(snap_err)?.1);
         }
@@ -98,7 +112,10 @@ impl StateMachine {
             body.kv.push(r.map_err(snap_err)?.1);
         }
         for t in [Table::Nodes, Table::Services, Table::Checks, Table::Kvs] {
-            body.indexes.push((t.meta_key().to_string(), tables.table_index(&txn, t).map_err(snap_err)?));
+            body.indexes.push((
+                t.meta_key().to_string(),
+                tables.table_index(&txn, t).map_err(snap_err)?,
+            ));
         }
         drop(txn);
         let data = bincode::serialize(&body).map_err(snap_err)?;
@@ -106,15 +123,29 @@ impl StateMachine {
             Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, data.len()),
             None => format!("0-0-{}", data.len()),
         };
-        let meta = SnapshotMeta { last_log_id: applied, last_membership: membership, snapshot_id };
+        let meta = SnapshotMeta {
+            last_log_id: applied,
+            last_membership: membership,
+            snapshot_id,
+        };
         self.persist(&meta, &data)?;
-        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
     }
 
     /// Keeps the latest snapshot on disk (write to a temp file, fsync, rename).
-    fn persist(&self, meta: &SnapshotMeta<NodeId, BasicNode>, data: &[u8]) -> Result<(), StorageError<NodeId>> {
+    fn persist(
+        &self,
+        meta: &SnapshotMeta<NodeId, BasicNode>,
+        data: &[u8],
+    ) -> Result<(), StorageError<NodeId>> {
         use std::io::Write;
-        let stored = StoredSnapshot { meta: meta.clone(), data: data.to_vec() };
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data: data.to_vec(),
+        };
         let bytes = bincode::serialize(&stored).map_err(snap_err)?;
         let tmp = self.snapshot_path.with_extension("tmp");
         let mut f = std::fs::File::create(&tmp).map_err(snap_err)?;
@@ -124,7 +155,11 @@ impl StateMachine {
         Ok(())
     }
 
-    fn install(&self, meta: &SnapshotMeta<NodeId, BasicNode>, data: &[u8]) -> Result<(), StorageError<NodeId>> {
+    fn install(
+        &self,
+        meta: &SnapshotMeta<NodeId, BasicNode>,
+        data: &[u8],
+    ) -> Result<(), StorageError<NodeId>> {
         let body: SnapshotBody = bincode::deserialize(data).map_err(snap_err)?;
         let tables = &self.catalog.tables;
         let mut txn = tables.env.write_txn().map_err(snap_err)?;
@@ -137,28 +172,51 @@ impl StateMachine {
             tables.nodes.put(&mut txn, &n.name, n).map_err(snap_err)?;
         }
         for s in &body.services {
-            tables.services.put(&mut txn, &crate::store::node_scoped_key(&s.node, &s.id), s).map_err(snap_err)?;
+            tables
+                .services
+                .put(&mut txn, &crate::store::node_scoped_key(&s.node, &s.id), s)
+                .map_err(snap_err)?;
         }
         for c in &body.checks {
-            tables.checks.put(&mut txn, &crate::store::node_scoped_key(&c.node, &c.check_id), c).map_err(snap_err)?;
+            tables
+                .checks
+                .put(
+                    &mut txn,
+                    &crate::store::node_scoped_key(&c.node, &c.check_id),
+                    c,
+                )
+                .map_err(snap_err)?;
         }
         for e in &body.kv {
             tables.kv.put(&mut txn, &e.key, e).map_err(snap_err)?;
         }
         for (k, v) in &body.indexes {
-            tables.meta.put(&mut txn, k, &v.to_be_bytes()).map_err(snap_err)?;
+            tables
+                .meta
+                .put(&mut txn, k, &v.to_be_bytes())
+                .map_err(snap_err)?;
         }
         let applied = bincode::serialize(&meta.last_log_id).map_err(snap_err)?;
-        tables.meta.put(&mut txn, LAST_APPLIED, &applied).map_err(snap_err)?;
+        tables
+            .meta
+            .put(&mut txn, LAST_APPLIED, &applied)
+            .map_err(snap_err)?;
         let membership = bincode::serialize(&meta.last_membership).map_err(snap_err)?;
-        tables.meta.put(&mut txn, MEMBERSHIP, &membership).map_err(snap_err)?;
+        tables
+            .meta
+            .put(&mut txn, MEMBERSHIP, &membership)
+            .map_err(snap_err)?;
         txn.commit().map_err(snap_err)?;
         self.persist(meta, data)?;
-        self.catalog.publish_reset(meta.last_log_id.map(|l| l.index).unwrap_or(0));
+        self.catalog
+            .publish_reset(meta.last_log_id.map(|l| l.index).unwrap_or(0));
         Ok(())
     }
 
-    fn apply_batch(&self, entries: Vec<Entry<TypeConfig>>) -> Result<Vec<Response>, StorageError<NodeId>> {
+    fn apply_batch(
+        &self,
+        entries: Vec<Entry<TypeConfig>>,
+    ) -> Result<Vec<Response>, StorageError<NodeId>> {
         let tables = &self.catalog.tables;
         let mut txn = tables.env.write_txn().map_err(sm_err)?;
         let mut out = Vec::with_capacity(entries.len());
@@ -185,14 +243,20 @@ impl StateMachine {
                 EntryPayload::Membership(m) => {
                     let stored = Membership::new(Some(entry.log_id), m);
                     let bytes = bincode::serialize(&stored).map_err(sm_err)?;
-                    tables.meta.put(&mut txn, MEMBERSHIP, &bytes).map_err(sm_err)?;
+                    tables
+                        .meta
+                        .put(&mut txn, MEMBERSHIP, &bytes)
+                        .map_err(sm_err)?;
                     out.push(Response::None);
                 }
             }
         }
         if let Some(last) = last {
             let bytes = bincode::serialize(&Some(last)).map_err(sm_err)?;
-            tables.meta.put(&mut txn, LAST_APPLIED, &bytes).map_err(sm_err)?;
+            tables
+                .meta
+                .put(&mut txn, LAST_APPLIED, &bytes)
+                .map_err(sm_err)?;
         }
         txn.commit().map_err(sm_err)?;
         if let Some(last) = last {
@@ -205,14 +269,18 @@ impl StateMachine {
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
         let me = self.clone();
-        tokio::task::spawn_blocking(move || me.build()).await.map_err(snap_err)?
+        tokio::task::spawn_blocking(move || me.build())
+            .await
+            .map_err(snap_err)?
     }
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {
     type SnapshotBuilder = StateMachine;
 
-    async fn applied_state(&mut self) -> Result<(Option<LogId<NodeId>>, Membership), StorageError<NodeId>> {
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<NodeId>>, Membership), StorageError<NodeId>> {
         self.read_applied()
     }
 
@@ -223,14 +291,18 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let entries: Vec<_> = entries.into_iter().collect();
         let me = self.clone();
-        tokio::task::spawn_blocking(move || me.apply_batch(entries)).await.map_err(sm_err)?
+        tokio::task::spawn_blocking(move || me.apply_batch(entries))
+            .await
+            .map_err(sm_err)?
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
         Ok(Box::new(Cursor::new(Vec::new())))
     }
 
@@ -242,17 +314,24 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let me = self.clone();
         let meta = meta.clone();
         let data = snapshot.into_inner();
-        tokio::task::spawn_blocking(move || me.install(&meta, &data)).await.map_err(snap_err)?
+        tokio::task::spawn_blocking(move || me.install(&meta, &data))
+            .await
+            .map_err(snap_err)?
     }
 
-    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
         let bytes = match std::fs::read(&self.snapshot_path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(snap_err(e)),
         };
         let stored: StoredSnapshot = bincode::deserialize(&bytes).map_err(snap_err)?;
-        Ok(Some(Snapshot { meta: stored.meta, snapshot: Box::new(Cursor::new(stored.data)) }))
+        Ok(Some(Snapshot {
+            meta: stored.meta,
+            snapshot: Box::new(Cursor::new(stored.data)),
+        }))
     }
 }
 
@@ -265,10 +344,16 @@ mod tests {
     struct Builder;
 
     impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Builder {
-        async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError<NodeId>> {
+        async fn build(
+            &self,
+        ) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError<NodeId>> {
             let dir = tempfile::tempdir().map_err(sm_err)?;
-            let catalog = Arc::new(Catalog::open(&dir.path().join("state")).map_err(|e| sm_err(std::io::Error::other(e.to_string())))?);
-            let log = LogStore::open(&dir.path().join("raft")).map_err(|e| sm_err(std::io::Error::other(e.to_string())))?;
+            let catalog = Arc::new(
+                Catalog::open(&dir.path().join("state"))
+                    .map_err(|e| sm_err(std::io::Error::other(e.to_string())))?,
+            );
+            let log = LogStore::open(&dir.path().join("raft"))
+                .map_err(|e| sm_err(std::io::Error::other(e.to_string())))?;
             let sm = StateMachine::new(catalog, dir.path().join("snapshot.bin"));
             Ok((dir, log, sm))
         }

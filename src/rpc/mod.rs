@@ -3,8 +3,8 @@
 
 use crate::raft::{NodeId, TypeConfig};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
-    VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
 };
 use serde::{Deserialize, Serialize};
 use std::io;
@@ -28,10 +28,16 @@ pub enum RpcResponse {
     InstallSnapshot(Result<InstallSnapshotResponse<NodeId>, String>),
 }
 
-pub async fn write_frame<W: AsyncWriteExt + Unpin, T: Serialize>(w: &mut W, msg: &T) -> io::Result<()> {
+pub async fn write_frame<W: AsyncWriteExt + Unpin, T: Serialize>(
+    w: &mut W,
+    msg: &T,
+) -> io::Result<()> {
     let bytes = bincode::serialize(msg).map_err(io::Error::other)?;
     if bytes.len() > MAX_FRAME {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "frame too large"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "frame too large",
+        ));
     }
     let mut buf = Vec::with_capacity(bytes.len() + 4);
     buf.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
@@ -40,12 +46,17 @@ pub async fn write_frame<W: AsyncWriteExt + Unpin, T: Serialize>(w: &mut W, msg:
     w.flush().await
 }
 
-pub async fn read_frame<R: AsyncReadExt + Unpin, T: for<'de> Deserialize<'de>>(r: &mut R) -> io::Result<T> {
+pub async fn read_frame<R: AsyncReadExt + Unpin, T: for<'de> Deserialize<'de>>(
+    r: &mut R,
+) -> io::Result<T> {
     let mut len = [0u8; 4];
     r.read_exact(&mut len).await?;
     let len = u32::from_be_bytes(len) as usize;
     if len > MAX_FRAME {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("frame of {len} bytes exceeds limit")));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame of {len} bytes exceeds limit"),
+        ));
     }
     let mut buf = vec![0u8; len];
     r.read_exact(&mut buf).await?;
@@ -77,13 +88,15 @@ pub async fn serve(listener: tokio::net::TcpListener, raft: crate::raft::Raft) {
                     }
                 };
                 let resp = match req {
-                    RpcRequest::AppendEntries(r) => {
-                        RpcResponse::AppendEntries(raft.append_entries(r).await.map_err(|e| e.to_string()))
+                    RpcRequest::AppendEntries(r) => RpcResponse::AppendEntries(
+                        raft.append_entries(r).await.map_err(|e| e.to_string()),
+                    ),
+                    RpcRequest::Vote(r) => {
+                        RpcResponse::Vote(raft.vote(r).await.map_err(|e| e.to_string()))
                     }
-                    RpcRequest::Vote(r) => RpcResponse::Vote(raft.vote(r).await.map_err(|e| e.to_string())),
-                    RpcRequest::InstallSnapshot(r) => {
-                        RpcResponse::InstallSnapshot(raft.install_snapshot(r).await.map_err(|e| e.to_string()))
-                    }
+                    RpcRequest::InstallSnapshot(r) => RpcResponse::InstallSnapshot(
+                        raft.install_snapshot(r).await.map_err(|e| e.to_string()),
+                    ),
                 };
                 if let Err(e) = write_frame(&mut sock, &resp).await {
                     tracing::debug!(%peer, "rpc write: {e}");

@@ -1,11 +1,15 @@
+// openraft fixes the error type of storage callbacks (`StorageError`), so the
+// large-Err lint cannot be acted on here.
+#![allow(clippy::result_large_err)]
+
 //! The raft log and vote in their own LMDB environment. An append returns to
 //! openraft only after the write transaction has committed, and LMDB's
 //! default commit fsyncs: an acknowledged write is on disk.
 
 use super::{open_env, StoreEnv, StoreError};
 use crate::raft::{NodeId, TypeConfig};
-use heed::types::{Bytes, SerdeBincode, Str, U64};
 use heed::byteorder::BigEndian;
+use heed::types::{Bytes, SerdeBincode, Str, U64};
 use heed::{CommitOrAbort, Database};
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{AnyError, Entry, LogId, StorageError, StorageIOError, Vote};
@@ -54,7 +58,10 @@ impl LogStore {
         Ok(LogStore { env, logs, meta })
     }
 
-    fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StorageError<NodeId>> {
+    fn get_meta<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<T>, StorageError<NodeId>> {
         let txn = self.env.read_txn().map_err(read_err)?;
         match self.meta.get(&txn, key).map_err(read_err)? {
             None => Ok(None),
@@ -62,7 +69,11 @@ impl LogStore {
         }
     }
 
-    fn put_meta<T: serde::Serialize>(&self, key: &str, value: &T) -> Result<(), StorageError<NodeId>> {
+    fn put_meta<T: serde::Serialize>(
+        &self,
+        key: &str,
+        value: &T,
+    ) -> Result<(), StorageError<NodeId>> {
         let bytes = bincode::serialize(value).map_err(write_err)?;
         let mut txn = self.env.write_txn().map_err(write_err)?;
         self.meta.put(&mut txn, key, &bytes).map_err(write_err)?;
@@ -75,7 +86,9 @@ impl LogStore {
         f: impl FnOnce(LogStore) -> Result<T, StorageError<NodeId>> + Send + 'static,
     ) -> Result<T, StorageError<NodeId>> {
         let me = self.clone();
-        tokio::task::spawn_blocking(move || f(me)).await.map_err(write_err)?
+        tokio::task::spawn_blocking(move || f(me))
+            .await
+            .map_err(write_err)?
     }
 
     /// Highest log index stored (for `info` and list-peers).
@@ -122,8 +135,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<NodeId>> {
         let last_purged: Option<LogId<NodeId>> = self.get_meta(LAST_PURGED)?;
         let txn = self.env.read_txn().map_err(read_err)?;
-        let last = self.logs.last(&txn).map_err(read_err)?.map(|(_, e)| e.log_id);
-        Ok(LogState { last_purged_log_id: last_purged, last_log_id: last.or(last_purged) })
+        let last = self
+            .logs
+            .last(&txn)
+            .map_err(read_err)?
+            .map(|(_, e)| e.log_id);
+        Ok(LogState {
+            last_purged_log_id: last_purged,
+            last_log_id: last.or(last_purged),
+        })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -139,16 +159,24 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.get_meta(VOTE)
     }
 
-    async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), StorageError<NodeId>> {
+    async fn save_committed(
+        &mut self,
+        committed: Option<LogId<NodeId>>,
+    ) -> Result<(), StorageError<NodeId>> {
         // Not fsync-critical: losing it only delays re-applying committed entries.
-        self.blocking(move |me| me.put_meta(COMMITTED, &committed)).await
+        self.blocking(move |me| me.put_meta(COMMITTED, &committed))
+            .await
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
         Ok(self.get_meta::<Option<LogId<NodeId>>>(COMMITTED)?.flatten())
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError<NodeId>>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError<NodeId>>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + Send,
         I::IntoIter: Send,
@@ -158,7 +186,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .blocking(move |me| {
                 let mut txn = me.env.write_txn().map_err(write_err)?;
                 for e in &entries {
-                    me.logs.put(&mut txn, &e.log_id.index, e).map_err(write_err)?;
+                    me.logs
+                        .put(&mut txn, &e.log_id.index, e)
+                        .map_err(write_err)?;
                 }
                 txn.commit().map_err(write_err)
             })
@@ -173,7 +203,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
         self.blocking(move |me| {
             let mut txn = me.env.write_txn().map_err(write_err)?;
-            me.logs.delete_range(&mut txn, &(log_id.index..)).map_err(write_err)?;
+            me.logs
+                .delete_range(&mut txn, &(log_id.index..))
+                .map_err(write_err)?;
             txn.commit().map_err(write_err)
         })
         .await
@@ -183,8 +215,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.blocking(move |me| {
             let bytes = bincode::serialize(&log_id).map_err(write_err)?;
             let mut txn = me.env.write_txn().map_err(write_err)?;
-            me.meta.put(&mut txn, LAST_PURGED, &bytes).map_err(write_err)?;
-            me.logs.delete_range(&mut txn, &(..=log_id.index)).map_err(write_err)?;
+            me.meta
+                .put(&mut txn, LAST_PURGED, &bytes)
+                .map_err(write_err)?;
+            me.logs
+                .delete_range(&mut txn, &(..=log_id.index))
+                .map_err(write_err)?;
             txn.commit().map_err(write_err)
         })
         .await

@@ -106,7 +106,14 @@ impl Tables {
                 )))
             })?
             .unwrap_commit();
-        Ok(Tables { env: env.clone(), nodes, services, checks, kv, meta })
+        Ok(Tables {
+            env: env.clone(),
+            nodes,
+            services,
+            checks,
+            kv,
+            meta,
+        })
     }
 
     pub fn table_index(&self, txn: &RoTxn, table: Table) -> Result<u64, heed::Error> {
@@ -117,7 +124,12 @@ impl Tables {
             .unwrap_or(0))
     }
 
-    pub fn set_table_index(&self, txn: &mut RwTxn, table: Table, index: u64) -> Result<(), heed::Error> {
+    pub fn set_table_index(
+        &self,
+        txn: &mut RwTxn,
+        table: Table,
+        index: u64,
+    ) -> Result<(), heed::Error> {
         self.meta.put(txn, table.meta_key(), &index.to_be_bytes())
     }
 
