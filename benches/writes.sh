@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Write throughput on one node with fsync on (LMDB's default durable
+# commits): HTTP catalog registrations and KV PUTs per second, driven by wrk.
+# Usage: benches/writes.sh [seconds] [connections]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. benches/lib.sh
+DURATION=${1:-10}
+CONNS=${2:-32}
+command -v wrk >/dev/null || { echo "wrk is required (apt-get install wrk)" >&2; exit 1; }
+
+cargo build --release --quiet
+BIN=target/release/cairn
+WORK=$(mktemp -d)
+HTTP=$(free_port); DNS=$(free_port); RPC=$(free_port); SERF=$(free_port)
+"$BIN" agent -dev -node=bench -data-dir="$WORK/data" -http-port="$HTTP" -dns-port="$DNS" \
+  -server-port="$RPC" -serf-lan-port="$SERF" -log-level=warn >"$WORK/agent.log" 2>&1 &
+PID=$!
+trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$WORK"' EXIT
+wait_http "http://127.0.0.1:$HTTP/v1/status/leader"
+sleep 1
+
+cat >"$WORK/register.lua" <<'LUA'
+local counter = 0
+local tid = 0
+local threads = {}
+function setup(thread)
+  thread:set("tid", #threads + 1)
+  table.insert(threads, thread)
+end
+request = function()
+  counter = counter + 1
+  local id = tid .. "-" .. counter
+  local body = '{"Node":"bench-' .. id .. '","Address":"10.1.' .. (counter % 250) .. '.1",'
+    .. '"Service":{"Service":"bench","ID":"b' .. id .. '","Port":8080,"Tags":["v1"]}}'
+  return wrk.format("PUT", "/v1/catalog/register", {["Content-Type"] = "application/json"}, body)
+end
+LUA
+cat >"$WORK/kv.lua" <<'LUA'
+local counter = 0
+local tid = 0
+local threads = {}
+function setup(thread)
+  thread:set("tid", #threads + 1)
+  table.insert(threads, thread)
+end
+request = function()
+  counter = counter + 1
+  return wrk.format("PUT", "/v1/kv/bench/" .. tid .. "/" .. counter, nil, "value-" .. counter)
+end
+LUA
+
+run() {
+  local name=$1 script=$2
+  wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency -s "$script" "http://127.0.0.1:$HTTP" >"$WORK/$name.out" 2>&1
+  local rps p50 p99 non2xx
+  rps=$(awk '/Requests\/sec/ {print $2}' "$WORK/$name.out")
+  p50=$(awk '$1=="50%" {print $2}' "$WORK/$name.out")
+  p99=$(awk '$1=="99%" {print $2}' "$WORK/$name.out")
+  non2xx=$(awk '/Non-2xx/ {print $NF}' "$WORK/$name.out"); non2xx=${non2xx:-0}
+  printf '| %s | %s | %s | %s | %s |\n' "$name" "$rps" "$p50" "$p99" "$non2xx"
+}
+
+{
+  echo "| workload | writes/s | p50 | p99 | non-2xx |"
+  echo "|---|---|---|---|---|"
+  run "catalog register (PUT /v1/catalog/register)" "$WORK/register.lua"
+  run "kv put (PUT /v1/kv/...)" "$WORK/kv.lua"
+} | tee "$WORK/table.md"
+
+{
+  echo "## Writes on one node, fsync on"
+  echo
+  echo "Command: \`benches/writes.sh $DURATION $CONNS\` (wrk, 2 threads, $CONNS connections, ${DURATION}s each, release build, one \`-dev\` server; every acknowledged write is committed to the raft log and the state machine with LMDB's durable commits)."
+  echo "Run on $(date -u +%Y-%m-%d), $(nproc) cores."
+  echo
+  cat "$WORK/table.md"
+} >"$WORK/section.md"
+replace_section docs/benchmarks.md writes "$WORK/section.md"
+echo "wrote docs/benchmarks.md (writes section)"
