@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod dns;
 pub mod duration;
+pub mod gossip;
 pub mod http;
 pub mod metrics;
 pub mod raft;

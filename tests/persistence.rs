@@ -29,7 +29,10 @@ fn acknowledged_kv_writes_survive_sigkill() {
     assert_eq!(r.status, 200);
     let after = agent.get_ok("/v1/kv/crash/after");
     let index_after: u64 = after.header("x-consul-index").unwrap().parse().unwrap();
-    assert!(index_after > index_before, "index went from {index_before} to {index_after}");
+    assert!(
+        index_after > index_before,
+        "index went from {index_before} to {index_after}"
+    );
 }
 
 #[test]
@@ -48,7 +51,11 @@ fn agent_services_and_node_id_survive_sigkill() {
     agent.start();
 
     let self2 = agent.get_ok("/v1/agent/self").json();
-    assert_eq!(self2["Config"]["NodeID"].as_str().unwrap(), node_id, "node ID is stable across restarts");
+    assert_eq!(
+        self2["Config"]["NodeID"].as_str().unwrap(),
+        node_id,
+        "node ID is stable across restarts"
+    );
     let services = agent.get_ok("/v1/agent/services").json();
     assert_eq!(services["web1"]["Service"], "web");
     assert_eq!(services["web1"]["Port"], 8080);
@@ -58,7 +65,9 @@ fn agent_services_and_node_id_survive_sigkill() {
     assert_eq!(catalog.as_array().unwrap().len(), 1);
     assert_eq!(catalog[0]["ServiceID"], "web1");
     assert!(
-        eventually(Duration::from_secs(5), || agent.dig(&["+short", "web.service.consul", "SRV"]).contains("8080")),
+        eventually(Duration::from_secs(5), || agent
+            .dig(&["+short", "web.service.consul", "SRV"])
+            .contains("8080")),
         "service answers in DNS after restart"
     );
 }

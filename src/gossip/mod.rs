@@ -1,0 +1,756 @@
+//! LAN gossip over UDP with foca (SWIM): membership, failure detection,
+//! graceful leave and force-leave. One task owns the `Foca` instance and is
+//! fed by an mpsc of inputs (packets, timers, commands); a single scheduler
+//! task delivers timers in order; the member table is published on a watch
+//! channel that the leader's reconciler and the HTTP API read.
+
+pub mod crypto;
+
+use bytes::Bytes;
+use crypto::Keyring;
+use foca::{
+    BroadcastHandler, Config as FocaConfig, Foca, Invalidates, OwnedNotification, PostcardCodec,
+    Timer,
+};
+use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+/// A member's identity as gossiped: who it is and how to reach it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberId {
+    pub name: String,
+    /// Gossip (serf LAN) address.
+    pub addr: SocketAddr,
+    pub node_id: String,
+    pub server: bool,
+    pub dc: String,
+    pub rpc_port: u16,
+    pub http_port: u16,
+    pub version: String,
+    pub bootstrap_expect: u32,
+    /// Unix milliseconds when the agent started: the later of two agents
+    /// claiming one name is the one that must give way.
+    pub started_ms: u64,
+    /// Bumped on every automatic rejoin so the new incarnation wins.
+    pub bump: u64,
+}
+
+impl std::fmt::Debug for MemberId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}#{}", self.name, self.addr, self.bump)
+    }
+}
+
+impl foca::Identity for MemberId {
+    type Addr = SocketAddr;
+
+    fn renew(&self) -> Option<Self> {
+        let mut next = self.clone();
+        next.bump = next.bump.wrapping_add(1);
+        Some(next)
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    fn win_addr_conflict(&self, adversary: &Self) -> bool {
+        (self.started_ms, self.bump) > (adversary.started_ms, adversary.bump)
+    }
+}
+
+/// Serf's member status codes, as `/v1/agent/members` reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MemberStatus {
+    Alive = 1,
+    Leaving = 2,
+    Left = 3,
+    Failed = 4,
+}
+
+impl MemberStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberStatus::Alive => "alive",
+            MemberStatus::Leaving => "leaving",
+            MemberStatus::Left => "left",
+            MemberStatus::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberInfo {
+    pub id: MemberId,
+    pub status: MemberStatus,
+}
+
+pub type MemberTable = Arc<BTreeMap<String, MemberInfo>>;
+
+/// What the gossip layer needs to know about this agent.
+#[derive(Clone)]
+pub struct GossipConfig {
+    pub bind: SocketAddr,
+    pub identity: MemberId,
+    pub keyring: Option<Keyring>,
+}
+
+/// Intentions spread as custom broadcasts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum Intent {
+    /// The named member is leaving gracefully: its coming "down" means left.
+    Leave { name: String, bump: u64 },
+    /// An operator asked to treat a failed member as left (and maybe forget it).
+    ForceLeave {
+        name: String,
+        prune: bool,
+        nonce: u64,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+struct IntentKey {
+    name: String,
+    kind: u8,
+    version: u64,
+}
+
+impl Invalidates for IntentKey {
+    fn invalidates(&self, other: &Self) -> bool {
+        self.name == other.name && self.kind == other.kind && self.version >= other.version
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("bad broadcast: {0}")]
+struct BadBroadcast(String);
+
+/// Receives intents; remembers them so repeats are not re-broadcast.
+struct IntentHandler {
+    seen: HashSet<IntentKey>,
+    intents: Arc<Mutex<Vec<Intent>>>,
+}
+
+impl BroadcastHandler<MemberId> for IntentHandler {
+    type Key = IntentKey;
+    type Error = BadBroadcast;
+
+    fn receive_item(
+        &mut self,
+        data: &[u8],
+        _sender: Option<&MemberId>,
+    ) -> Result<Option<IntentKey>, BadBroadcast> {
+        let intent: Intent = postcard::from_bytes(data).map_err(|e| BadBroadcast(e.to_string()))?;
+        let key = match &intent {
+            Intent::Leave { name, bump } => IntentKey {
+                name: name.clone(),
+                kind: 0,
+                version: *bump,
+            },
+            Intent::ForceLeave { name, nonce, .. } => IntentKey {
+                name: name.clone(),
+                kind: 1,
+                version: *nonce,
+            },
+        };
+        if !self.seen.insert(key.clone()) {
+            return Ok(None);
+        }
+        if let Ok(mut q) = self.intents.lock() {
+            q.push(intent);
+        }
+        Ok(Some(key))
+    }
+}
+
+enum Input {
+    Data(Vec<u8>),
+    Timer(Timer<MemberId>),
+    Announce(SocketAddr),
+    Leave(oneshot::Sender<()>),
+    ForceLeave {
+        name: String,
+        prune: bool,
+        done: oneshot::Sender<bool>,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GossipError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("gossip task stopped")]
+    Stopped,
+}
+
+/// Handle to the running gossip layer.
+#[derive(Clone)]
+pub struct Gossip {
+    tx: mpsc::Sender<Input>,
+    members: watch::Receiver<MemberTable>,
+    conflict: watch::Receiver<Option<String>>,
+    pub identity: MemberId,
+}
+
+/// Failure-detection timing chosen for LANs and docker networks: a hard-killed
+/// member is declared down in about 1.5-2.5 s (probe every 500 ms, 300 ms
+/// round trip, 3 indirect probes, 1 s of suspicion), well before memberlist's
+/// ~5 s, while a member must miss direct and indirect probes to be suspected.
+fn foca_config(cluster_size: u32) -> FocaConfig {
+    let mut c =
+        FocaConfig::new_lan(NonZeroU32::new(cluster_size.max(1)).unwrap_or(NonZeroU32::MIN));
+    c.probe_period = Duration::from_millis(500);
+    c.probe_rtt = Duration::from_millis(300);
+    c.num_indirect_probes = NonZeroUsize::new(3).unwrap_or(NonZeroUsize::MIN);
+    c.suspect_to_down_after = Duration::from_millis(1000);
+    c.remove_down_after = Some(Duration::from_secs(72 * 3600));
+    c.periodic_announce = Some(foca::PeriodicParams {
+        frequency: Duration::from_secs(10),
+        num_members: NonZeroUsize::new(2).unwrap_or(NonZeroUsize::MIN),
+    });
+    c.periodic_announce_to_down_members = Some(foca::PeriodicParams {
+        frequency: Duration::from_secs(5),
+        num_members: NonZeroUsize::new(2).unwrap_or(NonZeroUsize::MIN),
+    });
+    c
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Gossip {
+    pub async fn start(cfg: GossipConfig) -> Result<Gossip, GossipError> {
+        let socket = Arc::new(UdpSocket::bind(cfg.bind).await?);
+        let (tx, rx) = mpsc::channel::<Input>(1024);
+        let (members_tx, members) = watch::channel::<MemberTable>(Arc::new(BTreeMap::new()));
+        let (conflict_tx, conflict) = watch::channel::<Option<String>>(None);
+
+        // Reader: datagrams -> (decrypt) -> foca task.
+        {
+            let socket = socket.clone();
+            let tx = tx.clone();
+            let keyring = cfg.keyring.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                loop {
+                    let (n, from) = match socket.recv_from(&mut buf).await {
+                        Ok(x) => x,
+                        Err(e) => {
+                            tracing::debug!("gossip recv: {e}");
+                            continue;
+                        }
+                    };
+                    let data = match &keyring {
+                        Some(k) => match k.decrypt(&buf[..n]) {
+                            Some(d) => d,
+                            None => {
+                                tracing::warn!(%from, "gossip: dropping packet that does not decrypt with our key");
+                                continue;
+                            }
+                        },
+                        None => buf[..n].to_vec(),
+                    };
+                    if tx.send(Input::Data(data)).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+
+        // Scheduler: one ordered timer queue.
+        let (sched_tx, mut sched_rx) = mpsc::unbounded_channel::<(Instant, Timer<MemberId>)>();
+        {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut heap: BinaryHeap<Reverse<(Instant, u64)>> = BinaryHeap::new();
+                let mut timers: HashMap<u64, Timer<MemberId>> = HashMap::new();
+                let mut seq = 0u64;
+                loop {
+                    let next = heap.peek().map(|Reverse((at, _))| *at);
+                    tokio::select! {
+                        msg = sched_rx.recv() => match msg {
+                            Some((at, timer)) => {
+                                seq += 1;
+                                heap.push(Reverse((at, seq)));
+                                timers.insert(seq, timer);
+                            }
+                            None => return,
+                        },
+                        _ = async { match next { Some(at) => tokio::time::sleep_until(at).await, None => std::future::pending().await } } => {
+                            let now = Instant::now();
+                            while let Some(Reverse((at, id))) = heap.peek().copied() {
+                                if at > now { break; }
+                                heap.pop();
+                                if let Some(t) = timers.remove(&id) {
+                                    if tx.send(Input::Timer(t)).await.is_err() { return; }
+                                }
+                            }
+                        }
+                    }
+                }
+            });
+        }
+
+        let intents = Arc::new(Mutex::new(Vec::new()));
+        let handler = IntentHandler {
+            seen: HashSet::new(),
+            intents: intents.clone(),
+        };
+        let rng: StdRng = rand::make_rng();
+        let foca = Foca::with_custom_broadcast(
+            cfg.identity.clone(),
+            foca_config(5),
+            rng,
+            PostcardCodec,
+            handler,
+        );
+        let owner = Owner {
+            foca,
+            socket,
+            keyring: cfg.keyring.clone(),
+            sched: sched_tx,
+            intents,
+            table: BTreeMap::new(),
+            leaving: HashSet::new(),
+            members_tx,
+            conflict_tx,
+            me: cfg.identity.clone(),
+        };
+        tokio::spawn(owner.run(rx));
+        Ok(Gossip {
+            tx,
+            members,
+            conflict,
+            identity: cfg.identity,
+        })
+    }
+
+    /// The current member table (this agent included), by name.
+    pub fn members(&self) -> MemberTable {
+        self.members.borrow().clone()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<MemberTable> {
+        self.members.clone()
+    }
+
+    /// Resolves to the conflict message once another live agent is found
+    /// holding this agent's name.
+    pub fn conflicts(&self) -> watch::Receiver<Option<String>> {
+        self.conflict.clone()
+    }
+
+    /// Announces to each address; returns how many answered (became members)
+    /// within `wait`.
+    pub async fn join(&self, addrs: &[SocketAddr], wait: Duration) -> Result<usize, GossipError> {
+        let before: HashSet<SocketAddr> = self.members().values().map(|m| m.id.addr).collect();
+        for a in addrs {
+            self.tx
+                .send(Input::Announce(*a))
+                .await
+                .map_err(|_| GossipError::Stopped)?;
+        }
+        let targets: HashSet<SocketAddr> = addrs
+            .iter()
+            .copied()
+            .filter(|a| !before.contains(a))
+            .collect();
+        let mut rx = self.members.clone();
+        let deadline = Instant::now() + wait;
+        loop {
+            let joined = {
+                let table = rx.borrow();
+                addrs
+                    .iter()
+                    .filter(|a| {
+                        table
+                            .values()
+                            .any(|m| m.id.addr == **a && m.status == MemberStatus::Alive)
+                    })
+                    .count()
+            };
+            if joined == addrs.len() || (targets.is_empty() && joined > 0) {
+                return Ok(joined);
+            }
+            tokio::select! {
+                r = rx.changed() => if r.is_err() { return Err(GossipError::Stopped) },
+                _ = tokio::time::sleep_until(deadline) => return Ok(joined),
+            }
+        }
+    }
+
+    /// Graceful leave: tell the cluster, then stop answering probes.
+    pub async fn leave(&self) -> Result<(), GossipError> {
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send(Input::Leave(done))
+            .await
+            .map_err(|_| GossipError::Stopped)?;
+        let _ = wait.await;
+        Ok(())
+    }
+
+    /// Marks a failed member as left (and with `prune` forgets it). Returns
+    /// false if no such member is known.
+    pub async fn force_leave(&self, name: &str, prune: bool) -> Result<bool, GossipError> {
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send(Input::ForceLeave {
+                name: name.to_string(),
+                prune,
+                done,
+            })
+            .await
+            .map_err(|_| GossipError::Stopped)?;
+        wait.await.map_err(|_| GossipError::Stopped)
+    }
+}
+
+struct Owner {
+    foca: Foca<MemberId, PostcardCodec, StdRng, IntentHandler>,
+    socket: Arc<UdpSocket>,
+    keyring: Option<Keyring>,
+    sched: mpsc::UnboundedSender<(Instant, Timer<MemberId>)>,
+    intents: Arc<Mutex<Vec<Intent>>>,
+    /// name -> member info, excluding this agent (added on publish).
+    table: BTreeMap<String, MemberInfo>,
+    leaving: HashSet<String>,
+    members_tx: watch::Sender<MemberTable>,
+    conflict_tx: watch::Sender<Option<String>>,
+    me: MemberId,
+}
+
+impl Owner {
+    async fn run(mut self, mut rx: mpsc::Receiver<Input>) {
+        let mut rt = foca::AccumulatingRuntime::new();
+        self.publish(MemberStatus::Alive);
+        let mut my_status = MemberStatus::Alive;
+        while let Some(input) = rx.recv().await {
+            let mut leave_done = None;
+            let result = match input {
+                Input::Data(d) => self.foca.handle_data(&d, &mut rt),
+                Input::Timer(t) => self.foca.handle_timer(t, &mut rt),
+                Input::Announce(addr) => {
+                    let mut probe = self.me.clone();
+                    probe.addr = addr;
+                    probe.name = String::new();
+                    self.foca.announce(probe, &mut rt)
+                }
+                Input::Leave(done) => {
+                    let intent = Intent::Leave {
+                        name: self.me.name.clone(),
+                        bump: self.foca.identity().bump,
+                    };
+                    if let Ok(bytes) = postcard::to_allocvec(&intent) {
+                        let _ = self.foca.add_broadcast(&bytes);
+                    }
+                    // Push the intent out with a few gossip rounds, then leave.
+                    for _ in 0..3 {
+                        let _ = self.foca.gossip(&mut rt);
+                    }
+                    my_status = MemberStatus::Left;
+                    leave_done = Some(done);
+                    self.foca.leave_cluster(&mut rt)
+                }
+                Input::ForceLeave { name, prune, done } => {
+                    let known = self.table.contains_key(&name);
+                    if known {
+                        let intent = Intent::ForceLeave {
+                            name: name.clone(),
+                            prune,
+                            nonce: now_ms(),
+                        };
+                        if let Ok(bytes) = postcard::to_allocvec(&intent) {
+                            let _ = self.foca.add_broadcast(&bytes);
+                            let _ = self.foca.gossip(&mut rt);
+                        }
+                        self.apply_force_leave(&name, prune);
+                    }
+                    let _ = done.send(known);
+                    Ok(())
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!("gossip: {e}");
+            }
+            self.drain(&mut rt).await;
+            self.apply_intents();
+            self.publish(my_status);
+            if let Some(done) = leave_done {
+                let _ = done.send(());
+            }
+        }
+    }
+
+    async fn drain(&mut self, rt: &mut foca::AccumulatingRuntime<MemberId>) {
+        while let Some((dst, data)) = rt.to_send() {
+            self.send(dst.addr, data).await;
+        }
+        let now = Instant::now();
+        while let Some((delay, timer)) = rt.to_schedule() {
+            let _ = self.sched.send((now + delay, timer));
+        }
+        while let Some(n) = rt.to_notify() {
+            match n {
+                OwnedNotification::MemberUp(id) => self.member_up(id),
+                OwnedNotification::MemberDown(id) => self.member_down(&id),
+                OwnedNotification::Rename(old, new) => {
+                    if old.name != new.name {
+                        self.table.remove(&old.name);
+                    }
+                    self.member_up(new);
+                }
+                OwnedNotification::Defunct => {
+                    tracing::warn!("gossip: this agent was declared down; rejoining")
+                }
+                OwnedNotification::Rejoin(id) => tracing::info!("gossip: rejoined as {id:?}"),
+                _ => {}
+            }
+        }
+    }
+
+    async fn send(&self, dst: SocketAddr, data: Bytes) {
+        let res = match &self.keyring {
+            Some(k) => self.socket.send_to(&k.encrypt(&data), dst).await,
+            None => self.socket.send_to(&data, dst).await,
+        };
+        if let Err(e) = res {
+            tracing::debug!(%dst, "gossip send: {e}");
+        }
+    }
+
+    fn member_up(&mut self, id: MemberId) {
+        if id.name.is_empty() {
+            return;
+        }
+        if id.name == self.me.name && id.addr != self.me.addr {
+            let msg = format!(
+                "Node name {} conflicts with another node at {}. Names must be unique!",
+                id.name, id.addr
+            );
+            // The agent that started later gives way.
+            if (self.me.started_ms, &self.me.node_id) > (id.started_ms, &id.node_id) {
+                let _ = self.conflict_tx.send(Some(msg));
+            } else {
+                tracing::error!("{msg}");
+            }
+            return;
+        }
+        if let Some(cur) = self.table.get(&id.name) {
+            if cur.id.addr != id.addr
+                && cur.status == MemberStatus::Alive
+                && cur.id.node_id != id.node_id
+            {
+                tracing::error!(
+                    "Node name {} conflicts with another node at {}. Names must be unique!",
+                    id.name,
+                    cur.id.addr
+                );
+            }
+        }
+        self.leaving.remove(&id.name);
+        self.table.insert(
+            id.name.clone(),
+            MemberInfo {
+                id,
+                status: MemberStatus::Alive,
+            },
+        );
+    }
+
+    fn member_down(&mut self, id: &MemberId) {
+        let Some(cur) = self.table.get_mut(&id.name) else {
+            return;
+        };
+        if cur.id.addr != id.addr {
+            return;
+        }
+        cur.status = if self.leaving.contains(&id.name) {
+            MemberStatus::Left
+        } else {
+            MemberStatus::Failed
+        };
+    }
+
+    fn apply_intents(&mut self) {
+        let pending: Vec<Intent> = match self.intents.lock() {
+            Ok(mut q) => q.drain(..).collect(),
+            Err(_) => return,
+        };
+        for intent in pending {
+            match intent {
+                Intent::Leave { name, .. } => {
+                    self.leaving.insert(name.clone());
+                    if let Some(m) = self.table.get_mut(&name) {
+                        if m.status == MemberStatus::Failed {
+                            m.status = MemberStatus::Left;
+                        } else if m.status == MemberStatus::Alive {
+                            m.status = MemberStatus::Leaving;
+                        }
+                    }
+                }
+                Intent::ForceLeave { name, prune, .. } => self.apply_force_leave(&name, prune),
+            }
+        }
+    }
+
+    fn apply_force_leave(&mut self, name: &str, prune: bool) {
+        if prune {
+            self.table.remove(name);
+            return;
+        }
+        if let Some(m) = self.table.get_mut(name) {
+            if m.status != MemberStatus::Alive {
+                m.status = MemberStatus::Left;
+            }
+        }
+    }
+
+    fn publish(&self, my_status: MemberStatus) {
+        let mut table = self.table.clone();
+        let mut me = self.foca.identity().clone();
+        me.addr = self.me.addr;
+        table.insert(
+            me.name.clone(),
+            MemberInfo {
+                id: me,
+                status: my_status,
+            },
+        );
+        self.members_tx.send_if_modified(|cur| {
+            if **cur != table {
+                *cur = Arc::new(table);
+                true
+            } else {
+                false
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ident(name: &str, port: u16) -> MemberId {
+        MemberId {
+            name: name.into(),
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            node_id: uuid::Uuid::new_v4().to_string(),
+            server: true,
+            dc: "dc1".into(),
+            rpc_port: 8300,
+            http_port: 8500,
+            version: "test".into(),
+            bootstrap_expect: 0,
+            started_ms: now_ms(),
+            bump: 0,
+        }
+    }
+
+    fn free_udp() -> u16 {
+        std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    async fn start(name: &str, key: Option<&str>) -> Gossip {
+        let port = free_udp();
+        let id = ident(name, port);
+        Gossip::start(GossipConfig {
+            bind: id.addr,
+            identity: id,
+            keyring: key.map(|k| Keyring::from_base64(k).unwrap()),
+        })
+        .await
+        .unwrap()
+    }
+
+    async fn wait_status(g: &Gossip, name: &str, want: MemberStatus, secs: u64) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < deadline {
+            if g.members().get(name).map(|m| m.status) == Some(want) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
+    #[tokio::test]
+    async fn join_see_each_other_and_leave() {
+        let a = start("a", None).await;
+        let b = start("b", None).await;
+        let joined = b
+            .join(&[a.identity.addr], Duration::from_secs(3))
+            .await
+            .unwrap();
+        assert_eq!(joined, 1);
+        assert!(wait_status(&a, "b", MemberStatus::Alive, 3).await);
+        assert!(wait_status(&b, "a", MemberStatus::Alive, 3).await);
+        b.leave().await.unwrap();
+        assert!(
+            wait_status(&a, "b", MemberStatus::Left, 5).await,
+            "{:?}",
+            a.members()
+        );
+    }
+
+    #[tokio::test]
+    async fn wrong_key_cannot_join() {
+        let key = crypto::keygen();
+        let a = start("a", Some(&key)).await;
+        let c = start("c", Some(&crypto::keygen())).await;
+        let n = c
+            .join(&[a.identity.addr], Duration::from_millis(1500))
+            .await
+            .unwrap();
+        assert_eq!(n, 0);
+        assert!(!a.members().contains_key("c"));
+        let d = start("d", None).await;
+        assert_eq!(
+            d.join(&[a.identity.addr], Duration::from_millis(1000))
+                .await
+                .unwrap(),
+            0
+        );
+        let b = start("b", Some(&key)).await;
+        assert_eq!(
+            b.join(&[a.identity.addr], Duration::from_secs(3))
+                .await
+                .unwrap(),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn name_conflict_is_reported_to_the_newer_agent() {
+        let a = start("same", None).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let b = start("same", None).await;
+        let _ = b.join(&[a.identity.addr], Duration::from_secs(2)).await;
+        let mut rx = b.conflicts();
+        let got = tokio::time::timeout(Duration::from_secs(3), rx.wait_for(|c| c.is_some())).await;
+        let msg = got.expect("conflict reported").unwrap().clone().unwrap();
+        assert!(msg.contains("Names must be unique"), "{msg}");
+        assert!(
+            a.conflicts().borrow().is_none(),
+            "the older agent keeps its name"
+        );
+    }
+}
