@@ -100,17 +100,14 @@ async fn start(config: Config) -> Result<i32> {
     let raft = Raft::new(id, raft_cfg, Network, log_store.clone(), sm)
         .await
         .map_err(|e| anyhow!("starting raft: {e}"))?;
-    let consensus = Arc::new(Consensus {
-        raft: raft.clone(),
-        id,
-    });
+    let consensus = Arc::new(Consensus::new(raft.clone(), id));
 
     if config.server {
         let bind = SocketAddr::new(config.bind_addr, rpc_port);
         let listener = tokio::net::TcpListener::bind(bind)
             .await
             .with_context(|| format!("binding server RPC on {bind}"))?;
-        tokio::spawn(crate::rpc::serve(listener, raft.clone()));
+        tokio::spawn(crate::rpc::serve(listener, consensus.clone()));
         if config.bootstrap || config.bootstrap_expect == 1 {
             consensus
                 .bootstrap_alone(&rpc_addr)

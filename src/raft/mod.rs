@@ -65,26 +65,145 @@ pub enum WriteError {
     Raft(String),
 }
 
-/// The write path: propose a command, wait until it is committed and
-/// applied, return its index and the state machine's response.
-#[derive(Clone)]
+/// How long a write or read waits for a leader before failing with
+/// `No cluster leader` (Consul's rpc_hold_timeout is 7 s).
+pub const LEADER_HOLD: Duration = Duration::from_secs(5);
+const RPC_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The write path: propose a command (forwarding it to the leader when this
+/// agent is not the leader), wait until it is committed and applied, return
+/// its index and the state machine's response.
 pub struct Consensus {
     pub raft: Raft,
     pub id: NodeId,
+    pub pool: crate::rpc::RpcPool,
 }
 
 impl Consensus {
+    pub fn new(raft: Raft, id: NodeId) -> Consensus {
+        Consensus {
+            raft,
+            id,
+            pool: crate::rpc::RpcPool::default(),
+        }
+    }
+
+    /// Propose `cmd` from this agent.
     pub async fn propose(&self, cmd: Command) -> Result<(u64, Response), WriteError> {
-        let name = cmd.name();
-        let started = std::time::Instant::now();
-        let res = self.raft.client_write(cmd).await;
-        crate::metrics::raft_apply(name, started.elapsed());
-        match res {
-            Ok(resp) => Ok((resp.log_id.index, resp.data)),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+        self.write(cmd, 0).await
+    }
+
+    /// Propose locally if leader, else forward to the leader (at most two hops).
+    pub async fn write(&self, cmd: Command, hops: u8) -> Result<(u64, Response), WriteError> {
+        let leader = self.await_leader().await?;
+        if leader.0 == self.id {
+            let name = cmd.name();
+            let started = std::time::Instant::now();
+            let res = self.raft.client_write(cmd).await;
+            crate::metrics::raft_apply(name, started.elapsed());
+            return match res {
+                Ok(resp) => Ok((resp.log_id.index, resp.data)),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                    Err(WriteError::NoLeader)
+                }
+                Err(e) => Err(WriteError::Raft(e.to_string())),
+            };
+        }
+        if hops >= 2 {
+            return Err(WriteError::NoLeader);
+        }
+        let req = crate::rpc::RpcRequest::Forward {
+            cmd,
+            hops: hops + 1,
+        };
+        match self.pool.call(&leader.1, &req, RPC_TIMEOUT).await {
+            Ok(crate::rpc::RpcResponse::Forward(Ok(r))) => Ok(r),
+            Ok(crate::rpc::RpcResponse::Forward(Err(text)))
+                if text == WriteError::NoLeader.to_string() =>
+            {
                 Err(WriteError::NoLeader)
             }
-            Err(e) => Err(WriteError::Raft(e.to_string())),
+            Ok(crate::rpc::RpcResponse::Forward(Err(text))) => Err(WriteError::Raft(text)),
+            Ok(_) => Err(WriteError::Raft("mismatched rpc response".into())),
+            Err(e) => Err(WriteError::Raft(format!("rpc error making call: {e}"))),
+        }
+    }
+
+    /// The index a read must have applied locally to be as fresh as the
+    /// leader; waits until this replica has applied it. `linearizable`
+    /// makes the leader confirm its leadership with a quorum first.
+    pub async fn read_index(&self, linearizable: bool, hops: u8) -> Result<u64, WriteError> {
+        let leader = self.await_leader().await?;
+        let index = if leader.0 == self.id {
+            if linearizable {
+                match self.raft.ensure_linearizable().await {
+                    Ok(Some(l)) => l.index,
+                    Ok(None) => 0,
+                    Err(_) => return Err(WriteError::NoLeader),
+                }
+            } else {
+                self.raft
+                    .metrics()
+                    .borrow()
+                    .last_applied
+                    .map(|l| l.index)
+                    .unwrap_or(0)
+            }
+        } else {
+            if hops >= 2 {
+                return Err(WriteError::NoLeader);
+            }
+            let req = crate::rpc::RpcRequest::ReadIndex {
+                linearizable,
+                hops: hops + 1,
+            };
+            match self.pool.call(&leader.1, &req, RPC_TIMEOUT).await {
+                Ok(crate::rpc::RpcResponse::ReadIndex(Ok(i))) => i,
+                Ok(crate::rpc::RpcResponse::ReadIndex(Err(_))) => return Err(WriteError::NoLeader),
+                Ok(_) => return Err(WriteError::Raft("mismatched rpc response".into())),
+                Err(e) => return Err(WriteError::Raft(format!("rpc error making call: {e}"))),
+            }
+        };
+        if index > 0 {
+            self.raft
+                .wait(Some(RPC_TIMEOUT))
+                .applied_index_at_least(Some(index), "read index")
+                .await
+                .map_err(|e| WriteError::Raft(e.to_string()))?;
+        }
+        Ok(index)
+    }
+
+    pub async fn status(&self) -> crate::rpc::StatusReply {
+        let initialized = self.raft.is_initialized().await.unwrap_or(false);
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        crate::rpc::StatusReply {
+            initialized,
+            leader: m.current_leader,
+            voters: m.membership_config.membership().voter_ids().count(),
+        }
+    }
+
+    /// The leader's ID and RPC address, waiting up to [`LEADER_HOLD`] for one.
+    async fn await_leader(&self) -> Result<(NodeId, String), WriteError> {
+        if let Some(l) = self.leader() {
+            return Ok(l);
+        }
+        let mut rx = self.raft.metrics();
+        let deadline = tokio::time::Instant::now() + LEADER_HOLD;
+        loop {
+            tokio::select! {
+                r = rx.changed() => {
+                    if r.is_err() {
+                        return Err(WriteError::NoLeader);
+                    }
+                    if let Some(l) = self.leader() {
+                        return Ok(l);
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => return Err(WriteError::NoLeader),
+            }
         }
     }
 

@@ -1,13 +1,19 @@
-//! The server RPC port (8300): length-prefixed bincode frames over TCP.
-//! Carries raft's AppendEntries, Vote and InstallSnapshot between servers.
+//! The RPC port (8300): length-prefixed bincode frames over TCP. Carries
+//! raft's AppendEntries, Vote and InstallSnapshot, writes forwarded to the
+//! leader, read-index requests for leader-fresh reads on other agents, and
+//! the status probe used before bootstrapping.
 
-use crate::raft::{NodeId, TypeConfig};
+use crate::catalog::command::{Command, Response};
+use crate::raft::{Consensus, NodeId, TypeConfig};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::io;
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Frames larger than this are refused (a snapshot chunk is at most 3 MiB).
@@ -18,6 +24,26 @@ pub enum RpcRequest {
     AppendEntries(AppendEntriesRequest<TypeConfig>),
     Vote(VoteRequest<NodeId>),
     InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
+    /// Propose a command on the leader; `hops` bounds re-forwarding.
+    Forward {
+        cmd: Command,
+        hops: u8,
+    },
+    /// The index a read must see to be as fresh as the leader's state
+    /// (`linearizable` confirms leadership with a quorum first).
+    ReadIndex {
+        linearizable: bool,
+        hops: u8,
+    },
+    /// Whether this server's raft is initialized and whom it follows.
+    Status,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusReply {
+    pub initialized: bool,
+    pub leader: Option<NodeId>,
+    pub voters: usize,
 }
 
 /// Remote errors travel as text: the caller only needs to know the call failed.
@@ -26,6 +52,9 @@ pub enum RpcResponse {
     AppendEntries(Result<AppendEntriesResponse<NodeId>, String>),
     Vote(Result<VoteResponse<NodeId>, String>),
     InstallSnapshot(Result<InstallSnapshotResponse<NodeId>, String>),
+    Forward(Result<(u64, Response), String>),
+    ReadIndex(Result<u64, String>),
+    Status(StatusReply),
 }
 
 pub async fn write_frame<W: AsyncWriteExt + Unpin, T: Serialize>(
@@ -65,7 +94,7 @@ pub async fn read_frame<R: AsyncReadExt + Unpin, T: for<'de> Deserialize<'de>>(
 
 /// Serves raft RPCs on `listener` until the process exits. Malformed frames
 /// close that connection with a log line; they never reach raft.
-pub async fn serve(listener: tokio::net::TcpListener, raft: crate::raft::Raft) {
+pub async fn serve(listener: tokio::net::TcpListener, consensus: Arc<Consensus>) {
     loop {
         let (mut sock, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -76,8 +105,9 @@ pub async fn serve(listener: tokio::net::TcpListener, raft: crate::raft::Raft) {
             }
         };
         let _ = sock.set_nodelay(true);
-        let raft = raft.clone();
+        let consensus = consensus.clone();
         tokio::spawn(async move {
+            let raft = &consensus.raft;
             loop {
                 let req: RpcRequest = match read_frame(&mut sock).await {
                     Ok(r) => r,
@@ -97,6 +127,16 @@ pub async fn serve(listener: tokio::net::TcpListener, raft: crate::raft::Raft) {
                     RpcRequest::InstallSnapshot(r) => RpcResponse::InstallSnapshot(
                         raft.install_snapshot(r).await.map_err(|e| e.to_string()),
                     ),
+                    RpcRequest::Forward { cmd, hops } => RpcResponse::Forward(
+                        consensus.write(cmd, hops).await.map_err(|e| e.to_string()),
+                    ),
+                    RpcRequest::ReadIndex { linearizable, hops } => RpcResponse::ReadIndex(
+                        consensus
+                            .read_index(linearizable, hops)
+                            .await
+                            .map_err(|e| e.to_string()),
+                    ),
+                    RpcRequest::Status => RpcResponse::Status(consensus.status().await),
                 };
                 if let Err(e) = write_frame(&mut sock, &resp).await {
                     tracing::debug!(%peer, "rpc write: {e}");
@@ -104,5 +144,54 @@ pub async fn serve(listener: tokio::net::TcpListener, raft: crate::raft::Raft) {
                 }
             }
         });
+    }
+}
+
+/// Pooled connections for one-off calls (forwarding, read index, status).
+#[derive(Default)]
+pub struct RpcPool {
+    idle: std::sync::Mutex<HashMap<String, Vec<tokio::net::TcpStream>>>,
+}
+
+impl RpcPool {
+    pub async fn call(
+        &self,
+        addr: &str,
+        req: &RpcRequest,
+        timeout: Duration,
+    ) -> io::Result<RpcResponse> {
+        let pooled = self
+            .idle
+            .lock()
+            .ok()
+            .and_then(|mut m| m.get_mut(addr).and_then(|v| v.pop()));
+        let mut conn = match pooled {
+            Some(c) => c,
+            None => {
+                let c = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr))
+                    .await
+                    .map_err(|_| {
+                        io::Error::new(io::ErrorKind::TimedOut, format!("dial {addr}: timeout"))
+                    })??;
+                let _ = c.set_nodelay(true);
+                c
+            }
+        };
+        let exchange = async {
+            write_frame(&mut conn, req).await?;
+            read_frame::<_, RpcResponse>(&mut conn).await
+        };
+        let resp = tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| {
+                io::Error::new(io::ErrorKind::TimedOut, format!("rpc to {addr}: timeout"))
+            })??;
+        if let Ok(mut m) = self.idle.lock() {
+            let v = m.entry(addr.to_string()).or_default();
+            if v.len() < 64 {
+                v.push(conn);
+            }
+        }
+        Ok(resp)
     }
 }
