@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod catalog;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod dns;
 pub mod duration;

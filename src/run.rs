@@ -4,6 +4,8 @@
 use crate::agent::Agent;
 use crate::catalog::Catalog;
 use crate::config::Config;
+use crate::gossip::crypto::Keyring;
+use crate::gossip::{Gossip, GossipConfig, MemberId};
 use crate::metrics::Metrics;
 use crate::raft::network::Network;
 use crate::raft::state_machine::StateMachine;
@@ -102,19 +104,45 @@ async fn start(config: Config) -> Result<i32> {
         .map_err(|e| anyhow!("starting raft: {e}"))?;
     let consensus = Arc::new(Consensus::new(raft.clone(), id));
 
-    if config.server {
-        let bind = SocketAddr::new(config.bind_addr, rpc_port);
-        let listener = tokio::net::TcpListener::bind(bind)
+    // Every agent listens for raft traffic: servers vote, client agents are
+    // learners that keep a local replica for DNS and stale reads.
+    let bind = SocketAddr::new(config.bind_addr, rpc_port);
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("binding RPC on {bind}"))?;
+    tokio::spawn(crate::rpc::serve(listener, consensus.clone()));
+    if config.server && (config.bootstrap || config.bootstrap_expect == 1) {
+        consensus
+            .bootstrap_alone(&rpc_addr)
             .await
-            .with_context(|| format!("binding server RPC on {bind}"))?;
-        tokio::spawn(crate::rpc::serve(listener, consensus.clone()));
-        if config.bootstrap || config.bootstrap_expect == 1 {
-            consensus
-                .bootstrap_alone(&rpc_addr)
-                .await
-                .map_err(|e| anyhow!("bootstrap: {e}"))?;
-        }
+            .map_err(|e| anyhow!("bootstrap: {e}"))?;
     }
+
+    let serf_port = config.ports.serf_lan.max(0) as u16;
+    let identity = MemberId {
+        name: config.node_name.clone(),
+        addr: SocketAddr::new(advertise, serf_port),
+        node_id: node_id.clone(),
+        server: config.server,
+        dc: config.datacenter.clone(),
+        rpc_port,
+        http_port: config.ports.http.max(0) as u16,
+        version: crate::agent::VERSION.to_string(),
+        bootstrap_expect: config.bootstrap_expect,
+        started_ms: crate::gossip::now_ms(),
+        bump: 0,
+    };
+    let keyring = match &config.encrypt {
+        Some(k) => Some(Keyring::from_base64(k).map_err(|e| anyhow!("-encrypt: {e}"))?),
+        None => None,
+    };
+    let gossip = Gossip::start(GossipConfig {
+        bind: SocketAddr::new(config.bind_addr, serf_port),
+        identity,
+        keyring,
+    })
+    .await
+    .with_context(|| format!("binding serf LAN on {}:{serf_port}", config.bind_addr))?;
 
     let agent = Arc::new(Agent::new(
         config.clone(),
@@ -124,6 +152,7 @@ async fn start(config: Config) -> Result<i32> {
         consensus.clone(),
         log_store,
         metrics,
+        gossip.clone(),
     )?);
 
     crate::dns::start(agent.clone())
@@ -149,20 +178,58 @@ async fn start(config: Config) -> Result<i32> {
 
     tokio::spawn(sync_loop(agent.clone()));
     tokio::spawn(gauges_loop(agent.clone()));
+    tokio::spawn(crate::cluster::leader_loop(agent.clone(), gossip.clone()));
+    if config.server && config.bootstrap_expect > 1 {
+        tokio::spawn(crate::cluster::bootstrap_expect(
+            agent.clone(),
+            gossip.clone(),
+            config.bootstrap_expect,
+        ));
+    }
+    let (join_failed_tx, mut join_failed) = tokio::sync::mpsc::channel::<String>(1);
+    if !config.retry_join.is_empty() {
+        let (g, targets) = (gossip.clone(), config.retry_join.clone());
+        let (interval, max) = (config.retry_interval, config.retry_max);
+        tokio::spawn(async move {
+            if let Err(e) = crate::cluster::retry_join(g, targets, serf_port, interval, max).await {
+                let _ = join_failed_tx.send(e).await;
+            }
+        });
+    }
+    let mut conflicts = gossip.conflicts();
 
     let mut shutdown = agent.shutdown_signal();
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("caught interrupt, shutting down"),
-        _ = sigterm.recv() => tracing::info!("caught terminate, shutting down"),
-        _ = shutdown.wait_for(|s| *s) => tracing::info!("leave requested, shutting down"),
+    // Consul's defaults: servers stay in the cluster on SIGINT/SIGTERM
+    // (skip_leave_on_interrupt=true, leave_on_terminate=false), client agents
+    // leave gracefully.
+    let leave_on_int = !config.skip_leave_on_interrupt.unwrap_or(config.server);
+    let leave_on_term = config.leave_on_terminate.unwrap_or(!config.server);
+    let (leave, code) = tokio::select! {
+        _ = tokio::signal::ctrl_c() => { tracing::info!("caught interrupt, shutting down"); (leave_on_int, 0) }
+        _ = sigterm.recv() => { tracing::info!("caught terminate, shutting down"); (leave_on_term, 0) }
+        _ = shutdown.wait_for(|s| *s) => { tracing::info!("graceful leave requested"); (true, 0) }
+        Some(e) = join_failed.recv() => { eprintln!("==> {e}"); (false, 1) }
+        c = conflicts.wait_for(|c| c.is_some()) => {
+            let msg = c.map(|c| c.clone().unwrap_or_default()).unwrap_or_default();
+            eprintln!("==> {msg}");
+            tracing::error!("{msg}");
+            (false, 1)
+        }
+    };
+    if leave {
+        if let Err(e) = gossip.leave().await {
+            tracing::warn!("leave: {e}");
+        }
+        // Give the intent a moment to spread before the socket goes quiet.
+        tokio::time::sleep(Duration::from_millis(600)).await;
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), raft.shutdown()).await;
     if let Some(pid_file) = &config.pid_file {
         let _ = std::fs::remove_file(pid_file);
     }
     drop(temp);
-    Ok(0)
+    Ok(code)
 }
 
 /// Registers this node once a leader exists, then runs anti-entropy: at

@@ -51,6 +51,7 @@ pub struct Agent {
     pub consensus: Arc<Consensus>,
     pub log_store: LogStore,
     pub metrics: crate::metrics::Metrics,
+    pub gossip: crate::gossip::Gossip,
     pub started: Instant,
     local: tokio::sync::Mutex<LocalState>,
     local_store: LocalStore,
@@ -67,6 +68,7 @@ impl Agent {
         consensus: Arc<Consensus>,
         log_store: LogStore,
         metrics: crate::metrics::Metrics,
+        gossip: crate::gossip::Gossip,
     ) -> std::io::Result<Agent> {
         let local_store = LocalStore::new(&data_dir);
         let local = local_store.load()?;
@@ -80,6 +82,7 @@ impl Agent {
             consensus,
             log_store,
             metrics,
+            gossip,
             started: Instant::now(),
             local: tokio::sync::Mutex::new(local),
             local_store,

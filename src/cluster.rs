@@ -1,0 +1,405 @@
+//! Cluster formation and upkeep: joining through gossip, `-bootstrap-expect`
+//! bootstrapping, and the leader's reconciliation of gossip membership with
+//! raft membership (servers as voters, client agents as learners that keep a
+//! local replica) and with the catalog (`serfHealth` checks, reaping nodes
+//! that left).
+
+use crate::agent::Agent;
+use crate::catalog::command::{Command, Deregistration, Registration};
+use crate::catalog::types::{Check, HealthStatus, Node, SERF_HEALTH_CHECK_ID};
+use crate::gossip::{Gossip, MemberId, MemberInfo, MemberStatus};
+use crate::raft::{raft_id, NodeId};
+use crate::rpc::{RpcRequest, RpcResponse};
+use openraft::{BasicNode, ChangeMembers};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long a server must have been failed before the leader removes it
+/// from the voters (autopilot's dead-server cleanup).
+const DEAD_SERVER_GRACE: Duration = Duration::from_secs(10);
+/// Periodic reconcile backstop (Consul: 60 s; events trigger it at once).
+const RECONCILE_INTERVAL: Duration = Duration::from_secs(5);
+
+pub fn rpc_addr(m: &MemberId) -> String {
+    SocketAddr::new(m.addr.ip(), m.rpc_port).to_string()
+}
+
+/// Resolves `host`, `host:port`, `[v6]:port` with `default_port`.
+pub async fn resolve(target: &str, default_port: u16) -> Vec<SocketAddr> {
+    let with_port = if target.parse::<SocketAddr>().is_ok() {
+        target.to_string()
+    } else if target.parse::<std::net::IpAddr>().is_ok() {
+        if target.contains(':') {
+            format!("[{target}]:{default_port}")
+        } else {
+            format!("{target}:{default_port}")
+        }
+    } else if target
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        target.to_string()
+    } else {
+        format!("{target}:{default_port}")
+    };
+    match tokio::net::lookup_host(with_port).await {
+        Ok(it) => it.filter(|a| a.is_ipv4()).collect(),
+        Err(_) => vec![],
+    }
+}
+
+/// Joins the given agents once; returns how many were reached.
+pub async fn join_once(gossip: &Gossip, targets: &[String], default_port: u16) -> usize {
+    let mut addrs = Vec::new();
+    for t in targets {
+        addrs.extend(resolve(t, default_port).await);
+    }
+    addrs.retain(|a| *a != gossip.identity.addr);
+    if addrs.is_empty() {
+        return 0;
+    }
+    gossip
+        .join(&addrs, Duration::from_secs(2))
+        .await
+        .unwrap_or(0)
+}
+
+/// `-retry-join`: keeps trying every `interval` until one join succeeds or
+/// `max` attempts (0 = unlimited) have failed; then the agent must exit.
+pub async fn retry_join(
+    gossip: Gossip,
+    targets: Vec<String>,
+    default_port: u16,
+    interval: Duration,
+    max: u32,
+) -> Result<(), String> {
+    if targets.is_empty() {
+        return Ok(());
+    }
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        let n = join_once(&gossip, &targets, default_port).await;
+        if n > 0 {
+            tracing::info!("agent: Join cluster completed. Synced with {n} initial agents");
+            return Ok(());
+        }
+        if max > 0 && attempt >= max {
+            return Err(format!(
+                "agent: max join retry exhausted, exiting ({targets:?})"
+            ));
+        }
+        tracing::warn!(
+            "agent: Join cluster failed, will retry: cluster={targets:?} retry_interval={:?}",
+            interval
+        );
+        tokio::time::sleep(interval).await;
+    }
+}
+
+/// `-bootstrap-expect=N` (N > 1): bootstrap raft exactly once, when N servers
+/// of this datacenter see each other and none of them already belongs to a
+/// cluster. A restarted server (its log holds a membership) never bootstraps.
+pub async fn bootstrap_expect(agent: Arc<Agent>, gossip: Gossip, expect: u32) {
+    let consensus = &agent.consensus;
+    let mut members = gossip.subscribe();
+    loop {
+        if consensus.raft.is_initialized().await.unwrap_or(true) {
+            return;
+        }
+        let servers: Vec<MemberId> = members
+            .borrow()
+            .values()
+            .filter(|m| {
+                m.status == MemberStatus::Alive && m.id.server && m.id.dc == agent.config.datacenter
+            })
+            .map(|m| m.id.clone())
+            .collect();
+        if servers.len() >= expect as usize {
+            let mut someone_formed = false;
+            for s in servers.iter().filter(|s| s.name != gossip.identity.name) {
+                match consensus
+                    .pool
+                    .call(&rpc_addr(s), &RpcRequest::Status, Duration::from_secs(2))
+                    .await
+                {
+                    Ok(RpcResponse::Status(st)) if st.initialized || st.leader.is_some() => {
+                        someone_formed = true
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!("bootstrap: status of {}: {e}", s.name),
+                }
+            }
+            if someone_formed {
+                tracing::info!(
+                    "bootstrap: a cluster already exists; waiting to be added by its leader"
+                );
+                return;
+            }
+            let nodes: BTreeMap<NodeId, BasicNode> = servers
+                .iter()
+                .map(|s| (raft_id(&s.node_id), BasicNode { addr: rpc_addr(s) }))
+                .collect();
+            tracing::info!(
+                "bootstrap: found {} servers, bootstrapping the cluster",
+                nodes.len()
+            );
+            match consensus.raft.initialize(nodes).await {
+                Ok(()) => return,
+                Err(e) => tracing::warn!("bootstrap: {e}"),
+            }
+        }
+        tokio::select! {
+            _ = members.changed() => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+/// Runs for the agent's lifetime; while this server is leader, reconciles on
+/// every membership change and periodically.
+pub async fn leader_loop(agent: Arc<Agent>, gossip: Gossip) {
+    let mut members = gossip.subscribe();
+    let mut metrics = agent.consensus.raft.metrics();
+    let mut failed_since: HashMap<String, Instant> = HashMap::new();
+    loop {
+        if agent.consensus.is_leader() {
+            let table = members.borrow().clone();
+            let now = Instant::now();
+            failed_since.retain(|name, _| {
+                table
+                    .get(name)
+                    .is_some_and(|m| m.status == MemberStatus::Failed)
+            });
+            for (name, m) in table.iter() {
+                if m.status == MemberStatus::Failed {
+                    failed_since.entry(name.clone()).or_insert(now);
+                }
+            }
+            if let Err(e) = reconcile_raft(&agent, &table, &failed_since).await {
+                tracing::warn!("reconcile raft membership: {e}");
+            }
+            if let Err(e) = reconcile_catalog(&agent, &table).await {
+                tracing::warn!("reconcile catalog: {e}");
+            }
+        }
+        tokio::select! {
+            r = members.changed() => if r.is_err() { return },
+            r = metrics.changed() => if r.is_err() { return },
+            _ = tokio::time::sleep(RECONCILE_INTERVAL) => {}
+        }
+    }
+}
+
+async fn reconcile_raft(
+    agent: &Agent,
+    table: &BTreeMap<String, MemberInfo>,
+    failed_since: &HashMap<String, Instant>,
+) -> Result<(), String> {
+    let raft = &agent.consensus.raft;
+    let (voters, nodes): (BTreeSet<NodeId>, BTreeMap<NodeId, String>) = {
+        let m = raft.metrics();
+        let m = m.borrow();
+        let membership = m.membership_config.membership();
+        (
+            membership.voter_ids().collect(),
+            membership
+                .nodes()
+                .map(|(id, n)| (*id, n.addr.clone()))
+                .collect(),
+        )
+    };
+    let by_id: HashMap<NodeId, &MemberInfo> = table
+        .values()
+        .map(|m| (raft_id(&m.id.node_id), m))
+        .collect();
+
+    for m in table.values() {
+        if m.status != MemberStatus::Alive || m.id.dc != agent.config.datacenter {
+            continue;
+        }
+        let id = raft_id(&m.id.node_id);
+        if id == agent.consensus.id {
+            continue;
+        }
+        let addr = rpc_addr(&m.id);
+        if !nodes.contains_key(&id) {
+            tracing::info!(
+                "adding {} ({addr}) to raft as {}",
+                m.id.name,
+                if m.id.server { "voter" } else { "learner" }
+            );
+            raft.add_learner(id, BasicNode { addr: addr.clone() }, m.id.server)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        if m.id.server && !voters.contains(&id) {
+            raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), true)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+    }
+
+    // Voters that left, or failed long enough, go while a quorum remains.
+    let healthy = voters
+        .iter()
+        .filter(|id| {
+            **id == agent.consensus.id
+                || by_id
+                    .get(id)
+                    .is_some_and(|m| m.status == MemberStatus::Alive)
+        })
+        .count();
+    for id in &voters {
+        if *id == agent.consensus.id {
+            continue;
+        }
+        let remove = match by_id.get(id) {
+            Some(m) if m.status == MemberStatus::Left => true,
+            Some(m) if m.status == MemberStatus::Failed => failed_since
+                .get(&m.id.name)
+                .is_some_and(|t| t.elapsed() >= DEAD_SERVER_GRACE),
+            Some(_) => false,
+            // Not in gossip at all (pruned): treat as left.
+            None => !table.is_empty(),
+        };
+        let remaining = voters.len() - 1;
+        if remove && healthy > remaining / 2 {
+            tracing::info!("removing raft voter {id}");
+            raft.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([*id])), false)
+                .await
+                .map_err(|e| e.to_string())?;
+            return Ok(());
+        }
+    }
+    // Learners (client agents) that are gone.
+    let gone: BTreeSet<NodeId> = nodes
+        .keys()
+        .filter(|id| !voters.contains(id))
+        .filter(|id| {
+            by_id
+                .get(id)
+                .is_none_or(|m| matches!(m.status, MemberStatus::Left | MemberStatus::Failed))
+        })
+        .filter(|id| {
+            by_id.get(id).is_none_or(|m| {
+                m.status == MemberStatus::Left
+                    || failed_since
+                        .get(&m.id.name)
+                        .is_some_and(|t| t.elapsed() >= DEAD_SERVER_GRACE)
+            })
+        })
+        .copied()
+        .collect();
+    if !gone.is_empty() {
+        raft.change_membership(ChangeMembers::RemoveNodes(gone), false)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+fn serf_check(node: &str, status: HealthStatus) -> Check {
+    Check {
+        node: node.to_string(),
+        check_id: SERF_HEALTH_CHECK_ID.into(),
+        name: "Serf Health Status".into(),
+        status,
+        output: match status {
+            HealthStatus::Passing => "Agent alive and reachable".into(),
+            _ => "Agent not live or unreachable".into(),
+        },
+        ..Check::default()
+    }
+}
+
+/// Makes the catalog agree with gossip: alive members have a passing
+/// `serfHealth`, failed ones a critical one (so DNS and `?passing` drop
+/// every service on them), and nodes that left are deregistered.
+async fn reconcile_catalog(
+    agent: &Agent,
+    table: &BTreeMap<String, MemberInfo>,
+) -> Result<(), String> {
+    let (nodes, serf): (BTreeMap<String, Node>, BTreeMap<String, HealthStatus>) = {
+        let r = agent.catalog.reader().map_err(|e| e.to_string())?;
+        let nodes = r
+            .nodes()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|n| (n.name.clone(), n))
+            .collect();
+        let serf = r
+            .checks_in_state(None)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|c| c.check_id == SERF_HEALTH_CHECK_ID)
+            .map(|c| (c.node, c.status))
+            .collect();
+        (nodes, serf)
+    };
+    for (name, m) in table {
+        if m.id.dc != agent.config.datacenter {
+            continue;
+        }
+        let want = match m.status {
+            MemberStatus::Alive | MemberStatus::Leaving => HealthStatus::Passing,
+            MemberStatus::Failed => HealthStatus::Critical,
+            MemberStatus::Left => {
+                if nodes.contains_key(name) {
+                    tracing::info!("deregistering node {name} that left");
+                    let d = Deregistration {
+                        node: name.clone(),
+                        service_id: None,
+                        check_id: None,
+                    };
+                    agent
+                        .write(Command::Deregister(d))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                continue;
+            }
+        };
+        if serf.get(name) == Some(&want) {
+            continue;
+        }
+        let exists = nodes.contains_key(name);
+        let node = nodes.get(name).cloned().unwrap_or_else(|| Node {
+            id: m.id.node_id.clone(),
+            name: name.clone(),
+            address: m.id.addr.ip().to_string(),
+            datacenter: m.id.dc.clone(),
+            ..Node::default()
+        });
+        if !exists && want == HealthStatus::Critical {
+            continue;
+        }
+        let reg = Registration {
+            node,
+            service: None,
+            checks: vec![serf_check(name, want)],
+            skip_node_update: exists,
+        };
+        agent
+            .write(Command::Register(reg))
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    // Nodes gossip no longer knows (pruned or reaped) that were gossip-managed.
+    for name in serf.keys() {
+        if !table.contains_key(name) && nodes.contains_key(name) && !table.is_empty() {
+            let d = Deregistration {
+                node: name.clone(),
+                service_id: None,
+                check_id: None,
+            };
+            agent
+                .write(Command::Deregister(d))
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
+}
