@@ -19,6 +19,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// Frames larger than this are refused (a snapshot chunk is at most 3 MiB).
 pub const MAX_FRAME: usize = 64 * 1024 * 1024;
 
+/// Frames are decoded once and handled at once; boxing variants would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Serialize, Deserialize)]
 pub enum RpcRequest {
     AppendEntries(AppendEntriesRequest<TypeConfig>),
