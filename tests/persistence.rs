@@ -3,8 +3,7 @@
 
 mod common;
 
-use common::{eventually, TestAgent};
-use std::time::Duration;
+use common::TestAgent;
 
 #[test]
 fn acknowledged_kv_writes_survive_sigkill() {
