@@ -380,7 +380,7 @@ async fn reconcile_catalog(
             node,
             service: None,
             checks: vec![serf_check(name, want)],
-            skip_node_update: exists,
+            skip_node_update: true,
         };
         agent
             .write(Command::Register(reg))

@@ -99,10 +99,18 @@ async fn start(config: Config) -> Result<i32> {
             .validate()
             .map_err(|e| anyhow!("raft config: {e}"))?,
     );
-    let raft = Raft::new(id, raft_cfg, Network, log_store.clone(), sm)
-        .await
-        .map_err(|e| anyhow!("starting raft: {e}"))?;
-    let consensus = Arc::new(Consensus::new(raft.clone(), id));
+    let raft = Raft::new(
+        id,
+        raft_cfg,
+        Network {
+            local: Some(config.bind_addr),
+        },
+        log_store.clone(),
+        sm,
+    )
+    .await
+    .map_err(|e| anyhow!("starting raft: {e}"))?;
+    let consensus = Arc::new(Consensus::new(raft.clone(), id, Some(config.bind_addr)));
 
     // Every agent listens for raft traffic: servers vote, client agents are
     // learners that keep a local replica for DNS and stale reads.

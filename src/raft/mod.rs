@@ -69,6 +69,7 @@ pub enum WriteError {
 /// `No cluster leader` (Consul's rpc_hold_timeout is 7 s).
 pub const LEADER_HOLD: Duration = Duration::from_secs(5);
 const RPC_TIMEOUT: Duration = Duration::from_secs(10);
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(7);
 
 /// The write path: propose a command (forwarding it to the leader when this
 /// agent is not the leader), wait until it is committed and applied, return
@@ -80,11 +81,12 @@ pub struct Consensus {
 }
 
 impl Consensus {
-    pub fn new(raft: Raft, id: NodeId) -> Consensus {
+    /// `local`: the address outgoing RPC connections are made from.
+    pub fn new(raft: Raft, id: NodeId, local: Option<std::net::IpAddr>) -> Consensus {
         Consensus {
             raft,
             id,
-            pool: crate::rpc::RpcPool::default(),
+            pool: crate::rpc::RpcPool::new(local),
         }
     }
 
@@ -99,7 +101,17 @@ impl Consensus {
         if leader.0 == self.id {
             let name = cmd.name();
             let started = std::time::Instant::now();
-            let res = self.raft.client_write(cmd).await;
+            // A leader cut off from its quorum cannot commit: give up like
+            // Consul's RPC hold timeout instead of hanging the client.
+            let res = match tokio::time::timeout(COMMIT_TIMEOUT, self.raft.client_write(cmd)).await
+            {
+                Ok(r) => r,
+                Err(_) => {
+                    return Err(WriteError::Raft(
+                        "timed out waiting for the write to commit".into(),
+                    ))
+                }
+            };
             crate::metrics::raft_apply(name, started.elapsed());
             return match res {
                 Ok(resp) => Ok((resp.log_id.index, resp.data)),

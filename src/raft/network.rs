@@ -14,13 +14,17 @@ use std::io;
 use std::time::Duration;
 use tokio::net::TcpStream;
 
+/// `local`: the address outgoing raft connections are made from.
 #[derive(Clone, Default)]
-pub struct Network;
+pub struct Network {
+    pub local: Option<std::net::IpAddr>,
+}
 
 pub struct PeerClient {
     target: NodeId,
     addr: String,
     conn: Option<TcpStream>,
+    local: Option<std::net::IpAddr>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -31,6 +35,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             target,
             addr: node.addr.clone(),
             conn: None,
+            local: self.local,
         }
     }
 }
@@ -50,7 +55,7 @@ impl PeerClient {
         if self.conn.is_none() {
             let dial = tokio::time::timeout(
                 ttl.min(Duration::from_secs(1)),
-                TcpStream::connect(&self.addr),
+                crate::rpc::dial(&self.addr, self.local),
             )
             .await;
             match dial {

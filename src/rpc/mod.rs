@@ -149,13 +149,46 @@ pub async fn serve(listener: tokio::net::TcpListener, consensus: Arc<Consensus>)
     }
 }
 
+/// Dials `addr` from `local` (the agent's bind address, when specific), so
+/// peers see RPC traffic come from the address the agent advertises.
+pub async fn dial(
+    addr: &str,
+    local: Option<std::net::IpAddr>,
+) -> io::Result<tokio::net::TcpStream> {
+    let target: std::net::SocketAddr = match addr.parse() {
+        Ok(a) => a,
+        Err(_) => tokio::net::lookup_host(addr).await?.next().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::NotFound, format!("cannot resolve {addr}"))
+        })?,
+    };
+    let sock = if target.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    if let Some(ip) = local.filter(|ip| !ip.is_unspecified() && ip.is_ipv4() == target.is_ipv4()) {
+        sock.bind(std::net::SocketAddr::new(ip, 0))?;
+    }
+    let stream = sock.connect(target).await?;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
 /// Pooled connections for one-off calls (forwarding, read index, status).
 #[derive(Default)]
 pub struct RpcPool {
     idle: std::sync::Mutex<HashMap<String, Vec<tokio::net::TcpStream>>>,
+    pub local: Option<std::net::IpAddr>,
 }
 
 impl RpcPool {
+    pub fn new(local: Option<std::net::IpAddr>) -> RpcPool {
+        RpcPool {
+            idle: Default::default(),
+            local,
+        }
+    }
+
     pub async fn call(
         &self,
         addr: &str,
@@ -170,7 +203,7 @@ impl RpcPool {
         let mut conn = match pooled {
             Some(c) => c,
             None => {
-                let c = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr))
+                let c = tokio::time::timeout(timeout, dial(addr, self.local))
                     .await
                     .map_err(|_| {
                         io::Error::new(io::ErrorKind::TimedOut, format!("dial {addr}: timeout"))

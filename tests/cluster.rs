@@ -1,0 +1,247 @@
+//! Clusters of real `cairn` processes on their own loopback addresses:
+//! bootstrapping with -bootstrap-expect, leader failover, client agents,
+//! failure detection, a network partition, name conflicts and encryption.
+
+mod common;
+
+use common::cluster::{wait_leader, Node, Partition};
+use common::eventually;
+use std::time::Duration;
+
+fn stale_value(n: &Node, key: &str) -> Option<String> {
+    let r = n.get(&format!("/v1/kv/{key}?raw&stale")).ok()?;
+    (r.status == 200).then_some(r.body)
+}
+
+#[test]
+fn bootstrap_expect_in_any_order_then_leader_failover_loses_nothing() {
+    let net = 11;
+    let mut s3 = Node::server(net, 3, 3, &[1, 2], &[]);
+    let mut s1 = Node::server(net, 1, 3, &[2, 3], &[]);
+    let mut s2 = Node::server(net, 2, 3, &[1, 3], &[]);
+    // Start in reverse order, with a gap: bootstrapping waits for all three.
+    s3.spawn();
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        s3.leader().is_empty(),
+        "one server of three must not elect itself"
+    );
+    s1.spawn();
+    s2.spawn();
+    let leader =
+        wait_leader(&[&s1, &s2, &s3], Duration::from_secs(20)).expect("a leader is elected");
+    let peers = s1.get("/v1/status/peers").unwrap().json();
+    assert_eq!(peers.as_array().unwrap().len(), 3, "{peers}");
+
+    // A write through a follower is forwarded to the leader.
+    let follower = [&s1, &s2, &s3]
+        .into_iter()
+        .find(|n| !leader.starts_with(&n.ip))
+        .unwrap();
+    let r = follower.put("/v1/kv/before", "kept").unwrap();
+    assert_eq!((r.status, r.body.trim()), (200, "true"), "{}", r.body);
+    for n in [&s1, &s2, &s3] {
+        assert!(eventually(Duration::from_secs(5), || stale_value(
+            n, "before"
+        )
+        .as_deref()
+            == Some("kept")));
+    }
+
+    // Kill the leader: the others elect a new one and accept writes; nothing is lost.
+    let mut nodes = vec![s1, s2, s3];
+    let li = nodes
+        .iter()
+        .position(|n| leader.starts_with(&n.ip))
+        .unwrap();
+    nodes[li].kill9();
+    let rest: Vec<&Node> = nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != li)
+        .map(|(_, n)| n)
+        .collect();
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let l = rest[0].leader();
+            !l.is_empty() && l != leader && rest[1].leader() == l
+        }),
+        "the surviving servers elect a new leader"
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || rest[0]
+            .put("/v1/kv/after", "written")
+            .is_ok_and(|r| r.body.trim() == "true")),
+        "writes are accepted after failover"
+    );
+    assert_eq!(rest[1].get("/v1/kv/before?raw").unwrap().body, "kept");
+
+    // The old leader comes back with its data dir, catches up, and the
+    // cluster does not bootstrap a second time.
+    nodes[li].spawn();
+    assert!(eventually(Duration::from_secs(15), || stale_value(
+        &nodes[li], "after"
+    )
+    .as_deref()
+        == Some("written")));
+    let peers = nodes[li].get("/v1/status/peers").unwrap().json();
+    assert_eq!(peers.as_array().unwrap().len(), 3, "{peers}");
+    assert!(wait_leader(&[&nodes[0], &nodes[1], &nodes[2]], Duration::from_secs(10)).is_some());
+}
+
+#[test]
+fn client_agent_services_leave_health_when_the_agent_dies() {
+    let net = 12;
+    let mut s1 = Node::server(net, 1, 1, &[], &[]);
+    s1.spawn();
+    wait_leader(&[&s1], Duration::from_secs(15)).expect("leader");
+    let mut c2 = Node::client(net, 2, &[1], &[]);
+    c2.spawn();
+    assert!(eventually(Duration::from_secs(15), || c2
+        .put(
+            "/v1/agent/service/register",
+            r#"{"Name":"web","ID":"web1","Port":8080}"#
+        )
+        .is_ok_and(|r| r.status == 200)));
+    let passing = |n: &Node| {
+        n.get("/v1/health/service/web?passing")
+            .ok()
+            .map(|r| r.json().as_array().map(|a| a.len()).unwrap_or(0))
+            .unwrap_or(0)
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || passing(&s1) == 1),
+        "service visible on the server"
+    );
+    let inst = s1.get("/v1/health/service/web").unwrap().json();
+    assert_eq!(inst[0]["Node"]["Node"], "c2");
+    assert_eq!(inst[0]["Node"]["Address"], "127.0.12.2");
+
+    c2.kill9();
+    assert!(
+        eventually(Duration::from_secs(15), || passing(&s1) == 0),
+        "a dead agent's services drop out"
+    );
+    let checks = s1.get("/v1/health/node/c2").unwrap().json();
+    let serf = checks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["CheckID"] == "serfHealth")
+        .unwrap()
+        .clone();
+    assert_eq!(serf["Status"], "critical");
+    assert_eq!(serf["Output"], "Agent not live or unreachable");
+
+    c2.spawn();
+    assert!(
+        eventually(Duration::from_secs(15), || passing(&s1) == 1),
+        "back when the agent returns"
+    );
+}
+
+#[test]
+fn partitioned_leader_stops_acknowledging_writes() {
+    let net = 13;
+    let mut s1 = Node::server(net, 1, 3, &[2, 3], &[]);
+    let mut s2 = Node::server(net, 2, 3, &[1, 3], &[]);
+    let mut s3 = Node::server(net, 3, 3, &[1, 2], &[]);
+    for n in [&mut s1, &mut s2, &mut s3] {
+        n.spawn();
+    }
+    let leader = wait_leader(&[&s1, &s2, &s3], Duration::from_secs(20)).expect("leader");
+    let nodes = [&s1, &s2, &s3];
+    let l = nodes.iter().find(|n| leader.starts_with(&n.ip)).unwrap();
+    let others: Vec<&&Node> = nodes
+        .iter()
+        .filter(|n| !leader.starts_with(&n.ip))
+        .collect();
+    {
+        let _cut = Partition::cut(&[(&l.ip, &others[0].ip), (&l.ip, &others[1].ip)]);
+        // The majority side elects a new leader and takes writes.
+        assert!(
+            eventually(Duration::from_secs(15), || {
+                let l2 = others[0].leader();
+                !l2.is_empty() && l2 != leader && others[1].leader() == l2
+            }),
+            "majority elects a new leader"
+        );
+        assert!(eventually(Duration::from_secs(10), || others[0]
+            .put("/v1/kv/majority", "yes")
+            .is_ok_and(|r| r.body.trim() == "true")));
+        // The cut-off leader must not acknowledge a write.
+        let r = l.put("/v1/kv/minority", "no");
+        assert!(
+            !r.as_ref().is_ok_and(|r| r.status == 200),
+            "minority leader acknowledged a write: {:?}",
+            r.map(|r| r.body)
+        );
+    }
+    // Healed: one leader again, and the old leader has the majority's write.
+    assert!(wait_leader(&[&s1, &s2, &s3], Duration::from_secs(20)).is_some());
+    assert!(eventually(Duration::from_secs(15), || stale_value(
+        l, "majority"
+    )
+    .as_deref()
+        == Some("yes")));
+    assert!(
+        stale_value(others[0], "minority").is_none(),
+        "the unacknowledged write was not applied"
+    );
+}
+
+#[test]
+fn second_agent_with_a_taken_name_is_refused() {
+    let net = 14;
+    let mut s1 = Node::server(net, 1, 1, &[], &[]);
+    s1.spawn();
+    wait_leader(&[&s1], Duration::from_secs(15)).expect("leader");
+    let mut dup = Node::new("s1", net, 2, vec!["-retry-join=127.0.14.1".into()]);
+    dup.spawn();
+    let code = dup.wait_exit(Duration::from_secs(20));
+    assert_eq!(code, Some(1), "log:\n{}", dup.log_text());
+    assert!(
+        dup.log_text()
+            .contains("Node name s1 conflicts with another node at 127.0.14.1"),
+        "{}",
+        dup.log_text()
+    );
+    assert!(s1.running(), "the first agent keeps running");
+}
+
+#[test]
+fn gossip_encryption_keeps_out_agents_with_another_key() {
+    let net = 15;
+    let key = "T5Jn7XkqTOF3ZdKJv6uDd2uQiePoNm8XhgH8y3Pq2Ns=";
+    let other = "pUqJrVyVRj5jsiYEkM/tFQYfWyJIv4s3XkvDwy7Cu5s=";
+    let mut s1 = Node::server(net, 1, 1, &[], &[&format!("-encrypt={key}")]);
+    s1.spawn();
+    wait_leader(&[&s1], Duration::from_secs(15)).expect("leader");
+    let mut wrong = Node::client(
+        net,
+        2,
+        &[1],
+        &[&format!("-encrypt={other}"), "-retry-max=2"],
+    );
+    wrong.spawn();
+    assert_eq!(
+        wrong.wait_exit(Duration::from_secs(20)),
+        Some(1),
+        "log:\n{}",
+        wrong.log_text()
+    );
+    assert!(wrong.log_text().contains("max join retry exhausted"));
+    let mut plain = Node::client(net, 3, &[1], &["-retry-max=2"]);
+    plain.spawn();
+    assert_eq!(
+        plain.wait_exit(Duration::from_secs(20)),
+        Some(1),
+        "an agent without the key cannot join"
+    );
+    let mut right = Node::client(net, 4, &[1], &[&format!("-encrypt={key}")]);
+    right.spawn();
+    assert!(eventually(Duration::from_secs(15), || s1
+        .get("/v1/catalog/nodes")
+        .is_ok_and(|r| r.body.contains("\"c4\""))));
+    assert!(!s1.get("/v1/catalog/nodes").unwrap().body.contains("\"c2\""));
+}
