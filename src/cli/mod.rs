@@ -24,9 +24,13 @@ const USAGE: &str = "Usage: cairn [--version] [--help] <command> [<args>]
 
 Available commands are:
     agent          Runs a cairn agent
+    force-leave    Forces a member of the cluster to enter the left state
     info           Provides debugging information for operators
+    join           Tell a running agent to join the cluster
+    keygen         Generates a new encryption key
     leave          Gracefully leaves the cluster and shuts down
     members        Lists the members of the cluster
+    operator       Provides cluster-level tools (raft list-peers, raft remove-peer)
     version        Prints the cairn version
 ";
 
@@ -51,7 +55,13 @@ pub fn main(argv: Vec<String>) -> Result<i32> {
             println!("Protocol 2 spoken by default, understands 2 to 3 (agent will automatically use protocol >2 when speaking to compatible agents)");
             Ok(0)
         }
-        "leave" | "members" | "info" => client::run(&cmd, rest),
+        "leave" | "members" | "info" | "join" | "force-leave" | "operator" => {
+            client::run(&cmd, rest)
+        }
+        "keygen" => {
+            println!("{}", crate::gossip::crypto::keygen());
+            Ok(0)
+        }
         "-h" | "--help" | "-help" | "help" => {
             print!("{USAGE}");
             Ok(0)
