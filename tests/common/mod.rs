@@ -227,6 +227,11 @@ impl Resp {
         self.headers.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str())
     }
 
+    /// `X-Consul-Index` as a number (0 when absent or malformed).
+    pub fn index(&self) -> u64 {
+        self.header("X-Consul-Index").and_then(|v| v.parse().ok()).unwrap_or(0)
+    }
+
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
     }
