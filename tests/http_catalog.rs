@@ -243,8 +243,11 @@ fn bad_query_values_are_400() {
         200
     );
     assert_eq!(a.get_ok("/v1/health/service/consul?passing").status, 200);
-    let r = a.get_ok("/v1/health/state/bogus");
-    assert_eq!(r.status, 400);
+    // Consul matches the state as given: an unknown one matches nothing.
+    assert_eq!(a.get_ok("/v1/health/state/bogus").json(), json!([]));
+    let r = a.get_ok("/v1/catalog/nodes?dc=elsewhere");
+    assert_eq!((r.status, r.body.as_str()), (500, "No path to datacenter"));
+    assert_eq!(a.get_ok("/v1/catalog/nodes?dc=dc1").status, 200);
 }
 
 #[test]

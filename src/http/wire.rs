@@ -349,6 +349,12 @@ pub struct ReadOpts {
 
 impl ReadOpts {
     pub fn parse(q: &Query, agent: &Agent) -> Result<ReadOpts, ApiError> {
+        // One datacenter per cluster for now: any other is unreachable.
+        if let Some(dc) = q.get("dc").filter(|dc| !dc.is_empty()) {
+            if dc != agent.config.datacenter {
+                return Err(ApiError::Internal("No path to datacenter".into()));
+            }
+        }
         let stale = q.has("stale");
         let consistent = q.has("consistent");
         if stale && consistent {
