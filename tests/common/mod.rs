@@ -107,7 +107,7 @@ impl TestAgent {
                 }
             }
             if let Ok(r) = self.get("/v1/catalog/node/".to_string() + &self.node) {
-                if r.status == 200 && r.body != "null" {
+                if r.status == 200 && r.body.trim() != "null" {
                     if let Ok(h) = self.get(format!("/v1/health/node/{}", self.node)) {
                         if h.body.contains("serfHealth") {
                             return;
