@@ -454,6 +454,44 @@ mod tests {
         assert_eq!(out, br#"{"a":"\u003cb\u003e\u0026"}"#.to_vec());
     }
 
+    async fn body_of(resp: Response) -> String {
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    #[tokio::test]
+    async fn json_is_compact_or_four_space_pretty() {
+        let v = serde_json::json!({"A": [1], "B": {}});
+        let compact = json_response(&v, false);
+        assert_eq!(compact.headers()[header::CONTENT_TYPE], "application/json");
+        assert_eq!(body_of(compact).await, r#"{"A":[1],"B":{}}"#);
+        let pretty = body_of(json_response(&v, true)).await;
+        assert_eq!(
+            pretty,
+            "{\n    \"A\": [\n        1\n    ],\n    \"B\": {}\n}\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn errors_are_plain_text_with_allow_on_405() {
+        let r = ApiError::MethodNotAllowed {
+            method: "GET".into(),
+            allow: "OPTIONS,PUT".into(),
+        }
+        .into_response();
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(r.headers()[header::ALLOW], "OPTIONS,PUT");
+        assert_eq!(body_of(r).await, "method GET not allowed");
+        let r = ApiError::from(AgentError::NotFound("gone".into())).into_response();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        assert_eq!(body_of(r).await, "gone");
+        let r = ApiError::from(WriteError::NoLeader).into_response();
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body_of(r).await, "No cluster leader");
+    }
+
     #[test]
     fn parse_bool_is_strconv() {
         assert_eq!(parse_bool("1"), Some(true));
