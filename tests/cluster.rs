@@ -49,7 +49,7 @@ fn bootstrap_expect_in_any_order_then_leader_failover_loses_nothing() {
     }
 
     // Kill the leader: the others elect a new one and accept writes; nothing is lost.
-    let mut nodes = vec![s1, s2, s3];
+    let mut nodes = [s1, s2, s3];
     let li = nodes
         .iter()
         .position(|n| leader.starts_with(&n.ip))

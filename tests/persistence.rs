@@ -3,7 +3,8 @@
 
 mod common;
 
-use common::TestAgent;
+use common::{eventually, TestAgent};
+use std::time::Duration;
 
 #[test]
 fn acknowledged_kv_writes_survive_sigkill() {

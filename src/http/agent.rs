@@ -683,54 +683,6 @@ pub async fn reload(ctx: Ctx) -> ApiResult {
     Ok(empty_ok())
 }
 
-/// This agent as a gossip member (`api.AgentMember`).
-pub fn member_json(agent: &Agent) -> Value {
-    let cfg = &agent.config;
-    let mut tags = BTreeMap::new();
-    tags.insert("build", format!("{VERSION}:cairn"));
-    tags.insert("dc", cfg.datacenter.clone());
-    tags.insert("id", agent.node_id.clone());
-    tags.insert("segment", String::new());
-    tags.insert("vsn", "2".into());
-    tags.insert("vsn_min", "2".into());
-    tags.insert("vsn_max", "3".into());
-    tags.insert("acls", "0".into());
-    tags.insert("ft_fs", "1".into());
-    tags.insert("ft_si", "1".into());
-    if cfg.server {
-        tags.insert("role", "consul".into());
-        tags.insert("port", cfg.ports.server.to_string());
-        tags.insert("raft_vsn", "3".into());
-        tags.insert("wan_join_port", cfg.ports.serf_wan.to_string());
-        if cfg.bootstrap {
-            tags.insert("bootstrap", "1".into());
-        }
-        if cfg.bootstrap_expect > 0 {
-            tags.insert("expect", cfg.bootstrap_expect.to_string());
-        }
-    } else {
-        tags.insert("role", "node".into());
-    }
-    json!({
-        "Name": agent.node_name,
-        "Addr": cfg.advertise().to_string(),
-        "Port": cfg.ports.serf_lan.max(0),
-        "Tags": tags,
-        "Status": 1,
-        "ProtocolMin": 1,
-        "ProtocolMax": 5,
-        "ProtocolCur": 2,
-        "DelegateMin": 2,
-        "DelegateMax": 5,
-        "DelegateCur": 4,
-    })
-}
-
-/// `GET /v1/agent/members`. One member (this agent) until gossip lands.
-pub async fn members(ctx: Ctx) -> ApiResult {
-    Ok(ctx.json(&[member_json(&ctx.agent)]))
-}
-
 fn stats(agent: &Agent, services: usize, checks: &[Check]) -> Value {
     let cfg = &agent.config;
     let m = agent.consensus.raft.metrics().borrow().clone();
@@ -744,6 +696,7 @@ fn stats(agent: &Agent, services: usize, checks: &[Check]) -> Value {
         .filter(|(_, _, v)| *v)
         .count();
     let s = |v: &dyn ToString| v.to_string();
+    let serf = super::cluster::serf_counts(agent);
     json!({
         "agent": {
             "check_monitors": "0",
@@ -787,7 +740,7 @@ fn stats(agent: &Agent, services: usize, checks: &[Check]) -> Value {
             "os": std::env::consts::OS,
             "version": "rust",
         },
-        "serf_lan": {"members": "1", "failed": "0", "left": "0", "health_score": "0", "encrypted": s(&cfg.encrypt.is_some())},
+        "serf_lan": {"members": s(&serf.0), "failed": s(&serf.1), "left": s(&serf.2), "health_score": "0", "encrypted": s(&cfg.encrypt.is_some())},
         "serf_wan": {"members": if cfg.server { "1" } else { "0" }, "failed": "0", "left": "0", "health_score": "0", "encrypted": s(&cfg.encrypt.is_some())},
     })
 }
@@ -830,7 +783,7 @@ pub async fn self_(ctx: Ctx) -> ApiResult {
             "Version": VERSION,
         },
         "Coord": {"Vec": [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], "Error": 1.5, "Adjustment": 0.0, "Height": 1e-05},
-        "Member": member_json(agent),
+        "Member": super::cluster::self_member(agent),
         "Stats": stats(agent, services, &checks),
         "Meta": agent.self_node().meta,
     });

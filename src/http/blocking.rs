@@ -26,31 +26,27 @@ impl Watch {
     }
 }
 
-/// Checks the read may be served: default and `?consistent` reads need a
-/// leader (`No cluster leader`), `?consistent` additionally confirms
-/// leadership with a quorum first.
+/// Makes the local replica fresh enough for the read's consistency mode.
+/// Default reads see everything the leader had applied when the read
+/// began (a read index from the leader, then wait for it locally), which
+/// gives the freshness of Consul's leader-forwarded reads while serving
+/// from this agent's replica; `?consistent` has the leader confirm its
+/// leadership with a quorum first; `?stale` reads whatever is here.
 pub async fn ensure_readable(agent: &Agent, opts: &ReadOpts) -> Result<(), ApiError> {
-    match opts.consistency {
-        Consistency::Stale => Ok(()),
-        Consistency::Leader => {
-            if agent.consensus.leader().is_none() {
-                return Err(ApiError::Internal("No cluster leader".into()));
-            }
-            Ok(())
-        }
-        Consistency::Consistent => {
-            if agent.consensus.leader().is_none() {
-                return Err(ApiError::Internal("No cluster leader".into()));
-            }
-            agent
-                .consensus
-                .raft
-                .ensure_linearizable()
-                .await
-                .map(|_| ())
-                .map_err(|_| ApiError::Internal("No cluster leader".into()))
-        }
-    }
+    let linearizable = match opts.consistency {
+        Consistency::Stale => return Ok(()),
+        Consistency::Leader => false,
+        Consistency::Consistent => true,
+    };
+    agent
+        .consensus
+        .read_index(linearizable, 0)
+        .await
+        .map(|_| ())
+        .map_err(|e| match e {
+            crate::raft::WriteError::NoLeader => ApiError::Internal("No cluster leader".into()),
+            other => ApiError::Internal(other.to_string()),
+        })
 }
 
 /// Up to wait/16 extra, as Consul staggers blocking queries so that many

@@ -11,6 +11,7 @@
 mod agent;
 mod blocking;
 mod catalog;
+mod cluster;
 pub mod decode;
 mod health;
 mod kv;
@@ -82,7 +83,14 @@ fn routes() -> Vec<Route> {
         route!("/v1/agent/self", [GET], agent::self_),
         route!("/v1/agent/version", [GET], agent::version),
         route!("/v1/agent/host", [GET], agent::host),
-        route!("/v1/agent/members", [GET], agent::members),
+        route!("/v1/agent/members", [GET], cluster::members),
+        route!("/v1/agent/join/", [PUT], cluster::join),
+        route!("/v1/agent/force-leave/", [PUT], cluster::force_leave),
+        route!(
+            "/v1/operator/raft/peer",
+            [DELETE],
+            cluster::raft_peer_delete
+        ),
         route!("/v1/agent/metrics", [GET], metrics::metrics),
         route!("/v1/agent/maintenance", [PUT], agent::node_maintenance),
         route!("/v1/agent/leave", [PUT], agent::leave),

@@ -409,8 +409,10 @@ pub fn set_meta(resp: &mut Response, agent: &Agent, index: u64, consistency: Con
         "X-Consul-KnownLeader",
         HeaderValue::from_static(if known { "true" } else { "false" }),
     );
-    // A single replica serving its own reads has no contact lag to report.
-    h.insert("X-Consul-LastContact", HeaderValue::from_static("0"));
+    let contact = agent.consensus.last_contact_ms();
+    if let Ok(v) = HeaderValue::from_str(&contact.to_string()) {
+        h.insert("X-Consul-LastContact", v);
+    }
     h.insert(
         "X-Consul-Effective-Consistency",
         HeaderValue::from_static(consistency.as_str()),

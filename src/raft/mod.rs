@@ -78,6 +78,8 @@ pub struct Consensus {
     pub raft: Raft,
     pub id: NodeId,
     pub pool: crate::rpc::RpcPool,
+    /// When the leader last reached this server (AppendEntries received).
+    last_contact: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl Consensus {
@@ -87,6 +89,25 @@ impl Consensus {
             raft,
             id,
             pool: crate::rpc::RpcPool::new(local),
+            last_contact: std::sync::Mutex::new(None),
+        }
+    }
+
+    pub fn touch_contact(&self) {
+        if let Ok(mut t) = self.last_contact.lock() {
+            *t = Some(std::time::Instant::now());
+        }
+    }
+
+    /// Milliseconds since this agent last heard from the leader
+    /// (`X-Consul-LastContact`): 0 on the leader.
+    pub fn last_contact_ms(&self) -> u64 {
+        if self.is_leader() {
+            return 0;
+        }
+        match self.last_contact.lock().ok().and_then(|t| *t) {
+            Some(t) => t.elapsed().as_millis() as u64,
+            None => 0,
         }
     }
 

@@ -120,9 +120,12 @@ pub async fn serve(listener: tokio::net::TcpListener, consensus: Arc<Consensus>)
                     }
                 };
                 let resp = match req {
-                    RpcRequest::AppendEntries(r) => RpcResponse::AppendEntries(
-                        raft.append_entries(r).await.map_err(|e| e.to_string()),
-                    ),
+                    RpcRequest::AppendEntries(r) => {
+                        consensus.touch_contact();
+                        RpcResponse::AppendEntries(
+                            raft.append_entries(r).await.map_err(|e| e.to_string()),
+                        )
+                    }
                     RpcRequest::Vote(r) => {
                         RpcResponse::Vote(raft.vote(r).await.map_err(|e| e.to_string()))
                     }
