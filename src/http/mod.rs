@@ -1,11 +1,314 @@
 //! Consul's HTTP API (port 8500).
+//!
+//! Routing is Consul's own rather than axum's: Go's `ServeMux` semantics
+//! (exact paths and `/prefix/` paths, longest pattern wins, the rest of the
+//! path is the argument: a KV key may contain anything, `%2F` included),
+//! methods enforced per endpoint with `405` + `Allow: OPTIONS,<methods>`,
+//! `OPTIONS` answered with the Allow list, and unknown `/v1/...` paths
+//! answered with Consul's 404 text. axum serves the connections and hands
+//! every request to [`dispatch`].
+
+mod agent;
+mod blocking;
+mod catalog;
+pub mod decode;
+mod health;
+mod kv;
+mod metrics;
+mod operator;
+mod status;
+mod txn;
+pub mod types;
+pub mod wire;
 
 use crate::agent::Agent;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures::future::BoxFuture;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
+use wire::{ApiError, ApiResult, Ctx, Query};
+
+type HandlerFn = fn(Ctx) -> BoxFuture<'static, ApiResult>;
+
+/// One registered endpoint.
+struct Route {
+    /// Path; ends in `/` for prefix routes (`/v1/kv/`).
+    pattern: &'static str,
+    methods: &'static [&'static str],
+    handler: HandlerFn,
+}
+
+impl Route {
+    fn is_prefix(&self) -> bool {
+        self.pattern.ends_with('/')
+    }
+
+    fn allow(&self) -> String {
+        let mut s = String::from("OPTIONS");
+        for m in self.methods {
+            s.push(',');
+            s.push_str(m);
+        }
+        s
+    }
+
+    /// Metric label: the pattern with `/` -> `_` (`v1_kv_`), as Consul's `api.http`.
+    fn label(&self) -> String {
+        self.pattern.trim_start_matches('/').replace('/', "_")
+    }
+}
+
+macro_rules! route {
+    ($pattern:expr, [$($m:expr),+], $handler:path) => {
+        Route {
+            pattern: $pattern,
+            methods: &[$($m),+],
+            handler: |ctx| -> BoxFuture<'static, ApiResult> { Box::pin($handler(ctx)) },
+        }
+    };
+}
+
+const GET: &str = "GET";
+const PUT: &str = "PUT";
+const DELETE: &str = "DELETE";
+
+fn routes() -> Vec<Route> {
+    vec![
+        // agent
+        route!("/v1/agent/self", [GET], agent::self_),
+        route!("/v1/agent/version", [GET], agent::version),
+        route!("/v1/agent/host", [GET], agent::host),
+        route!("/v1/agent/members", [GET], agent::members),
+        route!("/v1/agent/metrics", [GET], metrics::metrics),
+        route!("/v1/agent/maintenance", [PUT], agent::node_maintenance),
+        route!("/v1/agent/leave", [PUT], agent::leave),
+        route!("/v1/agent/reload", [PUT], agent::reload),
+        route!("/v1/agent/services", [GET], agent::services),
+        route!("/v1/agent/service/", [GET], agent::service),
+        route!("/v1/agent/service/register", [PUT], agent::register_service),
+        route!(
+            "/v1/agent/service/deregister/",
+            [PUT],
+            agent::deregister_service
+        ),
+        route!(
+            "/v1/agent/service/maintenance/",
+            [PUT],
+            agent::service_maintenance
+        ),
+        route!("/v1/agent/checks", [GET], agent::checks),
+        route!("/v1/agent/check/register", [PUT], agent::register_check),
+        route!(
+            "/v1/agent/check/deregister/",
+            [PUT],
+            agent::deregister_check
+        ),
+        route!("/v1/agent/check/pass/", [PUT], agent::check_pass),
+        route!("/v1/agent/check/warn/", [PUT], agent::check_warn),
+        route!("/v1/agent/check/fail/", [PUT], agent::check_fail),
+        route!("/v1/agent/check/update/", [PUT], agent::check_update),
+        route!(
+            "/v1/agent/health/service/id/",
+            [GET],
+            agent::health_service_by_id
+        ),
+        route!(
+            "/v1/agent/health/service/name/",
+            [GET],
+            agent::health_service_by_name
+        ),
+        // catalog
+        route!("/v1/catalog/register", [PUT], catalog::register),
+        route!("/v1/catalog/deregister", [PUT], catalog::deregister),
+        route!("/v1/catalog/datacenters", [GET], catalog::datacenters),
+        route!("/v1/catalog/nodes", [GET], catalog::nodes),
+        route!("/v1/catalog/services", [GET], catalog::services),
+        route!("/v1/catalog/service/", [GET], catalog::service),
+        route!("/v1/catalog/node/", [GET], catalog::node),
+        route!("/v1/catalog/node-services/", [GET], catalog::node_services),
+        // health
+        route!("/v1/health/node/", [GET], health::node),
+        route!("/v1/health/checks/", [GET], health::checks),
+        route!("/v1/health/state/", [GET], health::state),
+        route!("/v1/health/service/", [GET], health::service),
+        // kv, txn
+        route!("/v1/kv/", [GET, PUT, DELETE], kv::kv),
+        route!("/v1/txn", [PUT], txn::txn),
+        // status, operator
+        route!("/v1/status/leader", [GET], status::leader),
+        route!("/v1/status/peers", [GET], status::peers),
+        route!(
+            "/v1/operator/raft/configuration",
+            [GET],
+            operator::raft_configuration
+        ),
+    ]
+}
+
+struct Server {
+    agent: Arc<Agent>,
+    routes: Vec<Route>,
+}
+
+impl Server {
+    /// Go `ServeMux` matching: the longest pattern that equals the path
+    /// (exact routes) or prefixes it (prefix routes).
+    fn find(&self, path: &str) -> Option<&Route> {
+        self.routes
+            .iter()
+            .filter(|r| {
+                if r.is_prefix() {
+                    path.starts_with(r.pattern)
+                } else {
+                    path == r.pattern
+                }
+            })
+            .max_by_key(|r| r.pattern.len())
+    }
+}
 
 /// Binds the HTTP listeners on every client address and serves them in the
-/// background. Returns once bound.
+/// background. Returns once bound; a bind failure is an error.
 pub async fn start(agent: Arc<Agent>) -> std::io::Result<()> {
-    let _ = agent;
+    let port = agent.config.ports.http;
+    if port < 0 {
+        return Ok(());
+    }
+    let port = u16::try_from(port)
+        .map_err(|_| std::io::Error::other(format!("invalid HTTP port {port}")))?;
+    let server = Arc::new(Server {
+        agent: agent.clone(),
+        routes: routes(),
+    });
+    let app = axum::Router::new().fallback(dispatch).with_state(server);
+    for ip in &agent.config.client_addrs {
+        let addr = SocketAddr::new(*ip, port);
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("Error starting HTTP listener on {addr}: {e}"),
+            )
+        })?;
+        let app = app.clone();
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(%addr, "HTTP server stopped: {e}");
+            }
+        });
+        tracing::info!(%addr, "HTTP API listening");
+    }
     Ok(())
+}
+
+/// Largest body read for any request. KV values are capped separately at
+/// `kv_max_value_size` with Consul's 413 text; this bounds memory.
+fn body_limit(agent: &Agent) -> usize {
+    let kv = usize::try_from(agent.config.kv_max_value_size).unwrap_or(usize::MAX / 4);
+    kv.saturating_mul(2).saturating_add(1024 * 1024)
+}
+
+async fn dispatch(State(server): State<Arc<Server>>, req: Request) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let (label, resp) = route_request(&server, req).await;
+    crate::metrics::http_request(
+        method.as_str(),
+        label,
+        resp.status().as_u16(),
+        started.elapsed(),
+    );
+    resp
+}
+
+async fn route_request(server: &Server, req: Request) -> (String, Response) {
+    let raw_path = req.uri().path().to_string();
+    let Some(route) = server.find(&raw_path) else {
+        return ("unknown".into(), not_registered(&server.agent, &raw_path));
+    };
+    let label = route.label();
+    let method = req.method().clone();
+    let mut resp = if method == Method::OPTIONS {
+        let mut r = Response::new(Body::empty());
+        if let Ok(v) = HeaderValue::from_str(&route.allow()) {
+            r.headers_mut().insert(header::ALLOW, v);
+        }
+        r
+    } else if !route.methods.contains(&method.as_str()) {
+        ApiError::MethodNotAllowed {
+            method: method.to_string(),
+            allow: route.allow(),
+        }
+        .into_response()
+    } else {
+        match call(server, route, req, &raw_path).await {
+            Ok(r) => r,
+            Err(e) => e.into_response(),
+        }
+    };
+    wire::set_acl_policy(&mut resp);
+    (label, resp)
+}
+
+async fn call(server: &Server, route: &Route, req: Request, raw_path: &str) -> ApiResult {
+    let agent = server.agent.clone();
+    let query = Query::parse(req.uri().query());
+    let method = req.method().clone();
+    let headers = req.headers().clone();
+    if route.pattern == "/v1/kv/" && method == Method::PUT {
+        kv::check_content_length(&agent, &headers)?;
+    }
+    let body = axum::body::to_bytes(req.into_body(), body_limit(&agent))
+        .await
+        .map_err(|_| {
+            ApiError::Status(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Request body too large".into(),
+            )
+        })?;
+    let rest = wire::percent_decode(&raw_path[route.pattern.len().min(raw_path.len())..], false);
+    let ctx = Ctx {
+        agent,
+        method,
+        rest,
+        query,
+        headers,
+        body,
+    };
+    if route.pattern == "/v1/kv/" {
+        kv::check_traversal(raw_path, &ctx.rest)?;
+    }
+    (route.handler)(ctx).await
+}
+
+/// Paths no endpoint is registered for.
+fn not_registered(agent: &Agent, path: &str) -> Response {
+    if path.starts_with("/v1/") {
+        return ApiError::NotFound("Invalid URL path: not a recognized HTTP API endpoint".into())
+            .into_response();
+    }
+    if path == "/" {
+        if agent.config.ui {
+            let mut r = Response::new(Body::empty());
+            *r.status_mut() = StatusCode::MOVED_PERMANENTLY;
+            r.headers_mut()
+                .insert(header::LOCATION, HeaderValue::from_static("/ui/"));
+            return r;
+        }
+        return (
+            StatusCode::OK,
+            "Consul Agent: UI disabled. To enable, set ui_config.enabled=true in the agent configuration and restart.",
+        )
+            .into_response();
+    }
+    let mut r = Response::new(Body::from("404 page not found\n"));
+    *r.status_mut() = StatusCode::NOT_FOUND;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
 }

@@ -1,0 +1,966 @@
+//! `/v1/agent/*`: the agent's own services and checks (registration, TTL
+//! updates, maintenance), its identity (`self`, `members`, `version`), and
+//! `leave`. Writes answer 200 with an empty body, as Consul's do.
+
+use super::catalog::is_any_addr;
+use super::decode::{decode_body, GoDuration};
+use super::types::{tagged_json, AddressJson, HealthCheckJson, WeightsJson};
+use super::wire::{empty_ok, parse_bool, ApiError, ApiResult, Ctx};
+use crate::agent::{Agent, VERSION};
+use crate::catalog::types::{
+    Check, CheckDefinition, HealthStatus, Service, ServiceAddress, Weights, NODE_MAINT_CHECK_ID,
+    SERVICE_MAINT_CHECK_PREFIX,
+};
+use axum::body::Body;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// A check inside a service definition (`CheckType`) or on its own
+/// (`CheckDefinition`): the union of both field sets, with Consul's
+/// snake_case spellings as separate fields.
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(default, rename_all = "PascalCase")]
+#[allow(dead_code)] // accepted for compatibility, not used
+pub struct CheckIn {
+    #[serde(rename = "ID")]
+    id: String,
+    #[serde(rename = "CheckID")]
+    check_id: String,
+    name: String,
+    notes: String,
+    status: String,
+    #[serde(rename = "ServiceID")]
+    service_id: String,
+    #[serde(rename = "service_id")]
+    service_id_snake: String,
+    token: String,
+    script_args: Vec<String>,
+    #[serde(rename = "args")]
+    args_snake: Vec<String>,
+    #[serde(rename = "script_args")]
+    script_args_snake: Vec<String>,
+    #[serde(rename = "HTTP")]
+    http: String,
+    header: BTreeMap<String, Vec<String>>,
+    method: String,
+    body: String,
+    disable_redirects: bool,
+    #[serde(rename = "disable_redirects")]
+    disable_redirects_snake: bool,
+    #[serde(rename = "TCP")]
+    tcp: String,
+    #[serde(rename = "TCPUseTLS")]
+    tcp_use_tls: bool,
+    #[serde(rename = "UDP")]
+    udp: String,
+    interval: GoDuration,
+    alias_node: String,
+    alias_service: String,
+    #[serde(rename = "DockerContainerID")]
+    docker_container_id: String,
+    #[serde(rename = "docker_container_id")]
+    docker_container_id_snake: String,
+    shell: String,
+    #[serde(rename = "GRPC")]
+    grpc: String,
+    #[serde(rename = "GRPCUseTLS")]
+    grpc_use_tls: bool,
+    #[serde(rename = "grpc_use_tls")]
+    grpc_use_tls_snake: bool,
+    #[serde(rename = "H2PING")]
+    h2ping: String,
+    #[serde(rename = "H2PingUseTLS")]
+    h2ping_use_tls: bool,
+    #[serde(rename = "h2ping_use_tls")]
+    h2ping_use_tls_snake: bool,
+    #[serde(rename = "OSService")]
+    os_service: String,
+    #[serde(rename = "TLSServerName")]
+    tls_server_name: String,
+    #[serde(rename = "tls_server_name")]
+    tls_server_name_snake: String,
+    #[serde(rename = "TLSSkipVerify")]
+    tls_skip_verify: bool,
+    #[serde(rename = "tls_skip_verify")]
+    tls_skip_verify_snake: bool,
+    timeout: GoDuration,
+    #[serde(rename = "TTL")]
+    ttl: GoDuration,
+    success_before_passing: u32,
+    failures_before_warning: u32,
+    failures_before_critical: u32,
+    #[serde(rename = "ProxyHTTP")]
+    proxy_http: String,
+    #[serde(rename = "ProxyGRPC")]
+    proxy_grpc: String,
+    deregister_critical_service_after: GoDuration,
+    #[serde(rename = "deregister_critical_service_after")]
+    deregister_critical_service_after_snake: GoDuration,
+    output_max_size: u64,
+    namespace: String,
+    partition: String,
+}
+
+fn or_str(a: String, b: String) -> String {
+    if a.is_empty() {
+        b
+    } else {
+        a
+    }
+}
+
+impl CheckIn {
+    /// Merges the snake_case spellings into the canonical fields.
+    fn definition(&self) -> CheckDefinition {
+        let script_args = if !self.script_args.is_empty() {
+            self.script_args.clone()
+        } else if !self.args_snake.is_empty() {
+            self.args_snake.clone()
+        } else {
+            self.script_args_snake.clone()
+        };
+        let dcsa = if self.deregister_critical_service_after.0 > 0 {
+            self.deregister_critical_service_after.0
+        } else {
+            self.deregister_critical_service_after_snake.0
+        };
+        CheckDefinition {
+            http: self.http.clone(),
+            method: self.method.clone(),
+            header: self.header.clone(),
+            body: self.body.clone(),
+            disable_redirects: self.disable_redirects || self.disable_redirects_snake,
+            tls_server_name: or_str(
+                self.tls_server_name.clone(),
+                self.tls_server_name_snake.clone(),
+            ),
+            tls_skip_verify: self.tls_skip_verify || self.tls_skip_verify_snake,
+            tcp: self.tcp.clone(),
+            tcp_use_tls: self.tcp_use_tls,
+            udp: self.udp.clone(),
+            grpc: self.grpc.clone(),
+            grpc_use_tls: self.grpc_use_tls || self.grpc_use_tls_snake,
+            h2ping: self.h2ping.clone(),
+            h2ping_use_tls: self.h2ping_use_tls || self.h2ping_use_tls_snake,
+            os_service: self.os_service.clone(),
+            alias_node: self.alias_node.clone(),
+            alias_service: self.alias_service.clone(),
+            script_args,
+            docker_container_id: or_str(
+                self.docker_container_id.clone(),
+                self.docker_container_id_snake.clone(),
+            ),
+            shell: self.shell.clone(),
+            ttl_ns: self.ttl.0,
+            interval_ns: self.interval.0,
+            timeout_ns: self.timeout.0,
+            deregister_critical_service_after_ns: dcsa,
+            output_max_size: self.output_max_size,
+            success_before_passing: self.success_before_passing,
+            failures_before_warning: self.failures_before_warning,
+            failures_before_critical: self.failures_before_critical,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        *self == CheckIn::default()
+    }
+}
+
+/// Consul's `CheckType.Validate`.
+fn validate_check(d: &CheckDefinition) -> Result<(), String> {
+    let interval_check = !d.script_args.is_empty()
+        || !d.http.is_empty()
+        || !d.tcp.is_empty()
+        || !d.udp.is_empty()
+        || !d.grpc.is_empty()
+        || !d.h2ping.is_empty()
+        || !d.os_service.is_empty()
+        || !d.docker_container_id.is_empty();
+    let alias = !d.alias_node.is_empty() || !d.alias_service.is_empty();
+    if d.interval_ns > 0 && d.ttl_ns > 0 {
+        return Err("Interval and TTL cannot both be specified".into());
+    }
+    if interval_check && d.interval_ns == 0 {
+        return Err(
+            "Interval must be > 0 for Script, HTTP, H2PING, TCP, UDP or gRPC checks".into(),
+        );
+    }
+    if alias {
+        if d.ttl_ns > 0 {
+            return Err("TTL must be not be set for Alias checks".into());
+        }
+        if d.interval_ns > 0 {
+            return Err("Interval must not be set for Alias checks".into());
+        }
+    }
+    if !interval_check && !alias && d.ttl_ns == 0 {
+        return Err("TTL must be > 0 for TTL checks".into());
+    }
+    Ok(())
+}
+
+/// Refuses script checks unless the agent allows them (Consul answers 500).
+fn check_scripts_allowed(agent: &Agent, d: &CheckDefinition) -> Result<(), ApiError> {
+    if !d.script_args.is_empty()
+        && !agent.config.enable_script_checks
+        && !agent.config.enable_local_script_checks
+    {
+        return Err(ApiError::Internal(
+            "Scripts are disabled on this agent; to enable, configure 'enable_script_checks' or 'enable_local_script_checks' to true".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// `structs.ServiceDefinition`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+#[allow(dead_code)] // accepted for compatibility, not used
+struct ServiceDefinition {
+    kind: String,
+    #[serde(rename = "ID")]
+    id: String,
+    name: String,
+    tags: Vec<String>,
+    address: String,
+    tagged_addresses: BTreeMap<String, AddressJson>,
+    #[serde(rename = "tagged_addresses")]
+    tagged_addresses_snake: BTreeMap<String, AddressJson>,
+    meta: BTreeMap<String, String>,
+    port: u16,
+    socket_path: String,
+    check: Option<CheckIn>,
+    checks: Vec<CheckIn>,
+    weights: Option<WeightsJson>,
+    token: String,
+    enable_tag_override: bool,
+    #[serde(rename = "enable_tag_override")]
+    enable_tag_override_snake: bool,
+    proxy: Option<Value>,
+    connect: Option<Value>,
+    namespace: String,
+    partition: String,
+    locality: Option<Value>,
+}
+
+/// Consul's `ValidateServiceMetadata` for typical services.
+fn validate_meta(meta: &BTreeMap<String, String>) -> Result<(), String> {
+    if meta.len() > 64 {
+        return Err("Service metadata cannot contain more than 64 key/value pairs".into());
+    }
+    for (k, v) in meta {
+        let why = if k.is_empty() {
+            Some("Key cannot be blank".to_string())
+        } else if !k
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            Some("Key contains invalid characters".to_string())
+        } else if k.len() > 128 {
+            Some("Key is too long (limit: 128 characters)".to_string())
+        } else if k.starts_with("consul-") {
+            Some("Key prefix 'consul-' is reserved for internal use".to_string())
+        } else if v.len() > 512 {
+            Some("Value is too long (limit: 512 characters)".to_string())
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return Err(format!("Couldn't load metadata pair ('{k}', '{v}'): {why}"));
+        }
+    }
+    Ok(())
+}
+
+/// Consul fills `lan_ipv4`/`wan_ipv4` (or `_ipv6`) tagged addresses from a
+/// service's own address unless they were given.
+fn default_tagged_addresses(
+    address: &str,
+    port: u16,
+    tagged: &mut BTreeMap<String, ServiceAddress>,
+) {
+    let Ok(ip) = address.parse::<std::net::IpAddr>() else {
+        return;
+    };
+    let (lan, wan) = if ip.is_ipv4() {
+        ("lan_ipv4", "wan_ipv4")
+    } else {
+        ("lan_ipv6", "wan_ipv6")
+    };
+    for k in [lan, wan] {
+        tagged
+            .entry(k.to_string())
+            .or_insert_with(|| ServiceAddress {
+                address: address.to_string(),
+                port,
+            });
+    }
+}
+
+/// `PUT /v1/agent/service/register[?replace-existing-checks]`.
+pub async fn register_service(ctx: Ctx) -> ApiResult {
+    let def: ServiceDefinition = decode_body(&ctx.body)?;
+    if def.name.is_empty() {
+        return Err(ApiError::bad("Missing service name"));
+    }
+    if is_any_addr(&def.address) {
+        return Err(ApiError::bad("Invalid service address"));
+    }
+    let weights = match def.weights {
+        None => Weights::default(),
+        Some(w) => {
+            if w.passing < 1 {
+                return Err(ApiError::bad(
+                    "Invalid Weights: Passing must be greater than 0",
+                ));
+            }
+            if w.warning < 0 {
+                return Err(ApiError::bad(
+                    "Invalid Weights: Warning must be greater or equal than 0",
+                ));
+            }
+            Weights {
+                passing: w.passing.min(u32::MAX as i64) as u32,
+                warning: w.warning.min(u32::MAX as i64) as u32,
+            }
+        }
+    };
+    validate_meta(&def.meta).map_err(|e| ApiError::bad(format!("Invalid Service Meta: {e}")))?;
+
+    let mut check_ins: Vec<&CheckIn> = Vec::new();
+    if let Some(c) = def.check.as_ref().filter(|c| !c.is_empty()) {
+        check_ins.push(c);
+    }
+    check_ins.extend(def.checks.iter());
+    let mut defs = Vec::with_capacity(check_ins.len());
+    for c in &check_ins {
+        let d = c.definition();
+        validate_check(&d).map_err(|e| ApiError::bad(format!("Invalid check: {e}")))?;
+        defs.push(d);
+    }
+    for c in &check_ins {
+        if !c.status.is_empty() && HealthStatus::parse(&c.status).is_none() {
+            return Err(ApiError::bad(
+                "Status for checks must 'passing', 'warning', 'critical'",
+            ));
+        }
+    }
+    for d in &defs {
+        check_scripts_allowed(&ctx.agent, d)?;
+    }
+
+    let id = if def.id.is_empty() {
+        def.name.clone()
+    } else {
+        def.id.clone()
+    };
+    let mut tagged: BTreeMap<String, ServiceAddress> = if def.tagged_addresses.is_empty() {
+        def.tagged_addresses_snake.clone()
+    } else {
+        def.tagged_addresses.clone()
+    }
+    .into_iter()
+    .map(|(k, v)| {
+        (
+            k,
+            ServiceAddress {
+                address: v.address,
+                port: v.port,
+            },
+        )
+    })
+    .collect();
+    default_tagged_addresses(&def.address, def.port, &mut tagged);
+    let service = Service {
+        node: ctx.agent.node_name.clone(),
+        id: id.clone(),
+        name: def.name.clone(),
+        tags: def.tags.clone(),
+        address: def.address.clone(),
+        tagged_addresses: tagged,
+        meta: def.meta.clone(),
+        port: def.port,
+        weights,
+        enable_tag_override: def.enable_tag_override || def.enable_tag_override_snake,
+        kind: def.kind.clone(),
+        create_index: 0,
+        modify_index: 0,
+    };
+    let many = check_ins.len() > 1;
+    let checks = check_ins
+        .iter()
+        .zip(defs)
+        .enumerate()
+        .map(|(i, (c, definition))| {
+            let mut check_id = or_str(c.check_id.clone(), c.id.clone());
+            if check_id.is_empty() {
+                check_id = if many {
+                    format!("service:{id}:{}", i + 1)
+                } else {
+                    format!("service:{id}")
+                };
+            }
+            let name = if c.name.is_empty() {
+                format!("Service '{}' check", def.name)
+            } else {
+                c.name.clone()
+            };
+            Check {
+                node: ctx.agent.node_name.clone(),
+                check_id,
+                name,
+                status: HealthStatus::parse(&c.status).unwrap_or(HealthStatus::Critical),
+                notes: c.notes.clone(),
+                output: String::new(),
+                service_id: id.clone(),
+                service_name: def.name.clone(),
+                service_tags: def.tags.clone(),
+                kind: definition.kind().to_string(),
+                definition,
+                create_index: 0,
+                modify_index: 0,
+            }
+        })
+        .collect();
+    let replace = match ctx.query.get("replace-existing-checks") {
+        None => false,
+        Some(v) => v.is_empty() || parse_bool(v).unwrap_or(false),
+    };
+    ctx.agent.register_service(service, checks, replace).await?;
+    Ok(empty_ok())
+}
+
+/// `PUT /v1/agent/service/deregister/<id>`: unknown IDs are a no-op.
+pub async fn deregister_service(ctx: Ctx) -> ApiResult {
+    if ctx.rest.is_empty() {
+        return Err(ApiError::bad("Missing service ID"));
+    }
+    ctx.agent.deregister_service(&ctx.rest).await?;
+    Ok(empty_ok())
+}
+
+/// `api.AgentService`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct AgentServiceJson {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    kind: String,
+    #[serde(rename = "ID")]
+    id: String,
+    service: String,
+    tags: Vec<String>,
+    meta: BTreeMap<String, String>,
+    port: u16,
+    address: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    tagged_addresses: BTreeMap<String, AddressJson>,
+    weights: WeightsJson,
+    enable_tag_override: bool,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    content_hash: String,
+    datacenter: String,
+}
+
+fn agent_service(agent: &Agent, s: &Service) -> AgentServiceJson {
+    AgentServiceJson {
+        kind: s.kind.clone(),
+        id: s.id.clone(),
+        service: s.name.clone(),
+        tags: s.tags.clone(),
+        meta: s.meta.clone(),
+        port: s.port,
+        address: s.address.clone(),
+        tagged_addresses: tagged_json(&s.tagged_addresses),
+        weights: s.weights.into(),
+        enable_tag_override: s.enable_tag_override,
+        content_hash: String::new(),
+        datacenter: agent.config.datacenter.clone(),
+    }
+}
+
+/// `GET /v1/agent/services` => `{id: AgentService}`.
+pub async fn services(ctx: Ctx) -> ApiResult {
+    let out: BTreeMap<String, AgentServiceJson> = ctx
+        .agent
+        .local_services()
+        .await
+        .iter()
+        .map(|s| (s.id.clone(), agent_service(&ctx.agent, s)))
+        .collect();
+    Ok(ctx.json(&out))
+}
+
+/// A stable hash of what the endpoint returns, for `?hash` blocking.
+fn content_hash(s: &AgentServiceJson) -> String {
+    let bytes = serde_json::to_vec(s).unwrap_or_default();
+    // FNV-1a: stable across processes, unlike `DefaultHasher`'s seed.
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in bytes {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    format!("{h:016x}")
+}
+
+/// `GET /v1/agent/service/<id>`, with hash blocking (`?hash=&wait=`).
+pub async fn service(ctx: Ctx) -> ApiResult {
+    let opts = ctx.read_opts()?;
+    let id = ctx.rest.clone();
+    let want_change = ctx
+        .query
+        .get("hash")
+        .filter(|h| !h.is_empty())
+        .map(str::to_string);
+    let deadline = tokio::time::Instant::now() + opts.wait;
+    let mut rx = ctx.agent.catalog.subscribe();
+    loop {
+        rx.borrow_and_update();
+        let Some(svc) = ctx.agent.local_service(&id).await else {
+            return Err(ApiError::NotFound(format!("unknown service ID: {id}")));
+        };
+        let mut out = agent_service(&ctx.agent, &svc);
+        let hash = content_hash(&out);
+        out.content_hash = hash.clone();
+        let done = want_change.as_deref() != Some(hash.as_str());
+        let timed_out = !done
+            && tokio::time::timeout_at(deadline, rx.changed())
+                .await
+                .is_err();
+        if done || timed_out {
+            let mut resp = ctx.json(&out);
+            if let Ok(v) = HeaderValue::from_str(&hash) {
+                resp.headers_mut().insert("X-Consul-ContentHash", v);
+            }
+            return Ok(resp);
+        }
+    }
+}
+
+/// `GET /v1/agent/checks` => `{checkID: HealthCheck}`.
+pub async fn checks(ctx: Ctx) -> ApiResult {
+    let out: BTreeMap<String, HealthCheckJson> = ctx
+        .agent
+        .local_checks()
+        .await
+        .iter()
+        .map(|c| (c.check_id.clone(), HealthCheckJson::from(c)))
+        .collect();
+    Ok(ctx.json(&out))
+}
+
+/// `PUT /v1/agent/check/register`.
+pub async fn register_check(ctx: Ctx) -> ApiResult {
+    let c: CheckIn = decode_body(&ctx.body)?;
+    if c.name.is_empty() {
+        return Err(ApiError::bad("Missing check name"));
+    }
+    if !c.status.is_empty() && HealthStatus::parse(&c.status).is_none() {
+        return Err(ApiError::bad("Bad check status"));
+    }
+    let definition = c.definition();
+    validate_check(&definition).map_err(|e| ApiError::bad(format!("Invalid check: {e}")))?;
+    check_scripts_allowed(&ctx.agent, &definition)?;
+    let mut check_id = or_str(c.id.clone(), c.check_id.clone());
+    if check_id.is_empty() {
+        check_id = c.name.clone();
+    }
+    let check = Check {
+        node: ctx.agent.node_name.clone(),
+        check_id,
+        name: c.name.clone(),
+        status: HealthStatus::parse(&c.status).unwrap_or(HealthStatus::Critical),
+        notes: c.notes.clone(),
+        output: String::new(),
+        service_id: or_str(c.service_id.clone(), c.service_id_snake.clone()),
+        service_name: String::new(),
+        service_tags: Vec::new(),
+        kind: definition.kind().to_string(),
+        definition,
+        create_index: 0,
+        modify_index: 0,
+    };
+    ctx.agent.register_check(check).await?;
+    Ok(empty_ok())
+}
+
+/// `PUT /v1/agent/check/deregister/<id>`.
+pub async fn deregister_check(ctx: Ctx) -> ApiResult {
+    ctx.agent.deregister_check(&ctx.rest).await?;
+    Ok(empty_ok())
+}
+
+async fn ttl_update(ctx: Ctx, status: HealthStatus) -> ApiResult {
+    let note = ctx.query.get("note").unwrap_or("").to_string();
+    ctx.agent.update_ttl_check(&ctx.rest, status, note).await?;
+    Ok(empty_ok())
+}
+
+/// `PUT /v1/agent/check/pass/<id>?note=`.
+pub async fn check_pass(ctx: Ctx) -> ApiResult {
+    ttl_update(ctx, HealthStatus::Passing).await
+}
+
+/// `PUT /v1/agent/check/warn/<id>?note=`.
+pub async fn check_warn(ctx: Ctx) -> ApiResult {
+    ttl_update(ctx, HealthStatus::Warning).await
+}
+
+/// `PUT /v1/agent/check/fail/<id>?note=`.
+pub async fn check_fail(ctx: Ctx) -> ApiResult {
+    ttl_update(ctx, HealthStatus::Critical).await
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+struct CheckUpdate {
+    status: String,
+    output: String,
+}
+
+/// `PUT /v1/agent/check/update/<id>` body `{Status, Output}`.
+pub async fn check_update(ctx: Ctx) -> ApiResult {
+    let u: CheckUpdate = decode_body(&ctx.body)?;
+    let Some(status) = HealthStatus::parse(&u.status) else {
+        return Err(ApiError::bad(format!(
+            "Invalid check status: '{}'",
+            u.status
+        )));
+    };
+    ctx.agent
+        .update_ttl_check(&ctx.rest, status, u.output)
+        .await?;
+    Ok(empty_ok())
+}
+
+/// Consul's `enable` parameter: required, `strconv.ParseBool`.
+fn enable_param(ctx: &Ctx) -> Result<bool, ApiError> {
+    let Some(raw) = ctx.query.get("enable") else {
+        return Err(ApiError::bad("Missing value for enable"));
+    };
+    parse_bool(raw).ok_or_else(|| ApiError::bad(format!("Invalid value for enable: {raw:?}")))
+}
+
+/// `PUT /v1/agent/maintenance?enable=&reason=`.
+pub async fn node_maintenance(ctx: Ctx) -> ApiResult {
+    let enable = enable_param(&ctx)?;
+    let reason = ctx.query.get("reason").map(str::to_string);
+    ctx.agent.set_node_maintenance(enable, reason).await?;
+    Ok(empty_ok())
+}
+
+/// `PUT /v1/agent/service/maintenance/<id>?enable=&reason=`.
+pub async fn service_maintenance(ctx: Ctx) -> ApiResult {
+    if ctx.rest.is_empty() {
+        return Err(ApiError::bad("Missing service ID"));
+    }
+    let enable = enable_param(&ctx)?;
+    let reason = ctx.query.get("reason").map(str::to_string);
+    ctx.agent
+        .set_service_maintenance(&ctx.rest, enable, reason)
+        .await?;
+    Ok(empty_ok())
+}
+
+/// `PUT /v1/agent/leave`: answers, then shuts the agent down cleanly.
+pub async fn leave(ctx: Ctx) -> ApiResult {
+    let agent = ctx.agent.clone();
+    tokio::spawn(async move {
+        // Let the response reach the client before the process winds down.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        agent.request_shutdown();
+    });
+    Ok(empty_ok())
+}
+
+/// `PUT /v1/agent/reload`: configuration is fixed at start; accepted as a no-op.
+pub async fn reload(ctx: Ctx) -> ApiResult {
+    let _ = ctx;
+    Ok(empty_ok())
+}
+
+/// This agent as a gossip member (`api.AgentMember`).
+pub fn member_json(agent: &Agent) -> Value {
+    let cfg = &agent.config;
+    let mut tags = BTreeMap::new();
+    tags.insert("build", format!("{VERSION}:cairn"));
+    tags.insert("dc", cfg.datacenter.clone());
+    tags.insert("id", agent.node_id.clone());
+    tags.insert("segment", String::new());
+    tags.insert("vsn", "2".into());
+    tags.insert("vsn_min", "2".into());
+    tags.insert("vsn_max", "3".into());
+    tags.insert("acls", "0".into());
+    tags.insert("ft_fs", "1".into());
+    tags.insert("ft_si", "1".into());
+    if cfg.server {
+        tags.insert("role", "consul".into());
+        tags.insert("port", cfg.ports.server.to_string());
+        tags.insert("raft_vsn", "3".into());
+        tags.insert("wan_join_port", cfg.ports.serf_wan.to_string());
+        if cfg.bootstrap {
+            tags.insert("bootstrap", "1".into());
+        }
+        if cfg.bootstrap_expect > 0 {
+            tags.insert("expect", cfg.bootstrap_expect.to_string());
+        }
+    } else {
+        tags.insert("role", "node".into());
+    }
+    json!({
+        "Name": agent.node_name,
+        "Addr": cfg.advertise().to_string(),
+        "Port": cfg.ports.serf_lan.max(0),
+        "Tags": tags,
+        "Status": 1,
+        "ProtocolMin": 1,
+        "ProtocolMax": 5,
+        "ProtocolCur": 2,
+        "DelegateMin": 2,
+        "DelegateMax": 5,
+        "DelegateCur": 4,
+    })
+}
+
+/// `GET /v1/agent/members`. One member (this agent) until gossip lands.
+pub async fn members(ctx: Ctx) -> ApiResult {
+    Ok(ctx.json(&[member_json(&ctx.agent)]))
+}
+
+fn stats(agent: &Agent, services: usize, checks: &[Check]) -> Value {
+    let cfg = &agent.config;
+    let m = agent.consensus.raft.metrics().borrow().clone();
+    let leader = agent.consensus.leader();
+    let ttl_checks = checks.iter().filter(|c| c.definition.ttl_ns > 0).count();
+    let state = format!("{:?}", m.state);
+    let voters = agent
+        .consensus
+        .members()
+        .iter()
+        .filter(|(_, _, v)| *v)
+        .count();
+    let s = |v: &dyn ToString| v.to_string();
+    json!({
+        "agent": {
+            "check_monitors": "0",
+            "check_ttls": s(&ttl_checks),
+            "checks": s(&checks.len()),
+            "services": s(&services),
+        },
+        "build": {"prerelease": "", "revision": "", "version": VERSION, "version_metadata": ""},
+        "consul": {
+            "acl": "disabled",
+            "bootstrap": s(&cfg.bootstrap),
+            "known_datacenters": "1",
+            "leader": s(&agent.consensus.is_leader()),
+            "leader_addr": leader.map(|(_, a)| a).unwrap_or_default(),
+            "server": s(&cfg.server),
+        },
+        "raft": {
+            "applied_index": s(&m.last_applied.map(|l| l.index).unwrap_or(0)),
+            "commit_index": s(&m.last_applied.map(|l| l.index).unwrap_or(0)),
+            "fsm_pending": "0",
+            "last_contact": if agent.consensus.is_leader() { "0".to_string() } else { "never".to_string() },
+            "last_log_index": s(&m.last_log_index.unwrap_or(0)),
+            "last_log_term": s(&m.current_term),
+            "last_snapshot_index": s(&m.snapshot.map(|l| l.index).unwrap_or(0)),
+            "last_snapshot_term": s(&m.snapshot.map(|l| l.leader_id.term).unwrap_or(0)),
+            "latest_configuration_index": s(&m.membership_config.log_id().map(|l| l.index).unwrap_or(0)),
+            "num_peers": s(&voters.saturating_sub(1)),
+            "protocol_version": "3",
+            "protocol_version_max": "3",
+            "protocol_version_min": "0",
+            "snapshot_version_max": "1",
+            "snapshot_version_min": "0",
+            "state": match state.as_str() { "Leader" => "Leader", "Candidate" => "Candidate", "Follower" => "Follower", _ => "Follower" },
+            "term": s(&m.current_term),
+        },
+        "runtime": {
+            "arch": std::env::consts::ARCH,
+            "cpu_count": s(&std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
+            "goroutines": "0",
+            "max_procs": s(&std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
+            "os": std::env::consts::OS,
+            "version": "rust",
+        },
+        "serf_lan": {"members": "1", "failed": "0", "left": "0", "health_score": "0", "encrypted": s(&cfg.encrypt.is_some())},
+        "serf_wan": {"members": if cfg.server { "1" } else { "0" }, "failed": "0", "left": "0", "health_score": "0", "encrypted": s(&cfg.encrypt.is_some())},
+    })
+}
+
+/// `GET /v1/agent/self`.
+pub async fn self_(ctx: Ctx) -> ApiResult {
+    let agent = &ctx.agent;
+    let cfg = &agent.config;
+    let services = agent.local_services().await.len();
+    let checks = agent.local_checks().await;
+    let out = json!({
+        "Config": {
+            "Datacenter": cfg.datacenter,
+            "PrimaryDatacenter": cfg.datacenter,
+            "NodeName": agent.node_name,
+            "NodeID": agent.node_id,
+            "Revision": "",
+            "Server": cfg.server,
+            "Version": VERSION,
+            "BuildDate": "",
+        },
+        "DebugConfig": {
+            "Bootstrap": cfg.bootstrap,
+            "BootstrapExpect": cfg.bootstrap_expect,
+            "ClientAddrs": cfg.client_addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+            "DataDir": agent.data_dir.display().to_string(),
+            "Datacenter": cfg.datacenter,
+            "DevMode": cfg.dev,
+            "DNSDomain": cfg.domain,
+            "DNSPort": cfg.ports.dns,
+            "HTTPPort": cfg.ports.http,
+            "NodeID": agent.node_id,
+            "NodeName": agent.node_name,
+            "ServerMode": cfg.server,
+            "ServerPort": cfg.ports.server,
+            "SerfPortLAN": cfg.ports.serf_lan,
+            "SerfPortWAN": cfg.ports.serf_wan,
+            "KVMaxValueSize": cfg.kv_max_value_size,
+            "UIConfig": {"Enabled": cfg.ui},
+            "Version": VERSION,
+        },
+        "Coord": {"Vec": [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], "Error": 1.5, "Adjustment": 0.0, "Height": 1e-05},
+        "Member": member_json(agent),
+        "Stats": stats(agent, services, &checks),
+        "Meta": agent.self_node().meta,
+    });
+    Ok(ctx.json(&out))
+}
+
+/// `GET /v1/agent/version`.
+pub async fn version(ctx: Ctx) -> ApiResult {
+    Ok(ctx.json(&json!({"SHA": "", "BuildDate": "", "HumanVersion": VERSION, "FIPS": ""})))
+}
+
+/// `GET /v1/agent/host`: a minimal host report.
+pub async fn host(ctx: Ctx) -> ApiResult {
+    let hostname = hostname::get()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    Ok(ctx.json(&json!({
+        "Host": {"hostname": hostname, "os": std::env::consts::OS, "platform": std::env::consts::OS, "uptime": ctx.agent.uptime().as_secs()},
+        "CPU": [],
+        "Memory": {},
+        "Disk": {},
+        "CollectionTime": now as u64,
+        "Errors": null,
+    })))
+}
+
+/// Status of a local service for the agent health endpoints: maintenance
+/// wins, then the worst check (node checks included).
+fn local_service_health(
+    svc: &Service,
+    checks: &[Check],
+) -> (StatusCode, &'static str, Vec<HealthCheckJson>) {
+    let mine: Vec<&Check> = checks
+        .iter()
+        .filter(|c| c.service_id.is_empty() || c.service_id == svc.id)
+        .collect();
+    let maint = mine.iter().any(|c| {
+        c.check_id == NODE_MAINT_CHECK_ID || c.check_id.starts_with(SERVICE_MAINT_CHECK_PREFIX)
+    });
+    let worst = HealthStatus::aggregate(mine.iter().map(|c| &c.status));
+    let json = mine.iter().map(|c| HealthCheckJson::from(*c)).collect();
+    if maint {
+        return (StatusCode::SERVICE_UNAVAILABLE, "maintenance", json);
+    }
+    match worst {
+        HealthStatus::Passing => (StatusCode::OK, "passing", json),
+        HealthStatus::Warning => (StatusCode::TOO_MANY_REQUESTS, "warning", json),
+        HealthStatus::Critical => (StatusCode::SERVICE_UNAVAILABLE, "critical", json),
+    }
+}
+
+fn wants_text(ctx: &Ctx) -> bool {
+    ctx.query.get("format") == Some("text")
+        || ctx
+            .headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.starts_with("text/plain"))
+}
+
+fn with_status(mut resp: Response, code: StatusCode) -> Response {
+    *resp.status_mut() = code;
+    resp
+}
+
+fn text(code: StatusCode, body: String) -> Response {
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = code;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    r
+}
+
+/// `GET /v1/agent/health/service/id/<id>`: the HTTP status is the health.
+pub async fn health_service_by_id(ctx: Ctx) -> ApiResult {
+    if ctx.rest.is_empty() {
+        return Err(ApiError::bad("Missing serviceID"));
+    }
+    let checks = ctx.agent.local_checks().await;
+    let Some(svc) = ctx.agent.local_service(&ctx.rest).await else {
+        let reason = format!("ServiceId {} not found", ctx.rest);
+        if wants_text(&ctx) {
+            return Ok(text(StatusCode::NOT_FOUND, reason));
+        }
+        let body = json!({"AggregatedStatus": "critical", "Service": null, "Checks": null});
+        return Ok(with_status(ctx.json(&body), StatusCode::NOT_FOUND));
+    };
+    let (code, status, checks) = local_service_health(&svc, &checks);
+    if wants_text(&ctx) {
+        return Ok(text(code, status.to_string()));
+    }
+    let body = json!({"AggregatedStatus": status, "Service": agent_service(&ctx.agent, &svc), "Checks": checks});
+    Ok(with_status(ctx.json(&body), code))
+}
+
+/// `GET /v1/agent/health/service/name/<name>`: worst status over instances.
+pub async fn health_service_by_name(ctx: Ctx) -> ApiResult {
+    if ctx.rest.is_empty() {
+        return Err(ApiError::bad("Missing service Name"));
+    }
+    let checks = ctx.agent.local_checks().await;
+    let mut code = StatusCode::NOT_FOUND;
+    let mut status = format!("ServiceName {} Not Found", ctx.rest);
+    let mut out = Vec::new();
+    let rank = |c: StatusCode| match c.as_u16() {
+        200 => 0,
+        429 => 1,
+        _ => 2,
+    };
+    for svc in ctx
+        .agent
+        .local_services()
+        .await
+        .iter()
+        .filter(|s| s.name == ctx.rest)
+    {
+        let (c, s, json_checks) = local_service_health(svc, &checks);
+        if code == StatusCode::NOT_FOUND || rank(c) > rank(code) {
+            code = c;
+            status = s.to_string();
+        }
+        out.push(json!({"AggregatedStatus": s, "Service": agent_service(&ctx.agent, svc), "Checks": json_checks}));
+    }
+    if wants_text(&ctx) {
+        return Ok(text(code, status));
+    }
+    Ok(with_status(ctx.json(&out), code))
+}

@@ -1,0 +1,507 @@
+//! `/v1/catalog/*`: direct catalog registration and the catalog reads.
+
+use super::blocking::{self, Watch};
+use super::decode::{decode_body, GoDuration};
+use super::types::{AddressJson, NodeJson, NodeServiceJson, ServiceNodeJson, WeightsJson};
+use super::wire::{set_meta, ApiError, ApiResult, Ctx, Query};
+use crate::catalog::command::{Command, Deregistration, Registration};
+use crate::catalog::types::{
+    Check, CheckDefinition, HealthStatus, Node, Service, ServiceAddress, Weights,
+};
+use crate::store::Table;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// `structs.RegisterRequest`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+struct RegisterRequest {
+    datacenter: String,
+    #[serde(rename = "ID")]
+    id: String,
+    node: String,
+    address: String,
+    tagged_addresses: BTreeMap<String, String>,
+    node_meta: BTreeMap<String, String>,
+    service: Option<NodeServiceIn>,
+    check: Option<HealthCheckIn>,
+    checks: Vec<HealthCheckIn>,
+    skip_node_update: bool,
+    token: String,
+    namespace: String,
+    partition: String,
+    peer_name: String,
+    locality: Option<Value>,
+}
+
+/// `structs.NodeService` as a request body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct NodeServiceIn {
+    kind: String,
+    #[serde(rename = "ID")]
+    id: String,
+    service: String,
+    tags: Vec<String>,
+    address: String,
+    tagged_addresses: BTreeMap<String, AddressJson>,
+    meta: BTreeMap<String, String>,
+    port: u16,
+    socket_path: String,
+    weights: Option<WeightsJson>,
+    enable_tag_override: bool,
+    proxy: Option<Value>,
+    connect: Option<Value>,
+    locally_registered_as_sidecar: bool,
+    peer_name: String,
+    locality: Option<Value>,
+    namespace: String,
+    partition: String,
+    create_index: u64,
+    modify_index: u64,
+}
+
+/// `structs.HealthCheck` as a request body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct HealthCheckIn {
+    node: String,
+    #[serde(rename = "CheckID")]
+    check_id: String,
+    name: String,
+    status: String,
+    notes: String,
+    output: String,
+    #[serde(rename = "ServiceID")]
+    service_id: String,
+    service_name: String,
+    service_tags: Vec<String>,
+    #[serde(rename = "Type")]
+    kind: String,
+    interval: String,
+    timeout: String,
+    exposed_port: u16,
+    definition: Option<DefinitionIn>,
+    peer_name: String,
+    namespace: String,
+    partition: String,
+    create_index: u64,
+    modify_index: u64,
+}
+
+/// `structs.HealthCheckDefinition`.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct DefinitionIn {
+    #[serde(rename = "HTTP")]
+    http: String,
+    #[serde(rename = "TLSServerName")]
+    tls_server_name: String,
+    #[serde(rename = "TLSSkipVerify")]
+    tls_skip_verify: bool,
+    header: BTreeMap<String, Vec<String>>,
+    method: String,
+    body: String,
+    disable_redirects: bool,
+    #[serde(rename = "TCP")]
+    tcp: String,
+    #[serde(rename = "TCPUseTLS")]
+    tcp_use_tls: bool,
+    #[serde(rename = "UDP")]
+    udp: String,
+    #[serde(rename = "H2PING")]
+    h2ping: String,
+    #[serde(rename = "H2PingUseTLS")]
+    h2ping_use_tls: bool,
+    #[serde(rename = "OSService")]
+    os_service: String,
+    #[serde(skip_serializing)]
+    interval: GoDuration,
+    output_max_size: u64,
+    #[serde(skip_serializing)]
+    timeout: GoDuration,
+    #[serde(skip_serializing)]
+    deregister_critical_service_after: GoDuration,
+    script_args: Vec<String>,
+    #[serde(rename = "DockerContainerID")]
+    docker_container_id: String,
+    shell: String,
+    #[serde(rename = "GRPC")]
+    grpc: String,
+    #[serde(rename = "GRPCUseTLS")]
+    grpc_use_tls: bool,
+    alias_node: String,
+    alias_service: String,
+    #[serde(rename = "TTL", skip_serializing)]
+    ttl: GoDuration,
+}
+
+impl DefinitionIn {
+    fn into_definition(self) -> CheckDefinition {
+        CheckDefinition {
+            http: self.http,
+            method: self.method,
+            header: self.header,
+            body: self.body,
+            disable_redirects: self.disable_redirects,
+            tls_server_name: self.tls_server_name,
+            tls_skip_verify: self.tls_skip_verify,
+            tcp: self.tcp,
+            tcp_use_tls: self.tcp_use_tls,
+            udp: self.udp,
+            grpc: self.grpc,
+            grpc_use_tls: self.grpc_use_tls,
+            h2ping: self.h2ping,
+            h2ping_use_tls: self.h2ping_use_tls,
+            os_service: self.os_service,
+            alias_node: self.alias_node,
+            alias_service: self.alias_service,
+            script_args: self.script_args,
+            docker_container_id: self.docker_container_id,
+            shell: self.shell,
+            ttl_ns: self.ttl.0,
+            interval_ns: self.interval.0,
+            timeout_ns: self.timeout.0,
+            deregister_critical_service_after_ns: self.deregister_critical_service_after.0,
+            output_max_size: self.output_max_size,
+            success_before_passing: 0,
+            failures_before_warning: 0,
+            failures_before_critical: 0,
+        }
+    }
+}
+
+/// `0.0.0.0` / `::` are not addresses anyone can reach (Consul's `ipaddr.IsAny`).
+pub fn is_any_addr(addr: &str) -> bool {
+    addr.parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_unspecified())
+}
+
+fn meta_filter(q: &Query) -> Vec<(String, String)> {
+    q.all("node-meta")
+        .into_iter()
+        .map(|kv| match kv.split_once(':') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (kv, String::new()),
+        })
+        .collect()
+}
+
+pub fn node_matches(node: &Node, filter: &[(String, String)]) -> bool {
+    filter.iter().all(|(k, v)| node.meta.get(k) == Some(v))
+}
+
+/// `PUT /v1/catalog/register` => `true`.
+pub async fn register(ctx: Ctx) -> ApiResult {
+    let req: RegisterRequest = decode_body(&ctx.body)?;
+    // The state machine's checks, with Consul's texts (Consul answers these with 500).
+    if req.node.is_empty() {
+        return Err(ApiError::Internal("Must provide node".into()));
+    }
+    if req.address.is_empty() && !req.skip_node_update {
+        return Err(ApiError::Internal(
+            "Must provide address if SkipNodeUpdate is not set".into(),
+        ));
+    }
+    if !req.id.is_empty() && uuid::Uuid::parse_str(&req.id).is_err() {
+        return Err(ApiError::Internal(format!(
+            "Bad node ID: uuid string is wrong length: {}",
+            req.id
+        )));
+    }
+    let datacenter = if req.datacenter.is_empty() {
+        ctx.agent.config.datacenter.clone()
+    } else {
+        req.datacenter.clone()
+    };
+    let node = Node {
+        id: req.id.to_ascii_lowercase(),
+        name: req.node.clone(),
+        address: req.address.clone(),
+        datacenter,
+        tagged_addresses: req.tagged_addresses.clone(),
+        meta: req.node_meta.clone(),
+        create_index: 0,
+        modify_index: 0,
+    };
+    let service = match req.service {
+        None => None,
+        Some(s) => {
+            let id = if s.id.is_empty() {
+                s.service.clone()
+            } else {
+                s.id.clone()
+            };
+            if !id.is_empty() && s.service.is_empty() {
+                return Err(ApiError::Internal(
+                    "Must provide service name with ID".into(),
+                ));
+            }
+            if is_any_addr(&s.address) {
+                return Err(ApiError::Internal("Invalid service address".into()));
+            }
+            Some(Service {
+                node: req.node.clone(),
+                id,
+                name: s.service,
+                tags: s.tags,
+                address: s.address,
+                tagged_addresses: s
+                    .tagged_addresses
+                    .into_iter()
+                    .map(|(k, v)| {
+                        (
+                            k,
+                            ServiceAddress {
+                                address: v.address,
+                                port: v.port,
+                            },
+                        )
+                    })
+                    .collect(),
+                meta: s.meta,
+                port: s.port,
+                weights: s
+                    .weights
+                    .map(|w| Weights {
+                        passing: w.passing.max(0) as u32,
+                        warning: w.warning.max(0) as u32,
+                    })
+                    .unwrap_or_default(),
+                enable_tag_override: s.enable_tag_override,
+                kind: s.kind,
+                create_index: 0,
+                modify_index: 0,
+            })
+        }
+    };
+    let mut checks = Vec::new();
+    for c in req.check.into_iter().chain(req.checks) {
+        let check_id = if c.check_id.is_empty() {
+            c.name.clone()
+        } else {
+            c.check_id.clone()
+        };
+        let status = if c.status.is_empty() {
+            HealthStatus::Critical
+        } else {
+            HealthStatus::parse(&c.status).ok_or_else(|| {
+                ApiError::Internal(format!("Invalid check status: {:?}", c.status))
+            })?
+        };
+        let definition = c
+            .definition
+            .map(DefinitionIn::into_definition)
+            .unwrap_or_default();
+        let kind = if c.kind.is_empty() {
+            definition.kind().to_string()
+        } else {
+            c.kind
+        };
+        checks.push(Check {
+            node: req.node.clone(),
+            check_id,
+            name: c.name,
+            status,
+            notes: c.notes,
+            output: c.output,
+            service_id: c.service_id,
+            service_name: c.service_name,
+            service_tags: c.service_tags,
+            kind,
+            definition,
+            create_index: 0,
+            modify_index: 0,
+        });
+    }
+    let reg = Registration {
+        node,
+        service,
+        checks,
+        skip_node_update: req.skip_node_update,
+    };
+    ctx.agent.write(Command::Register(reg)).await?;
+    Ok(ctx.json(&true))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+struct DeregisterRequest {
+    datacenter: String,
+    node: String,
+    #[serde(rename = "ServiceID")]
+    service_id: String,
+    #[serde(rename = "CheckID")]
+    check_id: String,
+    token: String,
+    namespace: String,
+    partition: String,
+    peer_name: String,
+}
+
+/// `PUT /v1/catalog/deregister` => `true`.
+pub async fn deregister(ctx: Ctx) -> ApiResult {
+    let req: DeregisterRequest = decode_body(&ctx.body)?;
+    if req.node.is_empty() {
+        return Err(ApiError::Internal("Must provide node".into()));
+    }
+    let d = Deregistration {
+        node: req.node,
+        service_id: (!req.service_id.is_empty()).then_some(req.service_id),
+        check_id: (!req.check_id.is_empty()).then_some(req.check_id),
+    };
+    ctx.agent.write(Command::Deregister(d)).await?;
+    Ok(ctx.json(&true))
+}
+
+/// `GET /v1/catalog/datacenters`: no leader needed.
+pub async fn datacenters(ctx: Ctx) -> ApiResult {
+    Ok(ctx.json(&[ctx.agent.config.datacenter.as_str()]))
+}
+
+/// `GET /v1/catalog/nodes`.
+pub async fn nodes(ctx: Ctx) -> ApiResult {
+    let opts = ctx.read_opts()?;
+    let filter = meta_filter(&ctx.query);
+    let (nodes, index) = blocking::query(&ctx.agent, &opts, Watch::Catalog, |r| {
+        let nodes: Vec<NodeJson> = r
+            .nodes()?
+            .iter()
+            .filter(|n| node_matches(n, &filter))
+            .map(NodeJson::from)
+            .collect();
+        Ok((nodes, r.index(&[Table::Nodes])?))
+    })
+    .await?;
+    let mut resp = ctx.json(&nodes);
+    set_meta(&mut resp, &ctx.agent, index, opts.consistency);
+    Ok(resp)
+}
+
+/// `GET /v1/catalog/services` => `{"name": ["tag", ...]}`.
+pub async fn services(ctx: Ctx) -> ApiResult {
+    let opts = ctx.read_opts()?;
+    let filter = meta_filter(&ctx.query);
+    let (services, index) = blocking::query(&ctx.agent, &opts, Watch::Catalog, |r| {
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        if filter.is_empty() {
+            for (name, tags) in r.service_tags()? {
+                out.insert(name, tags.into_iter().collect());
+            }
+        } else {
+            let mut sets: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+            for svc in r.all_services()? {
+                let ok = r
+                    .node(&svc.node)?
+                    .is_some_and(|n| node_matches(&n, &filter));
+                if ok {
+                    sets.entry(svc.name).or_default().extend(svc.tags);
+                }
+            }
+            out = sets
+                .into_iter()
+                .map(|(k, v)| (k, v.into_iter().collect()))
+                .collect();
+        }
+        Ok((out, r.index(&[Table::Services, Table::Nodes])?))
+    })
+    .await?;
+    let mut resp = ctx.json(&services);
+    set_meta(&mut resp, &ctx.agent, index, opts.consistency);
+    Ok(resp)
+}
+
+/// `GET /v1/catalog/service/<name>[?tag=..]`; unknown => `[]`.
+pub async fn service(ctx: Ctx) -> ApiResult {
+    let opts = ctx.read_opts()?;
+    if ctx.rest.is_empty() {
+        return Err(ApiError::bad("Missing service name"));
+    }
+    let tags = ctx.query.all("tag");
+    let filter = meta_filter(&ctx.query);
+    let name = ctx.rest.clone();
+    let (rows, index) = blocking::query(&ctx.agent, &opts, Watch::Catalog, |r| {
+        let mut rows = Vec::new();
+        for svc in r.services_named(&name, &tags)? {
+            if let Some(node) = r.node(&svc.node)? {
+                if node_matches(&node, &filter) {
+                    rows.push(ServiceNodeJson::new(&node, &svc));
+                }
+            }
+        }
+        Ok((rows, r.index(&[Table::Services, Table::Nodes])?))
+    })
+    .await?;
+    let mut resp = ctx.json(&rows);
+    set_meta(&mut resp, &ctx.agent, index, opts.consistency);
+    Ok(resp)
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct NodeServicesMap {
+    node: NodeJson,
+    services: BTreeMap<String, NodeServiceJson>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct NodeServicesList {
+    node: NodeJson,
+    services: Vec<NodeServiceJson>,
+}
+
+/// `GET /v1/catalog/node/<node>` => `{Node, Services{id: ...}}` or `null`.
+pub async fn node(ctx: Ctx) -> ApiResult {
+    let opts = ctx.read_opts()?;
+    if ctx.rest.is_empty() {
+        return Err(ApiError::bad("Missing node name"));
+    }
+    let name = ctx.rest.clone();
+    let (out, index) = blocking::query(&ctx.agent, &opts, Watch::Catalog, |r| {
+        let out = match r.node(&name)? {
+            None => None,
+            Some(n) => Some(NodeServicesMap {
+                node: (&n).into(),
+                services: r
+                    .node_services(&name)?
+                    .iter()
+                    .map(|s| (s.id.clone(), NodeServiceJson::from(s)))
+                    .collect(),
+            }),
+        };
+        Ok((out, r.index(&[Table::Nodes, Table::Services])?))
+    })
+    .await?;
+    let mut resp = ctx.json(&out);
+    set_meta(&mut resp, &ctx.agent, index, opts.consistency);
+    Ok(resp)
+}
+
+/// `GET /v1/catalog/node-services/<node>` => `{Node, Services[...]}` or `null`.
+pub async fn node_services(ctx: Ctx) -> ApiResult {
+    let opts = ctx.read_opts()?;
+    if ctx.rest.is_empty() {
+        return Err(ApiError::bad("Missing node name"));
+    }
+    let name = ctx.rest.clone();
+    let (out, index) = blocking::query(&ctx.agent, &opts, Watch::Catalog, |r| {
+        let out = match r.node(&name)? {
+            None => None,
+            Some(n) => Some(NodeServicesList {
+                node: (&n).into(),
+                services: r
+                    .node_services(&name)?
+                    .iter()
+                    .map(NodeServiceJson::from)
+                    .collect(),
+            }),
+        };
+        Ok((out, r.index(&[Table::Nodes, Table::Services])?))
+    })
+    .await?;
+    let mut resp = ctx.json(&out);
+    set_meta(&mut resp, &ctx.agent, index, opts.consistency);
+    Ok(resp)
+}

@@ -1,0 +1,457 @@
+//! Consul's HTTP wire conventions in one place: how errors become status
+//! codes and plain-text bodies, how JSON is rendered (`?pretty`, Go's HTML
+//! escaping), the query-string grammar (presence flags, Go durations), and
+//! the `X-Consul-*` headers every read carries.
+
+use crate::agent::{Agent, AgentError};
+use crate::raft::WriteError;
+use axum::body::Body;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Every way a request can fail, with the status Consul uses for it. The
+/// body is always the plain-text reason.
+#[derive(Debug)]
+pub enum ApiError {
+    /// 400.
+    BadRequest(String),
+    /// 404.
+    NotFound(String),
+    /// 500: RPC and internal errors (`No cluster leader`, ...).
+    Internal(String),
+    /// Any other status with a text body (413, 415, ...).
+    Status(StatusCode, String),
+    /// 405 with `Allow: OPTIONS,<methods>`.
+    MethodNotAllowed { method: String, allow: String },
+}
+
+impl ApiError {
+    pub fn bad(msg: impl Into<String>) -> ApiError {
+        ApiError::BadRequest(msg.into())
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Status(code, _) => *code,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+        }
+    }
+}
+
+impl From<AgentError> for ApiError {
+    fn from(e: AgentError) -> Self {
+        match e {
+            AgentError::Invalid(m) => ApiError::BadRequest(m),
+            AgentError::NotFound(m) => ApiError::NotFound(m),
+            AgentError::Internal(m) => ApiError::Internal(m),
+            AgentError::Write(w) => w.into(),
+        }
+    }
+}
+
+impl From<WriteError> for ApiError {
+    fn from(e: WriteError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+impl From<heed::Error> for ApiError {
+    fn from(e: heed::Error) -> Self {
+        ApiError::Internal(format!("state store: {e}"))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let (body, allow) = match self {
+            ApiError::BadRequest(m)
+            | ApiError::NotFound(m)
+            | ApiError::Internal(m)
+            | ApiError::Status(_, m) => (m, None),
+            ApiError::MethodNotAllowed { method, allow } => {
+                (format!("method {method} not allowed"), Some(allow))
+            }
+        };
+        let mut resp = Response::new(Body::from(body));
+        *resp.status_mut() = status;
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        if let Some(allow) = allow.and_then(|a| HeaderValue::from_str(&a).ok()) {
+            h.insert(header::ALLOW, allow);
+        }
+        resp
+    }
+}
+
+pub type ApiResult = Result<Response, ApiError>;
+
+/// The parsed query string, in order, with repeats kept.
+#[derive(Debug, Default, Clone)]
+pub struct Query {
+    pairs: Vec<(String, String)>,
+}
+
+impl Query {
+    pub fn parse(raw: Option<&str>) -> Query {
+        let mut pairs = Vec::new();
+        for part in raw.unwrap_or("").split('&') {
+            if part.is_empty() {
+                continue;
+            }
+            let (k, v) = part.split_once('=').unwrap_or((part, ""));
+            pairs.push((form_decode(k), form_decode(v)));
+        }
+        Query { pairs }
+    }
+
+    /// Presence, as Consul's flags (`?recurse`, `?stale`, ...) are tested.
+    pub fn has(&self, key: &str) -> bool {
+        self.pairs.iter().any(|(k, _)| k == key)
+    }
+
+    /// First value (Go's `Values.Get`).
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn all(&self, key: &str) -> Vec<String> {
+        self.pairs
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    /// Go's `Values.Encode()`: sorted by key, form-encoded.
+    pub fn encode(&self) -> String {
+        let mut pairs = self.pairs.clone();
+        pairs.sort_by(|a, b| a.0.cmp(&b.0));
+        pairs
+            .iter()
+            .map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v)))
+            .collect::<Vec<_>>()
+            .join("&")
+    }
+
+    /// A `uint64` parameter; `None` when absent. Errors carry Go's strconv text.
+    pub fn u64(&self, key: &str) -> Result<Option<u64>, String> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v
+                .parse::<u64>()
+                .map(Some)
+                .map_err(|_| format!("strconv.ParseUint: parsing {v:?}: invalid syntax")),
+        }
+    }
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Percent-decodes; malformed escapes are kept literally.
+pub fn percent_decode(s: &str, plus_is_space: bool) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h * 16 + l);
+                    i += 3;
+                }
+                _ => {
+                    out.push(b'%');
+                    i += 1;
+                }
+            },
+            b'+' if plus_is_space => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn form_decode(s: &str) -> String {
+    percent_decode(s, true)
+}
+
+fn form_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// Go's `strconv.ParseBool`.
+pub fn parse_bool(s: &str) -> Option<bool> {
+    match s {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// One request as handlers see it.
+pub struct Ctx {
+    pub agent: Arc<Agent>,
+    pub method: Method,
+    /// The decoded path after the route's prefix (the key, the service ID, ...).
+    pub rest: String,
+    pub query: Query,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Ctx {
+    /// Consul pretty-prints with `?pretty`, and always in `-dev` mode.
+    pub fn pretty(&self) -> bool {
+        self.query.has("pretty") || self.agent.config.dev
+    }
+
+    /// Renders `value` as Consul does: `application/json`, Go's escaping,
+    /// 4-space indentation and a trailing newline when pretty.
+    pub fn json<T: Serialize + ?Sized>(&self, value: &T) -> Response {
+        json_response(value, self.pretty())
+    }
+
+    /// Parses the consistency and blocking parameters every RPC-backed
+    /// endpoint accepts.
+    pub fn read_opts(&self) -> Result<ReadOpts, ApiError> {
+        ReadOpts::parse(&self.query, &self.agent)
+    }
+}
+
+pub fn json_response<T: Serialize + ?Sized>(value: &T, pretty: bool) -> Response {
+    let mut buf = Vec::new();
+    let res = if pretty {
+        let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+        let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
+        value.serialize(&mut ser)
+    } else {
+        let mut ser = serde_json::Serializer::new(&mut buf);
+        value.serialize(&mut ser)
+    };
+    if let Err(e) = res {
+        return ApiError::Internal(format!("failed to encode response: {e}")).into_response();
+    }
+    if pretty {
+        buf.push(b'\n');
+    }
+    let body = go_html_escape(buf);
+    let mut resp = Response::new(Body::from(body));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// Go's encoding/json escapes `<`, `>`, `&`, U+2028 and U+2029 inside
+/// strings. Outside strings those characters cannot occur in JSON, so a
+/// byte-level pass over the output is exact.
+fn go_html_escape(buf: Vec<u8>) -> Vec<u8> {
+    let needs = buf.iter().any(|b| matches!(b, b'<' | b'>' | b'&' | 0xE2));
+    if !needs {
+        return buf;
+    }
+    let mut out = Vec::with_capacity(buf.len() + 16);
+    let mut i = 0;
+    while i < buf.len() {
+        match buf[i] {
+            b'<' => out.extend_from_slice(b"\\u003c"),
+            b'>' => out.extend_from_slice(b"\\u003e"),
+            b'&' => out.extend_from_slice(b"\\u0026"),
+            0xE2 if i + 2 < buf.len()
+                && buf[i + 1] == 0x80
+                && (buf[i + 2] == 0xA8 || buf[i + 2] == 0xA9) =>
+            {
+                out.extend_from_slice(if buf[i + 2] == 0xA8 {
+                    b"\\u2028"
+                } else {
+                    b"\\u2029"
+                });
+                i += 3;
+                continue;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    out
+}
+
+/// 200 with an empty body: agent writes return nothing.
+pub fn empty_ok() -> Response {
+    Response::new(Body::empty())
+}
+
+/// Consistency mode of a read, echoed in `X-Consul-Effective-Consistency`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consistency {
+    Leader,
+    Stale,
+    Consistent,
+}
+
+impl Consistency {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Consistency::Leader => "leader",
+            Consistency::Stale => "stale",
+            Consistency::Consistent => "consistent",
+        }
+    }
+}
+
+/// The query options of RPC-backed endpoints (`agent/http.go parse()`).
+#[derive(Debug, Clone, Copy)]
+pub struct ReadOpts {
+    pub consistency: Consistency,
+    /// `?index=`; 0 = do not block.
+    pub index: u64,
+    /// Effective wait for a blocking query (default and cap from config).
+    pub wait: Duration,
+}
+
+impl ReadOpts {
+    pub fn parse(q: &Query, agent: &Agent) -> Result<ReadOpts, ApiError> {
+        let stale = q.has("stale");
+        let consistent = q.has("consistent");
+        if stale && consistent {
+            return Err(ApiError::bad(
+                "Cannot specify ?stale with ?consistent, conflicting semantics.",
+            ));
+        }
+        let mut wait = agent.config.default_query_time;
+        if let Some(w) = q.get("wait").filter(|w| !w.is_empty()) {
+            let d = crate::duration::parse(w).map_err(|_| ApiError::bad("Invalid wait time"))?;
+            if !d.is_zero() {
+                wait = d;
+            }
+        }
+        if wait > agent.config.max_query_time {
+            wait = agent.config.max_query_time;
+        }
+        let index = match q.get("index").filter(|i| !i.is_empty()) {
+            Some(i) => i
+                .parse::<u64>()
+                .map_err(|_| ApiError::bad("Invalid index"))?,
+            None => 0,
+        };
+        if let Some(ms) = q.get("max_stale").filter(|w| !w.is_empty()) {
+            crate::duration::parse(ms).map_err(|_| ApiError::bad("Invalid max_stale value"))?;
+        }
+        let consistency = if stale {
+            Consistency::Stale
+        } else if consistent {
+            Consistency::Consistent
+        } else {
+            Consistency::Leader
+        };
+        Ok(ReadOpts {
+            consistency,
+            index,
+            wait,
+        })
+    }
+}
+
+/// Adds the headers of an RPC-backed read: index (never 0), leader
+/// knowledge, last contact and effective consistency.
+pub fn set_meta(resp: &mut Response, agent: &Agent, index: u64, consistency: Consistency) {
+    let h = resp.headers_mut();
+    let index = index.max(1);
+    if let Ok(v) = HeaderValue::from_str(&index.to_string()) {
+        h.insert("X-Consul-Index", v);
+    }
+    let known = agent.consensus.leader().is_some();
+    h.insert(
+        "X-Consul-KnownLeader",
+        HeaderValue::from_static(if known { "true" } else { "false" }),
+    );
+    // A single replica serving its own reads has no contact lag to report.
+    h.insert("X-Consul-LastContact", HeaderValue::from_static("0"));
+    h.insert(
+        "X-Consul-Effective-Consistency",
+        HeaderValue::from_static(consistency.as_str()),
+    );
+}
+
+/// Header added to every response of a registered endpoint.
+pub fn set_acl_policy(resp: &mut Response) {
+    resp.headers_mut().insert(
+        "X-Consul-Default-ACL-Policy",
+        HeaderValue::from_static("allow"),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_flags_and_values() {
+        let q = Query::parse(Some("recurse&tag=a&tag=b%20c&sep=%2F&x=1+2"));
+        assert!(q.has("recurse"));
+        assert_eq!(q.get("recurse"), Some(""));
+        assert_eq!(q.all("tag"), vec!["a".to_string(), "b c".to_string()]);
+        assert_eq!(q.get("sep"), Some("/"));
+        assert_eq!(q.get("x"), Some("1 2"));
+        assert_eq!(q.encode(), "recurse=&sep=%2F&tag=a&tag=b+c&x=1+2");
+    }
+
+    #[test]
+    fn percent_decoding_keeps_bad_escapes() {
+        assert_eq!(percent_decode("a%2Fb", false), "a/b");
+        assert_eq!(percent_decode("a%zz", false), "a%zz");
+        assert_eq!(percent_decode("a%2", false), "a%2");
+        assert_eq!(percent_decode("a+b", false), "a+b");
+    }
+
+    #[test]
+    fn go_escaping() {
+        let out = go_html_escape(br#"{"a":"<b>&"}"#.to_vec());
+        assert_eq!(out, br#"{"a":"\u003cb\u003e\u0026"}"#.to_vec());
+    }
+
+    #[test]
+    fn parse_bool_is_strconv() {
+        assert_eq!(parse_bool("1"), Some(true));
+        assert_eq!(parse_bool("False"), Some(false));
+        assert_eq!(parse_bool("yes"), None);
+    }
+}
