@@ -69,11 +69,12 @@ impl Budget {
         }
     }
 
-    /// How many answer records can possibly fit: no record encodes in fewer
-    /// than 16 bytes (a compressed owner, type, class, TTL, length and an
-    /// IPv4 address), so building more is wasted work.
+    /// How many answer records are worth building: no record encodes in
+    /// fewer than 16 bytes (a compressed owner, type, class, TTL, length
+    /// and an IPv4 address), so more than that can never be sent. One more
+    /// than can be sent is built so that trimming (and TC) is noticed.
     pub fn answers_worth_building(&self) -> usize {
-        self.max_answers.min(self.max_bytes / 16 + 1)
+        self.max_answers.min(self.max_bytes / 16).saturating_add(1)
     }
 }
 
