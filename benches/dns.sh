@@ -1,0 +1,188 @@
+#!/usr/bin/env bash
+# DNS throughput: cairn against Knot DNS serving the same records, measured
+# with dnsperf in the same run with the same query file.
+#
+# cairn (-dev, release build) gets 100 services x 3 instances, each instance
+# on its own node with a passing serfHealth check, through
+# PUT /v1/catalog/register. Knot gets the same answers as a static zone:
+# per service 3 SRV records (targets <node>.node.dc1.consul.) and 3 A
+# records, plus the nodes' A records. TTLs are 0 in both, as cairn's default.
+# The query file is half SRV, half A of <svc>.service.consul.
+#
+# Usage: benches/dns.sh [seconds] [clients]
+# Writes the results between <!-- dns:begin --> and <!-- dns:end --> in
+# docs/benchmarks.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${1:-10}
+CLIENTS=${2:-4}
+SERVICES=100
+INSTANCES=3
+for tool in dnsperf knotd curl python3 dig; do
+  command -v "$tool" >/dev/null || { echo "$tool is required (apt-get install dnsperf knot bind9-dnsutils curl)" >&2; exit 1; }
+done
+
+pick_port() {
+  python3 - <<'PY'
+import socket
+while True:
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        u.bind(("127.0.0.1", p)); print(p); break
+    except OSError:
+        pass
+PY
+}
+
+cargo build --release --quiet
+BIN=target/release/cairn
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# --- cairn ------------------------------------------------------------------
+HTTP=$(pick_port); DNS=$(pick_port); RPC=$(pick_port); SERF=$(pick_port)
+"$BIN" agent -dev -node=bench -data-dir="$WORK/data" -client=127.0.0.1 -bind=127.0.0.1 \
+  -http-port="$HTTP" -dns-port="$DNS" -server-port="$RPC" -serf-lan-port="$SERF" \
+  -log-level=warn >"$WORK/cairn.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 300); do
+  curl -sf "http://127.0.0.1:$HTTP/v1/status/leader" 2>/dev/null | grep -q ':' && break
+  sleep 0.1
+done
+
+# Registrations, the zone file and the query file from one list.
+KNOT_PORT=$(pick_port)
+python3 - "$WORK" "$SERVICES" "$INSTANCES" <<'PY'
+import json, sys
+work, services, instances = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+regs, zone, queries = [], [], []
+zone.append("$ORIGIN consul.")
+zone.append("$TTL 0")
+zone.append("@ IN SOA ns.consul. hostmaster.consul. 1 3600 600 86400 0")
+zone.append("@ IN NS bench.node.dc1.consul.")
+zone.append("bench.node.dc1 IN A 127.0.0.1")
+for s in range(services):
+    svc = f"svc{s}"
+    for i in range(instances):
+        node, addr, port = f"{svc}-n{i}", f"10.{s // 250}.{s % 250}.{i + 1}", 8000 + i
+        regs.append(json.dumps({
+            "Node": node, "Address": addr,
+            "Service": {"Service": svc, "ID": f"{svc}-{i}", "Port": port},
+            "Checks": [{"CheckID": "serfHealth", "Name": "Serf Health Status", "Status": "passing"}],
+        }))
+        zone.append(f"{svc}.service IN SRV 1 1 {port} {node}.node.dc1.consul.")
+        zone.append(f"{svc}.service IN A {addr}")
+        zone.append(f"{node}.node.dc1 IN A {addr}")
+    queries.append(f"{svc}.service.consul SRV")
+    queries.append(f"{svc}.service.consul A")
+open(f"{work}/regs.jsonl", "w").write("\n".join(regs) + "\n")
+open(f"{work}/consul.zone", "w").write("\n".join(zone) + "\n")
+open(f"{work}/queries.txt", "w").write("\n".join(queries) + "\n")
+PY
+while IFS= read -r body; do
+  curl -sf -X PUT --data "$body" "http://127.0.0.1:$HTTP/v1/catalog/register" >/dev/null
+done <"$WORK/regs.jsonl"
+got=$(dig @127.0.0.1 -p "$DNS" +short svc99.service.consul A | wc -l)
+[ "$got" -eq "$INSTANCES" ] || { echo "cairn answers $got records for svc99, want $INSTANCES" >&2; cat "$WORK/cairn.log" >&2; exit 1; }
+
+# --- Knot -------------------------------------------------------------------
+mkdir -p "$WORK/knot"
+cat >"$WORK/knot.conf" <<EOF
+server:
+    rundir: "$WORK/knot"
+    listen: 127.0.0.1@$KNOT_PORT
+    udp-workers: 2
+    tcp-workers: 1
+    background-workers: 1
+database:
+    storage: "$WORK/knot"
+control:
+    listen: "$WORK/knot/knot.sock"
+log:
+  - target: stderr
+    any: warning
+template:
+  - id: default
+    storage: "$WORK"
+    file: "%s.zone"
+    journal-content: none
+    zonefile-load: whole
+zone:
+  - domain: consul.
+EOF
+knotd -c "$WORK/knot.conf" >"$WORK/knot.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 100); do
+  dig @127.0.0.1 -p "$KNOT_PORT" +short +time=1 +tries=1 svc99.service.consul A 2>/dev/null | grep -q . && break
+  sleep 0.1
+done
+got=$(dig @127.0.0.1 -p "$KNOT_PORT" +short svc99.service.consul A | wc -l)
+[ "$got" -eq "$INSTANCES" ] || { echo "knot answers $got records for svc99" >&2; cat "$WORK/knot.log" >&2; exit 1; }
+
+# --- dnsperf ----------------------------------------------------------------
+run() {
+  local name=$1 port=$2
+  dnsperf -s 127.0.0.1 -p "$port" -d "$WORK/queries.txt" -l "$DURATION" -c "$CLIENTS" -T 1 -q 200 -t 2 \
+    >"$WORK/$name.out" 2>&1 || true
+}
+run knot "$KNOT_PORT"
+run cairn "$DNS"
+
+qps() { awk '/Queries per second/ {print $4}' "$WORK/$1.out"; }
+lost() { awk '/Queries lost/ {print $3 " " $4}' "$WORK/$1.out"; }
+lat() { awk '/Average Latency/ {print $4}' "$WORK/$1.out"; }
+CAIRN_QPS=$(qps cairn); KNOT_QPS=$(qps knot)
+[ -n "$CAIRN_QPS" ] && [ -n "$KNOT_QPS" ] || { cat "$WORK/cairn.out" "$WORK/knot.out" >&2; exit 1; }
+RATIO=$(python3 -c "print(f'{$CAIRN_QPS / $KNOT_QPS:.2f}')")
+
+REPORT="$WORK/report.md"
+{
+  echo "## DNS throughput: cairn vs Knot DNS"
+  echo
+  echo "\`benches/dns.sh $DURATION $CLIENTS\` on $(nproc) CPUs, $(date -u +%Y-%m-%d) ($(git rev-parse --short HEAD 2>/dev/null || echo unknown))."
+  echo "$SERVICES services x $INSTANCES instances (each on its own node, passing serfHealth),"
+  echo "queries half SRV, half A of \`<svc>.service.consul\`, no EDNS; dnsperf with"
+  echo "$CLIENTS clients, 200 outstanding, ${DURATION}s per server, client and servers on the same machine."
+  echo "Knot: $(knotd --version 2>&1 | head -1), 2 UDP workers, the same records as a static zone."
+  echo
+  echo "| server | queries/s | avg latency (s) | lost |"
+  echo "|---|---|---|---|"
+  echo "| cairn | $CAIRN_QPS | $(lat cairn) | $(lost cairn) |"
+  echo "| Knot DNS | $KNOT_QPS | $(lat knot) | $(lost knot) |"
+  echo
+  echo "cairn / Knot = **$RATIO**"
+  echo
+  echo "<details><summary>dnsperf output</summary>"
+  echo
+  echo '```'
+  echo "# cairn"
+  sed -n '/Statistics:/,$p' "$WORK/cairn.out"
+  echo "# knot"
+  sed -n '/Statistics:/,$p' "$WORK/knot.out"
+  echo '```'
+  echo
+  echo "</details>"
+} >"$REPORT"
+cat "$REPORT"
+
+python3 - docs/benchmarks.md dns "$REPORT" <<'PY'
+import os, sys
+path, name, content_path = sys.argv[1:4]
+body = open(content_path).read().rstrip() + "\n"
+begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
+block = f"{begin}\n{body}{end}"
+if begin in text and end in text:
+    text = text.split(begin)[0] + block + text.split(end, 1)[1]
+else:
+    text = text.rstrip() + "\n\n" + block + "\n"
+os.makedirs(os.path.dirname(path), exist_ok=True)
+open(path, "w").write(text)
+PY
+echo "results written to docs/benchmarks.md"

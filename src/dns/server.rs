@@ -1,0 +1,270 @@
+//! The hickory request handler and the listeners.
+//!
+//! Per client address cairn binds two UDP sockets with SO_REUSEPORT (the
+//! kernel spreads datagrams over both receive loops) and one TCP listener.
+//! The handler never touches sockets: it parses the question, answers from
+//! the index, trims for the transport and hands the sections to hickory.
+//!
+//! Header rules (Consul's): `aa` on every answer from the served zones,
+//! `ra` never (cairn does not recurse), EDNS echoed with the client's UDP
+//! size (at least 512), BADVERS for EDNS versions above 0, NOTIMP for
+//! opcodes other than QUERY and for AXFR, FORMERR for anything but exactly
+//! one question. Undecodable packets are answered FORMERR by hickory when
+//! the header is readable and dropped otherwise. Names outside the served
+//! domains are REFUSED (without `aa`).
+
+use super::answer::{self, Answer, Question};
+use super::index::IndexCache;
+use super::truncate::{self, Budget};
+use super::Settings;
+use crate::agent::Agent;
+use crate::catalog::Catalog;
+use hickory_proto::op::{Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode};
+use hickory_proto::rr::RecordType;
+use hickory_server::net::runtime::Time;
+use hickory_server::net::xfer::Protocol;
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponseBuilder;
+use hickory_server::Server;
+use socket2::{Domain, Socket, Type};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A TCP connection that sends no complete request for this long is closed
+/// (this also ends connections stuck on a truncated frame).
+const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Responses queued per TCP connection.
+const TCP_RESPONSE_BUFFER: usize = 32;
+/// Socket buffers sized for bursts (dnsperf, many clients behind a resolver).
+const UDP_BUFFER_BYTES: usize = 4 << 20;
+
+/// Binds the DNS listeners (UDP and TCP on every client address) and serves
+/// them in the background. Returns once bound.
+pub async fn start(agent: Arc<Agent>) -> io::Result<()> {
+    let config = &agent.config;
+    if config.ports.dns < 0 {
+        return Ok(());
+    }
+    let port = u16::try_from(config.ports.dns)
+        .map_err(|_| io::Error::other(format!("invalid DNS port {}", config.ports.dns)))?;
+    let handler = Handler::new(agent.catalog.clone(), Settings::new(config));
+    // Build the first index now rather than on the first query.
+    drop(handler.index.get(&handler.catalog, &handler.settings));
+    let mut server = Server::new(handler);
+    for ip in &config.client_addrs {
+        let first = udp_socket(SocketAddr::new(*ip, port))?;
+        // With port 0 the kernel picks one; the other sockets share it.
+        let bound = first.local_addr()?;
+        let second = udp_socket(bound)?;
+        let tcp = tcp_listener(bound)?;
+        server.register_socket(first);
+        server.register_socket(second);
+        server.register_listener(tcp, TCP_IDLE_TIMEOUT, TCP_RESPONSE_BUFFER);
+        tracing::info!("DNS server listening on {bound} (udp, tcp)");
+    }
+    tokio::spawn(async move {
+        if let Err(e) = server.block_until_done().await {
+            tracing::error!("DNS server stopped: {e}");
+        }
+    });
+    Ok(())
+}
+
+fn udp_socket(addr: SocketAddr) -> io::Result<tokio::net::UdpSocket> {
+    let socket = Socket::new(
+        Domain::for_address(addr),
+        Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    // Best effort: the kernel may cap these (net.core.rmem_max).
+    let _ = socket.set_recv_buffer_size(UDP_BUFFER_BYTES);
+    let _ = socket.set_send_buffer_size(UDP_BUFFER_BYTES);
+    socket.set_nonblocking(true)?;
+    socket
+        .bind(&addr.into())
+        .map_err(|e| io::Error::new(e.kind(), format!("binding DNS udp {addr}: {e}")))?;
+    tokio::net::UdpSocket::from_std(socket.into())
+}
+
+fn tcp_listener(addr: SocketAddr) -> io::Result<tokio::net::TcpListener> {
+    let socket = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_tcp_nodelay(true)?;
+    socket.set_nonblocking(true)?;
+    socket
+        .bind(&addr.into())
+        .map_err(|e| io::Error::new(e.kind(), format!("binding DNS tcp {addr}: {e}")))?;
+    socket.listen(1024)?;
+    tokio::net::TcpListener::from_std(socket.into())
+}
+
+/// Answers questions from the catalog index.
+pub struct Handler {
+    catalog: Arc<Catalog>,
+    settings: Settings,
+    index: IndexCache,
+}
+
+impl Handler {
+    pub fn new(catalog: Arc<Catalog>, settings: Settings) -> Handler {
+        Handler {
+            catalog,
+            settings,
+            index: IndexCache::default(),
+        }
+    }
+
+    /// Everything but the I/O: the response header fields and sections for
+    /// one request.
+    fn respond(&self, request: &Request) -> (Answer, bool, RecordType) {
+        let early = if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
+            Some(ResponseCode::BADVERS)
+        } else if request.metadata.op_code != OpCode::Query {
+            Some(ResponseCode::NotImp)
+        } else if request.queries.len() != 1 {
+            Some(ResponseCode::FormErr)
+        } else {
+            None
+        };
+        let Some(query) = request
+            .queries
+            .queries()
+            .first()
+            .filter(|_| early.is_none())
+        else {
+            return (
+                Answer::error(early.unwrap_or(ResponseCode::FormErr)),
+                false,
+                RecordType::Unknown(0),
+            );
+        };
+        let qtype = query.query_type();
+        let budget = match request.protocol() {
+            Protocol::Udp => Budget::udp(
+                request.edns.as_ref().map(|e| e.max_payload()),
+                self.settings.dns.udp_answer_limit,
+            ),
+            _ => Budget::tcp(qtype),
+        };
+        let owner = query.original().name();
+        let labels = query
+            .name()
+            .iter()
+            .map(|l| std::str::from_utf8(l).unwrap_or(""))
+            .collect();
+        let question = Question {
+            name: owner,
+            labels,
+            qtype,
+        };
+        let mut answer = {
+            let index = self.index.get(&self.catalog, &self.settings);
+            answer::answer(
+                &self.settings,
+                &index,
+                &question,
+                budget.answers_worth_building(),
+            )
+        };
+        let trimmed = truncate::fit(&mut answer, owner, request.edns.is_some(), &budget);
+        (answer, trimmed, qtype)
+    }
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for Handler {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        mut response_handle: R,
+    ) -> ResponseInfo {
+        let started = Instant::now();
+        let (answer, trimmed, qtype) = self.respond(request);
+
+        let mut metadata = Metadata::response_from_request(&request.metadata);
+        metadata.message_type = MessageType::Response;
+        metadata.authoritative = answer.authoritative;
+        metadata.response_code = answer.rcode;
+        metadata.recursion_available = false;
+        metadata.truncation = trimmed && self.settings.dns.enable_truncate;
+
+        let edns = request.edns.as_ref().map(|req| {
+            let mut e = Edns::new();
+            e.set_max_payload(req.max_payload().max(512));
+            e.set_version(0);
+            e
+        });
+        let mut builder = MessageResponseBuilder::from_message_request(request);
+        if let Some(e) = &edns {
+            builder.edns(e);
+        }
+        let response = builder.build(
+            metadata,
+            answer.answers.iter(),
+            answer.authority.iter(),
+            std::iter::empty(),
+            answer.additional.iter(),
+        );
+        let info = match response_handle.send_response(response).await {
+            Ok(info) => info,
+            Err(e) => {
+                tracing::debug!("dns: sending a response failed: {e}");
+                ResponseInfo::from(Header {
+                    metadata,
+                    counts: HeaderCounts::default(),
+                })
+            }
+        };
+        crate::metrics::dns_query(
+            qtype_label(qtype),
+            rcode_label(answer.rcode),
+            started.elapsed(),
+        );
+        info
+    }
+}
+
+fn qtype_label(t: RecordType) -> &'static str {
+    match t {
+        RecordType::A => "A",
+        RecordType::AAAA => "AAAA",
+        RecordType::SRV => "SRV",
+        RecordType::TXT => "TXT",
+        RecordType::ANY => "ANY",
+        RecordType::SOA => "SOA",
+        RecordType::NS => "NS",
+        RecordType::PTR => "PTR",
+        RecordType::CNAME => "CNAME",
+        RecordType::MX => "MX",
+        RecordType::AXFR => "AXFR",
+        RecordType::IXFR => "IXFR",
+        _ => "OTHER",
+    }
+}
+
+fn rcode_label(r: ResponseCode) -> &'static str {
+    match r {
+        ResponseCode::NoError => "NOERROR",
+        ResponseCode::FormErr => "FORMERR",
+        ResponseCode::ServFail => "SERVFAIL",
+        ResponseCode::NXDomain => "NXDOMAIN",
+        ResponseCode::NotImp => "NOTIMP",
+        ResponseCode::Refused => "REFUSED",
+        ResponseCode::BADVERS => "BADVERS",
+        _ => "OTHER",
+    }
+}
