@@ -164,7 +164,12 @@ pub async fn leader_loop(agent: Arc<Agent>, gossip: Gossip) {
     let mut members = gossip.subscribe();
     let mut metrics = agent.consensus.raft.metrics();
     let mut failed_since: HashMap<String, Instant> = HashMap::new();
+    // Names gossip has shown this process: only those are reaped from the
+    // catalog when they drop out of the member list, so nodes registered
+    // directly through /v1/catalog/register are left alone.
+    let mut seen: BTreeSet<String> = BTreeSet::new();
     loop {
+        seen.extend(members.borrow().keys().cloned());
         if agent.consensus.is_leader() {
             let table = members.borrow().clone();
             let now = Instant::now();
@@ -181,7 +186,7 @@ pub async fn leader_loop(agent: Arc<Agent>, gossip: Gossip) {
             if let Err(e) = reconcile_raft(&agent, &table, &failed_since).await {
                 tracing::warn!("reconcile raft membership: {e}");
             }
-            if let Err(e) = reconcile_catalog(&agent, &table).await {
+            if let Err(e) = reconcile_catalog(&agent, &table, &seen).await {
                 tracing::warn!("reconcile catalog: {e}");
             }
         }
@@ -321,6 +326,7 @@ fn serf_check(node: &str, status: HealthStatus) -> Check {
 async fn reconcile_catalog(
     agent: &Agent,
     table: &BTreeMap<String, MemberInfo>,
+    seen: &BTreeSet<String>,
 ) -> Result<(), String> {
     let (nodes, serf): (BTreeMap<String, Node>, BTreeMap<String, HealthStatus>) = {
         let r = agent.catalog.reader().map_err(|e| e.to_string())?;
@@ -389,7 +395,7 @@ async fn reconcile_catalog(
     }
     // Nodes gossip no longer knows (pruned or reaped) that were gossip-managed.
     for name in serf.keys() {
-        if !table.contains_key(name) && nodes.contains_key(name) && !table.is_empty() {
+        if !table.contains_key(name) && seen.contains(name) && nodes.contains_key(name) {
             let d = Deregistration {
                 node: name.clone(),
                 service_id: None,
