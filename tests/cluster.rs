@@ -245,3 +245,141 @@ fn gossip_encryption_keeps_out_agents_with_another_key() {
         .is_ok_and(|r| r.body.contains("\"c4\""))));
     assert!(!s1.get("/v1/catalog/nodes").unwrap().body.contains("\"c2\""));
 }
+
+fn cli(args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new(common::BIN)
+        .args(args)
+        .output()
+        .expect("run cairn");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text)
+}
+
+fn member_status(n: &Node, name: &str) -> Option<u64> {
+    let v = n.get("/v1/agent/members").ok()?.json();
+    v.as_array()?
+        .iter()
+        .find(|m| m["Name"] == name)
+        .and_then(|m| m["Status"].as_u64())
+}
+
+#[test]
+fn members_leave_force_leave_and_the_cli() {
+    let net = 16;
+    let mut s1 = Node::server(net, 1, 1, &[], &[]);
+    s1.spawn();
+    wait_leader(&[&s1], Duration::from_secs(15)).expect("leader");
+    let mut c2 = Node::client(net, 2, &[1], &[]);
+    let mut c3 = Node::client(net, 3, &[1], &[]);
+    c2.spawn();
+    c3.spawn();
+    let addr = "-http-addr=127.0.16.1:8500";
+    assert!(eventually(Duration::from_secs(15), || {
+        let (code, out) = cli(&["members", addr]);
+        code == 0 && out.contains("c2") && out.contains("c3") && out.matches("alive").count() == 3
+    }));
+    let (_, out) = cli(&["members", addr]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("Node") && lines[0].contains("Address") && lines[0].contains("Status"),
+        "{out}"
+    );
+    assert!(
+        lines[1].starts_with("s1") && lines[1].contains("server"),
+        "servers first: {out}"
+    );
+    assert!(
+        out.contains("127.0.16.2:8301") && out.contains("client"),
+        "{out}"
+    );
+
+    let (code, out) = cli(&["operator", "raft", "list-peers", addr]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("s1") && out.contains("leader") && out.contains("127.0.16.1:8300"),
+        "{out}"
+    );
+    let (code, out) = cli(&["info", addr]);
+    assert_eq!(code, 0);
+    assert!(out.contains("raft:") && out.contains("serf_lan:"), "{out}");
+
+    // The agents answer DNS for the whole catalog from their replica.
+    assert!(eventually(Duration::from_secs(10), || c3
+        .dig(&["+short", "s1.node.consul", "A"])
+        .contains("127.0.16.1")));
+
+    // Graceful leave: the agent exits, its member status is left, its node leaves the catalog.
+    let (code, out) = cli(&["leave", "-http-addr=127.0.16.2:8500"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(c2.wait_exit(Duration::from_secs(15)), Some(0));
+    assert!(
+        eventually(Duration::from_secs(10), || member_status(&s1, "c2")
+            == Some(3)),
+        "c2 is left"
+    );
+    assert!(eventually(Duration::from_secs(10), || !s1
+        .get("/v1/catalog/nodes")
+        .unwrap()
+        .body
+        .contains("\"c2\"")));
+
+    // A killed agent is failed until force-left.
+    c3.kill9();
+    assert!(
+        eventually(Duration::from_secs(15), || member_status(&s1, "c3")
+            == Some(4)),
+        "c3 is failed"
+    );
+    let (code, out) = cli(&["force-leave", addr, "c3"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        eventually(Duration::from_secs(10), || member_status(&s1, "c3")
+            == Some(3)),
+        "c3 is left"
+    );
+    assert!(eventually(Duration::from_secs(10), || !s1
+        .get("/v1/catalog/nodes")
+        .unwrap()
+        .body
+        .contains("\"c3\"")));
+    let (code, _) = cli(&["force-leave", addr, "nosuchnode"]);
+    assert_eq!(code, 1);
+}
+
+#[test]
+fn late_server_becomes_a_voter_and_a_dead_one_is_removed() {
+    let net = 17;
+    let mut nodes: Vec<Node> = (1..=3)
+        .map(|h| Node::server(net, h, 3, &[1, 2, 3], &[]))
+        .collect();
+    for n in nodes.iter_mut() {
+        n.spawn();
+    }
+    let refs: Vec<&Node> = nodes.iter().collect();
+    wait_leader(&refs, Duration::from_secs(20)).expect("leader");
+    let peers = |n: &Node| {
+        n.get("/v1/status/peers")
+            .ok()
+            .and_then(|r| r.json().as_array().map(|a| a.len()))
+            .unwrap_or(0)
+    };
+    let mut s4 = Node::server(net, 4, 3, &[1], &[]);
+    s4.spawn();
+    assert!(
+        eventually(Duration::from_secs(20), || peers(&nodes[0]) == 4),
+        "the fourth server becomes a voter"
+    );
+    assert!(eventually(Duration::from_secs(10), || !s4
+        .leader()
+        .is_empty()));
+    s4.kill9();
+    // Removed after the dead-server grace period, since three voters remain healthy.
+    assert!(
+        eventually(Duration::from_secs(30), || peers(&nodes[0]) == 3),
+        "the dead server is removed"
+    );
+    assert!(eventually(Duration::from_secs(5), || nodes[1]
+        .put("/v1/kv/still", "writable")
+        .is_ok_and(|r| r.body.trim() == "true")));
+}
