@@ -117,10 +117,23 @@ fn client_agent_services_leave_health_when_the_agent_dies() {
     assert_eq!(inst[0]["Node"]["Node"], "c2");
     assert_eq!(inst[0]["Node"]["Address"], "127.0.12.2");
 
+    assert!(eventually(Duration::from_secs(5), || s1
+        .dig(&["+short", "web.service.consul", "A"])
+        .contains("127.0.12.2")));
+    assert!(
+        c2.dig(&["+short", "web.service.consul", "SRV"])
+            .contains("8080"),
+        "the client agent answers DNS too"
+    );
+
     c2.kill9();
     assert!(
         eventually(Duration::from_secs(15), || passing(&s1) == 0),
         "a dead agent's services drop out"
+    );
+    assert!(
+        s1.dig(&["web.service.consul", "A"]).contains("NXDOMAIN"),
+        "and leave DNS"
     );
     let checks = s1.get("/v1/health/node/c2").unwrap().json();
     let serf = checks
