@@ -51,13 +51,14 @@ end
 LUA
 
 run() {
-  local name=$1 script=$2
-  wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency -s "$script" "http://127.0.0.1:$HTTP" >"$WORK/$name.out" 2>&1
+  local name=$1 script=$2 out
+  out="$WORK/$(basename "$script" .lua).out"
+  wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency -s "$script" "http://127.0.0.1:$HTTP" >"$out" 2>&1
   local rps p50 p99 non2xx
-  rps=$(awk '/Requests\/sec/ {print $2}' "$WORK/$name.out")
-  p50=$(awk '$1=="50%" {print $2}' "$WORK/$name.out")
-  p99=$(awk '$1=="99%" {print $2}' "$WORK/$name.out")
-  non2xx=$(awk '/Non-2xx/ {print $NF}' "$WORK/$name.out"); non2xx=${non2xx:-0}
+  rps=$(awk '/Requests\/sec/ {print $2}' "$out")
+  p50=$(awk '$1=="50%" {print $2}' "$out")
+  p99=$(awk '$1=="99%" {print $2}' "$out")
+  non2xx=$(awk '/Non-2xx/ {print $NF}' "$out"); non2xx=${non2xx:-0}
   printf '| %s | %s | %s | %s | %s |\n' "$name" "$rps" "$p50" "$p99" "$non2xx"
 }
 

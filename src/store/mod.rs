@@ -77,23 +77,29 @@ pub struct Tables {
     pub meta: Database<'static, Str, Bytes>,
 }
 
-pub fn open_env(dir: &Path, max_dbs: u32) -> Result<StoreEnv, StoreError> {
+/// Opens an LMDB environment. `sync_meta: false` skips the second fsync of
+/// each commit (MDB_NOMETASYNC): a system crash may undo the last commits but
+/// never corrupts the environment. The state machine uses it because the
+/// raft log, fully synced, replays whatever a crash undid.
+pub fn open_env(dir: &Path, max_dbs: u32, sync_meta: bool) -> Result<StoreEnv, StoreError> {
     std::fs::create_dir_all(dir)?;
     // SAFETY: each environment directory is opened once per process (the
     // agent holds it for its lifetime), which is what LMDB requires.
-    let env = unsafe {
-        EnvOpenOptions::new()
-            .read_txn_without_tls()
-            .map_size(16 * 1024 * 1024 * 1024)
-            .max_dbs(max_dbs)
-            .open(dir)?
-    };
+    let mut opts = EnvOpenOptions::new().read_txn_without_tls();
+    opts.map_size(16 * 1024 * 1024 * 1024).max_dbs(max_dbs);
+    if !sync_meta {
+        // SAFETY: NO_META_SYNC keeps LMDB's consistency guarantees.
+        unsafe {
+            opts.flags(heed::EnvFlags::NO_META_SYNC);
+        }
+    }
+    let env = unsafe { opts.open(dir)? };
     Ok(env)
 }
 
 impl Tables {
     pub fn open(dir: &Path) -> Result<Tables, StoreError> {
-        let env = open_env(dir, 8)?;
+        let env = open_env(dir, 8, false)?;
         let wtxn = env.write_txn()?;
         let (nodes, services, checks, kv, meta) = env
             .create_databases_and_commit(wtxn, |dbo, wtxn| -> Result<_, heed::Error> {
