@@ -39,7 +39,6 @@ enum Job {
         entries: Vec<Entry<TypeConfig>>,
         callback: LogFlushed<TypeConfig>,
     },
-    Committed(Option<LogId<NodeId>>),
     Truncate {
         from: u64,
         done: tokio::sync::oneshot::Sender<Result<(), String>>,
@@ -57,6 +56,9 @@ pub struct LogStore {
     meta: Meta,
     /// Appended but not yet committed to LMDB.
     pending: Arc<Mutex<BTreeMap<u64, Entry<TypeConfig>>>>,
+    /// The latest committed log id openraft reported; written with the next
+    /// batch of entries rather than in a transaction (and fsync) of its own.
+    committed: Arc<Mutex<Option<Option<LogId<NodeId>>>>>,
     writer: mpsc::Sender<Job>,
 }
 
@@ -95,6 +97,7 @@ impl LogStore {
             logs,
             meta,
             pending,
+            committed: Arc::new(Mutex::new(None)),
             writer,
         };
         let worker = store.clone();
@@ -136,7 +139,6 @@ impl LogStore {
                     Job::Append { callback, .. } => {
                         callback.log_io_completed(result.clone().map_err(std::io::Error::other));
                     }
-                    Job::Committed(_) => {}
                     Job::Truncate { done, .. } | Job::Purge { done, .. } => {
                         let _ = done.send(result.clone());
                     }
@@ -147,16 +149,16 @@ impl LogStore {
 
     fn write_batch(&self, batch: &[Job]) -> Result<(), heed::Error> {
         let mut txn = self.env.write_txn()?;
+        if let Some(c) = self.committed.lock().ok().and_then(|mut c| c.take()) {
+            let bytes = bincode::serialize(&c).unwrap_or_default();
+            self.meta.put(&mut txn, COMMITTED, &bytes)?;
+        }
         for job in batch {
             match job {
                 Job::Append { entries, .. } => {
                     for e in entries {
                         self.logs.put(&mut txn, &e.log_id.index, e)?;
                     }
-                }
-                Job::Committed(c) => {
-                    let bytes = bincode::serialize(c).unwrap_or_default();
-                    self.meta.put(&mut txn, COMMITTED, &bytes)?;
                 }
                 Job::Truncate { from, .. } => {
                     self.logs.delete_range(&mut txn, &(*from..))?;
@@ -292,9 +294,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         committed: Option<LogId<NodeId>>,
     ) -> Result<(), StorageError<NodeId>> {
         // Optional for correctness: it rides along with the next batch.
-        self.writer
-            .send(Job::Committed(committed))
-            .map_err(|_| write_err(Text("log writer stopped".into())))
+        if let Ok(mut c) = self.committed.lock() {
+            *c = Some(committed);
+        }
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
