@@ -181,6 +181,10 @@ pub struct Config {
     pub max_query_time: Duration,
     /// Directory of extra static zone files served beside the catalog.
     pub zones_dir: Option<PathBuf>,
+    /// `raft_snapshot_threshold`: log entries between snapshots.
+    pub raft_snapshot_threshold: u64,
+    /// `raft_trailing_logs`: entries kept behind a snapshot for slow followers.
+    pub raft_trailing_logs: u64,
 }
 
 impl Default for Config {
@@ -221,6 +225,8 @@ impl Default for Config {
             default_query_time: Duration::from_secs(300),
             max_query_time: Duration::from_secs(600),
             zones_dir: None,
+            raft_snapshot_threshold: 16384,
+            raft_trailing_logs: 10240,
         }
     }
 }
@@ -471,6 +477,9 @@ struct FileConfig {
     max_query_time: Option<GoDuration>,
     disable_update_check: Option<bool>,
     zones_dir: Option<PathBuf>,
+    raft_snapshot_threshold: Option<u64>,
+    raft_trailing_logs: Option<u64>,
+    raft_snapshot_interval: Option<GoDuration>,
 }
 
 fn parse_ips(s: &str) -> Result<Vec<IpAddr>, String> {
@@ -625,6 +634,14 @@ impl FileConfig {
         if self.zones_dir.is_some() {
             c.zones_dir = self.zones_dir;
         }
+        if let Some(t) = self.raft_snapshot_threshold {
+            if t == 0 {
+                return Err("raft_snapshot_threshold must be positive".into());
+            }
+            c.raft_snapshot_threshold = t;
+        }
+        set!(self.raft_trailing_logs => c.raft_trailing_logs);
+        let _ = self.raft_snapshot_interval;
         Ok(())
     }
 }

@@ -95,7 +95,7 @@ async fn start(config: Config) -> Result<i32> {
     let rpc_addr = SocketAddr::new(advertise, rpc_port).to_string();
     let id = raft_id(&node_id);
     let raft_cfg = Arc::new(
-        raft_config()
+        raft_config(&config)
             .validate()
             .map_err(|e| anyhow!("raft config: {e}"))?,
     );

@@ -396,3 +396,83 @@ fn late_server_becomes_a_voter_and_a_dead_one_is_removed() {
         .put("/v1/kv/still", "writable")
         .is_ok_and(|r| r.body.trim() == "true")));
 }
+
+#[test]
+fn whole_cluster_restart_keeps_every_acknowledged_write() {
+    let net = 18;
+    let mut nodes: Vec<Node> = (1..=3)
+        .map(|h| Node::server(net, h, 3, &[1, 2, 3], &[]))
+        .collect();
+    for n in nodes.iter_mut() {
+        n.spawn();
+    }
+    wait_leader(&nodes.iter().collect::<Vec<_>>(), Duration::from_secs(20)).expect("leader");
+    for i in 0..30 {
+        let r = nodes[i % 3]
+            .put(&format!("/v1/kv/k{i}"), &format!("v{i}"))
+            .unwrap();
+        assert_eq!(r.body.trim(), "true", "{}", r.body);
+    }
+    for n in nodes.iter_mut() {
+        n.kill9();
+    }
+    for n in nodes.iter_mut() {
+        n.spawn();
+    }
+    wait_leader(&nodes.iter().collect::<Vec<_>>(), Duration::from_secs(20))
+        .expect("leader after restart");
+    for i in 0..30 {
+        let r = nodes[(i + 1) % 3].get(&format!("/v1/kv/k{i}?raw")).unwrap();
+        assert_eq!((r.status, r.body.as_str()), (200, format!("v{i}").as_str()));
+    }
+}
+
+#[test]
+fn follower_far_behind_catches_up_by_snapshot() {
+    let net = 19;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("raft.json");
+    std::fs::write(
+        &cfg,
+        r#"{"raft_snapshot_threshold": 50, "raft_trailing_logs": 5}"#,
+    )
+    .unwrap();
+    let cfg_flag = format!("-config-file={}", cfg.display());
+    let mut nodes: Vec<Node> = (1..=3)
+        .map(|h| Node::server(net, h, 3, &[1, 2, 3], &[&cfg_flag]))
+        .collect();
+    for n in nodes.iter_mut() {
+        n.spawn();
+    }
+    let leader =
+        wait_leader(&nodes.iter().collect::<Vec<_>>(), Duration::from_secs(20)).expect("leader");
+    let fi = nodes
+        .iter()
+        .position(|n| !leader.starts_with(&n.ip))
+        .unwrap();
+    nodes[fi].kill9();
+    let li = nodes
+        .iter()
+        .position(|n| leader.starts_with(&n.ip))
+        .unwrap();
+    for i in 0..200 {
+        let r = nodes[li].put(&format!("/v1/kv/far/{i}"), "x").unwrap();
+        assert_eq!(r.body.trim(), "true");
+    }
+    nodes[fi].spawn();
+    assert!(
+        eventually(Duration::from_secs(20), || nodes[fi]
+            .get("/v1/kv/far/199?raw&stale")
+            .is_ok_and(|r| r.status == 200)),
+        "the follower catches up"
+    );
+    let keys = nodes[fi].get("/v1/kv/far/?keys&stale").unwrap().json();
+    assert_eq!(keys.as_array().unwrap().len(), 200);
+    // It got there through a snapshot sent by the leader, whose log no
+    // longer holds the entries the follower missed.
+    assert!(
+        nodes[fi].log_text().contains("raft: installed snapshot"),
+        "{}",
+        nodes[fi].log_text()
+    );
+}

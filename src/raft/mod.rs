@@ -42,15 +42,15 @@ pub fn raft_id(node_uuid: &str) -> NodeId {
 
 /// Timing tuned for a LAN: elections in well under a second, not Consul's
 /// `raft_multiplier=5` defaults.
-pub fn raft_config() -> openraft::Config {
+pub fn raft_config(config: &crate::config::Config) -> openraft::Config {
     openraft::Config {
         cluster_name: "cairn".into(),
         heartbeat_interval: 100,
         election_timeout_min: 400,
         election_timeout_max: 800,
         install_snapshot_timeout: 5000,
-        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(16384),
-        max_in_snapshot_log_to_keep: 1000,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.raft_snapshot_threshold),
+        max_in_snapshot_log_to_keep: config.raft_trailing_logs,
         max_payload_entries: 512,
         ..Default::default()
     }

@@ -210,6 +210,11 @@ impl StateMachine {
         self.persist(meta, data)?;
         self.catalog
             .publish_reset(meta.last_log_id.map(|l| l.index).unwrap_or(0));
+        tracing::info!(
+            index = meta.last_log_id.map(|l| l.index).unwrap_or(0),
+            "raft: installed snapshot {}",
+            meta.snapshot_id
+        );
         Ok(())
     }
 
