@@ -119,34 +119,8 @@ impl Node {
     }
 
     pub fn request(&self, method: &str, path: &str, body: Option<&str>) -> Result<Resp, String> {
-        let client = reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(15))
-            .build()
-            .map_err(|e| e.to_string())?;
-        let m = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
-        let mut req = client.request(m, format!("http://{}:8500{}", self.ip, path));
-        if let Some(b) = body {
-            req = req.body(b.to_string());
-        }
-        let resp = req.send().map_err(|e| e.to_string())?;
-        let status = resp.status().as_u16();
-        let headers = resp
-            .headers()
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_ascii_lowercase(),
-                    v.to_str().unwrap_or("").to_string(),
-                )
-            })
-            .collect();
-        let bytes = resp.bytes().map_err(|e| e.to_string())?.to_vec();
-        Ok(Resp {
-            status,
-            headers,
-            body: String::from_utf8_lossy(&bytes).into_owned(),
-            bytes,
-        })
+        let url = format!("http://{}:8500{}", self.ip, path);
+        super::http_request(method, &url, body.map(str::as_bytes), &[])
     }
 
     pub fn get(&self, path: &str) -> Result<Resp, String> {

@@ -175,38 +175,7 @@ impl TestAgent {
         body: Option<&[u8]>,
         headers: &[(&str, &str)],
     ) -> Result<Resp, String> {
-        let client = reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| e.to_string())?;
-        let m = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
-        let mut req = client.request(m, format!("{}{}", self.base(), path));
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        if let Some(b) = body {
-            req = req.body(b.to_vec());
-        }
-        let resp = req.send().map_err(|e| e.to_string())?;
-        let status = resp.status().as_u16();
-        let headers = resp
-            .headers()
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_ascii_lowercase(),
-                    v.to_str().unwrap_or("").to_string(),
-                )
-            })
-            .collect();
-        let bytes = resp.bytes().map_err(|e| e.to_string())?.to_vec();
-        Ok(Resp {
-            status,
-            headers,
-            body: String::from_utf8_lossy(&bytes).into_owned(),
-            bytes,
-        })
+        http_request(method, &format!("{}{}", self.base(), path), body, headers)
     }
 
     pub fn get(&self, path: impl AsRef<str>) -> Result<Resp, String> {
@@ -241,6 +210,47 @@ impl Drop for TestAgent {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// One HTTP request with a fresh client (no redirects followed, 30 s timeout).
+pub fn http_request(
+    method: &str,
+    url: &str,
+    body: Option<&[u8]>,
+    headers: &[(&str, &str)],
+) -> Result<Resp, String> {
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| e.to_string())?;
+    let m = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
+    let mut req = client.request(m, url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    if let Some(b) = body {
+        req = req.body(b.to_vec());
+    }
+    let resp = req.send().map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_ascii_lowercase(),
+                v.to_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let bytes = resp.bytes().map_err(|e| e.to_string())?.to_vec();
+    Ok(Resp {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+        bytes,
+    })
 }
 
 pub struct Resp {
