@@ -84,7 +84,7 @@ impl Answer {
 /// worth building for the transport at hand.
 pub fn answer(settings: &Settings, index: &Index, q: &Question<'_>, max_answers: usize) -> Answer {
     let max_answers = max_answers.max(1);
-    match name::zone(q.labels.clone(), &settings.domain_labels) {
+    match name::zone(&q.labels, &settings.domain_labels) {
         Zone::Foreign => Answer::refused(),
         Zone::Reverse => reverse(settings, index, q),
         Zone::Catalog { domain, labels } => match q.qtype {
@@ -100,7 +100,7 @@ pub fn answer(settings: &Settings, index: &Index, q: &Question<'_>, max_answers:
                 a
             }
             RecordType::AXFR | RecordType::IXFR => Answer::new(ResponseCode::NotImp),
-            _ => dispatch(settings, index, q, domain, &labels, max_answers),
+            _ => dispatch(settings, index, q, domain, labels, max_answers),
         },
     }
 }

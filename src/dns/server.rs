@@ -42,6 +42,12 @@ const UDP_BUFFER_BYTES: usize = 4 << 20;
 
 /// Binds the DNS listeners (UDP and TCP on every client address) and serves
 /// them in the background. Returns once bound.
+///
+/// Each UDP socket is served by its own thread running a single-threaded
+/// runtime (like an authoritative server's UDP workers): hickory spawns a
+/// task per datagram, and keeping that task on the thread that received the
+/// datagram avoids cross-thread wake-ups on the hot path. TCP is served on
+/// the agent's runtime.
 pub async fn start(agent: Arc<Agent>) -> io::Result<()> {
     let config = &agent.config;
     if config.ports.dns < 0 {
@@ -51,28 +57,66 @@ pub async fn start(agent: Arc<Agent>) -> io::Result<()> {
         .map_err(|_| io::Error::other(format!("invalid DNS port {}", config.ports.dns)))?;
     let handler = Handler::new(agent.catalog.clone(), Settings::new(config));
     // Build the first index now rather than on the first query.
-    drop(handler.index.get(&handler.catalog, &handler.settings));
-    let mut server = Server::new(handler);
+    drop(
+        handler
+            .state
+            .index
+            .get(&handler.state.catalog, &handler.state.settings),
+    );
+    let mut tcp_server = Server::new(handler.clone());
+    let mut udp_sockets = Vec::new();
     for ip in &config.client_addrs {
         let first = udp_socket(SocketAddr::new(*ip, port))?;
         // With port 0 the kernel picks one; the other sockets share it.
         let bound = first.local_addr()?;
-        let second = udp_socket(bound)?;
-        let tcp = tcp_listener(bound)?;
-        server.register_socket(first);
-        server.register_socket(second);
-        server.register_listener(tcp, TCP_IDLE_TIMEOUT, TCP_RESPONSE_BUFFER);
+        udp_sockets.push(first);
+        udp_sockets.push(udp_socket(bound)?);
+        tcp_server.register_listener(tcp_listener(bound)?, TCP_IDLE_TIMEOUT, TCP_RESPONSE_BUFFER);
         tracing::info!("DNS server listening on {bound} (udp, tcp)");
     }
+    for (i, socket) in udp_sockets.into_iter().enumerate() {
+        let handler = handler.clone();
+        std::thread::Builder::new()
+            .name(format!("dns-udp-{i}"))
+            .spawn(move || serve_udp(socket, handler))?;
+    }
     tokio::spawn(async move {
-        if let Err(e) = server.block_until_done().await {
-            tracing::error!("DNS server stopped: {e}");
+        if let Err(e) = tcp_server.block_until_done().await {
+            tracing::error!("DNS server (tcp) stopped: {e}");
         }
     });
     Ok(())
 }
 
-fn udp_socket(addr: SocketAddr) -> io::Result<tokio::net::UdpSocket> {
+/// One UDP socket's worker thread.
+fn serve_udp(socket: std::net::UdpSocket, handler: Handler) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("DNS server (udp): cannot start a runtime: {e}");
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let socket = match tokio::net::UdpSocket::from_std(socket) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("DNS server (udp): {e}");
+                return;
+            }
+        };
+        let mut server = Server::new(handler);
+        server.register_socket(socket);
+        if let Err(e) = server.block_until_done().await {
+            tracing::error!("DNS server (udp) stopped: {e}");
+        }
+    });
+}
+
+fn udp_socket(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
     let socket = Socket::new(
         Domain::for_address(addr),
         Type::DGRAM,
@@ -90,7 +134,7 @@ fn udp_socket(addr: SocketAddr) -> io::Result<tokio::net::UdpSocket> {
     socket
         .bind(&addr.into())
         .map_err(|e| io::Error::new(e.kind(), format!("binding DNS udp {addr}: {e}")))?;
-    tokio::net::UdpSocket::from_std(socket.into())
+    Ok(socket.into())
 }
 
 fn tcp_listener(addr: SocketAddr) -> io::Result<tokio::net::TcpListener> {
@@ -112,8 +156,14 @@ fn tcp_listener(addr: SocketAddr) -> io::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::from_std(socket.into())
 }
 
-/// Answers questions from the catalog index.
+/// Answers questions from the catalog index. Cheap to clone: every
+/// listener's server holds one, sharing the same index.
+#[derive(Clone)]
 pub struct Handler {
+    state: Arc<HandlerState>,
+}
+
+struct HandlerState {
     catalog: Arc<Catalog>,
     settings: Settings,
     index: IndexCache,
@@ -122,9 +172,11 @@ pub struct Handler {
 impl Handler {
     pub fn new(catalog: Arc<Catalog>, settings: Settings) -> Handler {
         Handler {
-            catalog,
-            settings,
-            index: IndexCache::default(),
+            state: Arc::new(HandlerState {
+                catalog,
+                settings,
+                index: IndexCache::default(),
+            }),
         }
     }
 
@@ -153,10 +205,11 @@ impl Handler {
             );
         };
         let qtype = query.query_type();
+        let s = &*self.state;
         let budget = match request.protocol() {
             Protocol::Udp => Budget::udp(
                 request.edns.as_ref().map(|e| e.max_payload()),
-                self.settings.dns.udp_answer_limit,
+                s.settings.dns.udp_answer_limit,
             ),
             _ => Budget::tcp(qtype),
         };
@@ -172,9 +225,9 @@ impl Handler {
             qtype,
         };
         let mut answer = {
-            let index = self.index.get(&self.catalog, &self.settings);
+            let index = s.index.get(&s.catalog, &s.settings);
             answer::answer(
-                &self.settings,
+                &s.settings,
                 &index,
                 &question,
                 budget.answers_worth_building(),
@@ -200,7 +253,7 @@ impl RequestHandler for Handler {
         metadata.authoritative = answer.authoritative;
         metadata.response_code = answer.rcode;
         metadata.recursion_available = false;
-        metadata.truncation = trimmed && self.settings.dns.enable_truncate;
+        metadata.truncation = trimmed && self.state.settings.dns.enable_truncate;
 
         let edns = request.edns.as_ref().map(|req| {
             let mut e = Edns::new();

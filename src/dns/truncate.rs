@@ -153,9 +153,14 @@ fn keep_answers(a: &mut Answer, k: usize) {
     }
 }
 
-/// Uncompressed wire length of a name.
+/// Uncompressed wire length of a name (`Name::len` counts the dots; the
+/// wire form has a length byte per label and the root byte).
 fn name_len(name: &Name) -> usize {
-    name.iter().map(|l| l.len() + 1).sum::<usize>() + 1
+    if name.is_root() {
+        1
+    } else {
+        name.len() + 1
+    }
 }
 
 /// Uncompressed wire length of a record.
