@@ -260,7 +260,7 @@ mod tests {
 
     fn lookup(name: &'static str, srv: bool) -> Lookup<'static> {
         match zone(&labels(name), &domains()) {
-            Zone::Catalog { labels, .. } => parse(&labels, srv),
+            Zone::Catalog { labels, .. } => parse(labels, srv),
             other => panic!("{name} not in the catalog zone: {other:?}"),
         }
     }
