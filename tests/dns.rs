@@ -584,3 +584,28 @@ fn alt_domain_answers_in_the_domain_asked() {
         .any(|r| r.rtype == "SOA" && r.name == "cairn.test."));
     assert_eq!(ask(&agent, &["web.service.consul", "A"]).answer.len(), 3);
 }
+
+#[test]
+fn foreign_names_go_to_the_recursors() {
+    // Another agent serving `upstream.` stands in for an upstream resolver.
+    let upstream = TestAgent::dev_with(&["-domain=upstream"]);
+    let recursor = format!("-recursor=127.0.0.1:{}", upstream.ports.dns);
+    let agent = TestAgent::dev_with(&[&recursor]);
+    let d = ask(&agent, &["node1.node.upstream", "A"]);
+    assert_eq!(d.status, "NOERROR", "{}", d.raw);
+    assert_eq!(d.data("A"), ["127.0.0.1"]);
+    assert!(d.flags.contains(&"ra".to_string()), "{:?}", d.flags);
+    let d = ask(&agent, &["+tcp", "node1.node.upstream", "A"]);
+    assert_eq!(d.data("A"), ["127.0.0.1"]);
+    let d = ask(&agent, &["nope.node.upstream", "A"]);
+    assert_eq!(d.status, "NXDOMAIN");
+    // The agent's own domain is still answered locally.
+    let d = ask(&agent, &["node1.node.consul", "A"]);
+    assert_eq!(d.data("A"), ["127.0.0.1"]);
+    assert!(d.flags.contains(&"aa".to_string()));
+
+    // Every recursor failing is SERVFAIL.
+    let dead = format!("-recursor=127.0.0.1:{}", common::free_port());
+    let agent = TestAgent::dev_with(&[&dead]);
+    assert_eq!(ask(&agent, &["example.com", "A"]).status, "SERVFAIL");
+}

@@ -36,6 +36,8 @@ pub struct Answer {
     /// answer, the length of `additional` once its records are included.
     /// Dropping answers from the end keeps the matching prefix.
     pub additional_ends: Vec<usize>,
+    /// Not answerable from the catalog: ask the recursors, if any.
+    pub recurse: bool,
 }
 
 impl Answer {
@@ -47,6 +49,7 @@ impl Answer {
             authority: Vec::new(),
             additional: Vec::new(),
             additional_ends: Vec::new(),
+            recurse: false,
         }
     }
 
@@ -54,6 +57,7 @@ impl Answer {
     pub fn refused() -> Answer {
         Answer {
             authoritative: false,
+            recurse: true,
             ..Answer::new(ResponseCode::Refused)
         }
     }
@@ -357,7 +361,10 @@ fn reverse(settings: &Settings, index: &Index, q: &Question<'_>) -> Answer {
         .ok()
         .and_then(|net| (net.prefix_len() == net.max_prefix_len()).then(|| net.addr()));
     let Some(target) = ip.and_then(|ip| index.ptr(&ip)) else {
-        return Answer::nxdomain(settings, 0);
+        return Answer {
+            recurse: true,
+            ..Answer::nxdomain(settings, 0)
+        };
     };
     let mut a = Answer::new(ResponseCode::NoError);
     if matches!(q.qtype, RecordType::PTR | RecordType::ANY) {

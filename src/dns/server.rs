@@ -6,20 +6,23 @@
 //! the index, trims for the transport and hands the sections to hickory.
 //!
 //! Header rules (Consul's): `aa` on every answer from the served zones,
-//! `ra` never (cairn does not recurse), EDNS echoed with the client's UDP
-//! size (at least 512), BADVERS for EDNS versions above 0, NOTIMP for
+//! EDNS echoed with the client's UDP size (at least 512), BADVERS for EDNS versions above 0, NOTIMP for
 //! opcodes other than QUERY and for AXFR, FORMERR for anything but exactly
 //! one question. Undecodable packets are answered FORMERR by hickory when
 //! the header is readable and dropped otherwise. Names outside the served
-//! domains are REFUSED (without `aa`).
+//! domains go to the recursors (`ra` is set when there are any), else they
+//! are REFUSED (without `aa`).
 
 use super::answer::{self, Answer, Question};
 use super::index::IndexCache;
+use super::recurse::Recursors;
 use super::truncate::{self, Budget};
 use super::Settings;
 use crate::agent::Agent;
 use crate::catalog::Catalog;
-use hickory_proto::op::{Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode};
+use hickory_proto::op::{
+    Edns, Header, HeaderCounts, Message, MessageType, Metadata, OpCode, ResponseCode,
+};
 use hickory_proto::rr::RecordType;
 use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer::Protocol;
@@ -55,7 +58,8 @@ pub async fn start(agent: Arc<Agent>) -> io::Result<()> {
     }
     let port = u16::try_from(config.ports.dns)
         .map_err(|_| io::Error::other(format!("invalid DNS port {}", config.ports.dns)))?;
-    let handler = Handler::new(agent.catalog.clone(), Settings::new(config));
+    let recursors = Recursors::new(&config.recursors, config.dns.recursor_timeout);
+    let handler = Handler::new(agent.catalog.clone(), Settings::new(config), recursors);
     // Build the first index now rather than on the first query.
     drop(
         handler
@@ -167,15 +171,17 @@ struct HandlerState {
     catalog: Arc<Catalog>,
     settings: Settings,
     index: IndexCache,
+    recursors: Recursors,
 }
 
 impl Handler {
-    pub fn new(catalog: Arc<Catalog>, settings: Settings) -> Handler {
+    pub fn new(catalog: Arc<Catalog>, settings: Settings, recursors: Recursors) -> Handler {
         Handler {
             state: Arc::new(HandlerState {
                 catalog,
                 settings,
                 index: IndexCache::default(),
+                recursors,
             }),
         }
     }
@@ -246,14 +252,24 @@ impl RequestHandler for Handler {
         mut response_handle: R,
     ) -> ResponseInfo {
         let started = Instant::now();
-        let (answer, trimmed, qtype) = self.respond(request);
+        let state = &*self.state;
+        let (mut answer, trimmed, qtype) = self.respond(request);
+        let mut truncated = trimmed && state.settings.dns.enable_truncate;
+        if answer.recurse && !state.recursors.is_empty() {
+            let tcp = request.protocol() != Protocol::Udp;
+            (answer, truncated) = match state.recursors.forward(request.as_slice(), tcp).await {
+                Some(reply) => relayed(reply),
+                // Consul: every recursor failed => SERVFAIL.
+                None => (Answer::error(ResponseCode::ServFail), false),
+            };
+        }
 
         let mut metadata = Metadata::response_from_request(&request.metadata);
         metadata.message_type = MessageType::Response;
         metadata.authoritative = answer.authoritative;
         metadata.response_code = answer.rcode;
-        metadata.recursion_available = false;
-        metadata.truncation = trimmed && self.state.settings.dns.enable_truncate;
+        metadata.recursion_available = !state.recursors.is_empty();
+        metadata.truncation = truncated;
 
         let edns = request.edns.as_ref().map(|req| {
             let mut e = Edns::new();
@@ -289,6 +305,17 @@ impl RequestHandler for Handler {
         );
         info
     }
+}
+
+/// A recursor's reply as the sections to send back (its TC and AA bits
+/// kept, its EDNS replaced by ours).
+fn relayed(reply: Message) -> (Answer, bool) {
+    let mut a = Answer::error(reply.metadata.response_code);
+    a.authoritative = reply.metadata.authoritative;
+    a.answers = reply.answers;
+    a.authority = reply.authorities;
+    a.additional = reply.additionals;
+    (a, reply.metadata.truncation)
 }
 
 fn qtype_label(t: RecordType) -> &'static str {
