@@ -436,6 +436,16 @@ fn udp_truncation_edns_and_tcp() {
     let d = ask(&agent, &["+tcp", "+noedns", "big.service.consul", "A"]);
     assert_eq!(d.answer.len(), 5);
     assert!(d.raw.contains("(TCP)"));
+    // EDNS Client Subnet is echoed with a global scope.
+    let d = ask(
+        &agent,
+        &["+subnet=10.20.30.0/24", "big.service.consul", "A"],
+    );
+    assert!(
+        d.raw.contains("CLIENT-SUBNET: 10.20.30.0/24/0"),
+        "{}",
+        d.raw
+    );
     // EDNS version 1 is answered BADVERS.
     let d = Dig::parse(agent.dig(&["+edns=1", "+noednsnegotiation", "big.service.consul", "A"]));
     assert_eq!(d.status, "BADVERS", "{}", d.raw);

@@ -23,6 +23,7 @@ use crate::catalog::Catalog;
 use hickory_proto::op::{
     Edns, Header, HeaderCounts, Message, MessageType, Metadata, OpCode, ResponseCode,
 };
+use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
 use hickory_proto::rr::RecordType;
 use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer::Protocol;
@@ -275,6 +276,15 @@ impl RequestHandler for Handler {
             let mut e = Edns::new();
             e.set_max_payload(req.max_payload().max(512));
             e.set_version(0);
+            // EDNS Client Subnet is echoed with scope 0: cairn's answers do
+            // not depend on the client's address (Consul does the same).
+            if let Some(EdnsOption::Subnet(ecs)) = req.option(EdnsCode::Subnet) {
+                e.options_mut().insert(EdnsOption::Subnet(ClientSubnet::new(
+                    ecs.addr(),
+                    ecs.source_prefix(),
+                    0,
+                )));
+            }
             e
         });
         let mut builder = MessageResponseBuilder::from_message_request(request);
