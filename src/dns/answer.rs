@@ -750,4 +750,76 @@ mod tests {
             .collect();
         assert!(orders.len() > 1, "answers were never shuffled");
     }
+
+    #[test]
+    fn arbitrary_names_never_panic() {
+        use rand::RngExt;
+        let s = settings(|c| c.dns.a_record_limit = 1);
+        let idx = catalog(&s);
+        let vocab = [
+            "consul",
+            "cairn",
+            "example",
+            "service",
+            "node",
+            "addr",
+            "query",
+            "connect",
+            "virtual",
+            "ingress",
+            "dc",
+            "dc1",
+            "dc2",
+            "peer",
+            "sg",
+            "ns",
+            "ap",
+            "_web",
+            "_tcp",
+            "_",
+            "web",
+            "n1",
+            "db",
+            "0a000001",
+            "zz",
+            "20010db8000000000000000000000006",
+            "in-addr",
+            "ip6",
+            "arpa",
+            "1",
+            "10",
+            "",
+        ];
+        let types = [
+            RecordType::A,
+            RecordType::AAAA,
+            RecordType::SRV,
+            RecordType::TXT,
+            RecordType::ANY,
+            RecordType::SOA,
+            RecordType::NS,
+            RecordType::PTR,
+            RecordType::MX,
+            RecordType::CNAME,
+            RecordType::AXFR,
+        ];
+        let mut rng = rand::rng();
+        for _ in 0..5000 {
+            let n = rng.random_range(0..7);
+            let labels: Vec<&str> = (0..n)
+                .map(|_| vocab[rng.random_range(0..vocab.len())])
+                .collect();
+            let owner = Name::root();
+            let qtype = types[rng.random_range(0..types.len())];
+            let q = Question {
+                name: &owner,
+                labels: labels.clone(),
+                qtype,
+            };
+            let max = rng.random_range(0..5);
+            let mut a = answer(&s, &idx, &q, max);
+            let budget = super::super::truncate::Budget::udp(None, 3);
+            super::super::truncate::fit(&mut a, &owner, false, &budget);
+        }
+    }
 }
