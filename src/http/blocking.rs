@@ -53,6 +53,20 @@ pub async fn ensure_readable(agent: &Agent, opts: &ReadOpts) -> Result<(), ApiEr
     }
 }
 
+/// Up to wait/16 extra, as Consul staggers blocking queries so that many
+/// watchers started together do not all return at once.
+fn jitter(wait: std::time::Duration) -> std::time::Duration {
+    let max = wait.as_nanos() / 16;
+    if max == 0 {
+        return std::time::Duration::ZERO;
+    }
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u128)
+        .unwrap_or(0);
+    std::time::Duration::from_nanos((seed % max) as u64)
+}
+
 /// Runs `query` (returning a result and its index) with blocking semantics.
 pub async fn query<T, F>(
     agent: &Agent,
@@ -64,7 +78,7 @@ where
     F: FnMut(&Reader) -> Result<(T, u64), ApiError>,
 {
     ensure_readable(agent, opts).await?;
-    let deadline = Instant::now() + opts.wait;
+    let deadline = Instant::now() + opts.wait + jitter(opts.wait);
     let mut rx = agent.catalog.subscribe();
     loop {
         // Note the counter before reading so a change that lands during the

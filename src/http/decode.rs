@@ -178,8 +178,22 @@ impl<'de> Deserializer<'de> for GoValue {
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, DecodeError> {
-        let Value::Object(map) = self.0 else {
-            return self.deserialize_any(visitor);
+        let map = match self.0 {
+            Value::Object(map) => map,
+            other => {
+                // Go never fills a struct from an array or a scalar.
+                let kind = match other {
+                    Value::Array(_) => "array",
+                    Value::String(_) => "string",
+                    Value::Number(_) => "number",
+                    Value::Bool(_) => "bool",
+                    _ => "null",
+                };
+                return Err(DecodeError {
+                    msg: format!("json: cannot unmarshal {kind} into Go value of type {name}"),
+                    mismatch: Some((kind.to_string(), name.to_string())),
+                });
+            }
         };
         let mut entries: Vec<(String, Value)> = Vec::with_capacity(map.len());
         for (key, value) in map {

@@ -66,21 +66,34 @@ pub async fn checks(ctx: Ctx) -> ApiResult {
     Ok(resp)
 }
 
+#[derive(Clone, Copy)]
+enum StateFilter {
+    Any,
+    Is(HealthStatus),
+    Nothing,
+}
+
 /// `GET /v1/health/state/<any|passing|warning|critical>`.
 pub async fn state(ctx: Ctx) -> ApiResult {
     let opts = ctx.read_opts()?;
+    // Consul looks the state up as given: a state no check can be in
+    // matches nothing (200 `[]`), it is not an error.
     let state = match ctx.rest.as_str() {
         "" => return Err(ApiError::bad("Missing check state")),
-        "any" => None,
-        s => Some(
-            HealthStatus::parse(s)
-                .ok_or_else(|| ApiError::bad(format!("Invalid check state: {s:?}")))?,
-        ),
+        "any" => StateFilter::Any,
+        s => HealthStatus::parse(s)
+            .map(StateFilter::Is)
+            .unwrap_or(StateFilter::Nothing),
     };
     let filter = node_meta(&ctx);
     let (checks, index) = blocking::query(&ctx.agent, &opts, Watch::Catalog, |r| {
         let mut out = Vec::new();
-        for c in r.checks_in_state(state)? {
+        let checks = match state {
+            StateFilter::Any => r.checks_in_state(None)?,
+            StateFilter::Is(s) => r.checks_in_state(Some(s))?,
+            StateFilter::Nothing => Vec::new(),
+        };
+        for c in checks {
             if filter.is_empty() || r.node(&c.node)?.is_some_and(|n| node_matches(&n, &filter)) {
                 out.push(HealthCheckJson::from(&c));
             }

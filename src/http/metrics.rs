@@ -176,6 +176,9 @@ fn go_timestamp(t: std::time::SystemTime) -> String {
     )
 }
 
+type SeriesKey = (String, Vec<(String, String)>);
+type Aggregate = (f64, u64, f64, f64);
+
 /// Builds Consul's JSON metrics summary from a Prometheus text render.
 pub fn summary(text: &str, now: std::time::SystemTime) -> Summary {
     let mut types: BTreeMap<String, String> = BTreeMap::new();
@@ -184,8 +187,7 @@ pub fn summary(text: &str, now: std::time::SystemTime) -> Summary {
         ..Summary::default()
     };
     // Summaries/histograms: (base name, labels) -> (sum, count).
-    let mut aggregates: BTreeMap<(String, Vec<(String, String)>), (f64, u64, f64, f64)> =
-        BTreeMap::new();
+    let mut aggregates: BTreeMap<SeriesKey, Aggregate> = BTreeMap::new();
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("# TYPE ") {
             if let Some((name, kind)) = rest.split_once(' ') {

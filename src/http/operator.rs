@@ -52,7 +52,9 @@ pub async fn raft_configuration(ctx: Ctx) -> ApiResult {
         .membership_config
         .log_id()
         .map(|l| l.index)
-        .unwrap_or(0);
+        .unwrap_or(0)
+        // A bootstrap configuration sits at raft index 0; Consul's is never 0.
+        .max(1);
     let last_index = metrics.last_log_index.unwrap_or(0);
     let servers = agent
         .consensus

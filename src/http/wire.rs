@@ -349,6 +349,12 @@ pub struct ReadOpts {
 
 impl ReadOpts {
     pub fn parse(q: &Query, agent: &Agent) -> Result<ReadOpts, ApiError> {
+        // One datacenter per cluster for now: any other is unreachable.
+        if let Some(dc) = q.get("dc").filter(|dc| !dc.is_empty()) {
+            if dc != agent.config.datacenter {
+                return Err(ApiError::Internal("No path to datacenter".into()));
+            }
+        }
         let stale = q.has("stale");
         let consistent = q.has("consistent");
         if stale && consistent {
@@ -446,6 +452,44 @@ mod tests {
     fn go_escaping() {
         let out = go_html_escape(br#"{"a":"<b>&"}"#.to_vec());
         assert_eq!(out, br#"{"a":"\u003cb\u003e\u0026"}"#.to_vec());
+    }
+
+    async fn body_of(resp: Response) -> String {
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    #[tokio::test]
+    async fn json_is_compact_or_four_space_pretty() {
+        let v = serde_json::json!({"A": [1], "B": {}});
+        let compact = json_response(&v, false);
+        assert_eq!(compact.headers()[header::CONTENT_TYPE], "application/json");
+        assert_eq!(body_of(compact).await, r#"{"A":[1],"B":{}}"#);
+        let pretty = body_of(json_response(&v, true)).await;
+        assert_eq!(
+            pretty,
+            "{\n    \"A\": [\n        1\n    ],\n    \"B\": {}\n}\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn errors_are_plain_text_with_allow_on_405() {
+        let r = ApiError::MethodNotAllowed {
+            method: "GET".into(),
+            allow: "OPTIONS,PUT".into(),
+        }
+        .into_response();
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(r.headers()[header::ALLOW], "OPTIONS,PUT");
+        assert_eq!(body_of(r).await, "method GET not allowed");
+        let r = ApiError::from(AgentError::NotFound("gone".into())).into_response();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        assert_eq!(body_of(r).await, "gone");
+        let r = ApiError::from(WriteError::NoLeader).into_response();
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body_of(r).await, "No cluster leader");
     }
 
     #[test]

@@ -119,7 +119,7 @@ impl TestAgent {
                 }
             }
             if let Ok(r) = self.get("/v1/catalog/node/".to_string() + &self.node) {
-                if r.status == 200 && r.body != "null" {
+                if r.status == 200 && r.body.trim() != "null" {
                     if let Ok(h) = self.get(format!("/v1/health/node/{}", self.node)) {
                         if h.body.contains("serfHealth") {
                             return;
@@ -257,6 +257,11 @@ impl Resp {
             .iter()
             .find(|(k, _)| *k == name)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// `X-Consul-Index` as a number (0 when absent or malformed).
+    pub fn index(&self) -> u64 {
+        self.header("X-Consul-Index").and_then(|v| v.parse().ok()).unwrap_or(0)
     }
 
     pub fn json(&self) -> serde_json::Value {
