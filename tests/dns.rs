@@ -619,3 +619,44 @@ fn foreign_names_go_to_the_recursors() {
     let agent = TestAgent::dev_with(&[&dead]);
     assert_eq!(ask(&agent, &["example.com", "A"]).status, "SERVFAIL");
 }
+
+#[test]
+fn agent_checks_and_maintenance_drive_dns() {
+    let agent = TestAgent::dev();
+    // A TTL check starts critical: the instance is not served until it passes.
+    let r = agent.put(
+        "/v1/agent/service/register",
+        r#"{"Name":"api","ID":"api1","Port":8080,"Check":{"CheckID":"api-ttl","TTL":"30s"}}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        ask(&agent, &["api.service.consul", "SRV"]).status,
+        "NXDOMAIN"
+    );
+    let r = agent.put("/v1/agent/check/pass/api-ttl", "");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let d = ask(&agent, &["api.service.consul", "SRV"]);
+    assert_eq!(d.data("SRV"), ["1 1 8080 node1.node.dc1.consul."]);
+    // Service maintenance hides it; ending maintenance brings it back.
+    let r = agent.put("/v1/agent/service/maintenance/api1?enable=true", "");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        ask(&agent, &["api.service.consul", "SRV"]).status,
+        "NXDOMAIN"
+    );
+    agent.put("/v1/agent/service/maintenance/api1?enable=false", "");
+    assert_eq!(ask(&agent, &["api.service.consul", "SRV"]).answer.len(), 1);
+    // Node maintenance hides every service on the node, the consul service too.
+    let r = agent.put("/v1/agent/maintenance?enable=true", "");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(ask(&agent, &["api.service.consul", "A"]).status, "NXDOMAIN");
+    assert_eq!(
+        ask(&agent, &["consul.service.consul", "A"]).status,
+        "NXDOMAIN"
+    );
+    // Node lookups are not health-filtered.
+    assert_eq!(
+        ask(&agent, &["node1.node.consul", "A"]).data("A"),
+        ["127.0.0.1"]
+    );
+}
