@@ -752,6 +752,27 @@ mod tests {
     }
 
     #[test]
+    fn node_meta_in_additional_can_be_turned_off() {
+        let s = settings(|c| c.dns.enable_additional_node_meta_txt = false);
+        let idx = catalog(&s);
+        assert!(ask(&s, &idx, "n1.node.consul.", RecordType::A)
+            .additional
+            .is_empty());
+        let a = ask(&s, &idx, "v1.web.service.consul.", RecordType::SRV);
+        assert!(a
+            .additional
+            .iter()
+            .all(|r| r.record_type() == RecordType::A));
+        // Asked for explicitly, the meta is still answered.
+        assert_eq!(
+            ask(&s, &idx, "n1.node.consul.", RecordType::TXT)
+                .answers
+                .len(),
+            1
+        );
+    }
+
+    #[test]
     fn arbitrary_names_never_panic() {
         use rand::RngExt;
         let s = settings(|c| c.dns.a_record_limit = 1);

@@ -261,7 +261,9 @@ impl Resp {
 
     /// `X-Consul-Index` as a number (0 when absent or malformed).
     pub fn index(&self) -> u64 {
-        self.header("X-Consul-Index").and_then(|v| v.parse().ok()).unwrap_or(0)
+        self.header("X-Consul-Index")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
     }
 
     pub fn json(&self) -> serde_json::Value {
