@@ -162,13 +162,18 @@ fn service_answer(
     if picked.is_empty() {
         return Answer::nxdomain(settings, domain);
     }
-    // Consul shuffles the instances on every response.
-    picked.shuffle(&mut rand::rng());
+    // Consul shuffles the instances on every response. Shuffling lazily
+    // costs only as many draws as answers are built.
+    let shuffled = LazyShuffle {
+        items: &mut picked,
+        next: 0,
+        rng: rand::rng(),
+    };
     let mut a = Answer::new(ResponseCode::NoError);
     if q.qtype == RecordType::SRV {
-        srv_records(&mut a, q, domain, entry, &picked, max_answers);
+        srv_records(&mut a, q, domain, entry, shuffled, max_answers);
     } else {
-        address_records(&mut a, settings, q, entry, &picked, max_answers);
+        address_records(&mut a, settings, q, entry, shuffled, max_answers);
     }
     if a.answers.is_empty() {
         return Answer::nodata(settings, domain);
@@ -178,12 +183,12 @@ fn service_answer(
 
 /// One SRV record per (node, address, port), with the target's address
 /// and node meta in the additional section (once per target).
-fn srv_records(
+fn srv_records<'i>(
     a: &mut Answer,
     q: &Question<'_>,
     domain: usize,
     entry: &ServiceEntry,
-    picked: &[&Instance],
+    picked: impl Iterator<Item = &'i Instance>,
     max_answers: usize,
 ) {
     let mut seen_keys: Vec<u32> = Vec::new();
@@ -224,12 +229,12 @@ fn srv_records(
 /// (Consul answers TXT on a service with addresses too), one per distinct
 /// IP, at most `a_record_limit`. Hostname addresses become one CNAME when no
 /// IP answers.
-fn address_records(
+fn address_records<'i>(
     a: &mut Answer,
     settings: &Settings,
     q: &Question<'_>,
     entry: &ServiceEntry,
-    picked: &[&Instance],
+    picked: impl Iterator<Item = &'i Instance>,
     max_answers: usize,
 ) {
     let (v4, v6) = wanted_families(q.qtype);
@@ -266,6 +271,32 @@ fn address_records(
                 RData::CNAME(CNAME(h.clone())),
             ));
         }
+    }
+}
+
+/// A Fisher-Yates shuffle that draws one element at a time: taking `k`
+/// elements of `n` costs `k` random draws, and what is taken is a uniform
+/// random ordered sample.
+struct LazyShuffle<'v, 'i, R> {
+    items: &'v mut [&'i Instance],
+    next: usize,
+    rng: R,
+}
+
+impl<'i, R: rand::Rng> Iterator for LazyShuffle<'_, 'i, R> {
+    type Item = &'i Instance;
+
+    fn next(&mut self) -> Option<&'i Instance> {
+        use rand::RngExt;
+        let len = self.items.len();
+        if self.next >= len {
+            return None;
+        }
+        let j = self.rng.random_range(self.next..len);
+        self.items.swap(self.next, j);
+        let item = self.items[self.next];
+        self.next += 1;
+        Some(item)
     }
 }
 
