@@ -660,3 +660,64 @@ fn agent_checks_and_maintenance_drive_dns() {
         ["127.0.0.1"]
     );
 }
+
+#[test]
+fn large_answers_fit_the_transport() {
+    let agent = TestAgent::dev();
+    for i in 0..300u32 {
+        register_instance(
+            &agent,
+            &format!("m{i}"),
+            &format!("10.5.{}.{}", i / 200, i % 200 + 1),
+            "many",
+            7000,
+            &[],
+        );
+    }
+    // TCP carries every instance (well within 64 KiB).
+    let d = ask(&agent, &["+tcp", "many.service.consul", "A"]);
+    assert_eq!(d.answer.len(), 300, "{}", d.raw);
+    let d = ask(&agent, &["+tcp", "many.service.consul", "SRV"]);
+    assert_eq!(d.answer.len(), 300);
+    assert_eq!(d.additional.iter().filter(|r| r.rtype == "A").count(), 300);
+    // UDP with EDNS: as many as fit the advertised size, additional in step,
+    // no TC by default.
+    for (bufsize, kind) in [
+        ("+bufsize=1232", "A"),
+        ("+bufsize=1232", "SRV"),
+        ("+bufsize=4096", "SRV"),
+    ] {
+        let d = ask(&agent, &[bufsize, "+ignore", "many.service.consul", kind]);
+        let limit: usize = bufsize.trim_start_matches("+bufsize=").parse().unwrap();
+        let size: usize = d
+            .raw
+            .lines()
+            .find_map(|l| l.strip_prefix(";; MSG SIZE  rcvd: "))
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap();
+        assert!(size <= limit, "{size} > {limit}");
+        assert!(
+            d.answer.len() > 10 && d.answer.len() < 300,
+            "{kind} {bufsize}: {}",
+            d.answer.len()
+        );
+        assert!(!d.flags.contains(&"tc".to_string()));
+        if kind == "SRV" {
+            let targets: HashSet<String> = d
+                .answer
+                .iter()
+                .map(|r| r.data.split_whitespace().last().unwrap().to_string())
+                .collect();
+            let glue: HashSet<String> = d
+                .additional
+                .iter()
+                .filter(|r| r.rtype == "A")
+                .map(|r| r.name.clone())
+                .collect();
+            assert_eq!(
+                targets, glue,
+                "additional records must match the SRV targets kept"
+            );
+        }
+    }
+}

@@ -189,11 +189,16 @@ fn encoded_len(question: &Name, a: &Answer, k: usize, edns: bool) -> usize {
             .copied()
             .unwrap_or(0)
     };
+    // hickory echoes the question as raw bytes and never compresses later
+    // names against it, so the question is written here the same way.
+    let Ok(question) = question.to_bytes() else {
+        return usize::MAX;
+    };
     let mut buf = Vec::with_capacity(1024);
     let mut enc = BinEncoder::new(&mut buf);
     let header_and_question = enc
         .emit_vec(&[0u8; 12])
-        .and_then(|_| question.emit(&mut enc))
+        .and_then(|_| enc.emit_vec(&question))
         .and_then(|_| enc.emit_vec(&[0u8; 4]));
     if header_and_question.is_err() {
         return usize::MAX;
