@@ -682,12 +682,18 @@ fn large_answers_fit_the_transport() {
     assert_eq!(d.additional.iter().filter(|r| r.rtype == "A").count(), 300);
     // UDP with EDNS: as many as fit the advertised size, additional in step,
     // no TC by default.
-    for (bufsize, kind) in [
-        ("+bufsize=1232", "A"),
-        ("+bufsize=1232", "SRV"),
-        ("+bufsize=4096", "SRV"),
+    for (bufsize, kind, subnet) in [
+        ("+bufsize=1232", "A", "+nosubnet"),
+        ("+bufsize=1232", "SRV", "+nosubnet"),
+        ("+bufsize=4096", "SRV", "+nosubnet"),
+        ("+bufsize=1232", "A", "+subnet=10.20.30.0/24"),
+        ("+bufsize=1232", "SRV", "+subnet=2001:db8::/56"),
     ] {
-        let d = ask(&agent, &[bufsize, "+ignore", "many.service.consul", kind]);
+        // With an EDNS Client Subnet option the echoed option counts too.
+        let d = ask(
+            &agent,
+            &[bufsize, "+ignore", subnet, "many.service.consul", kind],
+        );
         let limit: usize = bufsize.trim_start_matches("+bufsize=").parse().unwrap();
         let size: usize = d
             .raw

@@ -871,7 +871,7 @@ mod tests {
             let max = rng.random_range(0..5);
             let mut a = answer(&s, &idx, &q, max);
             let budget = super::super::truncate::Budget::udp(None, 3);
-            super::super::truncate::fit(&mut a, &owner, false, &budget);
+            super::super::truncate::fit(&mut a, &owner, 0, &budget);
         }
     }
 }

@@ -189,7 +189,7 @@ impl Handler {
 
     /// Everything but the I/O: the response header fields and sections for
     /// one request.
-    fn respond(&self, request: &Request) -> (Answer, bool, RecordType) {
+    fn respond(&self, request: &Request, edns: Option<&Edns>) -> (Answer, bool, RecordType) {
         let early = if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
             Some(ResponseCode::BADVERS)
         } else if request.metadata.op_code != OpCode::Query {
@@ -240,7 +240,7 @@ impl Handler {
                 budget.answers_worth_building(),
             )
         };
-        let trimmed = truncate::fit(&mut answer, owner, request.edns.is_some(), &budget);
+        let trimmed = truncate::fit(&mut answer, owner, truncate::opt_len(edns), &budget);
         (answer, trimmed, qtype)
     }
 }
@@ -254,7 +254,8 @@ impl RequestHandler for Handler {
     ) -> ResponseInfo {
         let started = Instant::now();
         let state = &*self.state;
-        let (mut answer, trimmed, qtype) = self.respond(request);
+        let edns = response_edns(request);
+        let (mut answer, trimmed, qtype) = self.respond(request, edns.as_ref());
         let mut truncated = trimmed && state.settings.dns.enable_truncate;
         if answer.recurse && !state.recursors.is_empty() {
             let tcp = request.protocol() != Protocol::Udp;
@@ -272,21 +273,6 @@ impl RequestHandler for Handler {
         metadata.recursion_available = !state.recursors.is_empty();
         metadata.truncation = truncated;
 
-        let edns = request.edns.as_ref().map(|req| {
-            let mut e = Edns::new();
-            e.set_max_payload(req.max_payload().max(512));
-            e.set_version(0);
-            // EDNS Client Subnet is echoed with scope 0: cairn's answers do
-            // not depend on the client's address (Consul does the same).
-            if let Some(EdnsOption::Subnet(ecs)) = req.option(EdnsCode::Subnet) {
-                e.options_mut().insert(EdnsOption::Subnet(ClientSubnet::new(
-                    ecs.addr(),
-                    ecs.source_prefix(),
-                    0,
-                )));
-            }
-            e
-        });
         let mut builder = MessageResponseBuilder::from_message_request(request);
         if let Some(e) = &edns {
             builder.edns(e);
@@ -315,6 +301,25 @@ impl RequestHandler for Handler {
         );
         info
     }
+}
+
+/// The OPT record to answer with: the client's UDP size (at least 512),
+/// version 0, and EDNS Client Subnet echoed with scope 0 since cairn's
+/// answers do not depend on the client's address (Consul does the same).
+fn response_edns(request: &Request) -> Option<Edns> {
+    request.edns.as_ref().map(|req| {
+        let mut e = Edns::new();
+        e.set_max_payload(req.max_payload().max(512));
+        e.set_version(0);
+        if let Some(EdnsOption::Subnet(ecs)) = req.option(EdnsCode::Subnet) {
+            e.options_mut().insert(EdnsOption::Subnet(ClientSubnet::new(
+                ecs.addr(),
+                ecs.source_prefix(),
+                0,
+            )));
+        }
+        e
+    })
 }
 
 /// A recursor's reply as the sections to send back (its TC and AA bits
