@@ -164,13 +164,17 @@ fn service_answer(
     }
     // Consul shuffles the instances on every response. Shuffling lazily
     // costs only as many draws as answers are built.
+    let expected = picked.len().min(max_answers);
     let shuffled = LazyShuffle {
         items: &mut picked,
         next: 0,
         rng: rand::rng(),
     };
     let mut a = Answer::new(ResponseCode::NoError);
+    a.answers.reserve_exact(expected);
     if q.qtype == RecordType::SRV {
+        a.additional.reserve(expected * 2);
+        a.additional_ends.reserve_exact(expected);
         srv_records(&mut a, q, domain, entry, shuffled, max_answers);
     } else {
         address_records(&mut a, settings, q, entry, shuffled, max_answers);

@@ -91,13 +91,15 @@ pub fn fit(a: &mut Answer, question: &Name, opt_len: usize, budget: &Budget) -> 
         return trimmed;
     }
     let fixed = 12 + name_len(question) + 4 + opt_len;
-    let sizes: Vec<usize> = a.answers.iter().map(record_len).collect();
-    let extra_sizes: Vec<usize> = a.additional.iter().map(record_len).collect();
     let total = fixed
-        + sizes.iter().sum::<usize>()
-        + a.authority.iter().map(record_len).sum::<usize>()
-        + extra_sizes.iter().sum::<usize>();
+        + a.answers
+            .iter()
+            .chain(&a.authority)
+            .chain(&a.additional)
+            .map(record_len)
+            .sum::<usize>();
     if total <= budget.max_bytes {
+        // The common case: no per-record bookkeeping needed.
         return trimmed;
     }
     if budget.compressed && encoded_len(question, a, a.answers.len(), opt_len) <= budget.max_bytes {
@@ -118,6 +120,8 @@ pub fn fit(a: &mut Answer, question: &Name, opt_len: usize, budget: &Budget) -> 
         }
         lo
     } else {
+        let sizes: Vec<usize> = a.answers.iter().map(record_len).collect();
+        let extra_sizes: Vec<usize> = a.additional.iter().map(record_len).collect();
         let extras_end = |k: usize| {
             if a.additional_ends.is_empty() {
                 a.additional.len()
