@@ -61,13 +61,7 @@ pub async fn start(agent: Arc<Agent>) -> io::Result<()> {
         .map_err(|_| io::Error::other(format!("invalid DNS port {}", config.ports.dns)))?;
     let recursors = Recursors::new(&config.recursors, config.dns.recursor_timeout);
     let handler = Handler::new(agent.catalog.clone(), Settings::new(config), recursors);
-    // Build the first index now rather than on the first query.
-    drop(
-        handler
-            .state
-            .index
-            .get(&handler.state.catalog, &handler.state.settings),
-    );
+    handler.warm();
     let mut tcp_server = Server::new(handler.clone());
     let mut udp_sockets = Vec::new();
     for ip in &config.client_addrs {
@@ -185,6 +179,12 @@ impl Handler {
                 recursors,
             }),
         }
+    }
+
+    /// Builds the first index now rather than on the first query.
+    fn warm(&self) {
+        let s = &*self.state;
+        drop(s.index.get(&s.catalog, &s.settings));
     }
 
     /// Everything but the I/O: the response header fields and sections for
