@@ -176,6 +176,40 @@ REPORT="$WORK/report.md"
   echo '```'
   echo
   echo "</details>"
+  echo
+  cat <<'NOTES'
+### Notes on the DNS numbers (2026-11-21)
+
+- The machine is shared (2 CPUs, dnsperf on the same CPUs, other sessions'
+  builds running at times), so the script alternates Knot and cairn over
+  rounds and reports the ratio of the sums. Runs while other builds were
+  running gave ratios as low as 0.45; compare ratios from one quiet run,
+  not absolute rates across runs.
+- dnsperf runs 16 clients, i.e. 16 UDP flows, as a stand-in for the many
+  source ports real resolvers use. SO_REUSEPORT assigns a flow to a socket
+  by hash and each of cairn's two UDP workers owns one socket, so with few
+  flows one worker can idle. With 4 clients (a quiet run) the rates were
+  cairn about 130k and Knot about 155-170k queries/s (0.83): Knot, faster
+  per worker, gains more than cairn from the better spread of 16 flows.
+- Where cairn's time goes under this load (`perf`, release build): about a
+  third in the kernel's per-datagram `recvfrom`/`sendto` (one syscall per
+  packet; Knot batches with `recvmmsg`/`sendmmsg`), about 15% in hickory's
+  message encoding (which allocates for every compression candidate),
+  hickory's task spawn and response channel per datagram, about 6%
+  recording the per-query metrics (histogram and counter registry
+  lookups), and about 6% in cairn's own answer path (name parse, index
+  lookup, record clones, size check).
+- Serving each SO_REUSEPORT UDP socket from its own single-threaded
+  runtime (hickory spawns a task per datagram; it now stays on the thread
+  that received it) took the 4-client ratio from 0.52 to 0.83.
+- Responses are about 20 bytes longer than Knot's (171 vs 151 bytes on
+  average): hickory-server 0.26.3 registers the echoed question, type and
+  class included, as its compression candidate, so the first answer's
+  owner name is never compressed against the question.
+- Reaching 1x needs a UDP path outside hickory's `Server` (batched
+  `recvmmsg`/`sendmmsg`, encoding into a reused buffer, no task per
+  datagram), cached metric handles, and the compression fix upstream.
+NOTES
 } >"$REPORT"
 cat "$REPORT"
 
