@@ -30,12 +30,7 @@ pub struct Ports {
 
 impl Ports {
     pub fn free() -> Ports {
-        Ports {
-            http: free_port(),
-            dns: free_port(),
-            server: free_port(),
-            serf_lan: free_port(),
-        }
+        Ports { http: free_port(), dns: free_port(), server: free_port(), serf_lan: free_port() }
     }
 }
 
@@ -92,11 +87,7 @@ impl TestAgent {
     /// Starts (or restarts) the process and waits until it has a leader and
     /// has registered itself.
     pub fn start(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("log file");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
         let child = Command::new(BIN)
             .args(self.args())
             .stdout(Stdio::from(log.try_clone().unwrap()))
@@ -112,10 +103,7 @@ impl TestAgent {
         loop {
             if let Some(c) = self.child.as_mut() {
                 if let Ok(Some(status)) = c.try_wait() {
-                    panic!(
-                        "cairn exited early with {status}; log:\n{}",
-                        self.log_text()
-                    );
+                    panic!("cairn exited early with {status}; log:\n{}", self.log_text());
                 }
             }
             if let Ok(r) = self.get("/v1/catalog/node/".to_string() + &self.node) {
@@ -168,13 +156,7 @@ impl TestAgent {
         }
     }
 
-    pub fn request(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<&[u8]>,
-        headers: &[(&str, &str)],
-    ) -> Result<Resp, String> {
+    pub fn request(&self, method: &str, path: &str, body: Option<&[u8]>, headers: &[(&str, &str)]) -> Result<Resp, String> {
         let client = reqwest::blocking::Client::builder()
             .timeout(Duration::from_secs(30))
             .redirect(reqwest::redirect::Policy::none())
@@ -193,20 +175,10 @@ impl TestAgent {
         let headers = resp
             .headers()
             .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_ascii_lowercase(),
-                    v.to_str().unwrap_or("").to_string(),
-                )
-            })
+            .map(|(k, v)| (k.as_str().to_ascii_lowercase(), v.to_str().unwrap_or("").to_string()))
             .collect();
         let bytes = resp.bytes().map_err(|e| e.to_string())?.to_vec();
-        Ok(Resp {
-            status,
-            headers,
-            body: String::from_utf8_lossy(&bytes).into_owned(),
-            bytes,
-        })
+        Ok(Resp { status, headers, body: String::from_utf8_lossy(&bytes).into_owned(), bytes })
     }
 
     pub fn get(&self, path: impl AsRef<str>) -> Result<Resp, String> {
@@ -215,8 +187,7 @@ impl TestAgent {
 
     /// PUT with a body; panics on transport errors.
     pub fn put(&self, path: &str, body: &str) -> Resp {
-        self.request("PUT", path, Some(body.as_bytes()), &[])
-            .expect("PUT")
+        self.request("PUT", path, Some(body.as_bytes()), &[]).expect("PUT")
     }
 
     pub fn get_ok(&self, path: &str) -> Resp {
@@ -253,22 +224,16 @@ pub struct Resp {
 impl Resp {
     pub fn header(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str())
     }
 
     /// `X-Consul-Index` as a number (0 when absent or malformed).
     pub fn index(&self) -> u64 {
-        self.header("X-Consul-Index")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
+        self.header("X-Consul-Index").and_then(|v| v.parse().ok()).unwrap_or(0)
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
     }
 }
 
