@@ -436,6 +436,16 @@ fn udp_truncation_edns_and_tcp() {
     let d = ask(&agent, &["+tcp", "+noedns", "big.service.consul", "A"]);
     assert_eq!(d.answer.len(), 5);
     assert!(d.raw.contains("(TCP)"));
+    // EDNS Client Subnet is echoed with a global scope.
+    let d = ask(
+        &agent,
+        &["+subnet=10.20.30.0/24", "big.service.consul", "A"],
+    );
+    assert!(
+        d.raw.contains("CLIENT-SUBNET: 10.20.30.0/24/0"),
+        "{}",
+        d.raw
+    );
     // EDNS version 1 is answered BADVERS.
     let d = Dig::parse(agent.dig(&["+edns=1", "+noednsnegotiation", "big.service.consul", "A"]));
     assert_eq!(d.status, "BADVERS", "{}", d.raw);
@@ -583,4 +593,137 @@ fn alt_domain_answers_in_the_domain_asked() {
         .iter()
         .any(|r| r.rtype == "SOA" && r.name == "cairn.test."));
     assert_eq!(ask(&agent, &["web.service.consul", "A"]).answer.len(), 3);
+}
+
+#[test]
+fn foreign_names_go_to_the_recursors() {
+    // Another agent serving `upstream.` stands in for an upstream resolver.
+    let upstream = TestAgent::dev_with(&["-domain=upstream"]);
+    let recursor = format!("-recursor=127.0.0.1:{}", upstream.ports.dns);
+    let agent = TestAgent::dev_with(&[&recursor]);
+    let d = ask(&agent, &["node1.node.upstream", "A"]);
+    assert_eq!(d.status, "NOERROR", "{}", d.raw);
+    assert_eq!(d.data("A"), ["127.0.0.1"]);
+    assert!(d.flags.contains(&"ra".to_string()), "{:?}", d.flags);
+    let d = ask(&agent, &["+tcp", "node1.node.upstream", "A"]);
+    assert_eq!(d.data("A"), ["127.0.0.1"]);
+    let d = ask(&agent, &["nope.node.upstream", "A"]);
+    assert_eq!(d.status, "NXDOMAIN");
+    // The agent's own domain is still answered locally.
+    let d = ask(&agent, &["node1.node.consul", "A"]);
+    assert_eq!(d.data("A"), ["127.0.0.1"]);
+    assert!(d.flags.contains(&"aa".to_string()));
+
+    // Every recursor failing is SERVFAIL.
+    let dead = format!("-recursor=127.0.0.1:{}", common::free_port());
+    let agent = TestAgent::dev_with(&[&dead]);
+    assert_eq!(ask(&agent, &["example.com", "A"]).status, "SERVFAIL");
+}
+
+#[test]
+fn agent_checks_and_maintenance_drive_dns() {
+    let agent = TestAgent::dev();
+    // A TTL check starts critical: the instance is not served until it passes.
+    let r = agent.put(
+        "/v1/agent/service/register",
+        r#"{"Name":"api","ID":"api1","Port":8080,"Check":{"CheckID":"api-ttl","TTL":"30s"}}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        ask(&agent, &["api.service.consul", "SRV"]).status,
+        "NXDOMAIN"
+    );
+    let r = agent.put("/v1/agent/check/pass/api-ttl", "");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let d = ask(&agent, &["api.service.consul", "SRV"]);
+    assert_eq!(d.data("SRV"), ["1 1 8080 node1.node.dc1.consul."]);
+    // Service maintenance hides it; ending maintenance brings it back.
+    let r = agent.put("/v1/agent/service/maintenance/api1?enable=true", "");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        ask(&agent, &["api.service.consul", "SRV"]).status,
+        "NXDOMAIN"
+    );
+    agent.put("/v1/agent/service/maintenance/api1?enable=false", "");
+    assert_eq!(ask(&agent, &["api.service.consul", "SRV"]).answer.len(), 1);
+    // Node maintenance hides every service on the node, the consul service too.
+    let r = agent.put("/v1/agent/maintenance?enable=true", "");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(ask(&agent, &["api.service.consul", "A"]).status, "NXDOMAIN");
+    assert_eq!(
+        ask(&agent, &["consul.service.consul", "A"]).status,
+        "NXDOMAIN"
+    );
+    // Node lookups are not health-filtered.
+    assert_eq!(
+        ask(&agent, &["node1.node.consul", "A"]).data("A"),
+        ["127.0.0.1"]
+    );
+}
+
+#[test]
+fn large_answers_fit_the_transport() {
+    let agent = TestAgent::dev();
+    for i in 0..300u32 {
+        register_instance(
+            &agent,
+            &format!("m{i}"),
+            &format!("10.5.{}.{}", i / 200, i % 200 + 1),
+            "many",
+            7000,
+            &[],
+        );
+    }
+    // TCP carries every instance (well within 64 KiB).
+    let d = ask(&agent, &["+tcp", "many.service.consul", "A"]);
+    assert_eq!(d.answer.len(), 300, "{}", d.raw);
+    let d = ask(&agent, &["+tcp", "many.service.consul", "SRV"]);
+    assert_eq!(d.answer.len(), 300);
+    assert_eq!(d.additional.iter().filter(|r| r.rtype == "A").count(), 300);
+    // UDP with EDNS: as many as fit the advertised size, additional in step,
+    // no TC by default.
+    for (bufsize, kind, subnet) in [
+        ("+bufsize=1232", "A", "+nosubnet"),
+        ("+bufsize=1232", "SRV", "+nosubnet"),
+        ("+bufsize=4096", "SRV", "+nosubnet"),
+        ("+bufsize=1232", "A", "+subnet=10.20.30.0/24"),
+        ("+bufsize=1232", "SRV", "+subnet=2001:db8::/56"),
+    ] {
+        // With an EDNS Client Subnet option the echoed option counts too.
+        let d = ask(
+            &agent,
+            &[bufsize, "+ignore", subnet, "many.service.consul", kind],
+        );
+        let limit: usize = bufsize.trim_start_matches("+bufsize=").parse().unwrap();
+        let size: usize = d
+            .raw
+            .lines()
+            .find_map(|l| l.strip_prefix(";; MSG SIZE  rcvd: "))
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap();
+        assert!(size <= limit, "{size} > {limit}");
+        assert!(
+            d.answer.len() > 10 && d.answer.len() < 300,
+            "{kind} {bufsize}: {}",
+            d.answer.len()
+        );
+        assert!(!d.flags.contains(&"tc".to_string()));
+        if kind == "SRV" {
+            let targets: HashSet<String> = d
+                .answer
+                .iter()
+                .map(|r| r.data.split_whitespace().last().unwrap().to_string())
+                .collect();
+            let glue: HashSet<String> = d
+                .additional
+                .iter()
+                .filter(|r| r.rtype == "A")
+                .map(|r| r.name.clone())
+                .collect();
+            assert_eq!(
+                targets, glue,
+                "additional records must match the SRV targets kept"
+            );
+        }
+    }
 }

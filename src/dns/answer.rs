@@ -36,6 +36,8 @@ pub struct Answer {
     /// answer, the length of `additional` once its records are included.
     /// Dropping answers from the end keeps the matching prefix.
     pub additional_ends: Vec<usize>,
+    /// Not answerable from the catalog: ask the recursors, if any.
+    pub recurse: bool,
 }
 
 impl Answer {
@@ -47,6 +49,7 @@ impl Answer {
             authority: Vec::new(),
             additional: Vec::new(),
             additional_ends: Vec::new(),
+            recurse: false,
         }
     }
 
@@ -54,6 +57,7 @@ impl Answer {
     pub fn refused() -> Answer {
         Answer {
             authoritative: false,
+            recurse: true,
             ..Answer::new(ResponseCode::Refused)
         }
     }
@@ -84,7 +88,7 @@ impl Answer {
 /// worth building for the transport at hand.
 pub fn answer(settings: &Settings, index: &Index, q: &Question<'_>, max_answers: usize) -> Answer {
     let max_answers = max_answers.max(1);
-    match name::zone(q.labels.clone(), &settings.domain_labels) {
+    match name::zone(&q.labels, &settings.domain_labels) {
         Zone::Foreign => Answer::refused(),
         Zone::Reverse => reverse(settings, index, q),
         Zone::Catalog { domain, labels } => match q.qtype {
@@ -100,7 +104,7 @@ pub fn answer(settings: &Settings, index: &Index, q: &Question<'_>, max_answers:
                 a
             }
             RecordType::AXFR | RecordType::IXFR => Answer::new(ResponseCode::NotImp),
-            _ => dispatch(settings, index, q, domain, &labels, max_answers),
+            _ => dispatch(settings, index, q, domain, labels, max_answers),
         },
     }
 }
@@ -158,13 +162,22 @@ fn service_answer(
     if picked.is_empty() {
         return Answer::nxdomain(settings, domain);
     }
-    // Consul shuffles the instances on every response.
-    picked.shuffle(&mut rand::rng());
+    // Consul shuffles the instances on every response. Shuffling lazily
+    // costs only as many draws as answers are built.
+    let expected = picked.len().min(max_answers);
+    let shuffled = LazyShuffle {
+        items: &mut picked,
+        next: 0,
+        rng: rand::rng(),
+    };
     let mut a = Answer::new(ResponseCode::NoError);
+    a.answers.reserve_exact(expected);
     if q.qtype == RecordType::SRV {
-        srv_records(&mut a, q, domain, entry, &picked, max_answers);
+        a.additional.reserve(expected * 2);
+        a.additional_ends.reserve_exact(expected);
+        srv_records(&mut a, q, domain, entry, shuffled, max_answers);
     } else {
-        address_records(&mut a, settings, q, entry, &picked, max_answers);
+        address_records(&mut a, settings, q, entry, shuffled, max_answers);
     }
     if a.answers.is_empty() {
         return Answer::nodata(settings, domain);
@@ -174,12 +187,12 @@ fn service_answer(
 
 /// One SRV record per (node, address, port), with the target's address
 /// and node meta in the additional section (once per target).
-fn srv_records(
+fn srv_records<'i>(
     a: &mut Answer,
     q: &Question<'_>,
     domain: usize,
     entry: &ServiceEntry,
-    picked: &[&Instance],
+    picked: impl Iterator<Item = &'i Instance>,
     max_answers: usize,
 ) {
     let mut seen_keys: Vec<u32> = Vec::new();
@@ -220,12 +233,12 @@ fn srv_records(
 /// (Consul answers TXT on a service with addresses too), one per distinct
 /// IP, at most `a_record_limit`. Hostname addresses become one CNAME when no
 /// IP answers.
-fn address_records(
+fn address_records<'i>(
     a: &mut Answer,
     settings: &Settings,
     q: &Question<'_>,
     entry: &ServiceEntry,
-    picked: &[&Instance],
+    picked: impl Iterator<Item = &'i Instance>,
     max_answers: usize,
 ) {
     let (v4, v6) = wanted_families(q.qtype);
@@ -262,6 +275,32 @@ fn address_records(
                 RData::CNAME(CNAME(h.clone())),
             ));
         }
+    }
+}
+
+/// A Fisher-Yates shuffle that draws one element at a time: taking `k`
+/// elements of `n` costs `k` random draws, and what is taken is a uniform
+/// random ordered sample.
+struct LazyShuffle<'v, 'i, R> {
+    items: &'v mut [&'i Instance],
+    next: usize,
+    rng: R,
+}
+
+impl<'i, R: rand::Rng> Iterator for LazyShuffle<'_, 'i, R> {
+    type Item = &'i Instance;
+
+    fn next(&mut self) -> Option<&'i Instance> {
+        use rand::RngExt;
+        let len = self.items.len();
+        if self.next >= len {
+            return None;
+        }
+        let j = self.rng.random_range(self.next..len);
+        self.items.swap(self.next, j);
+        let item = self.items[self.next];
+        self.next += 1;
+        Some(item)
     }
 }
 
@@ -357,7 +396,10 @@ fn reverse(settings: &Settings, index: &Index, q: &Question<'_>) -> Answer {
         .ok()
         .and_then(|net| (net.prefix_len() == net.max_prefix_len()).then(|| net.addr()));
     let Some(target) = ip.and_then(|ip| index.ptr(&ip)) else {
-        return Answer::nxdomain(settings, 0);
+        return Answer {
+            recurse: true,
+            ..Answer::nxdomain(settings, 0)
+        };
     };
     let mut a = Answer::new(ResponseCode::NoError);
     if matches!(q.qtype, RecordType::PTR | RecordType::ANY) {
@@ -742,5 +784,98 @@ mod tests {
             })
             .collect();
         assert!(orders.len() > 1, "answers were never shuffled");
+    }
+
+    #[test]
+    fn node_meta_in_additional_can_be_turned_off() {
+        let s = settings(|c| c.dns.enable_additional_node_meta_txt = false);
+        let idx = catalog(&s);
+        assert!(ask(&s, &idx, "n1.node.consul.", RecordType::A)
+            .additional
+            .is_empty());
+        let a = ask(&s, &idx, "v1.web.service.consul.", RecordType::SRV);
+        assert!(a
+            .additional
+            .iter()
+            .all(|r| r.record_type() == RecordType::A));
+        // Asked for explicitly, the meta is still answered.
+        assert_eq!(
+            ask(&s, &idx, "n1.node.consul.", RecordType::TXT)
+                .answers
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn arbitrary_names_never_panic() {
+        use rand::RngExt;
+        let s = settings(|c| c.dns.a_record_limit = 1);
+        let idx = catalog(&s);
+        let vocab = [
+            "consul",
+            "cairn",
+            "example",
+            "service",
+            "node",
+            "addr",
+            "query",
+            "connect",
+            "virtual",
+            "ingress",
+            "dc",
+            "dc1",
+            "dc2",
+            "peer",
+            "sg",
+            "ns",
+            "ap",
+            "_web",
+            "_tcp",
+            "_",
+            "web",
+            "n1",
+            "db",
+            "0a000001",
+            "zz",
+            "20010db8000000000000000000000006",
+            "in-addr",
+            "ip6",
+            "arpa",
+            "1",
+            "10",
+            "",
+        ];
+        let types = [
+            RecordType::A,
+            RecordType::AAAA,
+            RecordType::SRV,
+            RecordType::TXT,
+            RecordType::ANY,
+            RecordType::SOA,
+            RecordType::NS,
+            RecordType::PTR,
+            RecordType::MX,
+            RecordType::CNAME,
+            RecordType::AXFR,
+        ];
+        let mut rng = rand::rng();
+        for _ in 0..5000 {
+            let n = rng.random_range(0..7);
+            let labels: Vec<&str> = (0..n)
+                .map(|_| vocab[rng.random_range(0..vocab.len())])
+                .collect();
+            let owner = Name::root();
+            let qtype = types[rng.random_range(0..types.len())];
+            let q = Question {
+                name: &owner,
+                labels: labels.clone(),
+                qtype,
+            };
+            let max = rng.random_range(0..5);
+            let mut a = answer(&s, &idx, &q, max);
+            let budget = super::super::truncate::Budget::udp(None, 3);
+            super::super::truncate::fit(&mut a, &owner, 0, &budget);
+        }
     }
 }

@@ -199,7 +199,8 @@ impl Index {
                 continue;
             }
             let key = svc.name.to_lowercase();
-            let ttl = ttl_secs(settings.dns.service_ttl_for(&svc.name));
+            // Consul looks the TTL up by the lower-cased name from the question.
+            let ttl = ttl_secs(settings.dns.service_ttl_for(&key));
             let address = if svc.address.is_empty() {
                 node.address.clone()
             } else {

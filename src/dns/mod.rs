@@ -11,11 +11,13 @@
 //!   size, TCP 64 KiB);
 //! - [`server`] is the hickory request handler and the sockets.
 //!
-//! Names outside the served domains are refused: cairn does not recurse.
+//! - [`recurse`] forwards names outside the served domains to the
+//!   configured recursors; without recursors they are refused.
 
 pub mod answer;
 pub mod index;
 pub mod name;
+pub mod recurse;
 pub mod server;
 pub mod truncate;
 

@@ -13,11 +13,14 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Where a question name falls.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Zone<'a> {
+pub enum Zone<'s, 'a> {
     /// Inside one of the served domains: `domain` indexes the configured
     /// domain list (0 = `domain`, 1 = `alt_domain`), `labels` are the labels
     /// left of it.
-    Catalog { domain: usize, labels: Vec<&'a str> },
+    Catalog {
+        domain: usize,
+        labels: &'s [&'a str],
+    },
     /// Under `in-addr.arpa.` or `ip6.arpa.`: a reverse lookup.
     Reverse,
     /// Anything else: not ours.
@@ -27,7 +30,7 @@ pub enum Zone<'a> {
 /// Splits `labels` (lower-cased, root excluded, left to right) into a zone.
 /// `domains` are the served domains as label lists, lower-cased; the longest
 /// one that matches wins (as Consul's `trimDomain` prefers the longer).
-pub fn zone<'a>(labels: Vec<&'a str>, domains: &[Vec<String>]) -> Zone<'a> {
+pub fn zone<'s, 'a>(labels: &'s [&'a str], domains: &[Vec<String>]) -> Zone<'s, 'a> {
     let mut best: Option<(usize, usize)> = None;
     for (i, d) in domains.iter().enumerate() {
         if d.len() <= labels.len()
@@ -41,11 +44,12 @@ pub fn zone<'a>(labels: Vec<&'a str>, domains: &[Vec<String>]) -> Zone<'a> {
         }
     }
     if let Some((domain, len)) = best {
-        let mut labels = labels;
-        labels.truncate(labels.len() - len);
-        return Zone::Catalog { domain, labels };
+        return Zone::Catalog {
+            domain,
+            labels: &labels[..labels.len() - len],
+        };
     }
-    match labels.as_slice() {
+    match labels {
         [.., "in-addr" | "ip6", "arpa"] => Zone::Reverse,
         _ => Zone::Foreign,
     }
@@ -255,8 +259,8 @@ mod tests {
     }
 
     fn lookup(name: &'static str, srv: bool) -> Lookup<'static> {
-        match zone(labels(name), &domains()) {
-            Zone::Catalog { labels, .. } => parse(&labels, srv),
+        match zone(&labels(name), &domains()) {
+            Zone::Catalog { labels, .. } => parse(labels, srv),
             other => panic!("{name} not in the catalog zone: {other:?}"),
         }
     }
@@ -277,30 +281,30 @@ mod tests {
     fn zones() {
         let d = domains();
         assert_eq!(
-            zone(labels("web.service.consul."), &d),
+            zone(&labels("web.service.consul."), &d),
             Zone::Catalog {
                 domain: 0,
-                labels: vec!["web", "service"]
+                labels: &["web", "service"]
             }
         );
         assert_eq!(
-            zone(labels("web.service.cairn.example."), &d),
+            zone(&labels("web.service.cairn.example."), &d),
             Zone::Catalog {
                 domain: 1,
-                labels: vec!["web", "service"]
+                labels: &["web", "service"]
             }
         );
         assert_eq!(
-            zone(labels("consul."), &d),
+            zone(&labels("consul."), &d),
             Zone::Catalog {
                 domain: 0,
-                labels: vec![]
+                labels: &[]
             }
         );
-        assert_eq!(zone(labels("1.0.0.10.in-addr.arpa."), &d), Zone::Reverse);
-        assert_eq!(zone(labels("example.com."), &d), Zone::Foreign);
-        assert_eq!(zone(labels("consulx."), &d), Zone::Foreign);
-        assert_eq!(zone(labels("."), &d), Zone::Foreign);
+        assert_eq!(zone(&labels("1.0.0.10.in-addr.arpa."), &d), Zone::Reverse);
+        assert_eq!(zone(&labels("example.com."), &d), Zone::Foreign);
+        assert_eq!(zone(&labels("consulx."), &d), Zone::Foreign);
+        assert_eq!(zone(&labels("."), &d), Zone::Foreign);
         // The longer domain wins when both match.
         let nested = vec![vec!["consul".into()], vec!["dc.consul".into()]];
         let nested: Vec<Vec<String>> = nested
@@ -308,10 +312,10 @@ mod tests {
             .map(|d: Vec<String>| d[0].split('.').map(String::from).collect())
             .collect();
         assert_eq!(
-            zone(labels("web.service.dc.consul."), &nested),
+            zone(&labels("web.service.dc.consul."), &nested),
             Zone::Catalog {
                 domain: 1,
-                labels: vec!["web", "service"]
+                labels: &["web", "service"]
             }
         );
     }

@@ -6,20 +6,24 @@
 //! the index, trims for the transport and hands the sections to hickory.
 //!
 //! Header rules (Consul's): `aa` on every answer from the served zones,
-//! `ra` never (cairn does not recurse), EDNS echoed with the client's UDP
-//! size (at least 512), BADVERS for EDNS versions above 0, NOTIMP for
+//! EDNS echoed with the client's UDP size (at least 512), BADVERS for EDNS versions above 0, NOTIMP for
 //! opcodes other than QUERY and for AXFR, FORMERR for anything but exactly
 //! one question. Undecodable packets are answered FORMERR by hickory when
 //! the header is readable and dropped otherwise. Names outside the served
-//! domains are REFUSED (without `aa`).
+//! domains go to the recursors (`ra` is set when there are any), else they
+//! are REFUSED (without `aa`).
 
 use super::answer::{self, Answer, Question};
 use super::index::IndexCache;
+use super::recurse::Recursors;
 use super::truncate::{self, Budget};
 use super::Settings;
 use crate::agent::Agent;
 use crate::catalog::Catalog;
-use hickory_proto::op::{Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode};
+use hickory_proto::op::{
+    Edns, Header, HeaderCounts, Message, MessageType, Metadata, OpCode, ResponseCode,
+};
+use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
 use hickory_proto::rr::RecordType;
 use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer::Protocol;
@@ -42,6 +46,12 @@ const UDP_BUFFER_BYTES: usize = 4 << 20;
 
 /// Binds the DNS listeners (UDP and TCP on every client address) and serves
 /// them in the background. Returns once bound.
+///
+/// Each UDP socket is served by its own thread running a single-threaded
+/// runtime (like an authoritative server's UDP workers): hickory spawns a
+/// task per datagram, and keeping that task on the thread that received the
+/// datagram avoids cross-thread wake-ups on the hot path. TCP is served on
+/// the agent's runtime.
 pub async fn start(agent: Arc<Agent>) -> io::Result<()> {
     let config = &agent.config;
     if config.ports.dns < 0 {
@@ -49,30 +59,63 @@ pub async fn start(agent: Arc<Agent>) -> io::Result<()> {
     }
     let port = u16::try_from(config.ports.dns)
         .map_err(|_| io::Error::other(format!("invalid DNS port {}", config.ports.dns)))?;
-    let handler = Handler::new(agent.catalog.clone(), Settings::new(config));
-    // Build the first index now rather than on the first query.
-    drop(handler.index.get(&handler.catalog, &handler.settings));
-    let mut server = Server::new(handler);
+    let recursors = Recursors::new(&config.recursors, config.dns.recursor_timeout);
+    let handler = Handler::new(agent.catalog.clone(), Settings::new(config), recursors);
+    handler.warm();
+    let mut tcp_server = Server::new(handler.clone());
+    let mut udp_sockets = Vec::new();
     for ip in &config.client_addrs {
         let first = udp_socket(SocketAddr::new(*ip, port))?;
         // With port 0 the kernel picks one; the other sockets share it.
         let bound = first.local_addr()?;
-        let second = udp_socket(bound)?;
-        let tcp = tcp_listener(bound)?;
-        server.register_socket(first);
-        server.register_socket(second);
-        server.register_listener(tcp, TCP_IDLE_TIMEOUT, TCP_RESPONSE_BUFFER);
+        udp_sockets.push(first);
+        udp_sockets.push(udp_socket(bound)?);
+        tcp_server.register_listener(tcp_listener(bound)?, TCP_IDLE_TIMEOUT, TCP_RESPONSE_BUFFER);
         tracing::info!("DNS server listening on {bound} (udp, tcp)");
     }
+    for (i, socket) in udp_sockets.into_iter().enumerate() {
+        let handler = handler.clone();
+        std::thread::Builder::new()
+            .name(format!("dns-udp-{i}"))
+            .spawn(move || serve_udp(socket, handler))?;
+    }
     tokio::spawn(async move {
-        if let Err(e) = server.block_until_done().await {
-            tracing::error!("DNS server stopped: {e}");
+        if let Err(e) = tcp_server.block_until_done().await {
+            tracing::error!("DNS server (tcp) stopped: {e}");
         }
     });
     Ok(())
 }
 
-fn udp_socket(addr: SocketAddr) -> io::Result<tokio::net::UdpSocket> {
+/// One UDP socket's worker thread.
+fn serve_udp(socket: std::net::UdpSocket, handler: Handler) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("DNS server (udp): cannot start a runtime: {e}");
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let socket = match tokio::net::UdpSocket::from_std(socket) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("DNS server (udp): {e}");
+                return;
+            }
+        };
+        let mut server = Server::new(handler);
+        server.register_socket(socket);
+        if let Err(e) = server.block_until_done().await {
+            tracing::error!("DNS server (udp) stopped: {e}");
+        }
+    });
+}
+
+fn udp_socket(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
     let socket = Socket::new(
         Domain::for_address(addr),
         Type::DGRAM,
@@ -90,7 +133,7 @@ fn udp_socket(addr: SocketAddr) -> io::Result<tokio::net::UdpSocket> {
     socket
         .bind(&addr.into())
         .map_err(|e| io::Error::new(e.kind(), format!("binding DNS udp {addr}: {e}")))?;
-    tokio::net::UdpSocket::from_std(socket.into())
+    Ok(socket.into())
 }
 
 fn tcp_listener(addr: SocketAddr) -> io::Result<tokio::net::TcpListener> {
@@ -112,25 +155,41 @@ fn tcp_listener(addr: SocketAddr) -> io::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::from_std(socket.into())
 }
 
-/// Answers questions from the catalog index.
+/// Answers questions from the catalog index. Cheap to clone: every
+/// listener's server holds one, sharing the same index.
+#[derive(Clone)]
 pub struct Handler {
+    state: Arc<HandlerState>,
+}
+
+struct HandlerState {
     catalog: Arc<Catalog>,
     settings: Settings,
     index: IndexCache,
+    recursors: Recursors,
 }
 
 impl Handler {
-    pub fn new(catalog: Arc<Catalog>, settings: Settings) -> Handler {
+    pub fn new(catalog: Arc<Catalog>, settings: Settings, recursors: Recursors) -> Handler {
         Handler {
-            catalog,
-            settings,
-            index: IndexCache::default(),
+            state: Arc::new(HandlerState {
+                catalog,
+                settings,
+                index: IndexCache::default(),
+                recursors,
+            }),
         }
+    }
+
+    /// Builds the first index now rather than on the first query.
+    fn warm(&self) {
+        let s = &*self.state;
+        drop(s.index.get(&s.catalog, &s.settings));
     }
 
     /// Everything but the I/O: the response header fields and sections for
     /// one request.
-    fn respond(&self, request: &Request) -> (Answer, bool, RecordType) {
+    fn respond(&self, request: &Request, edns: Option<&Edns>) -> (Answer, bool, RecordType) {
         let early = if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
             Some(ResponseCode::BADVERS)
         } else if request.metadata.op_code != OpCode::Query {
@@ -153,10 +212,11 @@ impl Handler {
             );
         };
         let qtype = query.query_type();
+        let s = &*self.state;
         let budget = match request.protocol() {
             Protocol::Udp => Budget::udp(
                 request.edns.as_ref().map(|e| e.max_payload()),
-                self.settings.dns.udp_answer_limit,
+                s.settings.dns.udp_answer_limit,
             ),
             _ => Budget::tcp(qtype),
         };
@@ -172,15 +232,15 @@ impl Handler {
             qtype,
         };
         let mut answer = {
-            let index = self.index.get(&self.catalog, &self.settings);
+            let index = s.index.get(&s.catalog, &s.settings);
             answer::answer(
-                &self.settings,
+                &s.settings,
                 &index,
                 &question,
                 budget.answers_worth_building(),
             )
         };
-        let trimmed = truncate::fit(&mut answer, owner, request.edns.is_some(), &budget);
+        let trimmed = truncate::fit(&mut answer, owner, truncate::opt_len(edns), &budget);
         (answer, trimmed, qtype)
     }
 }
@@ -193,21 +253,26 @@ impl RequestHandler for Handler {
         mut response_handle: R,
     ) -> ResponseInfo {
         let started = Instant::now();
-        let (answer, trimmed, qtype) = self.respond(request);
+        let state = &*self.state;
+        let edns = response_edns(request);
+        let (mut answer, trimmed, qtype) = self.respond(request, edns.as_ref());
+        let mut truncated = trimmed && state.settings.dns.enable_truncate;
+        if answer.recurse && !state.recursors.is_empty() {
+            let tcp = request.protocol() != Protocol::Udp;
+            (answer, truncated) = match state.recursors.forward(request.as_slice(), tcp).await {
+                Some(reply) => relayed(reply),
+                // Consul: every recursor failed => SERVFAIL.
+                None => (Answer::error(ResponseCode::ServFail), false),
+            };
+        }
 
         let mut metadata = Metadata::response_from_request(&request.metadata);
         metadata.message_type = MessageType::Response;
         metadata.authoritative = answer.authoritative;
         metadata.response_code = answer.rcode;
-        metadata.recursion_available = false;
-        metadata.truncation = trimmed && self.settings.dns.enable_truncate;
+        metadata.recursion_available = !state.recursors.is_empty();
+        metadata.truncation = truncated;
 
-        let edns = request.edns.as_ref().map(|req| {
-            let mut e = Edns::new();
-            e.set_max_payload(req.max_payload().max(512));
-            e.set_version(0);
-            e
-        });
         let mut builder = MessageResponseBuilder::from_message_request(request);
         if let Some(e) = &edns {
             builder.edns(e);
@@ -236,6 +301,36 @@ impl RequestHandler for Handler {
         );
         info
     }
+}
+
+/// The OPT record to answer with: the client's UDP size (at least 512),
+/// version 0, and EDNS Client Subnet echoed with scope 0 since cairn's
+/// answers do not depend on the client's address (Consul does the same).
+fn response_edns(request: &Request) -> Option<Edns> {
+    request.edns.as_ref().map(|req| {
+        let mut e = Edns::new();
+        e.set_max_payload(req.max_payload().max(512));
+        e.set_version(0);
+        if let Some(EdnsOption::Subnet(ecs)) = req.option(EdnsCode::Subnet) {
+            e.options_mut().insert(EdnsOption::Subnet(ClientSubnet::new(
+                ecs.addr(),
+                ecs.source_prefix(),
+                0,
+            )));
+        }
+        e
+    })
+}
+
+/// A recursor's reply as the sections to send back (its TC and AA bits
+/// kept, its EDNS replaced by ours).
+fn relayed(reply: Message) -> (Answer, bool) {
+    let mut a = Answer::error(reply.metadata.response_code);
+    a.authoritative = reply.metadata.authoritative;
+    a.answers = reply.answers;
+    a.authority = reply.authorities;
+    a.additional = reply.additionals;
+    (a, reply.metadata.truncation)
 }
 
 fn qtype_label(t: RecordType) -> &'static str {

@@ -18,6 +18,7 @@
 //! retrying over TCP).
 
 use super::answer::Answer;
+use hickory_proto::op::Edns;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 
@@ -27,7 +28,6 @@ const MAX_UDP_SIZE: usize = 65535 - 68;
 const MAX_TCP_SIZE: usize = 65523;
 /// Consul's hard cap on answers in a plain 512-byte UDP response.
 const MAX_UDP_ANSWERS: usize = 8;
-const OPT_RECORD_SIZE: usize = 11;
 
 /// The limits of one response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,7 +79,9 @@ impl Budget {
 }
 
 /// Trims `a` to the budget. Returns whether anything was dropped.
-pub fn fit(a: &mut Answer, question: &Name, edns: bool, budget: &Budget) -> bool {
+/// `opt_len` is the size of the OPT record the response will carry (0
+/// without EDNS; see [`opt_len`]).
+pub fn fit(a: &mut Answer, question: &Name, opt_len: usize, budget: &Budget) -> bool {
     let mut trimmed = false;
     if a.answers.len() > budget.max_answers {
         keep_answers(a, budget.max_answers);
@@ -88,17 +90,19 @@ pub fn fit(a: &mut Answer, question: &Name, edns: bool, budget: &Budget) -> bool
     if a.answers.len() <= 1 {
         return trimmed;
     }
-    let fixed = 12 + name_len(question) + 4 + if edns { OPT_RECORD_SIZE } else { 0 };
-    let sizes: Vec<usize> = a.answers.iter().map(record_len).collect();
-    let extra_sizes: Vec<usize> = a.additional.iter().map(record_len).collect();
+    let fixed = 12 + name_len(question) + 4 + opt_len;
     let total = fixed
-        + sizes.iter().sum::<usize>()
-        + a.authority.iter().map(record_len).sum::<usize>()
-        + extra_sizes.iter().sum::<usize>();
+        + a.answers
+            .iter()
+            .chain(&a.authority)
+            .chain(&a.additional)
+            .map(record_len)
+            .sum::<usize>();
     if total <= budget.max_bytes {
+        // The common case: no per-record bookkeeping needed.
         return trimmed;
     }
-    if budget.compressed && encoded_len(question, a, a.answers.len(), edns) <= budget.max_bytes {
+    if budget.compressed && encoded_len(question, a, a.answers.len(), opt_len) <= budget.max_bytes {
         return trimmed;
     }
     // Too big: the authority section goes first, then answers from the end.
@@ -108,7 +112,7 @@ pub fn fit(a: &mut Answer, question: &Name, edns: bool, budget: &Budget) -> bool
         let (mut lo, mut hi) = (1, a.answers.len());
         while lo < hi {
             let mid = (lo + hi).div_ceil(2);
-            if encoded_len(question, a, mid, edns) <= budget.max_bytes {
+            if encoded_len(question, a, mid, opt_len) <= budget.max_bytes {
                 lo = mid;
             } else {
                 hi = mid - 1;
@@ -116,6 +120,8 @@ pub fn fit(a: &mut Answer, question: &Name, edns: bool, budget: &Budget) -> bool
         }
         lo
     } else {
+        let sizes: Vec<usize> = a.answers.iter().map(record_len).collect();
+        let extra_sizes: Vec<usize> = a.additional.iter().map(record_len).collect();
         let extras_end = |k: usize| {
             if a.additional_ends.is_empty() {
                 a.additional.len()
@@ -143,6 +149,19 @@ pub fn fit(a: &mut Answer, question: &Name, edns: bool, budget: &Budget) -> bool
     true
 }
 
+/// Wire size of the OPT record for `edns`: root owner, type, class, TTL and
+/// length (11 bytes) plus each option's code, length and data.
+pub fn opt_len(edns: Option<&Edns>) -> usize {
+    edns.map_or(0, |e| {
+        11 + e
+            .options()
+            .as_ref()
+            .iter()
+            .map(|(_, o)| 4 + o.len() as usize)
+            .sum::<usize>()
+    })
+}
+
 /// Keeps the first `k` answers and the additional records they need.
 fn keep_answers(a: &mut Answer, k: usize) {
     a.answers.truncate(k);
@@ -153,9 +172,14 @@ fn keep_answers(a: &mut Answer, k: usize) {
     }
 }
 
-/// Uncompressed wire length of a name.
+/// Uncompressed wire length of a name (`Name::len` counts the dots; the
+/// wire form has a length byte per label and the root byte).
 fn name_len(name: &Name) -> usize {
-    name.iter().map(|l| l.len() + 1).sum::<usize>() + 1
+    if name.is_root() {
+        1
+    } else {
+        name.len() + 1
+    }
 }
 
 /// Uncompressed wire length of a record.
@@ -175,7 +199,7 @@ fn record_len(r: &Record) -> usize {
 }
 
 /// The compressed wire length of the response with the first `k` answers.
-fn encoded_len(question: &Name, a: &Answer, k: usize, edns: bool) -> usize {
+fn encoded_len(question: &Name, a: &Answer, k: usize, opt_len: usize) -> usize {
     let extras_end = if a.additional_ends.is_empty() {
         a.additional.len()
     } else {
@@ -184,11 +208,16 @@ fn encoded_len(question: &Name, a: &Answer, k: usize, edns: bool) -> usize {
             .copied()
             .unwrap_or(0)
     };
+    // hickory echoes the question as raw bytes and never compresses later
+    // names against it, so the question is written here the same way.
+    let Ok(question) = question.to_bytes() else {
+        return usize::MAX;
+    };
     let mut buf = Vec::with_capacity(1024);
     let mut enc = BinEncoder::new(&mut buf);
     let header_and_question = enc
         .emit_vec(&[0u8; 12])
-        .and_then(|_| question.emit(&mut enc))
+        .and_then(|_| enc.emit_vec(&question))
         .and_then(|_| enc.emit_vec(&[0u8; 4]));
     if header_and_question.is_err() {
         return usize::MAX;
@@ -202,7 +231,7 @@ fn encoded_len(question: &Name, a: &Answer, k: usize, edns: bool) -> usize {
             return usize::MAX;
         }
     }
-    buf.len() + if edns { OPT_RECORD_SIZE } else { 0 }
+    buf.len() + opt_len
 }
 
 #[cfg(test)]
@@ -259,20 +288,20 @@ mod tests {
     fn plain_udp_caps_answers_at_the_limit() {
         let q = name("web.service.consul.");
         let mut a = a_answer(10);
-        assert!(fit(&mut a, &q, false, &Budget::udp(None, 3)));
+        assert!(fit(&mut a, &q, 0, &Budget::udp(None, 3)));
         assert_eq!(a.answers.len(), 3);
         let mut a = a_answer(10);
-        assert!(fit(&mut a, &q, false, &Budget::udp(None, 20)));
+        assert!(fit(&mut a, &q, 0, &Budget::udp(None, 20)));
         assert_eq!(a.answers.len(), 8);
         let mut a = a_answer(2);
-        assert!(!fit(&mut a, &q, false, &Budget::udp(None, 3)));
+        assert!(!fit(&mut a, &q, 0, &Budget::udp(None, 3)));
     }
 
     #[test]
     fn plain_udp_fits_512_bytes_with_additional_in_step() {
         let q = name("web.service.consul.");
         let mut a = srv_answer(8);
-        assert!(fit(&mut a, &q, false, &Budget::udp(None, 8)));
+        assert!(fit(&mut a, &q, 0, &Budget::udp(None, 8)));
         assert!(a.answers.len() < 8 && !a.answers.is_empty());
         assert_eq!(a.additional.len(), a.answers.len());
         let total: usize = 12
@@ -290,13 +319,13 @@ mod tests {
     fn edns_fits_the_advertised_size() {
         let q = name("web.service.consul.");
         let mut a = srv_answer(100);
-        assert!(fit(&mut a, &q, true, &Budget::udp(Some(1232), 3)));
+        assert!(fit(&mut a, &q, 11, &Budget::udp(Some(1232), 3)));
         let n = a.answers.len();
         assert!(n > 8 && n < 100, "{n}");
-        assert!(encoded_len(&q, &a, n, true) <= 1224);
+        assert!(encoded_len(&q, &a, n, 11) <= 1224);
         assert_eq!(a.additional.len(), n);
         let mut a = srv_answer(20);
-        assert!(!fit(&mut a, &q, true, &Budget::udp(Some(4096), 3)));
+        assert!(!fit(&mut a, &q, 11, &Budget::udp(Some(4096), 3)));
         assert_eq!(a.answers.len(), 20);
     }
 
@@ -304,16 +333,16 @@ mod tests {
     fn tcp_allows_large_answers() {
         let q = name("web.service.consul.");
         let mut a = a_answer(1000);
-        assert!(!fit(&mut a, &q, false, &Budget::tcp(RecordType::A)));
+        assert!(!fit(&mut a, &q, 0, &Budget::tcp(RecordType::A)));
         assert_eq!(a.answers.len(), 1000);
         // hickory compresses only the first names of a message, so the
         // measured (real) size decides how many of 5000 fit in 64 KiB.
         let mut a = a_answer(5000);
-        assert!(fit(&mut a, &q, false, &Budget::tcp(RecordType::A)));
+        assert!(fit(&mut a, &q, 0, &Budget::tcp(RecordType::A)));
         let n = a.answers.len();
         assert!(n > 1000 && n <= 4096, "{n}");
-        assert!(encoded_len(&q, &a, n, false) <= MAX_TCP_SIZE);
-        assert!(encoded_len(&q, &a_answer(n + 1), n + 1, false) > MAX_TCP_SIZE);
+        assert!(encoded_len(&q, &a, n, 0) <= MAX_TCP_SIZE);
+        assert!(encoded_len(&q, &a_answer(n + 1), n + 1, 0) > MAX_TCP_SIZE);
     }
 
     #[test]
