@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::checks::{FlipHttp, GrpcHealth, NOT_SERVING, SERVING};
+use common::checks::{FlipHttp, GrpcHealth, TlsHttp, NOT_SERVING, SERVING};
 use common::{eventually, TestAgent};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -534,4 +534,51 @@ fn status_changes_are_counted_in_metrics() {
                 && l.contains("status=\"passing\"")),
         "{text}"
     );
+}
+
+#[test]
+fn https_checks_verify_certificates_unless_told_not_to() {
+    let a = TestAgent::dev();
+    let server = TlsHttp::start();
+    let url = format!("https://127.0.0.1:{}/health", server.port);
+    register(
+        &a,
+        json!({"Name": "strict", "Check": {"HTTP": url, "Interval": "1s"}}),
+    );
+    register(
+        &a,
+        json!({"Name": "lenient", "Check": {
+            "HTTP": url, "Interval": "1s", "TLSSkipVerify": true, "TLSServerName": "cairn-test.local"
+        }}),
+    );
+    wait_healthy(&a, "lenient", true);
+    assert_eq!(
+        agent_check(&a, "service:lenient")["Output"],
+        format!("HTTP GET {url}: 200 OK Output: secure")
+    );
+    assert_eq!(*server.last_sni.lock().unwrap(), "cairn-test.local");
+    // A self-signed certificate is not trusted.
+    assert!(eventually(WAIT, || !agent_check(&a, "service:strict")
+        ["Output"]
+        .as_str()
+        .unwrap_or("")
+        .is_empty()));
+    assert_eq!(status(&a, "service:strict"), "critical");
+    assert!(!in_dns(&a, "strict"));
+}
+
+#[test]
+fn grpc_checks_over_tls() {
+    let a = TestAgent::dev();
+    let server = GrpcHealth::start_tls(SERVING);
+    register(
+        &a,
+        json!({"Name": "secure-rpc", "Check": {
+            "GRPC": format!("localhost:{}", server.port), "GRPCUseTLS": true,
+            "TLSSkipVerify": true, "Interval": "1s"
+        }}),
+    );
+    wait_healthy(&a, "secure-rpc", true);
+    server.set(NOT_SERVING);
+    wait_healthy(&a, "secure-rpc", false);
 }

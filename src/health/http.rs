@@ -58,23 +58,21 @@ impl HttpProbe {
             .pool_max_idle_per_host(0)
             .no_proxy();
         let mut url = d.http.clone();
-        if d.http.starts_with("https:") {
-            let tls = super::tls::client_config(d.tls_skip_verify, &[b"http/1.1"]).await?;
-            builder = builder.use_preconfigured_tls(tls);
-            if !d.tls_server_name.is_empty() {
-                // SNI and certificate name come from the URL's host, so ask for
-                // the server name and pin it to the URL's real address; the
-                // Host header keeps the original authority.
-                let (sni_url, addr, authority) =
-                    with_server_name(&d.http, &d.tls_server_name).await?;
-                builder = builder.resolve(&d.tls_server_name, addr);
-                if !headers.contains_key(reqwest::header::HOST) {
-                    if let Ok(v) = HeaderValue::from_str(&authority) {
-                        headers.insert(reqwest::header::HOST, v);
-                    }
+        // Also for http: URLs, which may redirect to https: ones.
+        let tls = super::tls::client_config(d.tls_skip_verify, &[b"http/1.1"]).await?;
+        builder = builder.use_preconfigured_tls(tls);
+        if d.http.starts_with("https:") && !d.tls_server_name.is_empty() {
+            // SNI and certificate name come from the URL's host, so ask for
+            // the server name and pin it to the URL's real address; the
+            // Host header keeps the original authority.
+            let (sni_url, addr, authority) = with_server_name(&d.http, &d.tls_server_name).await?;
+            builder = builder.resolve(&d.tls_server_name, addr);
+            if !headers.contains_key(reqwest::header::HOST) {
+                if let Ok(v) = HeaderValue::from_str(&authority) {
+                    headers.insert(reqwest::header::HOST, v);
                 }
-                url = sni_url;
             }
+            url = sni_url;
         }
         let client = builder.build().map_err(|e| e.to_string())?;
         Ok(HttpProbe {

@@ -126,6 +126,15 @@ pub struct GrpcHealth {
 
 impl GrpcHealth {
     pub fn start(status: u8) -> GrpcHealth {
+        Self::start_inner(status, None)
+    }
+
+    /// The same over TLS (ALPN h2) with the self-signed test certificate.
+    pub fn start_tls(status: u8) -> GrpcHealth {
+        Self::start_inner(status, Some(tls_acceptor(&[b"h2"])))
+    }
+
+    fn start_inner(status: u8, tls: Option<tokio_rustls::TlsAcceptor>) -> GrpcHealth {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -143,40 +152,15 @@ impl GrpcHealth {
                 let Ok((conn, _)) = listener.accept().await else {
                     continue;
                 };
-                let (st, last) = (st.clone(), last.clone());
+                let (st, last, tls) = (st.clone(), last.clone(), tls.clone());
                 tokio::spawn(async move {
-                    let Ok(mut h2) = h2::server::handshake(conn).await else {
-                        return;
-                    };
-                    while let Some(Ok((req, mut respond))) = h2.accept().await {
-                        let mut body = req.into_body();
-                        let mut msg = Vec::new();
-                        while let Some(Ok(chunk)) = body.data().await {
-                            let _ = body.flow_control().release_capacity(chunk.len());
-                            msg.extend_from_slice(&chunk);
+                    match tls {
+                        None => serve_grpc(conn, st, last).await,
+                        Some(acceptor) => {
+                            if let Ok(conn) = acceptor.accept(conn).await {
+                                serve_grpc(conn, st, last).await
+                            }
                         }
-                        // Frame: flag, length, then field 1 (service name).
-                        let service = if msg.len() > 7 && msg[5] == 0x0a {
-                            let n = msg[6] as usize;
-                            String::from_utf8_lossy(&msg[7..(7 + n).min(msg.len())]).into_owned()
-                        } else {
-                            String::new()
-                        };
-                        *last.lock().unwrap() = service;
-                        let resp = http::Response::builder()
-                            .status(200)
-                            .header("content-type", "application/grpc")
-                            .body(())
-                            .unwrap();
-                        let Ok(mut send) = respond.send_response(resp, false) else {
-                            continue;
-                        };
-                        let s = st.load(Ordering::SeqCst);
-                        let _ =
-                            send.send_data(bytes::Bytes::from(vec![0, 0, 0, 0, 2, 0x08, s]), false);
-                        let mut trailers = http::HeaderMap::new();
-                        trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
-                        let _ = send.send_trailers(trailers);
                     }
                 });
             }
@@ -191,5 +175,138 @@ impl GrpcHealth {
 
     pub fn set(&self, status: u8) {
         self.status.store(status, Ordering::SeqCst);
+    }
+}
+
+async fn serve_grpc<T>(conn: T, st: Arc<AtomicU8>, last: Arc<Mutex<String>>)
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let Ok(mut h2) = h2::server::handshake(conn).await else {
+        return;
+    };
+    while let Some(Ok((req, mut respond))) = h2.accept().await {
+        let mut body = req.into_body();
+        let mut msg = Vec::new();
+        while let Some(Ok(chunk)) = body.data().await {
+            let _ = body.flow_control().release_capacity(chunk.len());
+            msg.extend_from_slice(&chunk);
+        }
+        // Frame: flag, length, then field 1 (service name).
+        let service = if msg.len() > 7 && msg[5] == 0x0a {
+            let n = msg[6] as usize;
+            String::from_utf8_lossy(&msg[7..(7 + n).min(msg.len())]).into_owned()
+        } else {
+            String::new()
+        };
+        *last.lock().unwrap() = service;
+        let resp = http::Response::builder()
+            .status(200)
+            .header("content-type", "application/grpc")
+            .body(())
+            .unwrap();
+        let Ok(mut send) = respond.send_response(resp, false) else {
+            continue;
+        };
+        let s = st.load(Ordering::SeqCst);
+        let _ = send.send_data(bytes::Bytes::from(vec![0, 0, 0, 0, 2, 0x08, s]), false);
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+        let _ = send.send_trailers(trailers);
+    }
+}
+
+/// A self-signed certificate for `localhost`, `cairn-test.local` and
+/// 127.0.0.1 (valid until 2126), and its key. Trusted by no one.
+pub const TEST_CERT: &str = "-----BEGIN CERTIFICATE-----
+MIIBsDCCAVagAwIBAgIUF8H/UUY0tJCxnARBTIeK61njOoMwCgYIKoZIzj0EAwIw
+FTETMBEGA1UEAwwKY2Fpcm4tdGVzdDAgFw0yNjExMjExOTE5MzhaGA8yMTI2MTAy
+ODE5MTkzOFowFTETMBEGA1UEAwwKY2Fpcm4tdGVzdDBZMBMGByqGSM49AgEGCCqG
+SM49AwEHA0IABGMNfLDV7l1TpJH8cS1H4w+BvDlDqYKdJWtrs3xcsLNsE2zK2Ypr
+7k/CrACvrOJ5edwtAmWO0Xv28XAIjztM+xWjgYEwfzAdBgNVHQ4EFgQU4OfkcaIG
+Hl39ofOV36S2vYxMoPcwHwYDVR0jBBgwFoAU4OfkcaIGHl39ofOV36S2vYxMoPcw
+DwYDVR0TAQH/BAUwAwEB/zAsBgNVHREEJTAjgglsb2NhbGhvc3SCEGNhaXJuLXRl
+c3QubG9jYWyHBH8AAAEwCgYIKoZIzj0EAwIDSAAwRQIgZZcHgnAGw6CBCqUEq5D1
+h+eXjwQMrS7QiKckNF+npnsCIQDR+Zsf7dswoIfyvC3PYB50oN/Q5zNHNLoCmEMf
+K9Me3w==
+-----END CERTIFICATE-----
+";
+pub const TEST_KEY: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgvYcR7llgDOGrb45n
+e+RZYJHfmrSKlBM5cU9ty3ZLcq2hRANCAARjDXyw1e5dU6SR/HEtR+MPgbw5Q6mC
+nSVra7N8XLCzbBNsytmKa+5PwqwAr6zieXncLQJljtF79vFwCI87TPsV
+-----END PRIVATE KEY-----
+";
+
+fn tls_acceptor(alpn: &[&[u8]]) -> tokio_rustls::TlsAcceptor {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let cert = CertificateDer::from_pem_slice(TEST_CERT.as_bytes()).expect("cert");
+    let key = PrivateKeyDer::from_pem_slice(TEST_KEY.as_bytes()).expect("key");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .expect("server config");
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+/// An HTTPS server (the test certificate) answering 200 `secure` and
+/// remembering the server name (SNI) each client asked for.
+pub struct TlsHttp {
+    pub port: u16,
+    pub last_sni: Arc<Mutex<String>>,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl TlsHttp {
+    pub fn start() -> TlsHttp {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let std_listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        std_listener.set_nonblocking(true).expect("nonblocking");
+        let port = std_listener.local_addr().expect("addr").port();
+        let last_sni = Arc::new(Mutex::new(String::new()));
+        let sni = last_sni.clone();
+        let acceptor = tls_acceptor(&[b"http/1.1"]);
+        rt.spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(std_listener).expect("listener");
+            loop {
+                let Ok((conn, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (acceptor, sni) = (acceptor.clone(), sni.clone());
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(conn).await else {
+                        return;
+                    };
+                    *sni.lock().unwrap() = tls.get_ref().1.server_name().unwrap_or("").to_string();
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match tls.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let _ = tls
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nsecure")
+                        .await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        TlsHttp {
+            port,
+            last_sni,
+            _rt: rt,
+        }
     }
 }
