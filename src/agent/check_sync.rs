@@ -185,3 +185,64 @@ pub async fn run(agent: Arc<Agent>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::types::HealthStatus;
+
+    #[test]
+    fn marks_coalesce_into_one_round() {
+        let s = CheckSync::default();
+        let t1 = s.mark("a");
+        let t2 = s.mark("b");
+        let t3 = s.mark("a");
+        assert!(t1 < t2 && t2 < t3);
+        let (ids, covered) = s.take();
+        assert_eq!(ids, vec!["a".to_string(), "b".to_string()]);
+        assert_eq!(covered, t3);
+        assert!(s.take().0.is_empty());
+    }
+
+    #[test]
+    fn output_changes_wait_for_the_interval_after_a_write() {
+        let s = CheckSync::default();
+        assert!(s.output_due("a"), "never written: due at once");
+        s.wrote(&["a".to_string()]);
+        assert!(!s.output_due("a"));
+        s.forget("a");
+        assert!(s.output_due("a"));
+    }
+
+    #[test]
+    fn output_alone_does_not_make_a_check_stale() {
+        let a = Check {
+            check_id: "c".into(),
+            status: HealthStatus::Passing,
+            output: "one".into(),
+            ..Check::default()
+        };
+        let mut b = a.clone();
+        b.output = "two".into();
+        b.modify_index = 9;
+        assert!(same_but_output(&a, &b));
+        b.status = HealthStatus::Critical;
+        assert!(!same_but_output(&a, &b));
+    }
+
+    #[tokio::test]
+    async fn waiters_are_released_by_the_round_that_covers_them() {
+        let s = Arc::new(CheckSync::default());
+        let ticket = s.mark("a");
+        let waiter = tokio::spawn({
+            let s = s.clone();
+            async move { s.wait(ticket).await }
+        });
+        let (_, covered) = s.take();
+        s.done.send_replace(covered);
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("released")
+            .expect("joined");
+    }
+}
