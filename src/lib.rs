@@ -8,6 +8,7 @@ pub mod config;
 pub mod dns;
 pub mod duration;
 pub mod gossip;
+pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod raft;

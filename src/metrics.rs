@@ -107,6 +107,14 @@ fn describe() {
         "consul.server.isLeader",
         "1 if this server is the raft leader"
     );
+    metrics::describe_counter!(
+        "consul.agent.check.status_change",
+        "Status changes of this agent's checks, by check type and new status"
+    );
+    metrics::describe_counter!(
+        "consul.agent.check.reaped",
+        "Services deregistered because a check stayed critical past DeregisterCriticalServiceAfter"
+    );
 }
 
 fn ms(d: Duration) -> f64 {
@@ -150,4 +158,15 @@ pub fn catalog_sizes(nodes: u64, services: u64, instances: u64, kv: u64) {
 
 pub fn is_leader(leader: bool) {
     gauge!("consul.server.isLeader").set(if leader { 1.0 } else { 0.0 });
+}
+
+/// A check on this agent changed status (runner verdict, TTL update or expiry).
+pub fn check_status_change(check_type: &'static str, status: &'static str) {
+    counter!("consul.agent.check.status_change", "check_type" => check_type, "status" => status)
+        .increment(1);
+}
+
+/// A service was deregistered by `DeregisterCriticalServiceAfter`.
+pub fn check_reaped() {
+    counter!("consul.agent.check.reaped").increment(1);
 }

@@ -184,6 +184,8 @@ async fn start(config: Config) -> Result<i32> {
         config.node_name, config.datacenter, config.server
     );
 
+    tokio::spawn(crate::agent::check_sync::run(agent.clone()));
+    crate::health::start(agent.clone());
     tokio::spawn(sync_loop(agent.clone()));
     tokio::spawn(gauges_loop(agent.clone()));
     tokio::spawn(crate::cluster::leader_loop(agent.clone(), gossip.clone()));

@@ -1,6 +1,7 @@
 //! The running agent: owns the stores, raft, the agent-local services and
 //! checks, and the listeners; offers the operations the HTTP API exposes.
 
+pub mod check_sync;
 pub mod local;
 
 use crate::catalog::command::{Command, Deregistration, Registration, Response};
@@ -56,6 +57,9 @@ pub struct Agent {
     local: tokio::sync::Mutex<LocalState>,
     local_store: LocalStore,
     shutdown: watch::Sender<bool>,
+    /// Tells the check runners (`crate::health`) what changed.
+    pub health: crate::health::Events,
+    check_sync: check_sync::CheckSync,
 }
 
 impl Agent {
@@ -87,6 +91,8 @@ impl Agent {
             local: tokio::sync::Mutex::new(local),
             local_store,
             shutdown,
+            health: crate::health::Events::new(),
+            check_sync: check_sync::CheckSync::default(),
         })
     }
 
@@ -227,8 +233,11 @@ impl Agent {
         if replace_existing_checks {
             self.prune_catalog_checks().await?;
         }
+        self.health.checks_changed();
         if let Some(reg) = reg {
+            let written = reg.checks.clone();
             self.write(Command::Register(reg)).await?;
+            self.resync_if_stale(&written).await;
         }
         Ok(())
     }
@@ -245,6 +254,7 @@ impl Agent {
         self.persist(&next)?;
         *state = next;
         drop(state);
+        self.health.checks_changed();
         let d = Deregistration {
             node: self.node_name.clone(),
             service_id: Some(id.to_string()),
@@ -278,6 +288,8 @@ impl Agent {
         self.persist(&next)?;
         *state = next;
         drop(state);
+        self.health.checks_changed();
+        let written = vec![check.clone()];
         let reg = Registration {
             node: self.self_node(),
             service: None,
@@ -285,6 +297,7 @@ impl Agent {
             skip_node_update: true,
         };
         self.write(Command::Register(reg)).await?;
+        self.resync_if_stale(&written).await;
         Ok(())
     }
 
@@ -301,6 +314,8 @@ impl Agent {
         self.persist(&next)?;
         *state = next;
         drop(state);
+        self.health.checks_changed();
+        self.check_sync.forget(id);
         let d = Deregistration {
             node: self.node_name.clone(),
             service_id: None,
@@ -311,51 +326,110 @@ impl Agent {
     }
 
     /// `PUT /v1/agent/check/{pass,warn,fail,update}/<id>`: only TTL checks.
+    /// Restarts the check's TTL and answers once the catalog has the change.
     pub async fn update_ttl_check(
         &self,
         id: &str,
         status: HealthStatus,
         output: String,
     ) -> Result<(), AgentError> {
-        let mut state = self.local.lock().await;
-        let Some(cur) = state.checks.get(id) else {
-            return Err(AgentError::Internal(format!(
-                "CheckID {id:?} does not have associated TTL"
-            )));
+        let max = {
+            let state = self.local.lock().await;
+            match state.checks.get(id) {
+                Some(cur) if cur.definition.ttl_ns > 0 => {
+                    crate::health::output::max_size(&cur.definition)
+                }
+                _ => {
+                    return Err(AgentError::Internal(format!(
+                        "CheckID {id:?} does not have associated TTL"
+                    )))
+                }
+            }
         };
-        if cur.definition.ttl_ns == 0 {
-            return Err(AgentError::Internal(format!(
-                "CheckID {id:?} does not have associated TTL"
-            )));
-        }
-        let max = if cur.definition.output_max_size > 0 {
-            cur.definition.output_max_size as usize
-        } else {
-            4096
-        };
+        self.health.ttl_refreshed(id);
         let output = truncate_output(output, max);
-        if cur.status == status && cur.output == output {
-            return Ok(());
-        }
-        let mut next = state.clone();
-        let check = next.checks.get_mut(id).map(|c| {
-            c.status = status;
-            c.output = output;
-            c.clone()
-        });
-        self.persist(&next)?;
-        *state = next;
-        drop(state);
-        if let Some(check) = check {
-            let reg = Registration {
-                node: self.self_node(),
-                service: None,
-                checks: vec![check],
-                skip_node_update: true,
-            };
-            self.write(Command::Register(reg)).await?;
+        if let Some(ticket) = self.change_check(id, status, output, true).await {
+            self.check_sync.wait(ticket).await;
         }
         Ok(())
+    }
+
+    /// A runner's verdict on its check. A status change is persisted and
+    /// written to the catalog at once; a change of output alone reaches the
+    /// catalog at most once per [`check_sync::OUTPUT_SYNC_INTERVAL`] (and
+    /// with every anti-entropy pass). Unknown checks are ignored: the runner
+    /// is being stopped.
+    pub async fn report_check(&self, id: &str, status: HealthStatus, output: String) {
+        self.change_check(id, status, output, false).await;
+    }
+
+    /// Sets a check's status and output in local state; returns the sync
+    /// ticket when the change was queued for the catalog.
+    async fn change_check(
+        &self,
+        id: &str,
+        status: HealthStatus,
+        output: String,
+        output_now: bool,
+    ) -> Option<u64> {
+        let mut state = self.local.lock().await;
+        let cur = state.checks.get_mut(id)?;
+        if cur.status == status && cur.output == output {
+            return None;
+        }
+        let status_changed = cur.status != status;
+        let kind = cur.definition.kind();
+        cur.status = status;
+        cur.output = output;
+        if status_changed {
+            crate::metrics::check_status_change(kind, status.as_str());
+            tracing::debug!(check = %id, status = status.as_str(), "check status changed");
+            // Status changes survive a restart; a failed save must not keep
+            // the change from the catalog.
+            if let Err(e) = self.local_store.save(&state) {
+                tracing::warn!("failed to persist local state: {e}");
+            }
+        }
+        drop(state);
+        if status_changed || output_now || self.check_sync.output_due(id) {
+            Some(self.check_sync.mark(id))
+        } else {
+            None
+        }
+    }
+
+    /// Marks for rewriting every check in `written` that local state no
+    /// longer equals (output aside): a slower write of older state may have
+    /// landed after a newer one.
+    pub async fn resync_if_stale(&self, written: &[Check]) {
+        let stale: Vec<String> = {
+            let state = self.local.lock().await;
+            written
+                .iter()
+                .filter(|w| {
+                    state
+                        .checks
+                        .get(&w.check_id)
+                        .is_none_or(|cur| !check_sync::same_but_output(cur, w))
+                })
+                .map(|w| w.check_id.clone())
+                .collect()
+        };
+        for id in stale {
+            self.check_sync.mark(&id);
+        }
+    }
+
+    /// The current local versions of `ids` (None for ones since removed).
+    async fn local_checks_by_id(&self, ids: &[String]) -> Vec<(String, Option<Check>)> {
+        let state = self.local.lock().await;
+        ids.iter()
+            .map(|id| (id.clone(), state.checks.get(id).cloned()))
+            .collect()
+    }
+
+    pub async fn local_check(&self, id: &str) -> Option<Check> {
+        self.local.lock().await.checks.get(id).cloned()
     }
 
     pub async fn local_services(&self) -> Vec<Service> {
@@ -535,6 +609,7 @@ impl Agent {
                 self.write(Command::Register(reg)).await?;
             }
         }
+        let written: Vec<Check> = state.checks.values().cloned().collect();
         let node_checks: Vec<Check> = state
             .checks
             .values()
@@ -550,6 +625,35 @@ impl Agent {
             };
             self.write(Command::Register(reg)).await?;
         }
+        self.resync_after_anti_entropy(&state, &written).await
+    }
+
+    /// Undoes what a pass wrote from a snapshot that changed while it ran:
+    /// services removed meanwhile are deregistered again, checks changed
+    /// meanwhile are rewritten.
+    async fn resync_after_anti_entropy(
+        &self,
+        snapshot: &LocalState,
+        written: &[Check],
+    ) -> Result<(), AgentError> {
+        let gone: Vec<String> = {
+            let now = self.local.lock().await;
+            snapshot
+                .services
+                .keys()
+                .filter(|id| !now.services.contains_key(*id))
+                .cloned()
+                .collect()
+        };
+        for id in gone {
+            let d = Deregistration {
+                node: self.node_name.clone(),
+                service_id: Some(id),
+                check_id: None,
+            };
+            self.write(Command::Deregister(d)).await?;
+        }
+        self.resync_if_stale(written).await;
         Ok(())
     }
 

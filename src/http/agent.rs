@@ -205,13 +205,13 @@ fn validate_check(d: &CheckDefinition) -> Result<(), String> {
 }
 
 /// Refuses script checks unless the agent allows them (Consul answers 500).
+/// Registrations over the HTTP API are what Consul calls remote: only
+/// `enable_script_checks` allows them; `enable_local_script_checks` is for
+/// checks defined in configuration files.
 fn check_scripts_allowed(agent: &Agent, d: &CheckDefinition) -> Result<(), ApiError> {
-    if !d.script_args.is_empty()
-        && !agent.config.enable_script_checks
-        && !agent.config.enable_local_script_checks
-    {
+    if !d.script_args.is_empty() && !agent.config.enable_script_checks {
         return Err(ApiError::Internal(
-            "Scripts are disabled on this agent; to enable, configure 'enable_script_checks' or 'enable_local_script_checks' to true".into(),
+            crate::health::SCRIPTS_DISABLED_REMOTE.into(),
         ));
     }
     Ok(())

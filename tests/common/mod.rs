@@ -309,4 +309,5 @@ pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(25));
     }
 }
+pub mod checks;
 pub mod cluster;
