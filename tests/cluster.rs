@@ -476,3 +476,35 @@ fn follower_far_behind_catches_up_by_snapshot() {
         nodes[fi].log_text()
     );
 }
+
+#[test]
+fn checks_on_a_client_agent_drive_dns_on_the_servers() {
+    let net = 25;
+    let mut s1 = Node::server(net, 1, 1, &[], &[]);
+    s1.spawn();
+    wait_leader(&[&s1], Duration::from_secs(15)).expect("leader");
+    let mut c2 = Node::client(net, 2, &[1], &[]);
+    c2.spawn();
+    assert!(eventually(Duration::from_secs(15), || c2
+        .put(
+            "/v1/agent/service/register",
+            r#"{"Name":"api","ID":"api1","Port":9000,"Check":{"TTL":"30s","Status":"passing"}}"#
+        )
+        .is_ok_and(|r| r.status == 200)));
+    let in_dns = || {
+        s1.dig(&["+short", "api.service.consul", "A"])
+            .contains("127.0.25.2")
+    };
+    assert!(eventually(Duration::from_secs(10), in_dns));
+    let r = c2
+        .put("/v1/agent/check/fail/service:api1?note=down", "")
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        eventually(Duration::from_secs(10), || !in_dns()),
+        "a failing check on the client removes it from the server's DNS"
+    );
+    let r = c2.put("/v1/agent/check/pass/service:api1", "").unwrap();
+    assert_eq!(r.status, 200);
+    assert!(eventually(Duration::from_secs(10), in_dns));
+}
