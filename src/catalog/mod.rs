@@ -96,7 +96,19 @@ impl Catalog {
     }
 
     /// Called by the state machine after a batch commits.
-    pub(crate) fn publish(&self, batch: BatchChanges) {
+    /// Publishes catalog/KV index moves without per-key detail.
+    #[allow(dead_code)] // used by tests of index consumers
+    pub(crate) fn publish(&self, applied: u64, catalog: Option<u64>, kv: Option<u64>) {
+        self.publish_batch(BatchChanges {
+            applied,
+            catalog,
+            kv,
+            kv_all: kv,
+            ..BatchChanges::default()
+        });
+    }
+
+    pub(crate) fn publish_batch(&self, batch: BatchChanges) {
         if let Some(i) = batch.kv_all {
             self.kv_watch.notify_all(i);
         }

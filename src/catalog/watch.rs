@@ -138,8 +138,8 @@ mod tests {
         let reg = KvWatch::default();
         let mut key = reg.watch(Scope::Key, "app/config");
         let mut prefix = reg.watch(Scope::Prefix, "app/");
-        let mut other = reg.watch(Scope::Key, "other");
-        let mut root = reg.watch(Scope::Prefix, "");
+        let other = reg.watch(Scope::Key, "other");
+        let root = reg.watch(Scope::Prefix, "");
         reg.notify(&["app/config".to_string()], 7);
         assert!(key.rx.has_changed().unwrap());
         assert_eq!(*key.rx.borrow_and_update(), 7);

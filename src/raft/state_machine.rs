@@ -306,7 +306,7 @@ impl StateMachine {
             .start_lock_delays(&lock_delays, std::time::Instant::now());
         if let Some(last) = last {
             batch.applied = last.index;
-            self.catalog.publish(batch);
+            self.catalog.publish_batch(batch);
         }
         Ok(out)
     }
