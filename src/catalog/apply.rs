@@ -53,7 +53,9 @@ pub fn apply(
             apply_kv(tables, &mut child, index, op, &mut touched).map(|r| r.map(Response::Bool))
         }
         Command::Txn(ops) => apply_txn(tables, &mut child, index, ops, &mut touched),
-        Command::Session(op) => sessions::apply_session(tables, &mut child, index, op, &mut touched),
+        Command::Session(op) => {
+            sessions::apply_session(tables, &mut child, index, op, &mut touched)
+        }
     };
     match outcome? {
         Ok(resp) => {
@@ -410,7 +412,9 @@ fn kv_write(
         KvOp::Set { key, value, flags } => {
             let cur = tables.kv.get(txn, key)?;
             touched.kv_key(key);
-            Ok(Ok(Some(put_kv(tables, txn, index, key, value, *flags, cur)?)))
+            Ok(Ok(Some(put_kv(
+                tables, txn, index, key, value, *flags, cur,
+            )?)))
         }
         KvOp::Cas {
             key,
@@ -427,7 +431,9 @@ fn kv_write(
                 return Ok(Ok(None));
             }
             touched.kv_key(key);
-            Ok(Ok(Some(put_kv(tables, txn, index, key, value, *flags, cur)?)))
+            Ok(Ok(Some(put_kv(
+                tables, txn, index, key, value, *flags, cur,
+            )?)))
         }
         KvOp::Delete { key } => {
             delete_kv(tables, txn, index, key, touched)?;

@@ -119,7 +119,10 @@ mod tests {
         let t0 = Instant::now();
         l.reset_ttl("s", Duration::from_secs(10), t0);
         assert!(l.expired(t0 + Duration::from_secs(19)).is_empty());
-        assert_eq!(l.expired(t0 + Duration::from_secs(20)), vec!["s".to_string()]);
+        assert_eq!(
+            l.expired(t0 + Duration::from_secs(20)),
+            vec!["s".to_string()]
+        );
         l.reset_ttl("s", Duration::from_secs(10), t0 + Duration::from_secs(15));
         assert!(l.expired(t0 + Duration::from_secs(20)).is_empty());
         l.ensure_ttl("s", Duration::from_secs(10), t0 + Duration::from_secs(100));

@@ -10,8 +10,8 @@ pub mod types;
 pub mod watch;
 
 use crate::store::{StoreError, Tables};
-use query::Reader;
 use leases::Leases;
+use query::Reader;
 use std::path::Path;
 use tokio::sync::watch as tokio_watch;
 use watch::KvWatch;

@@ -245,12 +245,12 @@ pub(super) fn unlock(
 #[cfg(test)]
 mod tests {
     use crate::catalog::apply::{apply, Touched};
+    use crate::catalog::command::Deregistration;
     use crate::catalog::command::{Command, KvOp, Registration, Response, SessionOp, TxnOp};
     use crate::catalog::query::Reader;
     use crate::catalog::types::{
         Check, HealthStatus, KvEntry, Node, Session, SessionBehavior, SERF_HEALTH_CHECK_ID,
     };
-    use crate::catalog::command::Deregistration;
     use crate::store::Tables;
 
     fn tables() -> (tempfile::TempDir, Tables) {
@@ -375,7 +375,10 @@ mod tests {
         // The holder re-acquiring updates the value, not the LockIndex.
         assert_eq!(acquire(&t, 5, "lock", "b", "s1"), Response::Bool(true));
         let e = kv(&t, "lock").unwrap();
-        assert_eq!((e.lock_index, e.value.as_slice(), e.modify_index), (1, &b"b"[..], 5));
+        assert_eq!(
+            (e.lock_index, e.value.as_slice(), e.modify_index),
+            (1, &b"b"[..], 5)
+        );
 
         // Another session cannot take it, nor release it.
         assert_eq!(acquire(&t, 6, "lock", "c", "s2"), Response::Bool(false));
@@ -419,7 +422,10 @@ mod tests {
         );
         assert_eq!(resp, Response::Bool(true));
         let a = kv(&t, "a").unwrap();
-        assert_eq!((a.session.as_str(), a.modify_index, a.lock_index), ("", 6, 1));
+        assert_eq!(
+            (a.session.as_str(), a.modify_index, a.lock_index),
+            ("", 6, 1)
+        );
         assert_eq!(touched.lock_delays, vec![("a".to_string(), 15_000_000_000)]);
         assert_eq!(touched.kv_keys, vec!["a".to_string()]);
 
@@ -455,9 +461,15 @@ mod tests {
 
         register_node(&t, 7, "n1", HealthStatus::Critical);
         let r = Reader::new(&t).unwrap();
-        assert!(r.session("s1").unwrap().is_none(), "bound session invalidated");
+        assert!(
+            r.session("s1").unwrap().is_none(),
+            "bound session invalidated"
+        );
         assert!(r.session("s2").unwrap().is_some(), "other node untouched");
-        assert!(r.session("s3").unwrap().is_some(), "session without checks stays");
+        assert!(
+            r.session("s3").unwrap().is_some(),
+            "session without checks stays"
+        );
         let e = r.kv_get("leader").unwrap().unwrap();
         assert_eq!((e.session.as_str(), e.modify_index), ("", 7));
     }

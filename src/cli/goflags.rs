@@ -100,7 +100,15 @@ mod tests {
     #[test]
     fn stops_at_the_first_positional() {
         let p = parse(
-            &v(&["-http-addr", "127.0.0.1:1", "-verbose", "-n=1", "pfx", "ls", "-l"]),
+            &v(&[
+                "-http-addr",
+                "127.0.0.1:1",
+                "-verbose",
+                "-n=1",
+                "pfx",
+                "ls",
+                "-l",
+            ]),
             &["http-addr", "n"],
             &["verbose"],
         )

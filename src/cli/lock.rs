@@ -57,10 +57,7 @@ impl Lock {
     fn try_acquire(&self) -> Result<bool> {
         let resp = self
             .http
-            .put(self.url(&format!(
-                "acquire={}&flags={LOCK_FLAG_VALUE}",
-                self.session
-            )))
+            .put(self.url(&format!("acquire={}&flags={LOCK_FLAG_VALUE}", self.session)))
             .send()?;
         let status = resp.status();
         let body = resp.text().unwrap_or_default();
@@ -121,10 +118,7 @@ impl Lock {
     fn release(&self) {
         let _ = self
             .http
-            .put(self.url(&format!(
-                "release={}&flags={LOCK_FLAG_VALUE}",
-                self.session
-            )))
+            .put(self.url(&format!("release={}&flags={LOCK_FLAG_VALUE}", self.session)))
             .send();
         let _ = self
             .http
@@ -136,7 +130,14 @@ impl Lock {
 pub fn run(args: Vec<String>) -> Result<i32> {
     let p = goflags::parse(
         &args,
-        &["http-addr", "name", "n", "timeout", "monitor-retry", "token"],
+        &[
+            "http-addr",
+            "name",
+            "n",
+            "timeout",
+            "monitor-retry",
+            "token",
+        ],
         &["verbose", "pass-stdin", "shell", "help", "h"],
     )?;
     if p.flag("help") || p.flag("h") || p.rest.len() < 2 {

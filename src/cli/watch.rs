@@ -142,10 +142,7 @@ pub fn run(args: Vec<String>) -> Result<i32> {
             println!("{}", data.trim_end());
             continue;
         }
-        match shell(&handler)
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-        {
+        match shell(&handler).stdin(std::process::Stdio::piped()).spawn() {
             Ok(mut child) => {
                 if let Some(mut stdin) = child.stdin.take() {
                     let _ = stdin.write_all(data.as_bytes());

@@ -215,9 +215,9 @@ pub async fn renew(ctx: Ctx) -> ApiResult {
         .await?;
     match resp {
         CmdResponse::Session(Some(s)) => Ok(ctx.json(&[SessionJson::from(&s)])),
-        CmdResponse::Session(None) => Err(ApiError::NotFound(format!(
-            "Session id '{id}' not found"
-        ))),
+        CmdResponse::Session(None) => {
+            Err(ApiError::NotFound(format!("Session id '{id}' not found")))
+        }
         other => Err(ApiError::Internal(format!(
             "unexpected renew response: {other:?}"
         ))),
