@@ -40,6 +40,32 @@ struct SnapshotBody {
     sessions: Vec<Session>,
 }
 
+/// The snapshot body written before sessions existed; still installable.
+#[derive(Deserialize)]
+struct SnapshotBodyV1 {
+    nodes: Vec<Node>,
+    services: Vec<Service>,
+    checks: Vec<Check>,
+    kv: Vec<KvEntry>,
+    indexes: Vec<(String, u64)>,
+}
+
+impl SnapshotBody {
+    fn decode(data: &[u8]) -> Result<SnapshotBody, bincode::Error> {
+        bincode::deserialize(data).or_else(|e| {
+            let v1: SnapshotBodyV1 = bincode::deserialize(data).map_err(|_| e)?;
+            Ok(SnapshotBody {
+                nodes: v1.nodes,
+                services: v1.services,
+                checks: v1.checks,
+                kv: v1.kv,
+                indexes: v1.indexes,
+                sessions: Vec::new(),
+            })
+        })
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct StoredSnapshot {
     meta: SnapshotMeta<NodeId, BasicNode>,
@@ -172,7 +198,7 @@ impl StateMachine {
         meta: &SnapshotMeta<NodeId, BasicNode>,
         data: &[u8],
     ) -> Result<(), StorageError<NodeId>> {
-        let body: SnapshotBody = bincode::deserialize(data).map_err(snap_err)?;
+        let body = SnapshotBody::decode(data).map_err(snap_err)?;
         let tables = &self.catalog.tables;
         let mut txn = tables.env.write_txn().map_err(snap_err)?;
         tables.nodes.clear(&mut txn).map_err(snap_err)?;
@@ -403,6 +429,36 @@ mod tests {
             let sm = StateMachine::new(catalog, dir.path().join("snapshot.bin"));
             Ok((dir, log, sm))
         }
+    }
+
+    #[derive(Serialize)]
+    struct OldBody {
+        nodes: Vec<Node>,
+        services: Vec<Service>,
+        checks: Vec<Check>,
+        kv: Vec<KvEntry>,
+        indexes: Vec<(String, u64)>,
+    }
+
+    #[test]
+    fn snapshots_from_before_sessions_still_decode() {
+        let old = OldBody {
+            nodes: vec![Node {
+                name: "n1".into(),
+                ..Node::default()
+            }],
+            services: vec![],
+            checks: vec![],
+            kv: vec![KvEntry {
+                key: "k".into(),
+                ..KvEntry::default()
+            }],
+            indexes: vec![("index/kvs".into(), 7)],
+        };
+        let body = SnapshotBody::decode(&bincode::serialize(&old).unwrap()).unwrap();
+        assert_eq!(body.nodes.len(), 1);
+        assert_eq!(body.kv[0].key, "k");
+        assert!(body.sessions.is_empty());
     }
 
     /// openraft's storage conformance suite against the LMDB log and state machine.
