@@ -198,6 +198,66 @@ pub async fn leader_loop(agent: Arc<Agent>, gossip: Gossip) {
     }
 }
 
+/// While this server is leader, invalidates TTL sessions that went
+/// unrenewed for twice their TTL (the deadlines live in
+/// `catalog::leases`; renewals re-arm them through the leader). Gaining
+/// leadership starts every timer afresh, as Consul's new leader does.
+pub async fn session_ttl_loop(agent: Arc<Agent>) {
+    use crate::catalog::command::SessionOp;
+    let mut changes = agent.catalog.subscribe();
+    let mut was_leader = false;
+    let mut synced_at = None;
+    loop {
+        let leader = agent.consensus.is_leader();
+        let leases = &agent.catalog.leases;
+        if !leader {
+            if was_leader {
+                leases.clear_ttl();
+            }
+            was_leader = false;
+            synced_at = None;
+        } else {
+            was_leader = true;
+            let index = changes.borrow().sessions;
+            if synced_at != Some(index) {
+                // Arm timers for sessions that have none (new leader, or
+                // created through another path) and drop timers of gone ones.
+                if let Ok(sessions) = agent.catalog.reader().and_then(|r| r.sessions()) {
+                    let now = Instant::now();
+                    let mut live = std::collections::HashSet::new();
+                    for s in &sessions {
+                        if let Some(ttl) = s.ttl() {
+                            leases.ensure_ttl(&s.id, ttl, now);
+                            live.insert(s.id.clone());
+                        }
+                    }
+                    leases.retain_ttl(|id| live.contains(id));
+                    synced_at = Some(index);
+                }
+            }
+            for id in leases.expired(Instant::now()) {
+                tracing::info!(session = %id, "session TTL expired, invalidating");
+                leases.clear_ttl_of(&id);
+                let cmd = Command::Session(SessionOp::Destroy { id: id.clone() });
+                if let Err(e) = agent.write(cmd).await {
+                    tracing::warn!(session = %id, "invalidating expired session: {e}");
+                }
+            }
+        }
+        // Leadership is polled each second; deadlines and session changes
+        // wake the loop at once.
+        let mut wake = Instant::now() + Duration::from_secs(1);
+        if let Some(d) = agent.catalog.leases.next_deadline().filter(|_| leader) {
+            wake = wake.min(d);
+        }
+        let seen = changes.borrow().sessions;
+        tokio::select! {
+            r = changes.wait_for(|c| c.sessions != seen) => if r.is_err() { return },
+            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {}
+        }
+    }
+}
+
 async fn reconcile_raft(
     agent: &Agent,
     table: &BTreeMap<String, MemberInfo>,

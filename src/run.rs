@@ -110,7 +110,12 @@ async fn start(config: Config) -> Result<i32> {
     )
     .await
     .map_err(|e| anyhow!("starting raft: {e}"))?;
-    let consensus = Arc::new(Consensus::new(raft.clone(), id, Some(config.bind_addr)));
+    let consensus = Arc::new(Consensus::new(
+        raft.clone(),
+        id,
+        Some(config.bind_addr),
+        catalog.clone(),
+    ));
 
     // Every agent listens for raft traffic: servers vote, client agents are
     // learners that keep a local replica for DNS and stale reads.
@@ -189,6 +194,7 @@ async fn start(config: Config) -> Result<i32> {
     tokio::spawn(sync_loop(agent.clone()));
     tokio::spawn(gauges_loop(agent.clone()));
     tokio::spawn(crate::cluster::leader_loop(agent.clone(), gossip.clone()));
+    tokio::spawn(crate::cluster::session_ttl_loop(agent.clone()));
     if config.server && config.bootstrap_expect > 1 {
         tokio::spawn(crate::cluster::bootstrap_expect(
             agent.clone(),

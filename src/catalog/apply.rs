@@ -7,15 +7,33 @@
 use super::command::{
     Command, Deregistration, KvOp, Registration, Response, TxnError, TxnOp, TxnResult,
 };
-use super::types::{Check, KvEntry};
+use super::sessions;
+use super::types::{Check, HealthStatus, KvEntry};
 use crate::store::{node_prefix, node_scoped_key, Table, Tables};
 use heed::RwTxn;
 
-/// What a command touched, so the caller can wake watchers and invalidate caches.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+/// What a command touched, so the caller can wake watchers, invalidate
+/// caches and start lock-delays.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Touched {
     pub catalog: bool,
     pub kv: bool,
+    pub sessions: bool,
+    /// KV keys written or deleted (for per-key blocking queries).
+    pub kv_keys: Vec<String>,
+    /// Every KV key may have changed (a delete of the whole tree).
+    pub kv_all: bool,
+    /// Keys released or deleted by a session invalidation, with the
+    /// session's lock-delay in nanoseconds. The state machine stamps them
+    /// with its clock after commit; apply itself reads no clock.
+    pub lock_delays: Vec<(String, u64)>,
+}
+
+impl Touched {
+    pub(super) fn kv_key(&mut self, key: &str) {
+        self.kv = true;
+        self.kv_keys.push(key.to_string());
+    }
 }
 
 pub fn apply(
@@ -35,6 +53,9 @@ pub fn apply(
             apply_kv(tables, &mut child, index, op, &mut touched).map(|r| r.map(Response::Bool))
         }
         Command::Txn(ops) => apply_txn(tables, &mut child, index, ops, &mut touched),
+        Command::Session(op) => {
+            sessions::apply_session(tables, &mut child, index, op, &mut touched)
+        }
     };
     match outcome? {
         Ok(resp) => {
@@ -58,9 +79,9 @@ pub fn apply(
     }
 }
 
-type Outcome<T> = Result<Result<T, Vec<TxnError>>, heed::Error>;
+pub(super) type Outcome<T> = Result<Result<T, Vec<TxnError>>, heed::Error>;
 
-fn reject<T>(what: String) -> Outcome<T> {
+pub(super) fn reject<T>(what: String) -> Outcome<T> {
     Ok(Err(vec![TxnError { op_index: 0, what }]))
 }
 
@@ -210,6 +231,18 @@ fn apply_register(
             tables.set_table_index(txn, Table::Checks, index)?;
             touched.catalog = true;
         }
+        // A session bound to a check that is critical is invalidated, in
+        // the same command that records the status.
+        if next.status == HealthStatus::Critical {
+            sessions::invalidate_for_checks(
+                tables,
+                txn,
+                index,
+                name,
+                &[next.check_id.as_str()],
+                touched,
+            )?;
+        }
     }
     Ok(Ok(Response::Bool(true)))
 }
@@ -227,6 +260,7 @@ fn apply_deregister(
     let prefix = node_prefix(&d.node);
     match (&d.service_id, &d.check_id) {
         (None, None) => {
+            sessions::invalidate_node(tables, txn, index, &d.node, touched)?;
             if tables.nodes.delete(txn, &d.node)? {
                 tables.set_table_index(txn, Table::Nodes, index)?;
                 touched.catalog = true;
@@ -241,6 +275,15 @@ fn apply_deregister(
             }
         }
         (Some(sid), _) => {
+            let check_ids: Vec<String> = tables
+                .checks
+                .prefix_iter(txn, &prefix)?
+                .filter_map(|r| r.ok())
+                .filter(|(_, c)| &c.service_id == sid)
+                .map(|(_, c)| c.check_id)
+                .collect();
+            let ids: Vec<&str> = check_ids.iter().map(String::as_str).collect();
+            sessions::invalidate_for_checks(tables, txn, index, &d.node, &ids, touched)?;
             if tables
                 .services
                 .delete(txn, &node_scoped_key(&d.node, sid))?
@@ -257,6 +300,7 @@ fn apply_deregister(
             }
         }
         (None, Some(cid)) => {
+            sessions::invalidate_for_checks(tables, txn, index, &d.node, &[cid.as_str()], touched)?;
             if tables.checks.delete(txn, &node_scoped_key(&d.node, cid))? {
                 tables.set_table_index(txn, Table::Checks, index)?;
                 touched.catalog = true;
@@ -288,7 +332,7 @@ where
     Ok(doomed.len())
 }
 
-fn put_kv(
+pub(super) fn put_kv(
     tables: &Tables,
     txn: &mut RwTxn,
     index: u64,
@@ -319,7 +363,29 @@ fn put_kv(
     Ok(entry)
 }
 
-/// Applies one KV write. `Ok(Ok(false))` is a failed CAS.
+/// Deletes one key, dropping its lock bookkeeping. Returns whether it existed.
+pub(super) fn delete_kv(
+    tables: &Tables,
+    txn: &mut RwTxn,
+    index: u64,
+    key: &str,
+    touched: &mut Touched,
+) -> Result<bool, heed::Error> {
+    let Some(e) = tables.kv.get(txn, key)? else {
+        return Ok(false);
+    };
+    if !e.session.is_empty() {
+        tables
+            .session_keys
+            .delete(txn, &node_scoped_key(&e.session, key))?;
+    }
+    tables.kv.delete(txn, key)?;
+    tables.set_table_index(txn, Table::Kvs, index)?;
+    touched.kv_key(key);
+    Ok(true)
+}
+
+/// Applies one KV write. `Ok(Ok(false))` is a failed CAS or lock.
 fn apply_kv(
     tables: &Tables,
     txn: &mut RwTxn,
@@ -327,23 +393,28 @@ fn apply_kv(
     op: &KvOp,
     touched: &mut Touched,
 ) -> Outcome<bool> {
-    let done = kv_write(tables, txn, index, op, touched)?;
-    Ok(Ok(done.is_some()))
+    match kv_write(tables, txn, index, op, touched)? {
+        Ok(done) => Ok(Ok(done.is_some())),
+        Err(what) => reject(what),
+    }
 }
 
-/// Returns the written entry (None for a failed CAS; a delete yields Some(default)).
+/// Returns the written entry (None for a failed CAS/lock/unlock; a delete
+/// yields Some(default)); `Err` is a hard error such as an unknown session.
 fn kv_write(
     tables: &Tables,
     txn: &mut RwTxn,
     index: u64,
     op: &KvOp,
     touched: &mut Touched,
-) -> Result<Option<KvEntry>, heed::Error> {
+) -> Result<Result<Option<KvEntry>, String>, heed::Error> {
     match op {
         KvOp::Set { key, value, flags } => {
             let cur = tables.kv.get(txn, key)?;
-            touched.kv = true;
-            Ok(Some(put_kv(tables, txn, index, key, value, *flags, cur)?))
+            touched.kv_key(key);
+            Ok(Ok(Some(put_kv(
+                tables, txn, index, key, value, *flags, cur,
+            )?)))
         }
         KvOp::Cas {
             key,
@@ -357,42 +428,58 @@ fn kv_write(
                 Some(e) => *want != 0 && e.modify_index == *want,
             };
             if !ok {
-                return Ok(None);
+                return Ok(Ok(None));
             }
-            touched.kv = true;
-            Ok(Some(put_kv(tables, txn, index, key, value, *flags, cur)?))
+            touched.kv_key(key);
+            Ok(Ok(Some(put_kv(
+                tables, txn, index, key, value, *flags, cur,
+            )?)))
         }
         KvOp::Delete { key } => {
-            if tables.kv.delete(txn, key)? {
-                tables.set_table_index(txn, Table::Kvs, index)?;
-                touched.kv = true;
-            }
-            Ok(Some(KvEntry::default()))
+            delete_kv(tables, txn, index, key, touched)?;
+            Ok(Ok(Some(KvEntry::default())))
         }
         KvOp::DeleteCas { key, index: want } => match tables.kv.get(txn, key)? {
-            None => Ok(Some(KvEntry::default())),
+            None => Ok(Ok(Some(KvEntry::default()))),
             Some(e) if e.modify_index == *want => {
-                tables.kv.delete(txn, key)?;
-                tables.set_table_index(txn, Table::Kvs, index)?;
-                touched.kv = true;
-                Ok(Some(KvEntry::default()))
+                delete_kv(tables, txn, index, key, touched)?;
+                Ok(Ok(Some(KvEntry::default())))
             }
-            Some(_) => Ok(None),
+            Some(_) => Ok(Ok(None)),
         },
         KvOp::DeleteTree { prefix } => {
-            let n = if prefix.is_empty() {
-                let n = tables.kv.len(txn)?;
-                tables.kv.clear(txn)?;
-                n as usize
+            if prefix.is_empty() {
+                if tables.kv.len(txn)? > 0 {
+                    tables.kv.clear(txn)?;
+                    tables.session_keys.clear(txn)?;
+                    tables.set_table_index(txn, Table::Kvs, index)?;
+                    touched.kv = true;
+                    touched.kv_all = true;
+                }
             } else {
-                delete_prefix(&tables.kv, txn, prefix, |_| true)?
-            };
-            if n > 0 {
-                tables.set_table_index(txn, Table::Kvs, index)?;
-                touched.kv = true;
+                let keys: Vec<String> = tables
+                    .kv
+                    .prefix_iter(txn, prefix)?
+                    .map(|r| r.map(|(k, _)| k.to_string()))
+                    .collect::<Result<_, _>>()?;
+                for k in &keys {
+                    delete_kv(tables, txn, index, k, touched)?;
+                }
             }
-            Ok(Some(KvEntry::default()))
+            Ok(Ok(Some(KvEntry::default())))
         }
+        KvOp::Lock {
+            key,
+            value,
+            flags,
+            session,
+        } => sessions::lock(tables, txn, index, key, value, *flags, session, touched),
+        KvOp::Unlock {
+            key,
+            value,
+            flags,
+            session,
+        } => sessions::unlock(tables, txn, index, key, value, *flags, session, touched),
     }
 }
 
@@ -409,9 +496,21 @@ fn apply_txn(
         let err = |what: String| TxnError { op_index: i, what };
         match op {
             TxnOp::Write(w) => {
-                let out = kv_write(tables, txn, index, w, touched)?;
+                let out = match kv_write(tables, txn, index, w, touched)? {
+                    Ok(out) => out,
+                    Err(what) => {
+                        errors.push(err(what));
+                        continue;
+                    }
+                };
                 match (w, out) {
-                    (KvOp::Set { .. } | KvOp::Cas { .. }, Some(entry)) => {
+                    (
+                        KvOp::Set { .. }
+                        | KvOp::Cas { .. }
+                        | KvOp::Lock { .. }
+                        | KvOp::Unlock { .. },
+                        Some(entry),
+                    ) => {
                         results.push(TxnResult {
                             entry,
                             include_value: false,
@@ -423,6 +522,12 @@ fn apply_txn(
                     (KvOp::DeleteCas { key, .. }, None) => {
                         errors.push(err(format!("failed to delete key {key:?}, index is stale")))
                     }
+                    (KvOp::Lock { key, .. }, None) => errors.push(err(format!(
+                        "failed to lock key {key:?}, lock is already held"
+                    ))),
+                    (KvOp::Unlock { key, .. }, None) => errors.push(err(format!(
+                        "failed to unlock key {key:?}, lock isn't held, or is held by another session"
+                    ))),
                     _ => {}
                 }
             }
@@ -458,10 +563,25 @@ fn apply_txn(
                     include_value: false,
                 }),
                 Some(entry) => errors.push(err(format!(
-                    "current modify index {} != {}",
+                    "failed index check for key {key:?}, current modify index {} != {}",
                     entry.modify_index, want
                 ))),
-                None => errors.push(err(format!("key {key:?} doesn't exist"))),
+                None => errors.push(err(format!(
+                    "failed to check index, key {key:?} doesn't exist"
+                ))),
+            },
+            TxnOp::CheckSession { key, session } => match tables.kv.get(txn, key)? {
+                Some(entry) if entry.session == *session => results.push(TxnResult {
+                    entry,
+                    include_value: false,
+                }),
+                Some(entry) => errors.push(err(format!(
+                    "failed session check for key {key:?}, current session {:?} != {:?}",
+                    entry.session, session
+                ))),
+                None => errors.push(err(format!(
+                    "failed to check session, key {key:?} doesn't exist"
+                ))),
             },
             TxnOp::CheckNotExists { key } => {
                 if tables.kv.get(txn, key)?.is_some() {

@@ -1,7 +1,7 @@
 //! Commands: the only way replicated state changes. Each is proposed to raft,
 //! and its log index becomes the Consul index of what it writes.
 
-use super::types::{Check, KvEntry, Node, Service};
+use super::types::{Check, KvEntry, Node, Service, Session};
 use serde::{Deserialize, Serialize};
 
 /// A catalog registration: a node, optionally one service on it, and checks.
@@ -53,6 +53,44 @@ pub enum KvOp {
     DeleteTree {
         prefix: String,
     },
+    /// `?acquire=<session>`: set the key and take its lock for `session`
+    /// unless another session holds it. LockIndex counts acquisitions.
+    Lock {
+        key: String,
+        value: Vec<u8>,
+        flags: u64,
+        session: String,
+    },
+    /// `?release=<session>`: set the key and drop the lock, only by its holder.
+    Unlock {
+        key: String,
+        value: Vec<u8>,
+        flags: u64,
+        session: String,
+    },
+}
+
+impl KvOp {
+    /// The key an acquire would lock (for the leader's lock-delay check).
+    pub fn lock_key(&self) -> Option<&str> {
+        match self {
+            KvOp::Lock { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+}
+
+/// Session verbs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SessionOp {
+    /// The session's ID is chosen by the proposer; apply must not invent one.
+    Create(Session),
+    /// Destroy (or invalidate, from the leader's TTL timers) a session,
+    /// releasing or deleting its keys per its behavior.
+    Destroy { id: String },
+    /// Answered by the leader before proposal (it resets the session's TTL
+    /// timer there) and never entered into the log; applying it changes nothing.
+    Renew { id: String },
 }
 
 /// A transaction operation (`PUT /v1/txn`), KV verbs only for now.
@@ -64,6 +102,7 @@ pub enum TxnOp {
     GetTree { prefix: String },
     CheckIndex { key: String, index: u64 },
     CheckNotExists { key: String },
+    CheckSession { key: String, session: String },
 }
 
 /// Commands are built once and moved into the raft log, so the size gap
@@ -75,6 +114,7 @@ pub enum Command {
     Deregister(Deregistration),
     Kv(KvOp),
     Txn(Vec<TxnOp>),
+    Session(SessionOp),
 }
 
 impl Command {
@@ -85,6 +125,7 @@ impl Command {
             Command::Deregister(_) => "deregister",
             Command::Kv(_) => "kv",
             Command::Txn(_) => "txn",
+            Command::Session(_) => "session",
         }
     }
 }
@@ -112,6 +153,8 @@ pub enum Response {
     /// Done; for KV verbs `false` means a failed CAS.
     Bool(bool),
     Txn(Result<Vec<TxnResult>, Vec<TxnError>>),
+    /// A session renewal: the session, or none when it does not exist.
+    Session(Option<Session>),
     /// The command was rejected by the state machine (nothing written).
     Rejected(String),
 }

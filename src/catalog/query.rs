@@ -2,7 +2,7 @@
 //! or the DNS index needs, joined and filtered here so the edges only shape
 //! output.
 
-use super::types::{Check, HealthStatus, KvEntry, Node, Service, ServiceInstance};
+use super::types::{Check, HealthStatus, KvEntry, Node, Service, ServiceInstance, Session};
 use crate::store::{node_prefix, node_scoped_key, Table, Tables};
 use heed::{RoTxn, WithoutTls};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -193,6 +193,32 @@ impl<'a> Reader<'a> {
             }
         }
         Ok((keys, max_index))
+    }
+
+    pub fn session(&self, id: &str) -> QResult<Option<Session>> {
+        self.tables.sessions.get(&self.txn, id)
+    }
+
+    /// Every session, by ID.
+    pub fn sessions(&self) -> QResult<Vec<Session>> {
+        self.tables
+            .sessions
+            .iter(&self.txn)?
+            .map(|r| r.map(|(_, s)| s))
+            .collect()
+    }
+
+    pub fn node_sessions(&self, node: &str) -> QResult<Vec<Session>> {
+        Ok(self
+            .sessions()?
+            .into_iter()
+            .filter(|s| s.node == node)
+            .collect())
+    }
+
+    /// Index of the last change to sessions (never 0).
+    pub fn sessions_index(&self) -> QResult<u64> {
+        self.index(&[Table::Sessions])
     }
 
     pub fn kv_count(&self) -> QResult<u64> {

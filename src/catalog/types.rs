@@ -195,6 +195,72 @@ pub struct KvEntry {
     pub modify_index: u64,
 }
 
+/// What happens to the keys a session holds when it is invalidated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum SessionBehavior {
+    /// Keys are kept, unlocked (Consul's default).
+    #[default]
+    Release,
+    /// Keys are deleted.
+    Delete,
+}
+
+impl SessionBehavior {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionBehavior::Release => "release",
+            SessionBehavior::Delete => "delete",
+        }
+    }
+}
+
+/// A service check a session is bound to (`ServiceChecks: [{"ID": ...}]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ServiceCheckRef {
+    pub id: String,
+    pub namespace: String,
+}
+
+/// A session: a node-bound lease that KV locks hang on. It is invalidated
+/// (destroyed, its keys released or deleted) when its node goes, when one of
+/// its checks goes critical or away, or when its TTL lapses unrenewed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Session {
+    /// UUID, chosen before the create command is proposed.
+    pub id: String,
+    pub name: String,
+    pub node: String,
+    /// Nanoseconds during which released keys cannot be re-acquired.
+    pub lock_delay_ns: u64,
+    pub behavior: SessionBehavior,
+    /// As sent (`"30s"`); empty for no TTL.
+    pub ttl: String,
+    pub node_checks: Vec<String>,
+    pub service_checks: Vec<ServiceCheckRef>,
+    pub create_index: u64,
+    pub modify_index: u64,
+}
+
+impl Session {
+    /// Every check ID the session is bound to.
+    pub fn check_ids(&self) -> impl Iterator<Item = &str> {
+        self.node_checks
+            .iter()
+            .map(String::as_str)
+            .chain(self.service_checks.iter().map(|c| c.id.as_str()))
+    }
+
+    /// The TTL as a duration; `None` when unset or zero.
+    pub fn ttl(&self) -> Option<std::time::Duration> {
+        if self.ttl.is_empty() {
+            return None;
+        }
+        crate::duration::parse(&self.ttl)
+            .ok()
+            .filter(|d| !d.is_zero())
+    }
+}
+
 /// A service instance joined with its node and all checks that bear on it
 /// (node checks and the instance's own service checks), as `/v1/health/service`
 /// and DNS see it.

@@ -3,6 +3,9 @@
 
 pub mod agent_flags;
 pub mod client;
+mod goflags;
+mod lock;
+mod watch;
 
 use anyhow::Result;
 
@@ -29,9 +32,11 @@ Available commands are:
     join           Tell a running agent to join the cluster
     keygen         Generates a new encryption key
     leave          Gracefully leaves the cluster and shuts down
+    lock           Execute a command holding a lock
     members        Lists the members of the cluster
     operator       Provides cluster-level tools (raft list-peers, raft remove-peer)
     version        Prints the cairn version
+    watch          Watch for changes in the catalog or KV and run a handler
 ";
 
 /// Runs the CLI; returns the process exit code.
@@ -58,6 +63,8 @@ pub fn main(argv: Vec<String>) -> Result<i32> {
         "leave" | "members" | "info" | "join" | "force-leave" | "operator" => {
             client::run(&cmd, rest)
         }
+        "lock" => lock::run(rest),
+        "watch" => watch::run(rest),
         "keygen" => {
             println!("{}", crate::gossip::crypto::keygen());
             Ok(0)

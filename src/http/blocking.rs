@@ -3,25 +3,35 @@
 //! every change to the watched part of the catalog until its own index
 //! passes N or `?wait` runs out (then the latest result is returned, as
 //! Consul does on timeout). The index a query reports is never 0.
+//!
+//! KV reads watch their own key or prefix (`catalog::watch`), so a write
+//! elsewhere neither wakes nor returns them; catalog, health and session
+//! reads wake on their table group's change counter and re-run.
 
 use super::wire::{ApiError, Consistency, ReadOpts};
 use crate::agent::Agent;
 use crate::catalog::query::Reader;
+use crate::catalog::watch::Scope;
 use crate::catalog::Changes;
 use tokio::time::Instant;
 
-/// Which change counter can move a query's result.
-#[derive(Debug, Clone, Copy)]
+/// What can move a query's result.
+#[derive(Debug, Clone)]
 pub enum Watch {
     Catalog,
-    Kv,
+    Sessions,
+    /// One KV key.
+    KvKey(String),
+    /// Every KV key under a prefix.
+    KvPrefix(String),
 }
 
 impl Watch {
-    fn pick(self, c: &Changes) -> u64 {
+    fn pick(&self, c: &Changes) -> u64 {
         match self {
             Watch::Catalog => c.catalog,
-            Watch::Kv => c.kv,
+            Watch::Sessions => c.sessions,
+            Watch::KvKey(_) | Watch::KvPrefix(_) => c.kv,
         }
     }
 }
@@ -75,6 +85,14 @@ where
 {
     ensure_readable(agent, opts).await?;
     let deadline = Instant::now() + opts.wait + jitter(opts.wait);
+    let scope = match &watch {
+        Watch::KvKey(k) => Some((Scope::Key, k.as_str())),
+        Watch::KvPrefix(p) => Some((Scope::Prefix, p.as_str())),
+        _ => None,
+    };
+    if let Some((scope, target)) = scope {
+        return query_kv(agent, opts, scope, target, deadline, query).await;
+    }
     let mut rx = agent.catalog.subscribe();
     loop {
         // Note the counter before reading so a change that lands during the
@@ -97,6 +115,43 @@ where
                     }
                 }
             }
+        }
+    }
+}
+
+/// A KV read blocking on its own key or prefix. The watch is registered
+/// before the first read, so a write landing in between still wakes it.
+/// A woken read reports at least the index of the change that woke it: a
+/// delete under a prefix leaves the remaining entries' indexes where they
+/// were, and the watcher must still see the index move.
+async fn query_kv<T, F>(
+    agent: &Agent,
+    opts: &ReadOpts,
+    scope: Scope,
+    target: &str,
+    deadline: Instant,
+    mut query: F,
+) -> Result<(T, u64), ApiError>
+where
+    F: FnMut(&Reader) -> Result<(T, u64), ApiError>,
+{
+    let mut watcher = (opts.index > 0).then(|| agent.catalog.kv_watch.watch(scope, target));
+    let mut woken_at = 0;
+    loop {
+        let (value, index) = {
+            let reader = agent.catalog.reader()?;
+            query(&reader)?
+        };
+        let index = index.max(woken_at).max(1);
+        let Some(w) = watcher.as_mut() else {
+            return Ok((value, index));
+        };
+        if index > opts.index {
+            return Ok((value, index));
+        }
+        match tokio::time::timeout_at(deadline, w.rx.changed()).await {
+            Err(_) | Ok(Err(_)) => return Ok((value, index)),
+            Ok(Ok(())) => woken_at = *w.rx.borrow_and_update(),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! `/v1/kv/<key>`: GET (single, `?recurse`, `?keys`, `?raw`), PUT (raw
-//! body, `?flags`, `?cas`) and DELETE (`?recurse`, `?cas`).
+//! body, `?flags`, `?cas`, `?acquire`, `?release`) and DELETE (`?recurse`,
+//! `?cas`). Blocking GETs wake only on writes to their key or prefix.
 //!
 //! Keys are arbitrary strings; as Consul 1.22 does, only path traversal is
 //! refused.
@@ -92,7 +93,12 @@ async fn get(ctx: Ctx, opts: super::wire::ReadOpts) -> ApiResult {
         return Err(ApiError::bad("Missing key name"));
     }
     let key = ctx.rest.clone();
-    let (entries, index) = blocking::query(&ctx.agent, &opts, Watch::Kv, |r| {
+    let watch = if recurse {
+        Watch::KvPrefix(key.clone())
+    } else {
+        Watch::KvKey(key.clone())
+    };
+    let (entries, index) = blocking::query(&ctx.agent, &opts, watch, |r| {
         if recurse {
             let entries = r.kv_list(&key)?;
             let index = match entries.iter().map(|e| e.modify_index).max() {
@@ -151,7 +157,8 @@ async fn get_keys(ctx: Ctx, opts: super::wire::ReadOpts) -> ApiResult {
         .unwrap_or("")
         .to_string();
     let prefix = ctx.rest.clone();
-    let (keys, index) = blocking::query(&ctx.agent, &opts, Watch::Kv, |r| {
+    let watch = Watch::KvPrefix(prefix.clone());
+    let (keys, index) = blocking::query(&ctx.agent, &opts, watch, |r| {
         let (keys, max) = r.kv_keys(&prefix, &sep)?;
         let index = if keys.is_empty() {
             r.index(&[Table::Kvs])?
@@ -184,31 +191,40 @@ async fn put(ctx: Ctx) -> ApiResult {
     conflicting(&ctx, &["cas", "acquire", "release"])?;
     let flags = parse_u64(&ctx, "flags")?.unwrap_or(0);
     let cas = parse_u64(&ctx, "cas")?;
-    if ctx.query.has("acquire") || ctx.query.has("release") {
-        let session = ctx
-            .query
-            .get("acquire")
-            .or_else(|| ctx.query.get("release"))
-            .unwrap_or("");
-        return Err(ApiError::Internal(format!("invalid session {session:?}")));
-    }
     let max = ctx.agent.config.kv_max_value_size;
     if ctx.body.len() as u64 > max {
         return Err(too_large(ctx.body.len() as u64, max));
     }
     let key = ctx.rest.clone();
     let value = ctx.body.to_vec();
-    let op = match cas {
-        Some(index) => KvOp::Cas {
+    let acquire = ctx.query.get("acquire").map(str::to_string);
+    let release = ctx.query.get("release").map(str::to_string);
+    let conditional = cas.is_some() || acquire.is_some() || release.is_some();
+    let op = match (cas, acquire, release) {
+        (Some(index), _, _) => KvOp::Cas {
             key,
             value,
             flags,
             index,
         },
-        None => KvOp::Set { key, value, flags },
+        (None, Some(session), _) => KvOp::Lock {
+            key,
+            value,
+            flags,
+            session,
+        },
+        (None, None, Some(session)) => KvOp::Unlock {
+            key,
+            value,
+            flags,
+            session,
+        },
+        (None, None, None) => KvOp::Set { key, value, flags },
     };
+    // An unknown session is the state machine's `invalid session "<id>"`,
+    // a 500 as in Consul; a held lock or a lock-delay is `false`.
     let (_, resp) = ctx.agent.write(Command::Kv(op)).await?;
-    let done = cas.is_none() || matches!(resp, CmdResponse::Bool(true));
+    let done = !conditional || matches!(resp, CmdResponse::Bool(true));
     Ok(ctx.json(&done))
 }
 

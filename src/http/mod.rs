@@ -17,6 +17,7 @@ mod health;
 mod kv;
 mod metrics;
 mod operator;
+mod session;
 mod status;
 mod txn;
 pub mod types;
@@ -146,6 +147,13 @@ fn routes() -> Vec<Route> {
         // kv, txn
         route!("/v1/kv/", [GET, PUT, DELETE], kv::kv),
         route!("/v1/txn", [PUT], txn::txn),
+        // sessions
+        route!("/v1/session/create", [PUT], session::create),
+        route!("/v1/session/destroy/", [PUT], session::destroy),
+        route!("/v1/session/renew/", [PUT], session::renew),
+        route!("/v1/session/info/", [GET], session::info),
+        route!("/v1/session/node/", [GET], session::node),
+        route!("/v1/session/list", [GET], session::list),
         // status, operator
         route!("/v1/status/leader", [GET], status::leader),
         route!("/v1/status/peers", [GET], status::peers),

@@ -1,4 +1,4 @@
-//! `PUT /v1/txn`: up to 128 KV operations applied atomically. 200 with
+//! `PUT /v1/txn`: up to 128 KV operations (session locks included) applied atomically. 200 with
 //! `{"Results":[...],"Errors":null}`, or 409 with `{"Results":null,
 //! "Errors":[{"OpIndex":n,"What":"..."}]}` when any operation fails (then
 //! nothing is written).
@@ -26,7 +26,7 @@ struct TxnOpIn {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "PascalCase")]
-#[allow(dead_code)] // accepted for compatibility, not used
+#[allow(dead_code)] // namespace/partition accepted for compatibility, not used
 struct KvOpIn {
     verb: String,
     key: String,
@@ -84,7 +84,19 @@ fn convert(op: KvOpIn, value: Vec<u8>) -> Result<TxnOp, String> {
         "delete" => TxnOp::Write(KvOp::Delete { key }),
         "delete-tree" => TxnOp::Write(KvOp::DeleteTree { prefix: key }),
         "delete-cas" => TxnOp::Write(KvOp::DeleteCas { key, index }),
-        "lock" | "unlock" | "check-session" => return Err(format!("invalid session {session:?}")),
+        "lock" => TxnOp::Write(KvOp::Lock {
+            key,
+            value,
+            flags,
+            session,
+        }),
+        "unlock" => TxnOp::Write(KvOp::Unlock {
+            key,
+            value,
+            flags,
+            session,
+        }),
+        "check-session" => TxnOp::CheckSession { key, session },
         other => return Err(format!("unknown KV verb {other:?}")),
     })
 }

@@ -4,7 +4,8 @@
 pub mod network;
 pub mod state_machine;
 
-use crate::catalog::command::{Command, Response};
+use crate::catalog::command::{Command, KvOp, Response, SessionOp, TxnError, TxnOp};
+use crate::catalog::Catalog;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::BasicNode;
 use std::collections::BTreeMap;
@@ -80,16 +81,86 @@ pub struct Consensus {
     pub pool: crate::rpc::RpcPool,
     /// When the leader last reached this server (AppendEntries received).
     last_contact: std::sync::Mutex<Option<std::time::Instant>>,
+    /// The local replica, for the checks the leader makes before proposing
+    /// (lock-delay, session renewal).
+    catalog: Arc<Catalog>,
 }
 
 impl Consensus {
     /// `local`: the address outgoing RPC connections are made from.
-    pub fn new(raft: Raft, id: NodeId, local: Option<std::net::IpAddr>) -> Consensus {
+    pub fn new(
+        raft: Raft,
+        id: NodeId,
+        local: Option<std::net::IpAddr>,
+        catalog: Arc<Catalog>,
+    ) -> Consensus {
         Consensus {
             raft,
             id,
             pool: crate::rpc::RpcPool::new(local),
             last_contact: std::sync::Mutex::new(None),
+            catalog,
+        }
+    }
+
+    /// What the leader decides before a command enters the log, on its own
+    /// clock (as Consul's leader does): an acquire of a key in lock-delay
+    /// fails without a log entry, and a session renewal only re-arms the
+    /// leader's TTL timer. `Some` answers the command without proposing it.
+    fn before_propose(&self, cmd: &Command) -> Option<Response> {
+        let now = std::time::Instant::now();
+        let leases = &self.catalog.leases;
+        match cmd {
+            Command::Kv(KvOp::Lock { key, .. }) if leases.lock_delay(key, now).is_some() => {
+                tracing::warn!(key = %key, "rejecting lock of key due to lock-delay");
+                Some(Response::Bool(false))
+            }
+            Command::Txn(ops) => {
+                let errors: Vec<TxnError> = ops
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, op)| match op {
+                        TxnOp::Write(KvOp::Lock { key, .. })
+                            if leases.lock_delay(key, now).is_some() =>
+                        {
+                            Some(TxnError {
+                                op_index: i,
+                                what: format!("failed to lock key {key:?} due to lock delay"),
+                            })
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                (!errors.is_empty()).then_some(Response::Txn(Err(errors)))
+            }
+            Command::Session(SessionOp::Renew { id }) => {
+                let session = match self.catalog.reader() {
+                    Ok(r) => match r.session(id) {
+                        Ok(s) => s,
+                        Err(e) => return Some(Response::Rejected(format!("state store: {e}"))),
+                    },
+                    Err(e) => return Some(Response::Rejected(format!("state store: {e}"))),
+                };
+                if let Some(ttl) = session.as_ref().and_then(|s| s.ttl()) {
+                    leases.reset_ttl(id, ttl, now);
+                }
+                Some(Response::Session(session))
+            }
+            _ => None,
+        }
+    }
+
+    /// The leader's TTL bookkeeping after a session command committed.
+    fn after_commit(&self, cmd: &SessionOp, resp: &Response) {
+        let leases = &self.catalog.leases;
+        match (cmd, resp) {
+            (SessionOp::Create(s), Response::Bool(true)) => {
+                if let Some(ttl) = s.ttl() {
+                    leases.reset_ttl(&s.id, ttl, std::time::Instant::now());
+                }
+            }
+            (SessionOp::Destroy { id }, _) => leases.clear_ttl_of(id),
+            _ => {}
         }
     }
 
@@ -120,6 +191,20 @@ impl Consensus {
     pub async fn write(&self, cmd: Command, hops: u8) -> Result<(u64, Response), WriteError> {
         let leader = self.await_leader().await?;
         if leader.0 == self.id {
+            if let Some(resp) = self.before_propose(&cmd) {
+                let index = self
+                    .raft
+                    .metrics()
+                    .borrow()
+                    .last_applied
+                    .map(|l| l.index)
+                    .unwrap_or(0);
+                return Ok((index, resp));
+            }
+            let session_op = match &cmd {
+                Command::Session(op) => Some(op.clone()),
+                _ => None,
+            };
             let name = cmd.name();
             let started = std::time::Instant::now();
             // A leader cut off from its quorum cannot commit: give up like
@@ -135,7 +220,12 @@ impl Consensus {
             };
             crate::metrics::raft_apply(name, started.elapsed());
             return match res {
-                Ok(resp) => Ok((resp.log_id.index, resp.data)),
+                Ok(resp) => {
+                    if let Some(op) = &session_op {
+                        self.after_commit(op, &resp.data);
+                    }
+                    Ok((resp.log_id.index, resp.data))
+                }
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
                     Err(WriteError::NoLeader)
                 }

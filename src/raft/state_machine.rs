@@ -10,8 +10,8 @@
 use super::{NodeId, TypeConfig};
 use crate::catalog::apply::apply;
 use crate::catalog::command::Response;
-use crate::catalog::types::{Check, KvEntry, Node, Service};
-use crate::catalog::Catalog;
+use crate::catalog::types::{Check, KvEntry, Node, Service, Session};
+use crate::catalog::{BatchChanges, Catalog};
 use crate::store::Table;
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
@@ -29,6 +29,7 @@ const MEMBERSHIP: &str = "raft/membership";
 type Membership = StoredMembership<NodeId, BasicNode>;
 
 /// Everything a snapshot carries: every table plus the table indexes.
+/// (`session_keys` is derived from `kv` and rebuilt on install.)
 #[derive(Serialize, Deserialize)]
 struct SnapshotBody {
     nodes: Vec<Node>,
@@ -36,6 +37,33 @@ struct SnapshotBody {
     checks: Vec<Check>,
     kv: Vec<KvEntry>,
     indexes: Vec<(String, u64)>,
+    sessions: Vec<Session>,
+}
+
+/// The snapshot body written before sessions existed; still installable.
+#[derive(Deserialize)]
+struct SnapshotBodyV1 {
+    nodes: Vec<Node>,
+    services: Vec<Service>,
+    checks: Vec<Check>,
+    kv: Vec<KvEntry>,
+    indexes: Vec<(String, u64)>,
+}
+
+impl SnapshotBody {
+    fn decode(data: &[u8]) -> Result<SnapshotBody, bincode::Error> {
+        bincode::deserialize(data).or_else(|e| {
+            let v1: SnapshotBodyV1 = bincode::deserialize(data).map_err(|_| e)?;
+            Ok(SnapshotBody {
+                nodes: v1.nodes,
+                services: v1.services,
+                checks: v1.checks,
+                kv: v1.kv,
+                indexes: v1.indexes,
+                sessions: Vec::new(),
+            })
+        })
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -98,6 +126,7 @@ impl StateMachine {
             checks: vec![],
             kv: vec![],
             indexes: vec![],
+            sessions: vec![],
         };
         for r in tables.nodes.iter(&txn).map_err(snap_err)? {
             body.nodes.push(r.map_err(snap_err)?.1);
@@ -111,7 +140,16 @@ impl StateMachine {
         for r in tables.kv.iter(&txn).map_err(snap_err)? {
             body.kv.push(r.map_err(snap_err)?.1);
         }
-        for t in [Table::Nodes, Table::Services, Table::Checks, Table::Kvs] {
+        for r in tables.sessions.iter(&txn).map_err(snap_err)? {
+            body.sessions.push(r.map_err(snap_err)?.1);
+        }
+        for t in [
+            Table::Nodes,
+            Table::Services,
+            Table::Checks,
+            Table::Kvs,
+            Table::Sessions,
+        ] {
             body.indexes.push((
                 t.meta_key().to_string(),
                 tables.table_index(&txn, t).map_err(snap_err)?,
@@ -160,13 +198,15 @@ impl StateMachine {
         meta: &SnapshotMeta<NodeId, BasicNode>,
         data: &[u8],
     ) -> Result<(), StorageError<NodeId>> {
-        let body: SnapshotBody = bincode::deserialize(data).map_err(snap_err)?;
+        let body = SnapshotBody::decode(data).map_err(snap_err)?;
         let tables = &self.catalog.tables;
         let mut txn = tables.env.write_txn().map_err(snap_err)?;
         tables.nodes.clear(&mut txn).map_err(snap_err)?;
         tables.services.clear(&mut txn).map_err(snap_err)?;
         tables.checks.clear(&mut txn).map_err(snap_err)?;
         tables.kv.clear(&mut txn).map_err(snap_err)?;
+        tables.sessions.clear(&mut txn).map_err(snap_err)?;
+        tables.session_keys.clear(&mut txn).map_err(snap_err)?;
         tables.meta.clear(&mut txn).map_err(snap_err)?;
         for n in &body.nodes {
             tables.nodes.put(&mut txn, &n.name, n).map_err(snap_err)?;
@@ -189,6 +229,22 @@ impl StateMachine {
         }
         for e in &body.kv {
             tables.kv.put(&mut txn, &e.key, e).map_err(snap_err)?;
+            if !e.session.is_empty() {
+                tables
+                    .session_keys
+                    .put(
+                        &mut txn,
+                        &crate::store::node_scoped_key(&e.session, &e.key),
+                        &[],
+                    )
+                    .map_err(snap_err)?;
+            }
+        }
+        for sess in &body.sessions {
+            tables
+                .sessions
+                .put(&mut txn, &sess.id, sess)
+                .map_err(snap_err)?;
         }
         for (k, v) in &body.indexes {
             tables
@@ -226,8 +282,8 @@ impl StateMachine {
         let mut txn = tables.env.write_txn().map_err(sm_err)?;
         let mut out = Vec::with_capacity(entries.len());
         let mut last = None;
-        let mut catalog_idx = None;
-        let mut kv_idx = None;
+        let mut batch = BatchChanges::default();
+        let mut lock_delays = Vec::new();
         for entry in entries {
             let index = entry.log_id.index;
             last = Some(entry.log_id);
@@ -238,11 +294,21 @@ impl StateMachine {
                     let (resp, touched) = apply(tables, &mut txn, index, &cmd).map_err(sm_err)?;
                     crate::metrics::fsm_apply(cmd.name(), started.elapsed());
                     if touched.catalog {
-                        catalog_idx = Some(index);
+                        batch.catalog = Some(index);
                     }
                     if touched.kv {
-                        kv_idx = Some(index);
+                        batch.kv = Some(index);
                     }
+                    if touched.sessions {
+                        batch.sessions = Some(index);
+                    }
+                    if touched.kv_all {
+                        batch.kv_all = Some(index);
+                    }
+                    batch
+                        .kv_keys
+                        .extend(touched.kv_keys.into_iter().map(|k| (k, index)));
+                    lock_delays.extend(touched.lock_delays);
                     out.push(resp);
                 }
                 EntryPayload::Membership(m) => {
@@ -264,8 +330,14 @@ impl StateMachine {
                 .map_err(sm_err)?;
         }
         txn.commit().map_err(sm_err)?;
+        // Lock-delays run on this replica's clock from the moment the
+        // release is durable (see catalog::leases).
+        self.catalog
+            .leases
+            .start_lock_delays(&lock_delays, std::time::Instant::now());
         if let Some(last) = last {
-            self.catalog.publish(last.index, catalog_idx, kv_idx);
+            batch.applied = last.index;
+            self.catalog.publish_batch(batch);
         }
         Ok(out)
     }
@@ -362,6 +434,36 @@ mod tests {
             let sm = StateMachine::new(catalog, dir.path().join("snapshot.bin"));
             Ok((dir, log, sm))
         }
+    }
+
+    #[derive(Serialize)]
+    struct OldBody {
+        nodes: Vec<Node>,
+        services: Vec<Service>,
+        checks: Vec<Check>,
+        kv: Vec<KvEntry>,
+        indexes: Vec<(String, u64)>,
+    }
+
+    #[test]
+    fn snapshots_from_before_sessions_still_decode() {
+        let old = OldBody {
+            nodes: vec![Node {
+                name: "n1".into(),
+                ..Node::default()
+            }],
+            services: vec![],
+            checks: vec![],
+            kv: vec![KvEntry {
+                key: "k".into(),
+                ..KvEntry::default()
+            }],
+            indexes: vec![("index/kvs".into(), 7)],
+        };
+        let body = SnapshotBody::decode(&bincode::serialize(&old).unwrap()).unwrap();
+        assert_eq!(body.nodes.len(), 1);
+        assert_eq!(body.kv[0].key, "k");
+        assert!(body.sessions.is_empty());
     }
 
     /// openraft's storage conformance suite against the LMDB log and state machine.

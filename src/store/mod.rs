@@ -4,7 +4,7 @@
 
 pub mod log;
 
-use crate::catalog::types::{Check, KvEntry, Node, Service};
+use crate::catalog::types::{Check, KvEntry, Node, Service, Session};
 use heed::types::{Bytes, SerdeBincode, Str};
 use heed::{CommitOrAbort, Database, Env, EnvOpenOptions, RoTxn, RwTxn, WithoutTls};
 use std::path::Path;
@@ -48,6 +48,7 @@ pub enum Table {
     Services,
     Checks,
     Kvs,
+    Sessions,
 }
 
 impl Table {
@@ -57,6 +58,7 @@ impl Table {
             Table::Services => "index/services",
             Table::Checks => "index/checks",
             Table::Kvs => "index/kvs",
+            Table::Sessions => "index/sessions",
         }
     }
 }
@@ -73,6 +75,11 @@ pub struct Tables {
     pub checks: Database<'static, Str, SerdeBincode<Check>>,
     /// key -> KvEntry
     pub kv: Database<'static, Str, SerdeBincode<KvEntry>>,
+    /// session id -> Session
+    pub sessions: Database<'static, Str, SerdeBincode<Session>>,
+    /// session id \0 key -> (): the keys each session holds. Derived from
+    /// `kv` (rebuilt on snapshot install), so invalidation need not scan KV.
+    pub session_keys: Database<'static, Str, Bytes>,
     /// table indexes, last applied log id, membership
     pub meta: Database<'static, Str, Bytes>,
 }
@@ -101,7 +108,7 @@ impl Tables {
     pub fn open(dir: &Path) -> Result<Tables, StoreError> {
         let env = open_env(dir, 8, false)?;
         let wtxn = env.write_txn()?;
-        let (nodes, services, checks, kv, meta) = env
+        let (nodes, services, checks, kv, meta, sessions, session_keys) = env
             .create_databases_and_commit(wtxn, |dbo, wtxn| -> Result<_, heed::Error> {
                 Ok(CommitOrAbort::<_, ()>::Commit((
                     dbo.create_database(wtxn, Some("nodes"))?,
@@ -109,6 +116,8 @@ impl Tables {
                     dbo.create_database(wtxn, Some("checks"))?,
                     dbo.create_database(wtxn, Some("kv"))?,
                     dbo.create_database(wtxn, Some("meta"))?,
+                    dbo.create_database(wtxn, Some("sessions"))?,
+                    dbo.create_database(wtxn, Some("session_keys"))?,
                 )))
             })?
             .unwrap_commit();
@@ -119,6 +128,8 @@ impl Tables {
             checks,
             kv,
             meta,
+            sessions,
+            session_keys,
         })
     }
 
