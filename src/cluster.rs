@@ -296,11 +296,14 @@ async fn reconcile_raft(
                 m.id.name,
                 if m.id.server { "voter" } else { "learner" }
             );
-            raft.add_learner(id, BasicNode { addr: addr.clone() }, m.id.server)
+            // Never block the loop on a catch-up: a server that dies while
+            // it syncs would stall every later reconcile.
+            raft.add_learner(id, BasicNode { addr: addr.clone() }, false)
                 .await
                 .map_err(|e| e.to_string())?;
+            continue;
         }
-        if m.id.server && !voters.contains(&id) {
+        if m.id.server && !voters.contains(&id) && caught_up(agent, id) {
             raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), true)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -364,6 +367,21 @@ async fn reconcile_raft(
             .map_err(|e| e.to_string())?;
     }
     Ok(())
+}
+
+/// Whether a learner's replicated log is close enough to the leader's to
+/// promote it to voter without stalling commits.
+fn caught_up(agent: &Agent, id: NodeId) -> bool {
+    let m = agent.consensus.raft.metrics();
+    let m = m.borrow();
+    let last = m.last_log_index.unwrap_or(0);
+    let matched = m
+        .replication
+        .as_ref()
+        .and_then(|r| r.get(&id).cloned().flatten())
+        .map(|l| l.index)
+        .unwrap_or(0);
+    last.saturating_sub(matched) <= 100
 }
 
 fn serf_check(node: &str, status: HealthStatus) -> Check {

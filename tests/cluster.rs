@@ -508,3 +508,143 @@ fn checks_on_a_client_agent_drive_dns_on_the_servers() {
     assert_eq!(r.status, 200);
     assert!(eventually(Duration::from_secs(10), in_dns));
 }
+
+#[test]
+fn no_leader_errors_read_modes_bad_packets_remove_peer_and_join() {
+    use std::io::Write;
+    let net = 26;
+    // One server of three: no quorum, so writes and leader reads fail the Consul way.
+    let mut s1 = Node::server(net, 1, 3, &[2, 3], &[]);
+    s1.spawn();
+    assert!(eventually(Duration::from_secs(10), || s1
+        .get("/v1/status/leader")
+        .is_ok()));
+    let r = s1.put("/v1/kv/x", "1").unwrap();
+    assert_eq!((r.status, r.body.trim()), (500, "No cluster leader"));
+    let r = s1.get("/v1/kv/x").unwrap();
+    assert_eq!((r.status, r.body.trim()), (500, "No cluster leader"));
+    assert_eq!(
+        s1.get("/v1/kv/x?stale").unwrap().status,
+        404,
+        "stale reads need no leader"
+    );
+
+    let mut s2 = Node::server(net, 2, 3, &[1, 3], &[]);
+    let mut s3 = Node::server(net, 3, 3, &[1, 2], &[]);
+    s2.spawn();
+    s3.spawn();
+    let leader = wait_leader(&[&s1, &s2, &s3], Duration::from_secs(20)).expect("leader");
+    let nodes = [&s1, &s2, &s3];
+    let follower = nodes.iter().find(|n| !leader.starts_with(&n.ip)).unwrap();
+    assert_eq!(follower.put("/v1/kv/x", "1").unwrap().body.trim(), "true");
+    for (q, mode) in [
+        ("?stale", "stale"),
+        ("?consistent", "consistent"),
+        ("", "leader"),
+    ] {
+        let r = follower.get(&format!("/v1/kv/x{q}")).unwrap();
+        assert_eq!(r.status, 200, "{q}");
+        assert_eq!(r.header("x-consul-effective-consistency"), Some(mode));
+        assert_eq!(r.header("x-consul-knownleader"), Some("true"));
+        assert!(
+            r.header("x-consul-lastcontact")
+                .is_some_and(|v| v.parse::<u64>().is_ok()),
+            "{q}"
+        );
+    }
+
+    // Garbage on the gossip and RPC ports is dropped with a log line; the agent keeps serving.
+    let udp = std::net::UdpSocket::bind(format!("127.0.{net}.9:0")).unwrap();
+    for _ in 0..20 {
+        udp.send_to(
+            b"\xff\x00not a gossip packet\x01\x02",
+            format!("{}:8301", s1.ip),
+        )
+        .unwrap();
+    }
+    let mut tcp = std::net::TcpStream::connect(format!("{}:8300", s1.ip)).unwrap();
+    tcp.write_all(&[0, 0, 0, 9, 1, 2, 3]).unwrap();
+    drop(tcp);
+    let mut tcp = std::net::TcpStream::connect(format!("{}:8300", s1.ip)).unwrap();
+    tcp.write_all(&[0, 0, 0, 3, 0xff, 0xfe, 0xfd]).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(s1.running());
+    assert!(eventually(Duration::from_secs(5), || s1
+        .log_text()
+        .contains("gossip: dropping malformed packet")));
+    assert!(eventually(Duration::from_secs(5), || s1
+        .log_text()
+        .contains("rpc: dropping connection")));
+    assert_eq!(s1.get("/v1/kv/x?stale").unwrap().status, 200);
+
+    // remove-peer takes a dead server out of the voters at once.
+    let mut nodes = [s1, s2, s3];
+    let di = nodes
+        .iter()
+        .position(|n| !leader.starts_with(&n.ip))
+        .unwrap();
+    let dead_ip = nodes[di].ip.clone();
+    nodes[di].kill9();
+    let alive: Vec<&Node> = nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != di)
+        .map(|(_, n)| n)
+        .collect();
+    let addr = format!("-http-addr={}:8500", alive[0].ip);
+    let dead_name = format!("s{}", dead_ip.rsplit('.').next().unwrap());
+    assert!(eventually(Duration::from_secs(10), || member_status(
+        alive[0], &dead_name
+    ) == Some(4)));
+    let (code, out) = cli(&[
+        "operator",
+        "raft",
+        "remove-peer",
+        &addr,
+        &format!("-address={dead_ip}:8300"),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let peers = |n: &Node| {
+        n.get("/v1/status/peers")
+            .unwrap()
+            .json()
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    assert!(eventually(Duration::from_secs(3), || peers(alive[0]) == 2
+        && peers(alive[1]) == 2));
+    let (code, out) = cli(&[
+        "operator",
+        "raft",
+        "remove-peer",
+        &addr,
+        "-address=10.9.9.9:8300",
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("was not found in the Raft configuration"),
+        "{out}"
+    );
+
+    // `cairn join` brings in an agent started without -retry-join.
+    let mut c5 = Node::client(net, 5, &[], &[]);
+    c5.spawn();
+    assert!(eventually(Duration::from_secs(10), || c5
+        .get("/v1/agent/self")
+        .is_ok()));
+    let (code, out) = cli(&["join", "-http-addr=127.0.26.5:8500", &alive[0].ip]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("Successfully joined cluster by contacting 1 nodes."),
+        "{out}"
+    );
+    assert!(eventually(Duration::from_secs(10), || member_status(
+        alive[0], "c5"
+    ) == Some(1)));
+
+    // keygen prints a base64 32-byte key that -encrypt accepts.
+    let (code, key) = cli(&["keygen"]);
+    assert_eq!(code, 0);
+    assert_eq!(key.trim().len(), 44, "{key}");
+}

@@ -483,8 +483,16 @@ impl Owner {
                     Ok(())
                 }
             };
-            if let Err(e) = result {
-                tracing::debug!("gossip: {e}");
+            match result {
+                Err(
+                    e @ (foca::Error::MalformedPacket
+                    | foca::Error::Decode(_)
+                    | foca::Error::CustomBroadcast(_)),
+                ) => {
+                    tracing::warn!("gossip: dropping malformed packet: {e}");
+                }
+                Err(e) => tracing::debug!("gossip: {e}"),
+                Ok(()) => {}
             }
             self.drain(&mut rt).await;
             self.apply_intents();

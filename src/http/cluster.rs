@@ -145,13 +145,51 @@ pub async fn raft_peer_delete(ctx: Ctx) -> ApiResult {
     };
     let raft = &ctx.agent.consensus.raft;
     if !ctx.agent.consensus.is_leader() {
-        return Err(ApiError::Internal("node is not the leader".into()));
+        return forward_to_leader(&ctx).await;
     }
-    raft.change_membership(
-        openraft::ChangeMembers::RemoveNodes(BTreeSet::from([target])),
-        false,
-    )
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let voter = members.iter().any(|(id, _, v)| *id == target && *v);
+    let change = if voter {
+        // retain=false drops the removed voter from the node set as well.
+        openraft::ChangeMembers::RemoveVoters(BTreeSet::from([target]))
+    } else {
+        openraft::ChangeMembers::RemoveNodes(BTreeSet::from([target]))
+    };
+    raft.change_membership(change, false)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(empty_ok())
+}
+
+/// Membership changes happen on the leader: relay the request to the
+/// leader's HTTP API (found through gossip) and pass its answer back.
+async fn forward_to_leader(ctx: &Ctx) -> ApiResult {
+    let no_leader = || ApiError::Internal("No cluster leader".into());
+    let (leader_id, _) = ctx.agent.consensus.leader().ok_or_else(no_leader)?;
+    let table = ctx.agent.gossip.members();
+    let leader = table
+        .values()
+        .find(|m| raft_id(&m.id.node_id) == leader_id)
+        .ok_or_else(no_leader)?;
+    let url = format!(
+        "http://{}:{}/v1/operator/raft/peer?{}",
+        leader.id.addr.ip(),
+        leader.id.http_port,
+        ctx.query.encode()
+    );
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let resp = client
+        .delete(url)
+        .send()
+        .await
+        .map_err(|e| ApiError::Internal(format!("rpc error making call: {e}")))?;
+    let status = resp.status();
+    let body = resp.text().await.unwrap_or_default();
+    if status.is_success() {
+        Ok(empty_ok())
+    } else {
+        Err(ApiError::Status(status, body))
+    }
 }
