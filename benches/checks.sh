@@ -8,16 +8,7 @@ cd "$(dirname "$0")/.."
 . benches/lib.sh
 TRIALS=${1:-30}
 
-cargo build --release --quiet
-BIN=target/release/cairn
-WORK=$(mktemp -d)
-HTTP=$(free_port); DNS=$(free_port); RPC=$(free_port); SERF=$(free_port)
-"$BIN" agent -dev -node=bench -data-dir="$WORK/data" -http-port="$HTTP" -dns-port="$DNS" \
-  -server-port="$RPC" -serf-lan-port="$SERF" -log-level=warn >"$WORK/agent.log" 2>&1 &
-PID=$!
-trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$WORK"' EXIT
-wait_http "http://127.0.0.1:$HTTP/v1/status/leader"
-sleep 1
+start_dev_agent
 
 python3 benches/checks_probe.py "$HTTP" "$DNS" "$TRIALS" >"$WORK/results.txt"
 cat "$WORK/results.txt"

@@ -14,6 +14,7 @@
 # docs/benchmarks.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/lib.sh
 DURATION=${1:-10}
 CLIENTS=${2:-16}
 ROUNDS=${ROUNDS:-2}
@@ -22,19 +23,6 @@ INSTANCES=3
 for tool in dnsperf knotd curl python3 dig; do
   command -v "$tool" >/dev/null || { echo "$tool is required (apt-get install dnsperf knot bind9-dnsutils curl)" >&2; exit 1; }
 done
-
-pick_port() {
-  python3 - <<'PY'
-import socket
-while True:
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        u.bind(("127.0.0.1", p)); print(p); break
-    except OSError:
-        pass
-PY
-}
 
 cargo build --release --quiet
 BIN=target/release/cairn
@@ -47,7 +35,7 @@ cleanup() {
 trap cleanup EXIT
 
 # --- cairn ------------------------------------------------------------------
-HTTP=$(pick_port); DNS=$(pick_port); RPC=$(pick_port); SERF=$(pick_port)
+HTTP=$(free_port); DNS=$(free_port); RPC=$(free_port); SERF=$(free_port)
 "$BIN" agent -dev -node=bench -data-dir="$WORK/data" -client=127.0.0.1 -bind=127.0.0.1 \
   -http-port="$HTTP" -dns-port="$DNS" -server-port="$RPC" -serf-lan-port="$SERF" \
   -log-level=warn >"$WORK/cairn.log" 2>&1 &
@@ -58,7 +46,7 @@ for _ in $(seq 300); do
 done
 
 # Registrations, the zone file and the query file from one list.
-KNOT_PORT=$(pick_port)
+KNOT_PORT=$(free_port)
 python3 - "$WORK" "$SERVICES" "$INSTANCES" <<'PY'
 import json, sys
 work, services, instances = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])

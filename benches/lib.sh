@@ -43,3 +43,18 @@ else:
 open(path, "w").write(text)
 PY
 }
+
+# start_dev_agent: builds the release binary and starts one `-dev` agent on
+# free ports. Sets WORK (a temp dir removed on exit), HTTP, DNS, PID and BIN.
+start_dev_agent() {
+  cargo build --release --quiet
+  BIN=target/release/cairn
+  WORK=$(mktemp -d)
+  HTTP=$(free_port); DNS=$(free_port); local rpc serf; rpc=$(free_port); serf=$(free_port)
+  "$BIN" agent -dev -node=bench -data-dir="$WORK/data" -http-port="$HTTP" -dns-port="$DNS" \
+    -server-port="$rpc" -serf-lan-port="$serf" -log-level=warn >"$WORK/agent.log" 2>&1 &
+  PID=$!
+  trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$WORK"' EXIT
+  wait_http "http://127.0.0.1:$HTTP/v1/status/leader"
+  sleep 1
+}

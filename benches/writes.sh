@@ -9,16 +9,7 @@ DURATION=${1:-10}
 CONNS=${2:-32}
 command -v wrk >/dev/null || { echo "wrk is required (apt-get install wrk)" >&2; exit 1; }
 
-cargo build --release --quiet
-BIN=target/release/cairn
-WORK=$(mktemp -d)
-HTTP=$(free_port); DNS=$(free_port); RPC=$(free_port); SERF=$(free_port)
-"$BIN" agent -dev -node=bench -data-dir="$WORK/data" -http-port="$HTTP" -dns-port="$DNS" \
-  -server-port="$RPC" -serf-lan-port="$SERF" -log-level=warn >"$WORK/agent.log" 2>&1 &
-PID=$!
-trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$WORK"' EXIT
-wait_http "http://127.0.0.1:$HTTP/v1/status/leader"
-sleep 1
+start_dev_agent
 
 cat >"$WORK/register.lua" <<'LUA'
 local counter = 0

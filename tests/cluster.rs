@@ -8,6 +8,26 @@ use common::cluster::{wait_leader, Node, Partition};
 use common::eventually;
 use std::time::Duration;
 
+/// One bootstrapped server (.1) and a client agent (.2) joined to it.
+fn server_and_client(net: u8) -> (Node, Node) {
+    let mut s1 = Node::server(net, 1, 1, &[], &[]);
+    s1.spawn();
+    wait_leader(&[&s1], Duration::from_secs(15)).expect("leader");
+    let mut c2 = Node::client(net, 2, &[1], &[]);
+    c2.spawn();
+    (s1, c2)
+}
+
+/// Registers a service on an agent once it accepts it.
+fn register_on(agent: &Node, body: &str) {
+    assert!(
+        eventually(Duration::from_secs(15), || agent
+            .put("/v1/agent/service/register", body)
+            .is_ok_and(|r| r.status == 200)),
+        "registering {body}"
+    );
+}
+
 fn stale_value(n: &Node, key: &str) -> Option<String> {
     let r = n.get(&format!("/v1/kv/{key}?raw&stale")).ok()?;
     (r.status == 200).then_some(r.body)
@@ -92,17 +112,8 @@ fn bootstrap_expect_in_any_order_then_leader_failover_loses_nothing() {
 #[test]
 fn client_agent_services_leave_health_when_the_agent_dies() {
     let net = 12;
-    let mut s1 = Node::server(net, 1, 1, &[], &[]);
-    s1.spawn();
-    wait_leader(&[&s1], Duration::from_secs(15)).expect("leader");
-    let mut c2 = Node::client(net, 2, &[1], &[]);
-    c2.spawn();
-    assert!(eventually(Duration::from_secs(15), || c2
-        .put(
-            "/v1/agent/service/register",
-            r#"{"Name":"web","ID":"web1","Port":8080}"#
-        )
-        .is_ok_and(|r| r.status == 200)));
+    let (s1, mut c2) = server_and_client(net);
+    register_on(&c2, r#"{"Name":"web","ID":"web1","Port":8080}"#);
     let passing = |n: &Node| {
         n.get("/v1/health/service/web?passing")
             .ok()
@@ -480,17 +491,11 @@ fn follower_far_behind_catches_up_by_snapshot() {
 #[test]
 fn checks_on_a_client_agent_drive_dns_on_the_servers() {
     let net = 25;
-    let mut s1 = Node::server(net, 1, 1, &[], &[]);
-    s1.spawn();
-    wait_leader(&[&s1], Duration::from_secs(15)).expect("leader");
-    let mut c2 = Node::client(net, 2, &[1], &[]);
-    c2.spawn();
-    assert!(eventually(Duration::from_secs(15), || c2
-        .put(
-            "/v1/agent/service/register",
-            r#"{"Name":"api","ID":"api1","Port":9000,"Check":{"TTL":"30s","Status":"passing"}}"#
-        )
-        .is_ok_and(|r| r.status == 200)));
+    let (s1, c2) = server_and_client(net);
+    register_on(
+        &c2,
+        r#"{"Name":"api","ID":"api1","Port":9000,"Check":{"TTL":"30s","Status":"passing"}}"#,
+    );
     let in_dns = || {
         s1.dig(&["+short", "api.service.consul", "A"])
             .contains("127.0.25.2")
