@@ -727,3 +727,25 @@ fn large_answers_fit_the_transport() {
         }
     }
 }
+
+#[test]
+fn static_zone_files_are_served_beside_the_catalog() {
+    let zones = concat!(env!("CARGO_MANIFEST_DIR"), "/zones");
+    let agent = TestAgent::dev_with(&[&format!("-zones-dir={zones}")]);
+    let a = agent.dig(&["db.example.internal", "A"]);
+    assert!(a.contains("NOERROR") && a.contains("10.20.0.10"), "{a}");
+    assert!(a.contains(" aa"), "authoritative: {a}");
+    let srv = agent.dig(&["+short", "_pg._tcp.example.internal", "SRV"]);
+    assert_eq!(srv.trim(), "1 1 5432 db.example.internal.");
+    let nx = agent.dig(&["nope.example.internal", "A"]);
+    assert!(nx.contains("NXDOMAIN") && nx.contains("SOA"), "{nx}");
+    let nodata = agent.dig(&["ns.example.internal", "TXT"]);
+    assert!(
+        nodata.contains("NOERROR") && nodata.contains("ANSWER: 0"),
+        "{nodata}"
+    );
+    // The catalog's domain is unaffected.
+    assert!(agent
+        .dig(&["+short", "node1.node.consul", "A"])
+        .contains("127.0.0.1"));
+}

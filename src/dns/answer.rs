@@ -66,6 +66,25 @@ impl Answer {
         Answer::new(rcode)
     }
 
+    /// An authoritative answer from a static zone file.
+    pub fn from_zone(z: super::zones::ZoneAnswer) -> Answer {
+        use super::zones::ZoneAnswer;
+        match z {
+            ZoneAnswer::Records(answers) => Answer {
+                answers,
+                ..Answer::new(ResponseCode::NoError)
+            },
+            ZoneAnswer::NoData(soa) => Answer {
+                authority: soa.into_iter().collect(),
+                ..Answer::new(ResponseCode::NoError)
+            },
+            ZoneAnswer::NxDomain(soa) => Answer {
+                authority: soa.into_iter().collect(),
+                ..Answer::new(ResponseCode::NXDomain)
+            },
+        }
+    }
+
     fn with_soa(rcode: ResponseCode, settings: &Settings, domain: usize) -> Answer {
         let mut a = Answer::new(rcode);
         a.authority.push(soa(settings, domain));

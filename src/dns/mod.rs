@@ -20,6 +20,7 @@ pub mod name;
 pub mod recurse;
 pub mod server;
 pub mod truncate;
+pub mod zones;
 
 use crate::config::{Config, DnsConfig};
 use hickory_proto::rr::Name;

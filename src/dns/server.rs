@@ -60,7 +60,16 @@ pub async fn start(agent: Arc<Agent>) -> io::Result<()> {
     let port = u16::try_from(config.ports.dns)
         .map_err(|_| io::Error::other(format!("invalid DNS port {}", config.ports.dns)))?;
     let recursors = Recursors::new(&config.recursors, config.dns.recursor_timeout);
-    let handler = Handler::new(agent.catalog.clone(), Settings::new(config), recursors);
+    let zones = match &config.zones_dir {
+        Some(dir) => super::zones::StaticZones::load(dir).map_err(io::Error::other)?,
+        None => super::zones::StaticZones::default(),
+    };
+    let handler = Handler::new(
+        agent.catalog.clone(),
+        Settings::new(config),
+        recursors,
+        zones,
+    );
     handler.warm();
     let mut tcp_server = Server::new(handler.clone());
     let mut udp_sockets = Vec::new();
@@ -167,16 +176,23 @@ struct HandlerState {
     settings: Settings,
     index: IndexCache,
     recursors: Recursors,
+    zones: super::zones::StaticZones,
 }
 
 impl Handler {
-    pub fn new(catalog: Arc<Catalog>, settings: Settings, recursors: Recursors) -> Handler {
+    pub fn new(
+        catalog: Arc<Catalog>,
+        settings: Settings,
+        recursors: Recursors,
+        zones: super::zones::StaticZones,
+    ) -> Handler {
         Handler {
             state: Arc::new(HandlerState {
                 catalog,
                 settings,
                 index: IndexCache::default(),
                 recursors,
+                zones,
             }),
         }
     }
@@ -257,6 +273,16 @@ impl RequestHandler for Handler {
         let edns = response_edns(request);
         let (mut answer, trimmed, qtype) = self.respond(request, edns.as_ref());
         let mut truncated = trimmed && state.settings.dns.enable_truncate;
+        if answer.recurse && !state.zones.is_empty() {
+            if let Some(z) = request
+                .queries
+                .queries()
+                .first()
+                .and_then(|q| state.zones.answer(q.name(), q.query_type()))
+            {
+                answer = Answer::from_zone(z);
+            }
+        }
         if answer.recurse && !state.recursors.is_empty() {
             let tcp = request.protocol() != Protocol::Udp;
             (answer, truncated) = match state.recursors.forward(request.as_slice(), tcp).await {
