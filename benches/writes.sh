@@ -63,7 +63,7 @@ run() {
 {
   echo "## Writes on one node, fsync on"
   echo
-  echo "Command: \`benches/writes.sh $DURATION $CONNS\` (wrk, 2 threads, $CONNS connections, ${DURATION}s each, release build, one \`-dev\` server; every acknowledged write is committed to the raft log and the state machine with LMDB's durable commits)."
+  echo "Command: \`benches/writes.sh $DURATION $CONNS\` (wrk, 2 threads, $CONNS connections, ${DURATION}s each, release build, one \`-dev\` server; every acknowledged write is fsynced in the raft log (group-committed) before it is acknowledged)."
   echo "Run on $(date -u +%Y-%m-%d), $(nproc) cores."
   echo
   cat "$WORK/table.md"
