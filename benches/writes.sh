@@ -11,14 +11,15 @@ command -v wrk >/dev/null || { echo "wrk is required (apt-get install wrk)" >&2;
 
 start_dev_agent
 
-cat >"$WORK/register.lua" <<'LUA'
-local counter = 0
+# Shared by both scripts: a per-thread id and a request counter.
+PRELUDE='local counter = 0
 local tid = 0
 local threads = {}
 function setup(thread)
   thread:set("tid", #threads + 1)
   table.insert(threads, thread)
-end
+end'
+{ echo "$PRELUDE"; cat <<'LUA'
 request = function()
   counter = counter + 1
   local id = tid .. "-" .. counter
@@ -27,19 +28,14 @@ request = function()
   return wrk.format("PUT", "/v1/catalog/register", {["Content-Type"] = "application/json"}, body)
 end
 LUA
-cat >"$WORK/kv.lua" <<'LUA'
-local counter = 0
-local tid = 0
-local threads = {}
-function setup(thread)
-  thread:set("tid", #threads + 1)
-  table.insert(threads, thread)
-end
+} >"$WORK/register.lua"
+{ echo "$PRELUDE"; cat <<'LUA'
 request = function()
   counter = counter + 1
   return wrk.format("PUT", "/v1/kv/bench/" .. tid .. "/" .. counter, nil, "value-" .. counter)
 end
 LUA
+} >"$WORK/kv.lua"
 
 run() {
   local name=$1 script=$2 out

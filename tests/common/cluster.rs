@@ -4,9 +4,9 @@
 //! run in parallel.
 #![allow(dead_code)]
 
-use super::{Resp, BIN};
+use super::Resp;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 pub struct Node {
@@ -66,18 +66,11 @@ impl Node {
 
     /// Starts the process without waiting for anything.
     pub fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("log");
-        let child = Command::new(BIN)
-            .args(self.command_args())
-            .env("CAIRN_LOG", "info,openraft=error")
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("spawn cairn");
+        let child = super::spawn_logged(
+            &self.command_args(),
+            &self.log,
+            &[("CAIRN_LOG", "info,openraft=error")],
+        );
         self.child = Some(child);
     }
 

@@ -92,17 +92,7 @@ impl TestAgent {
     /// Starts (or restarts) the process and waits until it has a leader and
     /// has registered itself.
     pub fn start(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("log file");
-        let child = Command::new(BIN)
-            .args(self.args())
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("spawn cairn");
+        let child = spawn_logged(&self.args(), &self.log, &[]);
         self.child = Some(child);
         self.wait_ready();
     }
@@ -210,6 +200,23 @@ impl Drop for TestAgent {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// Starts `cairn <args>` with stdout and stderr appended to `log`.
+pub fn spawn_logged(args: &[String], log: &Path, env: &[(&str, &str)]) -> Child {
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("log file");
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .stdout(Stdio::from(out.try_clone().expect("log handle")))
+        .stderr(Stdio::from(out));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("spawn cairn")
 }
 
 /// One HTTP request with a fresh client (no redirects followed, 30 s timeout).
