@@ -1,15 +1,18 @@
-//! Cluster formation and upkeep: joining through gossip, `-bootstrap-expect`
-//! bootstrapping, and the leader's reconciliation of gossip membership with
-//! raft membership (servers as voters, client agents as learners that keep a
-//! local replica) and with the catalog (`serfHealth` checks, reaping nodes
-//! that left).
+//! Cluster formation and upkeep: joining through gossip (with a short
+//! backoff, so agents started together find each other within a second or
+//! two), `-bootstrap-expect` bootstrapping, and the leader's reconciliation
+//! of gossip membership with raft membership (servers only: client agents
+//! never enter raft) and with the catalog (`serfHealth` checks, reaping
+//! nodes that left).
 
-use crate::agent::Agent;
-use crate::catalog::command::{Command, Deregistration, Registration};
+use crate::catalog::command::{Command, Deregistration, Registration, Response};
 use crate::catalog::types::{Check, HealthStatus, Node, SERF_HEALTH_CHECK_ID};
+use crate::catalog::Catalog;
+use crate::consensus::api::{Reply, ServerRequest, ServerResponse};
+use crate::consensus::Consensus;
 use crate::gossip::{Gossip, MemberId, MemberInfo, MemberStatus};
-use crate::raft::{raft_id, NodeId};
-use crate::rpc::{RpcRequest, RpcResponse};
+use crate::raft::{raft_id, NodeId, RaftNode};
+use crate::rpc::{MuxClient, Protocol};
 use openraft::{BasicNode, ChangeMembers};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -66,8 +69,20 @@ pub async fn join_once(gossip: &Gossip, targets: &[String], default_port: u16) -
         .unwrap_or(0)
 }
 
-/// `-retry-join`: keeps trying every `interval` until one join succeeds or
-/// `max` attempts (0 = unlimited) have failed; then the agent must exit.
+/// The wait before join attempt `attempt` (1-based) fails over to the
+/// next: about 1 s, doubling up to `interval` (`-retry-interval`), with a
+/// little jitter so agents started together do not retry in lockstep.
+pub fn join_backoff(attempt: u32, interval: Duration) -> Duration {
+    let base = Duration::from_secs(1)
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
+        .min(interval.max(Duration::from_millis(100)));
+    let jitter = rand::random_range(0..=base.as_millis() as u64 / 10);
+    base + Duration::from_millis(jitter)
+}
+
+/// `-join` and `-retry-join`: keeps trying, first after about a second and
+/// then less often (see [`join_backoff`]), until one join succeeds or `max`
+/// attempts (0 = unlimited) have failed; then the agent must exit.
 pub async fn retry_join(
     gossip: Gossip,
     targets: Vec<String>,
@@ -91,41 +106,150 @@ pub async fn retry_join(
                 "agent: max join retry exhausted, exiting ({targets:?})"
             ));
         }
+        let wait = join_backoff(attempt, interval);
         tracing::warn!(
-            "agent: Join cluster failed, will retry: cluster={targets:?} retry_interval={:?}",
-            interval
+            "agent: Join cluster failed, will retry: cluster={targets:?} retry_in={:?}",
+            wait
         );
-        tokio::time::sleep(interval).await;
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// What the server-side cluster tasks work with.
+#[derive(Clone)]
+pub struct ClusterCtx {
+    pub node: Arc<RaftNode>,
+    pub consensus: Consensus,
+    pub catalog: Arc<Catalog>,
+    pub gossip: Gossip,
+    pub datacenter: String,
+    /// The address outgoing RPC connections are made from.
+    pub local: Option<std::net::IpAddr>,
+}
+
+impl ClusterCtx {
+    /// Proposes `cmd`; a rejection by the state machine is an error too.
+    async fn write(&self, cmd: Command) -> Result<(), String> {
+        match self.consensus.write(cmd).await {
+            Ok((_, Response::Rejected(why))) => Err(why),
+            Ok(_) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+/// What the subscription feed asks about the server it runs on.
+pub struct FeedServing {
+    node: Arc<RaftNode>,
+    gossip: Gossip,
+    datacenter: String,
+}
+
+impl FeedServing {
+    pub fn new(node: Arc<RaftNode>, gossip: Gossip, datacenter: String) -> FeedServing {
+        FeedServing {
+            node,
+            gossip,
+            datacenter,
+        }
+    }
+
+    /// Another server of this datacenter is alive.
+    fn others_alive(&self) -> bool {
+        let me = &self.gossip.identity.name;
+        self.gossip.members().values().any(|m| {
+            m.id.server
+                && m.id.dc == self.datacenter
+                && m.status == MemberStatus::Alive
+                && &m.id.name != me
+        })
+    }
+}
+
+impl crate::feed::publisher::Serving for FeedServing {
+    fn state(&self) -> crate::feed::ServerState {
+        let applied = self
+            .node
+            .raft()
+            .metrics()
+            .borrow()
+            .last_applied
+            .map(|l| crate::catalog::LogPos {
+                index: l.index,
+                term: l.leader_id.term,
+            })
+            .unwrap_or_default();
+        crate::feed::ServerState {
+            applied,
+            leader: self.node.leader().map(|(_, a)| a),
+            last_contact_ms: self.node.last_contact_ms(),
+        }
+    }
+
+    fn turn_away(&self) -> bool {
+        self.node.is_leader_now() && self.others_alive()
+    }
+}
+
+/// Sends a new leader's subscribers to the other servers, so that
+/// serving client agents never competes with committing writes.
+pub async fn feed_leadership_loop(ctx: ClusterCtx, feed: Arc<crate::feed::publisher::Publisher>) {
+    let serving = FeedServing::new(ctx.node.clone(), ctx.gossip.clone(), ctx.datacenter.clone());
+    let mut leader = ctx.consensus.leader_watch();
+    let mut members = ctx.gossip.subscribe();
+    // Move at most this often, so a flapping member list cannot keep
+    // client agents hopping.
+    let mut last_move: Option<Instant> = None;
+    loop {
+        let should = ctx.consensus.is_leader() && feed.subscribers() > 0 && serving.others_alive();
+        if should && last_move.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+            tracing::info!(
+                subscribers = feed.subscribers(),
+                "feed: this server leads; moving its subscribers to the other servers"
+            );
+            feed.move_subscribers();
+            last_move = Some(Instant::now());
+        }
+        tokio::select! {
+            r = leader.changed() => if r.is_err() { return },
+            r = members.changed() => if r.is_err() { return },
+            _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+        }
     }
 }
 
 /// `-bootstrap-expect=N` (N > 1): bootstrap raft exactly once, when N servers
 /// of this datacenter see each other and none of them already belongs to a
 /// cluster. A restarted server (its log holds a membership) never bootstraps.
-pub async fn bootstrap_expect(agent: Arc<Agent>, gossip: Gossip, expect: u32) {
-    let consensus = &agent.consensus;
-    let mut members = gossip.subscribe();
+pub async fn bootstrap_expect(ctx: ClusterCtx, expect: u32) {
+    let node = &ctx.node;
+    let mut members = ctx.gossip.subscribe();
+    let probe = MuxClient::new(ctx.local, Protocol::Consul);
     loop {
-        if consensus.raft.is_initialized().await.unwrap_or(true) {
+        if node.raft().is_initialized().await.unwrap_or(true) {
             return;
         }
         let servers: Vec<MemberId> = members
             .borrow()
             .values()
-            .filter(|m| {
-                m.status == MemberStatus::Alive && m.id.server && m.id.dc == agent.config.datacenter
-            })
+            .filter(|m| m.status == MemberStatus::Alive && m.id.server && m.id.dc == ctx.datacenter)
             .map(|m| m.id.clone())
             .collect();
         if servers.len() >= expect as usize {
             let mut someone_formed = false;
-            for s in servers.iter().filter(|s| s.name != gossip.identity.name) {
-                match consensus
-                    .pool
-                    .call(&rpc_addr(s), &RpcRequest::Status, Duration::from_secs(2))
-                    .await
-                {
-                    Ok(RpcResponse::Status(st)) if st.initialized || st.leader.is_some() => {
+            for s in servers
+                .iter()
+                .filter(|s| s.name != ctx.gossip.identity.name)
+            {
+                let reply = probe
+                    .call::<_, ServerResponse>(
+                        &rpc_addr(s),
+                        &ServerRequest::Status,
+                        Duration::from_secs(2),
+                    )
+                    .await;
+                match reply {
+                    Ok(Ok(Reply::Status(st))) if st.initialized || st.leader.is_some() => {
                         someone_formed = true
                     }
                     Ok(_) => {}
@@ -146,7 +270,7 @@ pub async fn bootstrap_expect(agent: Arc<Agent>, gossip: Gossip, expect: u32) {
                 "bootstrap: found {} servers, bootstrapping the cluster",
                 nodes.len()
             );
-            match consensus.raft.initialize(nodes).await {
+            match node.raft().initialize(nodes).await {
                 Ok(()) => return,
                 Err(e) => tracing::warn!("bootstrap: {e}"),
             }
@@ -158,11 +282,11 @@ pub async fn bootstrap_expect(agent: Arc<Agent>, gossip: Gossip, expect: u32) {
     }
 }
 
-/// Runs for the agent's lifetime; while this server is leader, reconciles on
-/// every membership change and periodically.
-pub async fn leader_loop(agent: Arc<Agent>, gossip: Gossip) {
-    let mut members = gossip.subscribe();
-    let mut metrics = agent.consensus.raft.metrics();
+/// Runs for the server's lifetime; while this server is leader, reconciles
+/// on every membership change and periodically.
+pub async fn leader_loop(ctx: ClusterCtx) {
+    let mut members = ctx.gossip.subscribe();
+    let mut metrics = ctx.node.raft().metrics();
     let mut failed_since: HashMap<String, Instant> = HashMap::new();
     // Names gossip has shown this process: only those are reaped from the
     // catalog when they drop out of the member list, so nodes registered
@@ -170,7 +294,7 @@ pub async fn leader_loop(agent: Arc<Agent>, gossip: Gossip) {
     let mut seen: BTreeSet<String> = BTreeSet::new();
     loop {
         seen.extend(members.borrow().keys().cloned());
-        if agent.consensus.is_leader() {
+        if ctx.consensus.is_leader() {
             let table = members.borrow().clone();
             let now = Instant::now();
             failed_since.retain(|name, _| {
@@ -183,10 +307,10 @@ pub async fn leader_loop(agent: Arc<Agent>, gossip: Gossip) {
                     failed_since.entry(name.clone()).or_insert(now);
                 }
             }
-            if let Err(e) = reconcile_raft(&agent, &table, &failed_since).await {
+            if let Err(e) = reconcile_raft(&ctx, &table, &failed_since).await {
                 tracing::warn!("reconcile raft membership: {e}");
             }
-            if let Err(e) = reconcile_catalog(&agent, &table, &seen).await {
+            if let Err(e) = reconcile_catalog(&ctx, &table, &seen).await {
                 tracing::warn!("reconcile catalog: {e}");
             }
         }
@@ -202,14 +326,14 @@ pub async fn leader_loop(agent: Arc<Agent>, gossip: Gossip) {
 /// unrenewed for twice their TTL (the deadlines live in
 /// `catalog::leases`; renewals re-arm them through the leader). Gaining
 /// leadership starts every timer afresh, as Consul's new leader does.
-pub async fn session_ttl_loop(agent: Arc<Agent>) {
+pub async fn session_ttl_loop(ctx: ClusterCtx) {
     use crate::catalog::command::SessionOp;
-    let mut changes = agent.catalog.subscribe();
+    let mut changes = ctx.catalog.subscribe();
     let mut was_leader = false;
     let mut synced_at = None;
     loop {
-        let leader = agent.consensus.is_leader();
-        let leases = &agent.catalog.leases;
+        let leader = ctx.consensus.is_leader();
+        let leases = &ctx.catalog.leases;
         if !leader {
             if was_leader {
                 leases.clear_ttl();
@@ -222,7 +346,7 @@ pub async fn session_ttl_loop(agent: Arc<Agent>) {
             if synced_at != Some(index) {
                 // Arm timers for sessions that have none (new leader, or
                 // created through another path) and drop timers of gone ones.
-                if let Ok(sessions) = agent.catalog.reader().and_then(|r| r.sessions()) {
+                if let Ok(sessions) = ctx.catalog.reader().and_then(|r| r.sessions()) {
                     let now = Instant::now();
                     let mut live = std::collections::HashSet::new();
                     for s in &sessions {
@@ -239,7 +363,7 @@ pub async fn session_ttl_loop(agent: Arc<Agent>) {
                 tracing::info!(session = %id, "session TTL expired, invalidating");
                 leases.clear_ttl_of(&id);
                 let cmd = Command::Session(SessionOp::Destroy { id: id.clone() });
-                if let Err(e) = agent.write(cmd).await {
+                if let Err(e) = ctx.write(cmd).await {
                     tracing::warn!(session = %id, "invalidating expired session: {e}");
                 }
             }
@@ -247,7 +371,7 @@ pub async fn session_ttl_loop(agent: Arc<Agent>) {
         // Leadership is polled each second; deadlines and session changes
         // wake the loop at once.
         let mut wake = Instant::now() + Duration::from_secs(1);
-        if let Some(d) = agent.catalog.leases.next_deadline().filter(|_| leader) {
+        if let Some(d) = ctx.catalog.leases.next_deadline().filter(|_| leader) {
             wake = wake.min(d);
         }
         let seen = changes.borrow().sessions;
@@ -258,12 +382,19 @@ pub async fn session_ttl_loop(agent: Arc<Agent>) {
     }
 }
 
+/// Keeps raft membership equal to the alive servers of this datacenter:
+/// a new server joins as a learner and becomes a voter once caught up; a
+/// server that left, or has been failed for [`DEAD_SERVER_GRACE`], is
+/// removed while a quorum of healthy voters remains; anything else in the
+/// configuration (client agents that older versions added as learners) is
+/// removed at once.
 async fn reconcile_raft(
-    agent: &Agent,
+    ctx: &ClusterCtx,
     table: &BTreeMap<String, MemberInfo>,
     failed_since: &HashMap<String, Instant>,
 ) -> Result<(), String> {
-    let raft = &agent.consensus.raft;
+    let raft = ctx.node.raft();
+    let me = ctx.node.id();
     let (voters, nodes): (BTreeSet<NodeId>, BTreeMap<NodeId, String>) = {
         let m = raft.metrics();
         let m = m.borrow();
@@ -280,22 +411,19 @@ async fn reconcile_raft(
         .values()
         .map(|m| (raft_id(&m.id.node_id), m))
         .collect();
+    let is_server = |m: &MemberInfo| m.id.server && m.id.dc == ctx.datacenter;
 
     for m in table.values() {
-        if m.status != MemberStatus::Alive || m.id.dc != agent.config.datacenter {
+        if m.status != MemberStatus::Alive || !is_server(m) {
             continue;
         }
         let id = raft_id(&m.id.node_id);
-        if id == agent.consensus.id {
+        if id == me {
             continue;
         }
         let addr = rpc_addr(&m.id);
         if !nodes.contains_key(&id) {
-            tracing::info!(
-                "adding {} ({addr}) to raft as {}",
-                m.id.name,
-                if m.id.server { "voter" } else { "learner" }
-            );
+            tracing::info!("adding server {} ({addr}) to raft", m.id.name);
             // Never block the loop on a catch-up: a server that dies while
             // it syncs would stall every later reconcile.
             raft.add_learner(id, BasicNode { addr: addr.clone() }, false)
@@ -303,7 +431,7 @@ async fn reconcile_raft(
                 .map_err(|e| e.to_string())?;
             continue;
         }
-        if m.id.server && !voters.contains(&id) && caught_up(agent, id) {
+        if !voters.contains(&id) && caught_up(&ctx.node, id) {
             raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), true)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -314,14 +442,14 @@ async fn reconcile_raft(
     let healthy = voters
         .iter()
         .filter(|id| {
-            **id == agent.consensus.id
+            **id == me
                 || by_id
                     .get(id)
                     .is_some_and(|m| m.status == MemberStatus::Alive)
         })
         .count();
     for id in &voters {
-        if *id == agent.consensus.id {
+        if *id == me {
             continue;
         }
         let remove = match by_id.get(id) {
@@ -342,26 +470,25 @@ async fn reconcile_raft(
             return Ok(());
         }
     }
-    // Learners (client agents) that are gone.
+    // Non-voters that are not (alive, or briefly failed) servers.
     let gone: BTreeSet<NodeId> = nodes
         .keys()
-        .filter(|id| !voters.contains(id))
-        .filter(|id| {
-            by_id
-                .get(id)
-                .is_none_or(|m| matches!(m.status, MemberStatus::Left | MemberStatus::Failed))
-        })
-        .filter(|id| {
-            by_id.get(id).is_none_or(|m| {
-                m.status == MemberStatus::Left
-                    || failed_since
-                        .get(&m.id.name)
-                        .is_some_and(|t| t.elapsed() >= DEAD_SERVER_GRACE)
-            })
+        .filter(|id| !voters.contains(id) && **id != me)
+        .filter(|id| match by_id.get(id) {
+            Some(m) if !is_server(m) => true,
+            Some(m) => match m.status {
+                MemberStatus::Alive | MemberStatus::Leaving => false,
+                MemberStatus::Left => true,
+                MemberStatus::Failed => failed_since
+                    .get(&m.id.name)
+                    .is_some_and(|t| t.elapsed() >= DEAD_SERVER_GRACE),
+            },
+            None => !table.is_empty(),
         })
         .copied()
         .collect();
     if !gone.is_empty() {
+        tracing::info!("removing non-voters {gone:?} from raft");
         raft.change_membership(ChangeMembers::RemoveNodes(gone), false)
             .await
             .map_err(|e| e.to_string())?;
@@ -371,8 +498,8 @@ async fn reconcile_raft(
 
 /// Whether a learner's replicated log is close enough to the leader's to
 /// promote it to voter without stalling commits.
-fn caught_up(agent: &Agent, id: NodeId) -> bool {
-    let m = agent.consensus.raft.metrics();
+fn caught_up(node: &RaftNode, id: NodeId) -> bool {
+    let m = node.raft().metrics();
     let m = m.borrow();
     let last = m.last_log_index.unwrap_or(0);
     let matched = m
@@ -402,12 +529,12 @@ fn serf_check(node: &str, status: HealthStatus) -> Check {
 /// `serfHealth`, failed ones a critical one (so DNS and `?passing` drop
 /// every service on them), and nodes that left are deregistered.
 async fn reconcile_catalog(
-    agent: &Agent,
+    ctx: &ClusterCtx,
     table: &BTreeMap<String, MemberInfo>,
     seen: &BTreeSet<String>,
 ) -> Result<(), String> {
     let (nodes, serf): (BTreeMap<String, Node>, BTreeMap<String, HealthStatus>) = {
-        let r = agent.catalog.reader().map_err(|e| e.to_string())?;
+        let r = ctx.catalog.reader().map_err(|e| e.to_string())?;
         let nodes = r
             .nodes()
             .map_err(|e| e.to_string())?
@@ -424,7 +551,7 @@ async fn reconcile_catalog(
         (nodes, serf)
     };
     for (name, m) in table {
-        if m.id.dc != agent.config.datacenter {
+        if m.id.dc != ctx.datacenter {
             continue;
         }
         let want = match m.status {
@@ -438,10 +565,7 @@ async fn reconcile_catalog(
                         service_id: None,
                         check_id: None,
                     };
-                    agent
-                        .write(Command::Deregister(d))
-                        .await
-                        .map_err(|e| e.to_string())?;
+                    ctx.write(Command::Deregister(d)).await?;
                 }
                 continue;
             }
@@ -466,10 +590,7 @@ async fn reconcile_catalog(
             checks: vec![serf_check(name, want)],
             skip_node_update: true,
         };
-        agent
-            .write(Command::Register(reg))
-            .await
-            .map_err(|e| e.to_string())?;
+        ctx.write(Command::Register(reg)).await?;
     }
     // Nodes gossip no longer knows (pruned or reaped) that were gossip-managed.
     for name in serf.keys() {
@@ -479,11 +600,26 @@ async fn reconcile_catalog(
                 service_id: None,
                 check_id: None,
             };
-            agent
-                .write(Command::Deregister(d))
-                .await
-                .map_err(|e| e.to_string())?;
+            ctx.write(Command::Deregister(d)).await?;
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_backoff_starts_near_a_second_and_stops_at_the_interval() {
+        let interval = Duration::from_secs(30);
+        let first = join_backoff(1, interval);
+        assert!(first >= Duration::from_secs(1) && first <= Duration::from_millis(1100));
+        let second = join_backoff(2, interval);
+        assert!(second >= Duration::from_secs(2) && second <= Duration::from_millis(2200));
+        let late = join_backoff(20, interval);
+        assert!(late >= interval && late <= interval + interval / 10);
+        // A short -retry-interval caps it from the start.
+        assert!(join_backoff(1, Duration::from_millis(500)) <= Duration::from_millis(550));
+    }
 }

@@ -1,21 +1,32 @@
-//! Starts an agent: data dir and node identity, stores, raft, listeners,
-//! self-registration and anti-entropy; then waits for a signal or a leave.
+//! Starts an agent: data dir and node identity, gossip, then either a
+//! server's replica, raft, feed and RPC port or a client agent's view and
+//! forwarder, then the agent's own work and its listeners; waits for a
+//! signal or a leave and stops everything in order.
 
 use crate::agent::Agent;
 use crate::catalog::Catalog;
+use crate::cluster::ClusterCtx;
 use crate::config::Config;
+use crate::consensus::forward::{Forwarder, ViewStatus};
+use crate::consensus::servers::ServerList;
+use crate::consensus::Consensus;
+use crate::feed::publisher::Publisher;
+use crate::feed::subscriber::Subscriber;
 use crate::gossip::crypto::Keyring;
 use crate::gossip::{Gossip, GossipConfig, MemberId};
 use crate::metrics::Metrics;
 use crate::raft::network::Network;
 use crate::raft::state_machine::StateMachine;
-use crate::raft::{raft_config, raft_id, Consensus, Raft};
+use crate::raft::{raft_config, raft_id, Raft, RaftNode};
+use crate::rpc::listener::Handlers;
+use crate::rpc::Protocol;
 use crate::store::log::LogStore;
 use anyhow::{anyhow, Context, Result};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::watch;
 
 pub fn run_agent(config: Config) -> Result<i32> {
     init_logging(&config.log_level);
@@ -68,77 +79,59 @@ fn node_id(config: &Config, data_dir: &Path) -> Result<String> {
     Ok(id)
 }
 
-async fn start(config: Config) -> Result<i32> {
-    // -dev without -data-dir: a temporary directory removed on exit.
-    let temp = if config.data_dir.is_none() {
-        Some(tempfile::Builder::new().prefix("cairn-dev-").tempdir()?)
-    } else {
-        None
-    };
-    let data_dir = match (&config.data_dir, &temp) {
-        (Some(d), _) => d.clone(),
-        (None, Some(t)) => t.path().to_path_buf(),
-        (None, None) => return Err(anyhow!("data_dir cannot be empty")),
-    };
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("creating data dir {}", data_dir.display()))?;
-    let node_id = node_id(&config, &data_dir)?;
-    let config = Arc::new(config);
-    let metrics = Metrics::install();
+/// Consul's default `limits.rpc_max_conns_per_client`.
+const RPC_MAX_CONNS_PER_CLIENT: u32 = 100;
+/// How long open RPC connections may finish after shutdown begins.
+const RPC_DRAIN: Duration = Duration::from_secs(2);
 
-    let catalog = Arc::new(Catalog::open(&data_dir.join("state")).context("opening state store")?);
-    let log_store = LogStore::open(&data_dir.join("raft")).context("opening raft log")?;
-    let sm = StateMachine::new(catalog.clone(), data_dir.join("raft").join("snapshot.bin"));
+/// The data dir, made for `-dev` when none is given (removed on exit).
+struct DataDir {
+    path: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+}
 
-    let advertise = config.advertise();
-    let rpc_port = config.ports.server.max(0) as u16;
-    let rpc_addr = SocketAddr::new(advertise, rpc_port).to_string();
-    let id = raft_id(&node_id);
-    let raft_cfg = Arc::new(
-        raft_config(&config)
-            .validate()
-            .map_err(|e| anyhow!("raft config: {e}"))?,
-    );
-    let raft = Raft::new(
-        id,
-        raft_cfg,
-        Network {
-            local: Some(config.bind_addr),
-        },
-        log_store.clone(),
-        sm,
-    )
-    .await
-    .map_err(|e| anyhow!("starting raft: {e}"))?;
-    let consensus = Arc::new(Consensus::new(
-        raft.clone(),
-        id,
-        Some(config.bind_addr),
-        catalog.clone(),
-    ));
-
-    // Every agent listens for raft traffic: servers vote, client agents are
-    // learners that keep a local replica for DNS and stale reads.
-    let bind = SocketAddr::new(config.bind_addr, rpc_port);
-    let listener = tokio::net::TcpListener::bind(bind)
-        .await
-        .with_context(|| format!("binding RPC on {bind}"))?;
-    tokio::spawn(crate::rpc::serve(listener, consensus.clone()));
-    if config.server && (config.bootstrap || config.bootstrap_expect == 1) {
-        consensus
-            .bootstrap_alone(&rpc_addr)
-            .await
-            .map_err(|e| anyhow!("bootstrap: {e}"))?;
+impl DataDir {
+    fn prepare(config: &Config) -> Result<DataDir> {
+        let temp = if config.data_dir.is_none() {
+            Some(tempfile::Builder::new().prefix("cairn-dev-").tempdir()?)
+        } else {
+            None
+        };
+        let path = match (&config.data_dir, &temp) {
+            (Some(d), _) => d.clone(),
+            (None, Some(t)) => t.path().to_path_buf(),
+            (None, None) => return Err(anyhow!("data_dir cannot be empty")),
+        };
+        std::fs::create_dir_all(&path)
+            .with_context(|| format!("creating data dir {}", path.display()))?;
+        Ok(DataDir { path, _temp: temp })
     }
+}
 
+/// What only a server runs.
+struct ServerParts {
+    raft: Raft,
+    node: Arc<RaftNode>,
+    feed: Arc<Publisher>,
+}
+
+/// The catalog this agent reads, its consensus handle, and (on servers)
+/// the raft parts.
+struct Core {
+    catalog: Arc<Catalog>,
+    consensus: Consensus,
+    server: Option<ServerParts>,
+}
+
+async fn start_gossip(config: &Config, node_id: &str) -> Result<Gossip> {
     let serf_port = config.ports.serf_lan.max(0) as u16;
     let identity = MemberId {
         name: config.node_name.clone(),
-        addr: SocketAddr::new(advertise, serf_port),
-        node_id: node_id.clone(),
+        addr: SocketAddr::new(config.advertise(), serf_port),
+        node_id: node_id.to_string(),
         server: config.server,
         dc: config.datacenter.clone(),
-        rpc_port,
+        rpc_port: config.ports.server.max(0) as u16,
         http_port: config.ports.http.max(0) as u16,
         version: crate::agent::VERSION.to_string(),
         bootstrap_expect: config.bootstrap_expect,
@@ -149,21 +142,133 @@ async fn start(config: Config) -> Result<i32> {
         Some(k) => Some(Keyring::from_base64(k).map_err(|e| anyhow!("-encrypt: {e}"))?),
         None => None,
     };
-    let gossip = Gossip::start(GossipConfig {
+    Gossip::start(GossipConfig {
         bind: SocketAddr::new(config.bind_addr, serf_port),
         identity,
         keyring,
     })
     .await
-    .with_context(|| format!("binding serf LAN on {}:{serf_port}", config.bind_addr))?;
+    .with_context(|| format!("binding serf LAN on {}:{serf_port}", config.bind_addr))
+}
+
+/// A server: the replica, raft, the subscription feed, and the RPC port.
+async fn start_server(
+    config: &Config,
+    data_dir: &Path,
+    node_id: &str,
+    gossip: &Gossip,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Core> {
+    let catalog = Arc::new(Catalog::open(&data_dir.join("state")).context("opening state store")?);
+    let feed = Publisher::new(catalog.clone());
+    let log_store = LogStore::open(&data_dir.join("raft")).context("opening raft log")?;
+    let sm = StateMachine::new(
+        catalog.clone(),
+        data_dir.join("raft").join("snapshot.bin"),
+        feed.clone(),
+    );
+    let rpc_port = config.ports.server.max(0) as u16;
+    let rpc_addr = SocketAddr::new(config.advertise(), rpc_port).to_string();
+    let id = raft_id(node_id);
+    let raft_cfg = Arc::new(
+        raft_config(config)
+            .validate()
+            .map_err(|e| anyhow!("raft config: {e}"))?,
+    );
+    let local = Some(config.bind_addr);
+    let raft = Raft::new(id, raft_cfg, Network { local }, log_store, sm)
+        .await
+        .map_err(|e| anyhow!("starting raft: {e}"))?;
+    let node = RaftNode::start(raft.clone(), id, local, catalog.clone(), gossip.clone());
+    feed.set_serving(Arc::new(crate::cluster::FeedServing::new(
+        node.clone(),
+        gossip.clone(),
+        config.datacenter.clone(),
+    )));
+
+    let bind = SocketAddr::new(config.bind_addr, rpc_port);
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("binding RPC on {bind}"))?;
+    let handlers = Handlers::default()
+        .with(
+            Protocol::Raft,
+            crate::raft::service::raft_handler(node.clone()),
+        )
+        .with(
+            Protocol::Consul,
+            crate::raft::service::consul_handler(node.clone()),
+        )
+        .with(Protocol::Feed, feed.handler());
+    tokio::spawn(crate::rpc::listener::serve(
+        listener,
+        handlers,
+        RPC_MAX_CONNS_PER_CLIENT,
+        shutdown,
+        RPC_DRAIN,
+    ));
+    if config.bootstrap || config.bootstrap_expect == 1 {
+        node.bootstrap_alone(&rpc_addr)
+            .await
+            .map_err(|e| anyhow!("bootstrap: {e}"))?;
+    }
+    Ok(Core {
+        catalog,
+        consensus: Consensus::new(node.clone()),
+        server: Some(ServerParts { raft, node, feed }),
+    })
+}
+
+/// A client agent: no raft state; a view of the catalog fed by a server's
+/// subscription, and every request forwarded to a server.
+async fn start_client(
+    config: &Config,
+    data_dir: &Path,
+    gossip: &Gossip,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Core> {
+    let view =
+        Arc::new(Catalog::open_view(&data_dir.join("view")).context("opening the catalog view")?);
+    let servers = Arc::new(ServerList::new(gossip.clone(), config.datacenter.clone()));
+    let status = Arc::new(ViewStatus::default());
+    let local = Some(config.bind_addr);
+    let forwarder = Forwarder::new(servers.clone(), local, view.clone(), status.clone());
+    let subscriber = Subscriber {
+        view: view.clone(),
+        servers,
+        status,
+        local,
+        node: config.node_name.clone(),
+    };
+    tokio::spawn(subscriber.run(shutdown));
+    Ok(Core {
+        catalog: view,
+        consensus: Consensus::new(Arc::new(forwarder)),
+        server: None,
+    })
+}
+
+async fn start(config: Config) -> Result<i32> {
+    let data = DataDir::prepare(&config)?;
+    let data_dir = data.path.clone();
+    let node_id = node_id(&config, &data_dir)?;
+    let config = Arc::new(config);
+    let metrics = Metrics::install();
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    let gossip = start_gossip(&config, &node_id).await?;
+    let core = if config.server {
+        start_server(&config, &data_dir, &node_id, &gossip, stop_rx.clone()).await?
+    } else {
+        start_client(&config, &data_dir, &gossip, stop_rx.clone()).await?
+    };
 
     let agent = Arc::new(Agent::new(
         config.clone(),
         node_id.clone(),
         data_dir.clone(),
-        catalog.clone(),
-        consensus.clone(),
-        log_store,
+        core.catalog.clone(),
+        core.consensus.clone(),
         metrics,
         gossip.clone(),
     )?);
@@ -171,7 +276,7 @@ async fn start(config: Config) -> Result<i32> {
     crate::dns::start(agent.clone())
         .await
         .context("starting DNS server")?;
-    crate::http::start(agent.clone())
+    let http = crate::http::start(agent.clone())
         .await
         .context("starting HTTP server")?;
 
@@ -189,28 +294,44 @@ async fn start(config: Config) -> Result<i32> {
         config.node_name, config.datacenter, config.server
     );
 
-    tokio::spawn(crate::agent::check_sync::run(agent.clone()));
+    let mut tasks = vec![
+        tokio::spawn(crate::agent::check_sync::run(agent.clone())),
+        tokio::spawn(sync_loop(agent.clone())),
+        tokio::spawn(gauges_loop(agent.clone())),
+    ];
     crate::health::start(agent.clone());
-    tokio::spawn(sync_loop(agent.clone()));
-    tokio::spawn(gauges_loop(agent.clone()));
-    tokio::spawn(crate::cluster::leader_loop(agent.clone(), gossip.clone()));
-    tokio::spawn(crate::cluster::session_ttl_loop(agent.clone()));
-    if config.server && config.bootstrap_expect > 1 {
-        tokio::spawn(crate::cluster::bootstrap_expect(
-            agent.clone(),
-            gossip.clone(),
-            config.bootstrap_expect,
-        ));
+    if let Some(server) = &core.server {
+        let ctx = ClusterCtx {
+            node: server.node.clone(),
+            consensus: core.consensus.clone(),
+            catalog: core.catalog.clone(),
+            gossip: gossip.clone(),
+            datacenter: config.datacenter.clone(),
+            local: Some(config.bind_addr),
+        };
+        tasks.push(tokio::spawn(crate::cluster::leader_loop(ctx.clone())));
+        tasks.push(tokio::spawn(crate::cluster::session_ttl_loop(ctx.clone())));
+        tasks.push(tokio::spawn(crate::cluster::feed_leadership_loop(
+            ctx.clone(),
+            server.feed.clone(),
+        )));
+        if config.bootstrap_expect > 1 {
+            tasks.push(tokio::spawn(crate::cluster::bootstrap_expect(
+                ctx,
+                config.bootstrap_expect,
+            )));
+        }
     }
+    let serf_port = config.ports.serf_lan.max(0) as u16;
     let (join_failed_tx, mut join_failed) = tokio::sync::mpsc::channel::<String>(1);
     if !config.retry_join.is_empty() {
         let (g, targets) = (gossip.clone(), config.retry_join.clone());
         let (interval, max) = (config.retry_interval, config.retry_max);
-        tokio::spawn(async move {
+        tasks.push(tokio::spawn(async move {
             if let Err(e) = crate::cluster::retry_join(g, targets, serf_port, interval, max).await {
                 let _ = join_failed_tx.send(e).await;
             }
-        });
+        }));
     }
     let mut conflicts = gossip.conflicts();
 
@@ -240,27 +361,41 @@ async fn start(config: Config) -> Result<i32> {
         // Give the intent a moment to spread before the socket goes quiet.
         tokio::time::sleep(Duration::from_millis(600)).await;
     }
-    let _ = tokio::time::timeout(Duration::from_secs(5), raft.shutdown()).await;
+    // Stop in order: this agent's own work first (no new writes), then
+    // the listeners (in-flight requests finish, subscribers move on), then
+    // raft.
+    for t in &tasks {
+        t.abort();
+    }
+    agent.request_shutdown();
+    let _ = stop_tx.send(true);
+    if let Some(server) = &core.server {
+        server.feed.close();
+    }
+    http.drained().await;
+    if let Some(server) = core.server {
+        let _ = tokio::time::timeout(Duration::from_secs(5), server.raft.shutdown()).await;
+    }
     if let Some(pid_file) = &config.pid_file {
         let _ = std::fs::remove_file(pid_file);
     }
-    drop(temp);
+    drop(data);
     Ok(code)
 }
 
 /// Registers this node once a leader exists, then runs anti-entropy: at
 /// once after every leader change, and every minute as Consul does.
 async fn sync_loop(agent: Arc<Agent>) {
-    let mut metrics = agent.consensus.raft.metrics();
+    let mut metrics = agent.consensus.leader_watch();
     let mut last_leader = None;
     let mut synced = false;
     loop {
-        let leader = metrics.borrow().current_leader;
+        let leader = metrics.borrow().clone();
         if leader.is_some() && (!synced || leader != last_leader) {
             match agent.anti_entropy().await {
                 Ok(()) => {
                     synced = true;
-                    last_leader = leader;
+                    last_leader = leader.clone();
                 }
                 Err(e) => tracing::warn!("anti-entropy: {e}"),
             }

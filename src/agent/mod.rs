@@ -11,8 +11,7 @@ use crate::catalog::types::{
 };
 use crate::catalog::Catalog;
 use crate::config::Config;
-use crate::raft::{Consensus, WriteError};
-use crate::store::log::LogStore;
+use crate::consensus::{Consensus, ConsensusError};
 use local::{LocalState, LocalStore};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -34,7 +33,7 @@ pub enum AgentError {
     #[error("{0}")]
     Internal(String),
     #[error(transparent)]
-    Write(#[from] WriteError),
+    Write(#[from] ConsensusError),
 }
 
 impl From<std::io::Error> for AgentError {
@@ -49,8 +48,7 @@ pub struct Agent {
     pub node_id: String,
     pub data_dir: PathBuf,
     pub catalog: Arc<Catalog>,
-    pub consensus: Arc<Consensus>,
-    pub log_store: LogStore,
+    pub consensus: Consensus,
     pub metrics: crate::metrics::Metrics,
     pub gossip: crate::gossip::Gossip,
     pub started: Instant,
@@ -69,8 +67,7 @@ impl Agent {
         node_id: String,
         data_dir: PathBuf,
         catalog: Arc<Catalog>,
-        consensus: Arc<Consensus>,
-        log_store: LogStore,
+        consensus: Consensus,
         metrics: crate::metrics::Metrics,
         gossip: crate::gossip::Gossip,
     ) -> std::io::Result<Agent> {
@@ -84,7 +81,6 @@ impl Agent {
             data_dir,
             catalog,
             consensus,
-            log_store,
             metrics,
             gossip,
             started: Instant::now(),
@@ -99,7 +95,7 @@ impl Agent {
     /// Proposes a command through raft; Rejected responses become 500s with
     /// the state machine's text, as Consul's RPC errors do.
     pub async fn write(&self, cmd: Command) -> Result<(u64, Response), AgentError> {
-        let (index, resp) = self.consensus.propose(cmd).await?;
+        let (index, resp) = self.consensus.write(cmd).await?;
         if let Response::Rejected(why) = resp {
             return Err(AgentError::Internal(why));
         }

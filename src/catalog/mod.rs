@@ -1,20 +1,42 @@
-//! The replicated catalog: nodes, services, checks and KV, stored in LMDB and
-//! changed only by applying raft-committed [`command::Command`]s.
+//! The replicated catalog: nodes, services, checks, KV and sessions, stored
+//! in LMDB and changed only by applying committed [`command::Command`]s.
+//!
+//! A server's catalog is its raft replica (applied by `raft::state_machine`);
+//! a client agent's is a read-only view fed by a server's subscription
+//! (`crate::feed`). Both apply entries through [`Catalog::apply_entries`],
+//! so both hold the same tables at the same index.
 
 pub mod apply;
 pub mod command;
 pub mod leases;
 pub mod query;
 pub mod sessions;
+pub mod snapshot;
 pub mod types;
 pub mod watch;
 
-use crate::store::{StoreError, Tables};
+use crate::store::{StoreError, Table, Tables};
+use command::{Command, Response};
+use heed::RwTxn;
 use leases::Leases;
 use query::Reader;
+use serde::{Deserialize, Serialize};
+use snapshot::CatalogSnapshot;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::watch as tokio_watch;
 use watch::KvWatch;
+
+/// Where in the raft log a catalog stands: the index and term of the last
+/// entry applied.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogPos {
+    pub index: u64,
+    pub term: u64,
+}
+
+/// `meta` key of the position the tables are at.
+const APPLIED: &str = "catalog/applied";
 
 /// Indexes of the latest applied changes, published after every apply batch.
 /// Blocking queries and the DNS cache wait on this; nothing polls.
@@ -30,7 +52,7 @@ pub struct Changes {
     pub sessions: u64,
 }
 
-/// What one apply batch changed, for [`Catalog::publish`].
+/// What one apply batch changed, for [`Catalog::publish_batch`].
 #[derive(Debug, Default)]
 pub struct BatchChanges {
     pub applied: u64,
@@ -45,31 +67,45 @@ pub struct BatchChanges {
 
 /// Shared handle to the catalog tables and their change feed.
 pub struct Catalog {
-    pub tables: Tables,
+    pub(crate) tables: Tables,
     changes: tokio_watch::Sender<Changes>,
     /// Per-key wakeups for KV blocking queries.
     pub kv_watch: KvWatch,
     /// Lock-delays and TTL timers (in memory, clock-driven).
     pub leases: Leases,
+    /// False on a client agent until its view first synced: DNS answers
+    /// SERVFAIL until then rather than claim that nothing exists.
+    ready: AtomicBool,
 }
 
 impl Catalog {
+    /// Opens a server's replica (durable, ready at once).
     pub fn open(dir: &Path) -> Result<Catalog, StoreError> {
-        let tables = Tables::open(dir)?;
-        let (catalog_idx, kv_idx, sessions_idx) = {
+        Self::open_with(Tables::open(dir)?, true)
+    }
+
+    /// Opens a client agent's view: a fresh, empty environment whose commits
+    /// skip fsync (a view is rebuilt from a server after any restart), not
+    /// ready until it first synced.
+    pub fn open_view(dir: &Path) -> Result<Catalog, StoreError> {
+        if dir.exists() {
+            std::fs::remove_dir_all(dir)?;
+        }
+        Self::open_with(Tables::open_unsynced(dir)?, false)
+    }
+
+    fn open_with(tables: Tables, ready: bool) -> Result<Catalog, StoreError> {
+        let (applied, catalog_idx, kv_idx, sessions_idx) = {
             let r = Reader::new(&tables)?;
             (
-                r.index(&[
-                    crate::store::Table::Nodes,
-                    crate::store::Table::Services,
-                    crate::store::Table::Checks,
-                ])?,
-                r.index(&[crate::store::Table::Kvs])?,
-                r.index(&[crate::store::Table::Sessions])?,
+                read_applied(&tables, &r.txn)?.index,
+                r.index(&[Table::Nodes, Table::Services, Table::Checks])?,
+                r.index(&[Table::Kvs])?,
+                r.index(&[Table::Sessions])?,
             )
         };
         let (changes, _) = tokio_watch::channel(Changes {
-            applied: 0,
+            applied,
             catalog: catalog_idx,
             kv: kv_idx,
             sessions: sessions_idx,
@@ -79,10 +115,11 @@ impl Catalog {
             changes,
             kv_watch: KvWatch::default(),
             leases: Leases::default(),
+            ready: AtomicBool::new(ready),
         })
     }
 
-    /// A consistent read view of the local replica.
+    /// A consistent read view of the local catalog.
     pub fn reader(&self) -> Result<Reader<'_>, heed::Error> {
         Reader::new(&self.tables)
     }
@@ -95,7 +132,123 @@ impl Catalog {
         *self.changes.borrow()
     }
 
-    /// Called by the state machine after a batch commits.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// The position the tables are at.
+    pub fn applied(&self) -> Result<LogPos, StoreError> {
+        let txn = self.tables.env.read_txn()?;
+        Ok(read_applied(&self.tables, &txn)?)
+    }
+
+    /// Applies committed entries in one write transaction and publishes
+    /// what changed. `None` entries (blank and membership entries) only
+    /// move the position. `extra` writes its own keys in the same
+    /// transaction (the raft state machine's log id and membership).
+    /// Entries at or below the current position are skipped, so a batch
+    /// that overlaps what was applied is harmless.
+    pub fn apply_entries<'a, I>(
+        &self,
+        entries: I,
+        extra: impl FnOnce(&Tables, &mut RwTxn) -> Result<(), heed::Error>,
+    ) -> Result<Vec<Response>, StoreError>
+    where
+        I: IntoIterator<Item = (LogPos, Option<&'a Command>)>,
+    {
+        let tables = &self.tables;
+        let mut txn = tables.env.write_txn()?;
+        let current = read_applied(tables, &txn)?;
+        let mut out = Vec::new();
+        let mut last = None;
+        let mut batch = BatchChanges::default();
+        let mut lock_delays = Vec::new();
+        for (pos, cmd) in entries {
+            if pos.index <= current.index && current.index > 0 {
+                out.push(Response::None);
+                continue;
+            }
+            last = Some(pos);
+            let Some(cmd) = cmd else {
+                out.push(Response::None);
+                continue;
+            };
+            let index = pos.index;
+            let started = std::time::Instant::now();
+            let (resp, touched) = apply::apply(tables, &mut txn, index, cmd)?;
+            crate::metrics::fsm_apply(cmd.name(), started.elapsed());
+            if touched.catalog {
+                batch.catalog = Some(index);
+            }
+            if touched.kv {
+                batch.kv = Some(index);
+            }
+            if touched.sessions {
+                batch.sessions = Some(index);
+            }
+            if touched.kv_all {
+                batch.kv_all = Some(index);
+            }
+            batch
+                .kv_keys
+                .extend(touched.kv_keys.into_iter().map(|k| (k, index)));
+            lock_delays.extend(touched.lock_delays);
+            out.push(resp);
+        }
+        if let Some(last) = last {
+            write_applied(tables, &mut txn, last)?;
+        }
+        extra(tables, &mut txn)?;
+        txn.commit()?;
+        // Lock-delays run on this replica's clock from the moment the
+        // release is durable (see catalog::leases).
+        self.leases
+            .start_lock_delays(&lock_delays, std::time::Instant::now());
+        if let Some(last) = last {
+            batch.applied = last.index;
+            self.publish_batch(batch);
+        }
+        Ok(out)
+    }
+
+    /// The whole catalog and its position, from one read transaction, with
+    /// `extra` reading more from the same transaction.
+    pub fn dump<T>(
+        &self,
+        extra: impl FnOnce(&Tables, &heed::RoTxn<heed::WithoutTls>) -> Result<T, heed::Error>,
+    ) -> Result<(LogPos, CatalogSnapshot, T), StoreError> {
+        let txn = self.tables.env.read_txn()?;
+        let pos = read_applied(&self.tables, &txn)?;
+        let snap = snapshot::dump(&self.tables, &txn)?;
+        let more = extra(&self.tables, &txn)?;
+        Ok((pos, snap, more))
+    }
+
+    /// Replaces every table with `snap` at position `pos` in one write
+    /// transaction (with `extra` writing its own keys in it), then wakes
+    /// every watcher and marks the catalog ready.
+    pub fn restore(
+        &self,
+        pos: LogPos,
+        snap: &CatalogSnapshot,
+        extra: impl FnOnce(&Tables, &mut RwTxn) -> Result<(), heed::Error>,
+    ) -> Result<(), StoreError> {
+        let tables = &self.tables;
+        let mut txn = tables.env.write_txn()?;
+        snapshot::restore(tables, &mut txn, snap)?;
+        write_applied(tables, &mut txn, pos)?;
+        extra(tables, &mut txn)?;
+        txn.commit()?;
+        self.publish_reset(pos.index);
+        self.mark_ready();
+        Ok(())
+    }
+
+    /// A client agent's view is current enough to answer from.
+    pub fn mark_ready(&self) {
+        self.ready.store(true, Ordering::Release);
+    }
+
     /// Publishes catalog/KV index moves without per-key detail.
     #[allow(dead_code)] // used by tests of index consumers
     pub(crate) fn publish(&self, applied: u64, catalog: Option<u64>, kv: Option<u64>) {
@@ -129,7 +282,7 @@ impl Catalog {
         });
     }
 
-    /// Called after a snapshot install replaced every table.
+    /// Called after a snapshot replaced every table.
     pub(crate) fn publish_reset(&self, applied: u64) {
         self.changes.send_modify(|c| {
             c.applied = applied;
@@ -139,4 +292,30 @@ impl Catalog {
         });
         self.kv_watch.notify_all(applied);
     }
+}
+
+fn read_applied(
+    tables: &Tables,
+    txn: &heed::RoTxn<heed::WithoutTls>,
+) -> Result<LogPos, heed::Error> {
+    Ok(match tables.meta.get(txn, APPLIED)? {
+        Some(b) if b.len() == 16 => {
+            let mut index = [0u8; 8];
+            let mut term = [0u8; 8];
+            index.copy_from_slice(&b[..8]);
+            term.copy_from_slice(&b[8..]);
+            LogPos {
+                index: u64::from_be_bytes(index),
+                term: u64::from_be_bytes(term),
+            }
+        }
+        _ => LogPos::default(),
+    })
+}
+
+fn write_applied(tables: &Tables, txn: &mut RwTxn, pos: LogPos) -> Result<(), heed::Error> {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&pos.index.to_be_bytes());
+    b[8..].copy_from_slice(&pos.term.to_be_bytes());
+    tables.meta.put(txn, APPLIED, &b)
 }

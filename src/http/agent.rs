@@ -685,19 +685,25 @@ pub async fn reload(ctx: Ctx) -> ApiResult {
 
 fn stats(agent: &Agent, services: usize, checks: &[Check]) -> Value {
     let cfg = &agent.config;
-    let m = agent.consensus.raft.metrics().borrow().clone();
-    let leader = agent.consensus.leader();
+    let raft = agent.consensus.raft_stats();
+    let leader_addr = agent.consensus.leader_watch().borrow().clone();
     let ttl_checks = checks.iter().filter(|c| c.definition.ttl_ns > 0).count();
-    let state = format!("{:?}", m.state);
-    let voters = agent
-        .consensus
-        .members()
-        .iter()
-        .filter(|(_, _, v)| *v)
-        .count();
     let s = |v: &dyn ToString| v.to_string();
     let serf = super::cluster::serf_counts(agent);
-    json!({
+    let mut consul = json!({
+        "acl": "disabled",
+        "server": s(&cfg.server),
+    });
+    if cfg.server {
+        consul["bootstrap"] = json!(s(&cfg.bootstrap));
+        consul["known_datacenters"] = json!("1");
+        consul["leader"] = json!(s(&agent.consensus.is_leader()));
+        consul["leader_addr"] = json!(leader_addr.unwrap_or_default());
+    } else {
+        // Consul's client agents report the servers they know instead.
+        consul["known_servers"] = json!(s(&serf.3));
+    }
+    let mut out = json!({
         "agent": {
             "check_monitors": "0",
             "check_ttls": s(&ttl_checks),
@@ -705,33 +711,7 @@ fn stats(agent: &Agent, services: usize, checks: &[Check]) -> Value {
             "services": s(&services),
         },
         "build": {"prerelease": "", "revision": "", "version": VERSION, "version_metadata": ""},
-        "consul": {
-            "acl": "disabled",
-            "bootstrap": s(&cfg.bootstrap),
-            "known_datacenters": "1",
-            "leader": s(&agent.consensus.is_leader()),
-            "leader_addr": leader.map(|(_, a)| a).unwrap_or_default(),
-            "server": s(&cfg.server),
-        },
-        "raft": {
-            "applied_index": s(&m.last_applied.map(|l| l.index).unwrap_or(0)),
-            "commit_index": s(&m.last_applied.map(|l| l.index).unwrap_or(0)),
-            "fsm_pending": "0",
-            "last_contact": if agent.consensus.is_leader() { "0".to_string() } else { "never".to_string() },
-            "last_log_index": s(&m.last_log_index.unwrap_or(0)),
-            "last_log_term": s(&m.current_term),
-            "last_snapshot_index": s(&m.snapshot.map(|l| l.index).unwrap_or(0)),
-            "last_snapshot_term": s(&m.snapshot.map(|l| l.leader_id.term).unwrap_or(0)),
-            "latest_configuration_index": s(&m.membership_config.log_id().map(|l| l.index).unwrap_or(0)),
-            "num_peers": s(&voters.saturating_sub(1)),
-            "protocol_version": "3",
-            "protocol_version_max": "3",
-            "protocol_version_min": "0",
-            "snapshot_version_max": "1",
-            "snapshot_version_min": "0",
-            "state": match state.as_str() { "Leader" => "Leader", "Candidate" => "Candidate", "Follower" => "Follower", _ => "Follower" },
-            "term": s(&m.current_term),
-        },
+        "consul": consul,
         "runtime": {
             "arch": std::env::consts::ARCH,
             "cpu_count": s(&std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
@@ -741,8 +721,31 @@ fn stats(agent: &Agent, services: usize, checks: &[Check]) -> Value {
             "version": "rust",
         },
         "serf_lan": {"members": s(&serf.0), "failed": s(&serf.1), "left": s(&serf.2), "health_score": "0", "encrypted": s(&cfg.encrypt.is_some())},
-        "serf_wan": {"members": if cfg.server { "1" } else { "0" }, "failed": "0", "left": "0", "health_score": "0", "encrypted": s(&cfg.encrypt.is_some())},
-    })
+    });
+    // Only servers have raft and the WAN pool.
+    if let Some(r) = raft {
+        out["raft"] = json!({
+            "applied_index": s(&r.applied_index),
+            "commit_index": s(&r.commit_index),
+            "fsm_pending": "0",
+            "last_contact": r.last_contact,
+            "last_log_index": s(&r.last_log_index),
+            "last_log_term": s(&r.term),
+            "last_snapshot_index": s(&r.last_snapshot_index),
+            "last_snapshot_term": s(&r.last_snapshot_term),
+            "latest_configuration_index": s(&r.latest_configuration_index),
+            "num_peers": s(&r.voters.saturating_sub(1)),
+            "protocol_version": "3",
+            "protocol_version_max": "3",
+            "protocol_version_min": "0",
+            "snapshot_version_max": "1",
+            "snapshot_version_min": "0",
+            "state": r.state,
+            "term": s(&r.term),
+        });
+        out["serf_wan"] = json!({"members": "1", "failed": "0", "left": "0", "health_score": "0", "encrypted": s(&cfg.encrypt.is_some())});
+    }
+    out
 }
 
 /// `GET /v1/agent/self`.

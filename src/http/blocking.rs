@@ -48,15 +48,8 @@ pub async fn ensure_readable(agent: &Agent, opts: &ReadOpts) -> Result<(), ApiEr
         Consistency::Leader => false,
         Consistency::Consistent => true,
     };
-    agent
-        .consensus
-        .read_index(linearizable, 0)
-        .await
-        .map(|_| ())
-        .map_err(|e| match e {
-            crate::raft::WriteError::NoLeader => ApiError::Internal("No cluster leader".into()),
-            other => ApiError::Internal(other.to_string()),
-        })
+    agent.consensus.read_index(linearizable).await?;
+    Ok(())
 }
 
 /// Up to wait/16 extra, as Consul staggers blocking queries so that many

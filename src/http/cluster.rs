@@ -3,10 +3,10 @@
 
 use super::wire::{empty_ok, ApiError, ApiResult, Ctx};
 use crate::agent::{Agent, VERSION};
+use crate::consensus::PeerRef;
 use crate::gossip::MemberInfo;
-use crate::raft::raft_id;
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// One gossip member as `api.AgentMember`.
 pub fn member_json(agent: &Agent, m: &MemberInfo) -> Value {
@@ -76,8 +76,9 @@ pub async fn members(ctx: Ctx) -> ApiResult {
     Ok(ctx.json(&list))
 }
 
-/// Counts for `Stats.serf_lan`.
-pub fn serf_counts(agent: &Agent) -> (usize, usize, usize) {
+/// Counts for `Stats.serf_lan` (alive, failed, left) and the alive
+/// servers of this datacenter.
+pub fn serf_counts(agent: &Agent) -> (usize, usize, usize, usize) {
     use crate::gossip::MemberStatus::*;
     let table = agent.gossip.members();
     let alive = table
@@ -86,7 +87,11 @@ pub fn serf_counts(agent: &Agent) -> (usize, usize, usize) {
         .count();
     let failed = table.values().filter(|m| m.status == Failed).count();
     let left = table.values().filter(|m| m.status == Left).count();
-    (alive, failed, left)
+    let servers = table
+        .values()
+        .filter(|m| m.status == Alive && m.id.server && m.id.dc == agent.config.datacenter)
+        .count();
+    (alive, failed, left, servers)
 }
 
 /// `PUT /v1/agent/join/<address>`.
@@ -126,70 +131,16 @@ pub async fn force_leave(ctx: Ctx) -> ApiResult {
     Ok(empty_ok())
 }
 
-/// `DELETE /v1/operator/raft/peer?id=<uuid>|address=<ip:port>`.
+/// `DELETE /v1/operator/raft/peer?id=<uuid>|address=<ip:port>`: done by
+/// the leader, wherever the request arrives.
 pub async fn raft_peer_delete(ctx: Ctx) -> ApiResult {
     let id = ctx.query.get("id").filter(|s| !s.is_empty());
     let address = ctx.query.get("address").filter(|s| !s.is_empty());
-    let members = ctx.agent.consensus.members();
-    let target = match (id, address) {
-        (Some(id), None) => {
-            let rid = raft_id(id);
-            members.iter().find(|(m, _, _)| *m == rid).map(|(m, _, _)| *m).ok_or_else(|| {
-                ApiError::Internal(format!("id \"{id}\" was not found in the Raft configuration"))
-            })?
-        }
-        (None, Some(addr)) => members.iter().find(|(_, a, _)| a == addr).map(|(m, _, _)| *m).ok_or_else(|| {
-            ApiError::Internal(format!("address \"{addr}\" was not found in the Raft configuration"))
-        })?,
+    let peer = match (id, address) {
+        (Some(id), None) => PeerRef::Id(id.to_string()),
+        (None, Some(addr)) => PeerRef::Address(addr.to_string()),
         _ => return Err(ApiError::bad("Must specify either ?id with the server's ID or ?address with IP:port of peer to remove")),
     };
-    let raft = &ctx.agent.consensus.raft;
-    if !ctx.agent.consensus.is_leader() {
-        return forward_to_leader(&ctx).await;
-    }
-    let voter = members.iter().any(|(id, _, v)| *id == target && *v);
-    let change = if voter {
-        // retain=false drops the removed voter from the node set as well.
-        openraft::ChangeMembers::RemoveVoters(BTreeSet::from([target]))
-    } else {
-        openraft::ChangeMembers::RemoveNodes(BTreeSet::from([target]))
-    };
-    raft.change_membership(change, false)
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    ctx.agent.consensus.remove_peer(peer).await?;
     Ok(empty_ok())
-}
-
-/// Membership changes happen on the leader: relay the request to the
-/// leader's HTTP API (found through gossip) and pass its answer back.
-async fn forward_to_leader(ctx: &Ctx) -> ApiResult {
-    let no_leader = || ApiError::Internal("No cluster leader".into());
-    let (leader_id, _) = ctx.agent.consensus.leader().ok_or_else(no_leader)?;
-    let table = ctx.agent.gossip.members();
-    let leader = table
-        .values()
-        .find(|m| raft_id(&m.id.node_id) == leader_id)
-        .ok_or_else(no_leader)?;
-    let url = format!(
-        "http://{}:{}/v1/operator/raft/peer?{}",
-        leader.id.addr.ip(),
-        leader.id.http_port,
-        ctx.query.encode()
-    );
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(10))
-        .build()
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let resp = client
-        .delete(url)
-        .send()
-        .await
-        .map_err(|e| ApiError::Internal(format!("rpc error making call: {e}")))?;
-    let status = resp.status();
-    let body = resp.text().await.unwrap_or_default();
-    if status.is_success() {
-        Ok(empty_ok())
-    } else {
-        Err(ApiError::Status(status, body))
-    }
 }

@@ -187,12 +187,33 @@ impl Server {
     }
 }
 
+/// How long in-flight requests may run on once shutdown begins.
+pub const DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The running HTTP listeners.
+#[derive(Default)]
+pub struct HttpServers {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl HttpServers {
+    /// Waits until every listener has stopped after the agent's shutdown
+    /// signal (in-flight requests done, or [`DRAIN`] passed).
+    pub async fn drained(self) {
+        for t in self.tasks {
+            let _ = tokio::time::timeout(DRAIN + std::time::Duration::from_secs(1), t).await;
+        }
+    }
+}
+
 /// Binds the HTTP listeners on every client address and serves them in the
-/// background. Returns once bound; a bind failure is an error.
-pub async fn start(agent: Arc<Agent>) -> std::io::Result<()> {
+/// background until the agent shuts down. Returns once bound; a bind
+/// failure is an error.
+pub async fn start(agent: Arc<Agent>) -> std::io::Result<HttpServers> {
+    let mut servers = HttpServers::default();
     let port = agent.config.ports.http;
     if port < 0 {
-        return Ok(());
+        return Ok(servers);
     }
     let port = u16::try_from(port)
         .map_err(|_| std::io::Error::other(format!("invalid HTTP port {port}")))?;
@@ -210,14 +231,18 @@ pub async fn start(agent: Arc<Agent>) -> std::io::Result<()> {
             )
         })?;
         let app = app.clone();
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
+        let mut stop = agent.shutdown_signal();
+        servers.tasks.push(tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            });
+            if let Err(e) = serve.await {
                 tracing::error!(%addr, "HTTP server stopped: {e}");
             }
-        });
+        }));
         tracing::info!(%addr, "HTTP API listening");
     }
-    Ok(())
+    Ok(servers)
 }
 
 /// Largest body read for any request. KV values are capped separately at

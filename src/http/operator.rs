@@ -1,14 +1,11 @@
 //! `/v1/operator/raft/*`: the raft configuration as Consul reports it.
 
-use super::blocking;
-use super::wire::{set_meta, ApiResult, Ctx};
-use crate::raft::raft_id;
+use super::wire::{set_meta, ApiResult, Consistency, Ctx};
 use serde::Serialize;
-use std::collections::HashMap;
 
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
-struct RaftServer {
+struct RaftServerJson {
     #[serde(rename = "ID")]
     id: String,
     node: String,
@@ -21,66 +18,35 @@ struct RaftServer {
 
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
-struct RaftConfiguration {
-    servers: Vec<RaftServer>,
+struct RaftConfigurationJson {
+    servers: Vec<RaftServerJson>,
     index: u64,
 }
 
-/// `GET /v1/operator/raft/configuration`. Raft member IDs are derived from
-/// node UUIDs, so each member is mapped back to its catalog node by
-/// recomputing that derivation over the catalog's nodes.
+/// `GET /v1/operator/raft/configuration`: served by the leader (each
+/// server's `LastIndex` is what the leader's replication has confirmed),
+/// or with `?stale` by any server.
 pub async fn raft_configuration(ctx: Ctx) -> ApiResult {
     let opts = ctx.read_opts()?;
-    blocking::ensure_readable(&ctx.agent, &opts).await?;
-    let agent = &ctx.agent;
-    let mut by_raft_id: HashMap<u64, (String, String)> = HashMap::new();
-    {
-        let r = agent.catalog.reader()?;
-        for n in r.nodes()? {
-            if !n.id.is_empty() {
-                by_raft_id.insert(raft_id(&n.id), (n.id.clone(), n.name.clone()));
-            }
-        }
-    }
-    by_raft_id.insert(
-        agent.consensus.id,
-        (agent.node_id.clone(), agent.node_name.clone()),
-    );
-    let metrics = agent.consensus.raft.metrics().borrow().clone();
-    let leader = metrics.current_leader;
-    let index = metrics
-        .membership_config
-        .log_id()
-        .map(|l| l.index)
-        .unwrap_or(0)
-        // A bootstrap configuration sits at raft index 0; Consul's is never 0.
-        .max(1);
-    let last_index = metrics.last_log_index.unwrap_or(0);
-    let servers = agent
-        .consensus
-        .members()
+    let stale = opts.consistency == Consistency::Stale;
+    let conf = ctx.agent.consensus.configuration(stale).await?;
+    let servers = conf
+        .servers
         .into_iter()
-        .map(|(id, addr, voter)| {
-            let (uuid, node) = by_raft_id
-                .get(&id)
-                .cloned()
-                .unwrap_or_else(|| (id.to_string(), String::new()));
-            RaftServer {
-                id: uuid,
-                node,
-                address: addr,
-                leader: leader == Some(id),
-                voter,
-                protocol_version: "3",
-                last_index: if id == agent.consensus.id {
-                    last_index
-                } else {
-                    0
-                },
-            }
+        .map(|s| RaftServerJson {
+            id: s.id,
+            node: s.node,
+            address: s.address,
+            leader: s.leader,
+            voter: s.voter,
+            protocol_version: "3",
+            last_index: s.last_index,
         })
-        .collect::<Vec<_>>();
-    let mut resp = ctx.json(&RaftConfiguration { servers, index });
-    set_meta(&mut resp, agent, index, opts.consistency);
+        .collect();
+    let mut resp = ctx.json(&RaftConfigurationJson {
+        servers,
+        index: conf.index,
+    });
+    set_meta(&mut resp, &ctx.agent, conf.index, opts.consistency);
     Ok(resp)
 }

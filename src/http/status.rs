@@ -1,29 +1,18 @@
-//! `/v1/status/*`: the raft leader and voters, as `ip:port` strings.
+//! `/v1/status/*`: the raft leader and voters, as `ip:port` strings (a
+//! client agent asks a server).
 
 use super::wire::{ApiResult, Ctx};
 
 /// `GET /v1/status/leader` => `"10.0.0.1:8300"`, or `""` with no leader.
 pub async fn leader(ctx: Ctx) -> ApiResult {
     ctx.read_opts()?;
-    let addr = ctx
-        .agent
-        .consensus
-        .leader()
-        .map(|(_, addr)| addr)
-        .unwrap_or_default();
+    let addr = ctx.agent.consensus.leader().await?.unwrap_or_default();
     Ok(ctx.json(&addr))
 }
 
 /// `GET /v1/status/peers` => the voters' raft addresses.
 pub async fn peers(ctx: Ctx) -> ApiResult {
     ctx.read_opts()?;
-    let peers: Vec<String> = ctx
-        .agent
-        .consensus
-        .members()
-        .into_iter()
-        .filter(|(_, _, voter)| *voter)
-        .map(|(_, addr, _)| addr)
-        .collect();
+    let peers = ctx.agent.consensus.peers().await?;
     Ok(ctx.json(&peers))
 }

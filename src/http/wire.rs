@@ -4,7 +4,7 @@
 //! the `X-Consul-*` headers every read carries.
 
 use crate::agent::{Agent, AgentError};
-use crate::raft::WriteError;
+use crate::consensus::ConsensusError;
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -56,8 +56,9 @@ impl From<AgentError> for ApiError {
     }
 }
 
-impl From<WriteError> for ApiError {
-    fn from(e: WriteError) -> Self {
+/// Every consensus failure is a 500 with Consul's text, as its RPC errors are.
+impl From<ConsensusError> for ApiError {
+    fn from(e: ConsensusError) -> Self {
         ApiError::Internal(e.to_string())
     }
 }
@@ -404,13 +405,16 @@ pub fn set_meta(resp: &mut Response, agent: &Agent, index: u64, consistency: Con
     if let Ok(v) = HeaderValue::from_str(&index.to_string()) {
         h.insert("X-Consul-Index", v);
     }
-    let known = agent.consensus.leader().is_some();
+    let contact = agent.consensus.contact();
     h.insert(
         "X-Consul-KnownLeader",
-        HeaderValue::from_static(if known { "true" } else { "false" }),
+        HeaderValue::from_static(if contact.known_leader {
+            "true"
+        } else {
+            "false"
+        }),
     );
-    let contact = agent.consensus.last_contact_ms();
-    if let Ok(v) = HeaderValue::from_str(&contact.to_string()) {
+    if let Ok(v) = HeaderValue::from_str(&contact.last_contact_ms.to_string()) {
         h.insert("X-Consul-LastContact", v);
     }
     h.insert(
@@ -489,7 +493,7 @@ mod tests {
         let r = ApiError::from(AgentError::NotFound("gone".into())).into_response();
         assert_eq!(r.status(), StatusCode::NOT_FOUND);
         assert_eq!(body_of(r).await, "gone");
-        let r = ApiError::from(WriteError::NoLeader).into_response();
+        let r = ApiError::from(ConsensusError::NoLeader).into_response();
         assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(body_of(r).await, "No cluster leader");
     }

@@ -8,11 +8,12 @@
 //! can never disagree after a crash.
 
 use super::{NodeId, TypeConfig};
-use crate::catalog::apply::apply;
 use crate::catalog::command::Response;
-use crate::catalog::types::{Check, KvEntry, Node, Service, Session};
-use crate::catalog::{BatchChanges, Catalog};
-use crate::store::Table;
+use crate::catalog::snapshot::CatalogSnapshot;
+use crate::catalog::types::{Check, KvEntry, Node, Service};
+use crate::catalog::{Catalog, LogPos};
+use crate::feed::publisher::Publisher;
+use crate::feed::FeedEntry;
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
     AnyError, BasicNode, Entry, EntryPayload, LogId, RaftSnapshotBuilder, SnapshotMeta,
@@ -28,18 +29,6 @@ const MEMBERSHIP: &str = "raft/membership";
 
 type Membership = StoredMembership<NodeId, BasicNode>;
 
-/// Everything a snapshot carries: every table plus the table indexes.
-/// (`session_keys` is derived from `kv` and rebuilt on install.)
-#[derive(Serialize, Deserialize)]
-struct SnapshotBody {
-    nodes: Vec<Node>,
-    services: Vec<Service>,
-    checks: Vec<Check>,
-    kv: Vec<KvEntry>,
-    indexes: Vec<(String, u64)>,
-    sessions: Vec<Session>,
-}
-
 /// The snapshot body written before sessions existed; still installable.
 #[derive(Deserialize)]
 struct SnapshotBodyV1 {
@@ -50,20 +39,18 @@ struct SnapshotBodyV1 {
     indexes: Vec<(String, u64)>,
 }
 
-impl SnapshotBody {
-    fn decode(data: &[u8]) -> Result<SnapshotBody, bincode::Error> {
-        bincode::deserialize(data).or_else(|e| {
-            let v1: SnapshotBodyV1 = bincode::deserialize(data).map_err(|_| e)?;
-            Ok(SnapshotBody {
-                nodes: v1.nodes,
-                services: v1.services,
-                checks: v1.checks,
-                kv: v1.kv,
-                indexes: v1.indexes,
-                sessions: Vec::new(),
-            })
+fn decode_body(data: &[u8]) -> Result<CatalogSnapshot, bincode::Error> {
+    bincode::deserialize(data).or_else(|e| {
+        let v1: SnapshotBodyV1 = bincode::deserialize(data).map_err(|_| e)?;
+        Ok(CatalogSnapshot {
+            nodes: v1.nodes,
+            services: v1.services,
+            checks: v1.checks,
+            kv: v1.kv,
+            indexes: v1.indexes,
+            sessions: Vec::new(),
         })
-    }
+    })
 }
 
 #[derive(Serialize, Deserialize)]
@@ -76,6 +63,8 @@ struct StoredSnapshot {
 pub struct StateMachine {
     catalog: Arc<Catalog>,
     snapshot_path: PathBuf,
+    /// Applied batches go here for client agents' subscriptions.
+    feed: Arc<Publisher>,
 }
 
 fn sm_err<E: std::error::Error + 'static>(e: E) -> StorageError<NodeId> {
@@ -86,76 +75,54 @@ fn snap_err<E: std::error::Error + 'static>(e: E) -> StorageError<NodeId> {
     StorageIOError::write_snapshot(None, AnyError::new(&e)).into()
 }
 
+fn codec_err(e: bincode::Error) -> heed::Error {
+    heed::Error::Encoding(e)
+}
+
+fn pos_of(l: &LogId<NodeId>) -> LogPos {
+    LogPos {
+        index: l.index,
+        term: l.leader_id.term,
+    }
+}
+
+fn read_raft_meta(
+    tables: &crate::store::Tables,
+    txn: &heed::RoTxn<heed::WithoutTls>,
+) -> Result<(Option<LogId<NodeId>>, Membership), heed::Error> {
+    let applied = match tables.meta.get(txn, LAST_APPLIED)? {
+        Some(b) => bincode::deserialize(b).map_err(codec_err)?,
+        None => None,
+    };
+    let membership = match tables.meta.get(txn, MEMBERSHIP)? {
+        Some(b) => bincode::deserialize(b).map_err(codec_err)?,
+        None => Membership::default(),
+    };
+    Ok((applied, membership))
+}
+
 impl StateMachine {
-    pub fn new(catalog: Arc<Catalog>, snapshot_path: PathBuf) -> StateMachine {
+    pub fn new(
+        catalog: Arc<Catalog>,
+        snapshot_path: PathBuf,
+        feed: Arc<Publisher>,
+    ) -> StateMachine {
         StateMachine {
             catalog,
             snapshot_path,
+            feed,
         }
     }
 
     fn read_applied(&self) -> Result<(Option<LogId<NodeId>>, Membership), StorageError<NodeId>> {
         let tables = &self.catalog.tables;
         let txn = tables.env.read_txn().map_err(sm_err)?;
-        let applied = match tables.meta.get(&txn, LAST_APPLIED).map_err(sm_err)? {
-            Some(b) => bincode::deserialize(b).map_err(sm_err)?,
-            None => None,
-        };
-        let membership = match tables.meta.get(&txn, MEMBERSHIP).map_err(sm_err)? {
-            Some(b) => bincode::deserialize(b).map_err(sm_err)?,
-            None => Membership::default(),
-        };
-        Ok((applied, membership))
+        read_raft_meta(tables, &txn).map_err(sm_err)
     }
 
     fn build(&self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
-        let tables = &self.catalog.tables;
-        let txn = tables.env.read_txn().map_err(snap_err)?;
-        let applied: Option<LogId<NodeId>> =
-            match tables.meta.get(&txn, LAST_APPLIED).map_err(snap_err)? {
-                Some(b) => bincode::deserialize(b).map_err(snap_err)?,
-                None => None,
-            };
-        let membership: Membership = match tables.meta.get(&txn, MEMBERSHIP).map_err(snap_err)? {
-            Some(b) => bincode::deserialize(b).map_err(snap_err)?,
-            None => Membership::default(),
-        };
-        let mut body = SnapshotBody {
-            nodes: vec![],
-            services: vec![],
-            checks: vec![],
-            kv: vec![],
-            indexes: vec![],
-            sessions: vec![],
-        };
-        for r in tables.nodes.iter(&txn).map_err(snap_err)? {
-            body.nodes.push(r.map_err(snap_err)?.1);
-        }
-        for r in tables.services.iter(&txn).map_err(snap_err)? {
-            body.services.push(r.map_err(snap_err)?.1);
-        }
-        for r in tables.checks.iter(&txn).map_err(snap_err)? {
-            body.checks.push(r.map_err(snap_err)?.1);
-        }
-        for r in tables.kv.iter(&txn).map_err(snap_err)? {
-            body.kv.push(r.map_err(snap_err)?.1);
-        }
-        for r in tables.sessions.iter(&txn).map_err(snap_err)? {
-            body.sessions.push(r.map_err(snap_err)?.1);
-        }
-        for t in [
-            Table::Nodes,
-            Table::Services,
-            Table::Checks,
-            Table::Kvs,
-            Table::Sessions,
-        ] {
-            body.indexes.push((
-                t.meta_key().to_string(),
-                tables.table_index(&txn, t).map_err(snap_err)?,
-            ));
-        }
-        drop(txn);
+        let (_, body, (applied, membership)) =
+            self.catalog.dump(read_raft_meta).map_err(snap_err)?;
         let data = bincode::serialize(&body).map_err(snap_err)?;
         let snapshot_id = match &applied {
             Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, data.len()),
@@ -198,76 +165,20 @@ impl StateMachine {
         meta: &SnapshotMeta<NodeId, BasicNode>,
         data: &[u8],
     ) -> Result<(), StorageError<NodeId>> {
-        let body = SnapshotBody::decode(data).map_err(snap_err)?;
-        let tables = &self.catalog.tables;
-        let mut txn = tables.env.write_txn().map_err(snap_err)?;
-        tables.nodes.clear(&mut txn).map_err(snap_err)?;
-        tables.services.clear(&mut txn).map_err(snap_err)?;
-        tables.checks.clear(&mut txn).map_err(snap_err)?;
-        tables.kv.clear(&mut txn).map_err(snap_err)?;
-        tables.sessions.clear(&mut txn).map_err(snap_err)?;
-        tables.session_keys.clear(&mut txn).map_err(snap_err)?;
-        tables.meta.clear(&mut txn).map_err(snap_err)?;
-        for n in &body.nodes {
-            tables.nodes.put(&mut txn, &n.name, n).map_err(snap_err)?;
-        }
-        for s in &body.services {
-            tables
-                .services
-                .put(&mut txn, &crate::store::node_scoped_key(&s.node, &s.id), s)
-                .map_err(snap_err)?;
-        }
-        for c in &body.checks {
-            tables
-                .checks
-                .put(
-                    &mut txn,
-                    &crate::store::node_scoped_key(&c.node, &c.check_id),
-                    c,
-                )
-                .map_err(snap_err)?;
-        }
-        for e in &body.kv {
-            tables.kv.put(&mut txn, &e.key, e).map_err(snap_err)?;
-            if !e.session.is_empty() {
-                tables
-                    .session_keys
-                    .put(
-                        &mut txn,
-                        &crate::store::node_scoped_key(&e.session, &e.key),
-                        &[],
-                    )
-                    .map_err(snap_err)?;
-            }
-        }
-        for sess in &body.sessions {
-            tables
-                .sessions
-                .put(&mut txn, &sess.id, sess)
-                .map_err(snap_err)?;
-        }
-        for (k, v) in &body.indexes {
-            tables
-                .meta
-                .put(&mut txn, k, &v.to_be_bytes())
-                .map_err(snap_err)?;
-        }
+        let body = decode_body(data).map_err(snap_err)?;
         let applied = bincode::serialize(&meta.last_log_id).map_err(snap_err)?;
-        tables
-            .meta
-            .put(&mut txn, LAST_APPLIED, &applied)
-            .map_err(snap_err)?;
         let membership = bincode::serialize(&meta.last_membership).map_err(snap_err)?;
-        tables
-            .meta
-            .put(&mut txn, MEMBERSHIP, &membership)
-            .map_err(snap_err)?;
-        txn.commit().map_err(snap_err)?;
-        self.persist(meta, data)?;
+        let pos = meta.last_log_id.as_ref().map(pos_of).unwrap_or_default();
         self.catalog
-            .publish_reset(meta.last_log_id.map(|l| l.index).unwrap_or(0));
+            .restore(pos, &body, |tables, txn| {
+                tables.meta.put(txn, LAST_APPLIED, &applied)?;
+                tables.meta.put(txn, MEMBERSHIP, &membership)
+            })
+            .map_err(snap_err)?;
+        self.persist(meta, data)?;
+        self.feed.reset(pos);
         tracing::info!(
-            index = meta.last_log_id.map(|l| l.index).unwrap_or(0),
+            index = pos.index,
             "raft: installed snapshot {}",
             meta.snapshot_id
         );
@@ -278,67 +189,45 @@ impl StateMachine {
         &self,
         entries: Vec<Entry<TypeConfig>>,
     ) -> Result<Vec<Response>, StorageError<NodeId>> {
-        let tables = &self.catalog.tables;
-        let mut txn = tables.env.write_txn().map_err(sm_err)?;
-        let mut out = Vec::with_capacity(entries.len());
         let mut last = None;
-        let mut batch = BatchChanges::default();
-        let mut lock_delays = Vec::new();
+        let mut membership = None;
+        let mut feed = Vec::with_capacity(entries.len());
         for entry in entries {
-            let index = entry.log_id.index;
             last = Some(entry.log_id);
-            match entry.payload {
-                EntryPayload::Blank => out.push(Response::None),
-                EntryPayload::Normal(cmd) => {
-                    let started = std::time::Instant::now();
-                    let (resp, touched) = apply(tables, &mut txn, index, &cmd).map_err(sm_err)?;
-                    crate::metrics::fsm_apply(cmd.name(), started.elapsed());
-                    if touched.catalog {
-                        batch.catalog = Some(index);
-                    }
-                    if touched.kv {
-                        batch.kv = Some(index);
-                    }
-                    if touched.sessions {
-                        batch.sessions = Some(index);
-                    }
-                    if touched.kv_all {
-                        batch.kv_all = Some(index);
-                    }
-                    batch
-                        .kv_keys
-                        .extend(touched.kv_keys.into_iter().map(|k| (k, index)));
-                    lock_delays.extend(touched.lock_delays);
-                    out.push(resp);
-                }
+            let cmd = match entry.payload {
+                EntryPayload::Blank => None,
+                EntryPayload::Normal(cmd) => Some(cmd),
                 EntryPayload::Membership(m) => {
-                    let stored = Membership::new(Some(entry.log_id), m);
-                    let bytes = bincode::serialize(&stored).map_err(sm_err)?;
-                    tables
-                        .meta
-                        .put(&mut txn, MEMBERSHIP, &bytes)
-                        .map_err(sm_err)?;
-                    out.push(Response::None);
+                    membership = Some(Membership::new(Some(entry.log_id), m));
+                    None
                 }
-            }
+            };
+            feed.push(FeedEntry {
+                pos: pos_of(&entry.log_id),
+                cmd,
+            });
         }
-        if let Some(last) = last {
-            let bytes = bincode::serialize(&Some(last)).map_err(sm_err)?;
-            tables
-                .meta
-                .put(&mut txn, LAST_APPLIED, &bytes)
-                .map_err(sm_err)?;
-        }
-        txn.commit().map_err(sm_err)?;
-        // Lock-delays run on this replica's clock from the moment the
-        // release is durable (see catalog::leases).
-        self.catalog
-            .leases
-            .start_lock_delays(&lock_delays, std::time::Instant::now());
-        if let Some(last) = last {
-            batch.applied = last.index;
-            self.catalog.publish_batch(batch);
-        }
+        let last_bytes = bincode::serialize(&last).map_err(sm_err)?;
+        let membership_bytes = match &membership {
+            Some(m) => Some(bincode::serialize(m).map_err(sm_err)?),
+            None => None,
+        };
+        let out = self
+            .catalog
+            .apply_entries(
+                feed.iter().map(|e| (e.pos, e.cmd.as_ref())),
+                |tables, txn| {
+                    if last.is_some() {
+                        tables.meta.put(txn, LAST_APPLIED, &last_bytes)?;
+                    }
+                    if let Some(m) = &membership_bytes {
+                        tables.meta.put(txn, MEMBERSHIP, m)?;
+                    }
+                    Ok(())
+                },
+            )
+            .map_err(sm_err)?;
+        self.feed.publish(feed);
         Ok(out)
     }
 }
@@ -431,7 +320,8 @@ mod tests {
             );
             let log = LogStore::open(&dir.path().join("raft"))
                 .map_err(|e| sm_err(std::io::Error::other(e.to_string())))?;
-            let sm = StateMachine::new(catalog, dir.path().join("snapshot.bin"));
+            let feed = Publisher::new(catalog.clone());
+            let sm = StateMachine::new(catalog, dir.path().join("snapshot.bin"), feed);
             Ok((dir, log, sm))
         }
     }
@@ -460,7 +350,7 @@ mod tests {
             }],
             indexes: vec![("index/kvs".into(), 7)],
         };
-        let body = SnapshotBody::decode(&bincode::serialize(&old).unwrap()).unwrap();
+        let body = decode_body(&bincode::serialize(&old).unwrap()).unwrap();
         assert_eq!(body.nodes.len(), 1);
         assert_eq!(body.kv[0].key, "k");
         assert!(body.sessions.is_empty());

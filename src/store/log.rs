@@ -12,7 +12,7 @@
 //! acknowledged to a client only after that, so it is on disk; concurrent
 //! writes share one fsync instead of queueing behind each other's.
 
-use super::{open_env, StoreEnv, StoreError};
+use super::{open_env, Durability, StoreEnv, StoreError};
 use crate::raft::{NodeId, TypeConfig};
 use heed::byteorder::BigEndian;
 use heed::types::{Bytes, SerdeBincode, Str, U64};
@@ -80,7 +80,7 @@ struct Text(String);
 
 impl LogStore {
     pub fn open(dir: &Path) -> Result<LogStore, StoreError> {
-        let env = open_env(dir, 4, true)?;
+        let env = open_env(dir, 4, Durability::Full)?;
         let wtxn = env.write_txn()?;
         let (logs, meta) = env
             .create_databases_and_commit(wtxn, |dbo, wtxn| -> Result<_, heed::Error> {

@@ -84,20 +84,38 @@ pub struct Tables {
     pub meta: Database<'static, Str, Bytes>,
 }
 
-/// Opens an LMDB environment. `sync_meta: false` skips the second fsync of
-/// each commit (MDB_NOMETASYNC): a system crash may undo the last commits but
-/// never corrupts the environment. The state machine uses it because the
-/// raft log, fully synced, replays whatever a crash undid.
-pub fn open_env(dir: &Path, max_dbs: u32, sync_meta: bool) -> Result<StoreEnv, StoreError> {
+/// How much of each commit reaches the disk before it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Data and meta page fsynced (LMDB's default).
+    Full,
+    /// MDB_NOMETASYNC: the second fsync of each commit is skipped; a system
+    /// crash may undo the last commits but never corrupts the environment.
+    /// The state machine uses it because the raft log, fully synced,
+    /// replays whatever a crash undid.
+    NoMetaSync,
+    /// MDB_NOSYNC: nothing is fsynced. Only for data rebuilt from elsewhere
+    /// after a restart (a client agent's view of the catalog).
+    None,
+}
+
+/// Opens an LMDB environment.
+pub fn open_env(dir: &Path, max_dbs: u32, durability: Durability) -> Result<StoreEnv, StoreError> {
     std::fs::create_dir_all(dir)?;
     // SAFETY: each environment directory is opened once per process (the
     // agent holds it for its lifetime), which is what LMDB requires.
     let mut opts = EnvOpenOptions::new().read_txn_without_tls();
     opts.map_size(16 * 1024 * 1024 * 1024).max_dbs(max_dbs);
-    if !sync_meta {
-        // SAFETY: NO_META_SYNC keeps LMDB's consistency guarantees.
+    let flags = match durability {
+        Durability::Full => None,
+        Durability::NoMetaSync => Some(heed::EnvFlags::NO_META_SYNC),
+        Durability::None => Some(heed::EnvFlags::NO_SYNC | heed::EnvFlags::NO_META_SYNC),
+    };
+    if let Some(flags) = flags {
+        // SAFETY: these flags trade durability of the last commits for
+        // speed, as documented on `Durability`.
         unsafe {
-            opts.flags(heed::EnvFlags::NO_META_SYNC);
+            opts.flags(flags);
         }
     }
     let env = unsafe { opts.open(dir)? };
@@ -105,8 +123,18 @@ pub fn open_env(dir: &Path, max_dbs: u32, sync_meta: bool) -> Result<StoreEnv, S
 }
 
 impl Tables {
+    /// The catalog tables of a server's replica.
     pub fn open(dir: &Path) -> Result<Tables, StoreError> {
-        let env = open_env(dir, 8, false)?;
+        Self::open_with(dir, Durability::NoMetaSync)
+    }
+
+    /// Tables whose commits are never fsynced (a client agent's view).
+    pub fn open_unsynced(dir: &Path) -> Result<Tables, StoreError> {
+        Self::open_with(dir, Durability::None)
+    }
+
+    fn open_with(dir: &Path, durability: Durability) -> Result<Tables, StoreError> {
+        let env = open_env(dir, 8, durability)?;
         let wtxn = env.write_txn()?;
         let (nodes, services, checks, kv, meta, sessions, session_keys) = env
             .create_databases_and_commit(wtxn, |dbo, wtxn| -> Result<_, heed::Error> {

@@ -1,0 +1,98 @@
+//! The whole catalog as one value: what a raft snapshot carries and what
+//! a client agent's view is resynchronised from. Dumped from one read
+//! transaction, restored in one write transaction that replaces every
+//! table, so either side sees the catalog at exactly one index.
+
+use super::types::{Check, KvEntry, Node, Service, Session};
+use crate::store::{node_scoped_key, Table, Tables};
+use heed::{RoTxn, RwTxn, WithoutTls};
+use serde::{Deserialize, Serialize};
+
+/// Every table plus the table indexes. (`session_keys` is derived from
+/// `kv` and rebuilt on restore.)
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CatalogSnapshot {
+    pub nodes: Vec<Node>,
+    pub services: Vec<Service>,
+    pub checks: Vec<Check>,
+    pub kv: Vec<KvEntry>,
+    pub indexes: Vec<(String, u64)>,
+    pub sessions: Vec<Session>,
+}
+
+/// The tables whose indexes a snapshot carries.
+const INDEXED: [Table; 5] = [
+    Table::Nodes,
+    Table::Services,
+    Table::Checks,
+    Table::Kvs,
+    Table::Sessions,
+];
+
+pub fn dump(tables: &Tables, txn: &RoTxn<WithoutTls>) -> Result<CatalogSnapshot, heed::Error> {
+    let mut snap = CatalogSnapshot::default();
+    for r in tables.nodes.iter(txn)? {
+        snap.nodes.push(r?.1);
+    }
+    for r in tables.services.iter(txn)? {
+        snap.services.push(r?.1);
+    }
+    for r in tables.checks.iter(txn)? {
+        snap.checks.push(r?.1);
+    }
+    for r in tables.kv.iter(txn)? {
+        snap.kv.push(r?.1);
+    }
+    for r in tables.sessions.iter(txn)? {
+        snap.sessions.push(r?.1);
+    }
+    for t in INDEXED {
+        snap.indexes
+            .push((t.meta_key().to_string(), tables.table_index(txn, t)?));
+    }
+    Ok(snap)
+}
+
+/// Replaces every table (and the `meta` table, which the caller refills
+/// with its own keys afterwards) with the snapshot's contents.
+pub fn restore(
+    tables: &Tables,
+    txn: &mut RwTxn,
+    snap: &CatalogSnapshot,
+) -> Result<(), heed::Error> {
+    tables.nodes.clear(txn)?;
+    tables.services.clear(txn)?;
+    tables.checks.clear(txn)?;
+    tables.kv.clear(txn)?;
+    tables.sessions.clear(txn)?;
+    tables.session_keys.clear(txn)?;
+    tables.meta.clear(txn)?;
+    for n in &snap.nodes {
+        tables.nodes.put(txn, &n.name, n)?;
+    }
+    for s in &snap.services {
+        tables
+            .services
+            .put(txn, &node_scoped_key(&s.node, &s.id), s)?;
+    }
+    for c in &snap.checks {
+        tables
+            .checks
+            .put(txn, &node_scoped_key(&c.node, &c.check_id), c)?;
+    }
+    for e in &snap.kv {
+        tables.kv.put(txn, &e.key, e)?;
+        if !e.session.is_empty() {
+            tables
+                .session_keys
+                .put(txn, &node_scoped_key(&e.session, &e.key), &[])?;
+        }
+    }
+    for s in &snap.sessions {
+        tables.sessions.put(txn, &s.id, s)?;
+    }
+    for (k, v) in &snap.indexes {
+        tables.meta.put(txn, k, &v.to_be_bytes())?;
+    }
+    Ok(())
+}

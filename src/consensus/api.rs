@@ -1,0 +1,70 @@
+//! Requests that agents and servers forward to a server over the RPC port
+//! ([`crate::rpc::Protocol::Consul`], multiplexed), and their replies.
+//! Servers answer them in `crate::raft::service`.
+
+use super::{ConsensusError, PeerRef, RaftConfiguration};
+use crate::catalog::command::{Command, Response};
+use serde::{Deserialize, Serialize};
+
+/// `hops` counts server-to-server forwards, so a request chasing a moving
+/// leader gives up instead of circling.
+pub const MAX_HOPS: u8 = 2;
+
+/// Requests are decoded once and handled at once; boxing the command
+/// would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ServerRequest {
+    /// Propose a command (on the leader).
+    Write {
+        cmd: Command,
+        hops: u8,
+    },
+    /// The index a read must reach to be as fresh as the leader.
+    ReadIndex {
+        linearizable: bool,
+        hops: u8,
+    },
+    /// The leader's RPC address as this server sees it.
+    Leader,
+    /// The voters' RPC addresses.
+    Peers,
+    /// The raft configuration; the leader's unless `stale`.
+    Configuration {
+        stale: bool,
+        hops: u8,
+    },
+    RemovePeer {
+        peer: PeerRef,
+        hops: u8,
+    },
+    /// Whether this server's raft is initialized and whom it follows (the
+    /// probe servers make before bootstrapping).
+    Status,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusReply {
+    pub initialized: bool,
+    pub leader: Option<u64>,
+    pub voters: usize,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Reply {
+    Written { index: u64, response: Response },
+    Index(u64),
+    Leader(Option<String>),
+    Peers(Vec<String>),
+    Configuration(RaftConfiguration),
+    Done,
+    Status(StatusReply),
+}
+
+pub type ServerResponse = Result<Reply, ConsensusError>;
+
+/// A reply of the wrong kind for the request: a peer speaking another
+/// version of the protocol.
+pub fn mismatched() -> ConsensusError {
+    ConsensusError::Rpc("mismatched rpc response".into())
+}

@@ -1,0 +1,598 @@
+//! The raft-backed consensus backend of a server. A write is proposed
+//! here when this server leads, else forwarded to the leader over the RPC
+//! port (at most [`MAX_HOPS`] server-to-server hops). Reads get a read
+//! index from the leader and then wait until this server's replica has
+//! applied it.
+
+use super::{NodeId, Raft};
+use crate::catalog::command::{Command, KvOp, Response, SessionOp, TxnError, TxnOp};
+use crate::catalog::Catalog;
+use crate::consensus::api::{
+    mismatched, Reply, ServerRequest, ServerResponse, StatusReply, MAX_HOPS,
+};
+use crate::consensus::{
+    Backend, ConsensusError, Contact, PeerRef, RaftConfiguration, RaftServer, RaftStats,
+    LEADER_HOLD,
+};
+use crate::gossip::Gossip;
+use crate::rpc::{MuxClient, Protocol};
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, ChangeMembers};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// Timeout of one forwarded call to the leader.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(12);
+/// How long a leader waits for a write to commit before giving up, like
+/// Consul's RPC hold timeout, instead of hanging a client when it has lost
+/// its quorum.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(7);
+/// How long a read waits for the local replica to reach its read index.
+const APPLY_WAIT: Duration = Duration::from_secs(10);
+
+pub struct RaftNode {
+    pub(crate) raft: Raft,
+    id: NodeId,
+    forward: MuxClient,
+    /// When the leader last reached this server (AppendEntries received).
+    last_contact: parking_lot::Mutex<Option<Instant>>,
+    /// The local replica, for the checks the leader makes before proposing
+    /// (lock-delay, session renewal).
+    catalog: Arc<Catalog>,
+    /// Names the servers in the raft configuration.
+    gossip: Gossip,
+    leader_tx: watch::Sender<Option<String>>,
+}
+
+impl RaftNode {
+    /// `local`: the address outgoing RPC connections are made from.
+    pub fn start(
+        raft: Raft,
+        id: NodeId,
+        local: Option<IpAddr>,
+        catalog: Arc<Catalog>,
+        gossip: Gossip,
+    ) -> Arc<RaftNode> {
+        let node = Arc::new(RaftNode {
+            raft,
+            id,
+            forward: MuxClient::new(local, Protocol::Consul),
+            last_contact: parking_lot::Mutex::new(None),
+            catalog,
+            gossip,
+            leader_tx: watch::channel(None).0,
+        });
+        let weak = Arc::downgrade(&node);
+        let mut metrics = node.raft.metrics();
+        tokio::spawn(async move {
+            loop {
+                let Some(node) = weak.upgrade() else { return };
+                let leader = node.leader().map(|(_, addr)| addr);
+                node.leader_tx.send_if_modified(|cur| {
+                    if *cur != leader {
+                        *cur = leader;
+                        true
+                    } else {
+                        false
+                    }
+                });
+                drop(node);
+                if metrics.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+        node
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// Whether this server leads right now.
+    pub fn is_leader_now(&self) -> bool {
+        self.raft.metrics().borrow().current_leader == Some(self.id)
+    }
+
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    /// What the leader decides before a command enters the log, on its own
+    /// clock (as Consul's leader does): an acquire of a key in lock-delay
+    /// fails without a log entry, and a session renewal only re-arms the
+    /// leader's TTL timer. `Some` answers the command without proposing it.
+    fn before_propose(&self, cmd: &Command) -> Option<Response> {
+        let now = Instant::now();
+        let leases = &self.catalog.leases;
+        match cmd {
+            Command::Kv(KvOp::Lock { key, .. }) if leases.lock_delay(key, now).is_some() => {
+                tracing::warn!(key = %key, "rejecting lock of key due to lock-delay");
+                Some(Response::Bool(false))
+            }
+            Command::Txn(ops) => {
+                let errors: Vec<TxnError> = ops
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, op)| match op {
+                        TxnOp::Write(KvOp::Lock { key, .. })
+                            if leases.lock_delay(key, now).is_some() =>
+                        {
+                            Some(TxnError {
+                                op_index: i,
+                                what: format!("failed to lock key {key:?} due to lock delay"),
+                            })
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                (!errors.is_empty()).then_some(Response::Txn(Err(errors)))
+            }
+            Command::Session(SessionOp::Renew { id }) => {
+                let session = match self.catalog.reader().and_then(|r| r.session(id)) {
+                    Ok(s) => s,
+                    Err(e) => return Some(Response::Rejected(format!("state store: {e}"))),
+                };
+                if let Some(ttl) = session.as_ref().and_then(|s| s.ttl()) {
+                    leases.reset_ttl(id, ttl, now);
+                }
+                Some(Response::Session(session))
+            }
+            _ => None,
+        }
+    }
+
+    /// The leader's TTL bookkeeping after a session command committed.
+    fn after_commit(&self, cmd: &SessionOp, resp: &Response) {
+        let leases = &self.catalog.leases;
+        match (cmd, resp) {
+            (SessionOp::Create(s), Response::Bool(true)) => {
+                if let Some(ttl) = s.ttl() {
+                    leases.reset_ttl(&s.id, ttl, Instant::now());
+                }
+            }
+            (SessionOp::Destroy { id }, _) => leases.clear_ttl_of(id),
+            _ => {}
+        }
+    }
+
+    /// AppendEntries arrived from the leader.
+    pub fn touch_contact(&self) {
+        *self.last_contact.lock() = Some(Instant::now());
+    }
+
+    /// Milliseconds since this server last heard from the leader
+    /// (`X-Consul-LastContact`): 0 on the leader.
+    pub fn last_contact_ms(&self) -> u64 {
+        if self.is_leader() {
+            return 0;
+        }
+        match *self.last_contact.lock() {
+            Some(t) => t.elapsed().as_millis() as u64,
+            None => 0,
+        }
+    }
+
+    fn applied_index(&self) -> u64 {
+        self.raft
+            .metrics()
+            .borrow()
+            .last_applied
+            .map(|l| l.index)
+            .unwrap_or(0)
+    }
+
+    /// Proposes on the leader, or forwards there.
+    pub async fn propose(&self, cmd: Command, hops: u8) -> Result<(u64, Response), ConsensusError> {
+        let leader = self.await_leader().await?;
+        if leader.0 != self.id {
+            if hops >= MAX_HOPS {
+                return Err(ConsensusError::NoLeader);
+            }
+            let req = ServerRequest::Write {
+                cmd,
+                hops: hops + 1,
+            };
+            return match self.forward_to(&leader.1, &req).await? {
+                Reply::Written { index, response } => Ok((index, response)),
+                _ => Err(mismatched()),
+            };
+        }
+        if let Some(resp) = self.before_propose(&cmd) {
+            return Ok((self.applied_index(), resp));
+        }
+        let session_op = match &cmd {
+            Command::Session(op) => Some(op.clone()),
+            _ => None,
+        };
+        let name = cmd.name();
+        let started = Instant::now();
+        let res = tokio::time::timeout(COMMIT_TIMEOUT, self.raft.client_write(cmd))
+            .await
+            .map_err(|_| ConsensusError::CommitTimeout)?;
+        crate::metrics::raft_apply(name, started.elapsed());
+        match res {
+            Ok(resp) => {
+                if let Some(op) = &session_op {
+                    self.after_commit(op, &resp.data);
+                }
+                Ok((resp.log_id.index, resp.data))
+            }
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                Err(ConsensusError::NoLeader)
+            }
+            Err(e) => Err(ConsensusError::Raft(e.to_string())),
+        }
+    }
+
+    /// The index a read must see to be as fresh as the leader (confirmed
+    /// with a quorum when `linearizable`), from the leader.
+    pub async fn leader_index(&self, linearizable: bool, hops: u8) -> Result<u64, ConsensusError> {
+        let leader = self.await_leader().await?;
+        if leader.0 == self.id {
+            if !linearizable {
+                return Ok(self.applied_index());
+            }
+            return match self.raft.ensure_linearizable().await {
+                Ok(Some(l)) => Ok(l.index),
+                Ok(None) => Ok(0),
+                Err(_) => Err(ConsensusError::NoLeader),
+            };
+        }
+        if hops >= MAX_HOPS {
+            return Err(ConsensusError::NoLeader);
+        }
+        let req = ServerRequest::ReadIndex {
+            linearizable,
+            hops: hops + 1,
+        };
+        match self.forward_to(&leader.1, &req).await? {
+            Reply::Index(i) => Ok(i),
+            _ => Err(mismatched()),
+        }
+    }
+
+    async fn forward_to(&self, addr: &str, req: &ServerRequest) -> Result<Reply, ConsensusError> {
+        self.forward
+            .call::<_, ServerResponse>(addr, req, FORWARD_TIMEOUT)
+            .await
+            .map_err(|e| ConsensusError::Rpc(e.to_string()))?
+    }
+
+    /// The leader's ID and RPC address, waiting up to [`LEADER_HOLD`] for one.
+    async fn await_leader(&self) -> Result<(NodeId, String), ConsensusError> {
+        if let Some(l) = self.leader() {
+            return Ok(l);
+        }
+        let mut rx = self.raft.metrics();
+        let deadline = tokio::time::Instant::now() + LEADER_HOLD;
+        loop {
+            tokio::select! {
+                r = rx.changed() => {
+                    if r.is_err() {
+                        return Err(ConsensusError::NoLeader);
+                    }
+                    if let Some(l) = self.leader() {
+                        return Ok(l);
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => return Err(ConsensusError::NoLeader),
+            }
+        }
+    }
+
+    /// Single-server bootstrap (`-dev`, `-bootstrap`, `-bootstrap-expect=1`).
+    /// A no-op if the log already holds a membership.
+    pub async fn bootstrap_alone(&self, rpc_addr: &str) -> Result<(), ConsensusError> {
+        if self.initialized().await {
+            return Ok(());
+        }
+        let members = BTreeMap::from([(
+            self.id,
+            BasicNode {
+                addr: rpc_addr.to_string(),
+            },
+        )]);
+        match self.raft.initialize(members).await {
+            Ok(()) => Ok(()),
+            Err(RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => Ok(()),
+            Err(e) => Err(ConsensusError::Raft(e.to_string())),
+        }
+    }
+
+    pub async fn initialized(&self) -> bool {
+        self.raft.is_initialized().await.unwrap_or(false)
+    }
+
+    pub async fn status(&self) -> StatusReply {
+        let initialized = self.initialized().await;
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        StatusReply {
+            initialized,
+            leader: m.current_leader,
+            voters: m.membership_config.membership().voter_ids().count(),
+        }
+    }
+
+    pub fn leader(&self) -> Option<(NodeId, String)> {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        let leader = m.current_leader?;
+        let addr = m
+            .membership_config
+            .membership()
+            .get_node(&leader)
+            .map(|n| n.addr.clone())?;
+        Some((leader, addr))
+    }
+
+    /// Members of the raft configuration: (ID, RPC address, voter).
+    pub fn members(&self) -> Vec<(NodeId, String, bool)> {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        membership
+            .nodes()
+            .map(|(id, n)| (*id, n.addr.clone(), voters.contains(id)))
+            .collect()
+    }
+
+    /// Node UUIDs and names of the servers gossip knows, by raft ID.
+    fn server_names(&self) -> HashMap<NodeId, (String, String)> {
+        let mut names: HashMap<NodeId, (String, String)> = HashMap::new();
+        if let Ok(r) = self.catalog.reader() {
+            if let Ok(nodes) = r.nodes() {
+                for n in nodes.into_iter().filter(|n| !n.id.is_empty()) {
+                    names.insert(super::raft_id(&n.id), (n.id, n.name));
+                }
+            }
+        }
+        for m in self.gossip.members().values() {
+            names.insert(
+                super::raft_id(&m.id.node_id),
+                (m.id.node_id.clone(), m.id.name.clone()),
+            );
+        }
+        names
+    }
+
+    /// The raft configuration as this server sees it. On the leader each
+    /// server's last index is what replication has confirmed it holds; a
+    /// follower knows only its own.
+    pub fn local_configuration(&self) -> RaftConfiguration {
+        let names = self.server_names();
+        let m = self.raft.metrics().borrow().clone();
+        let leader = m.current_leader;
+        let own_last = m.last_log_index.unwrap_or(0);
+        let matched: BTreeMap<NodeId, u64> = m
+            .replication
+            .as_ref()
+            .map(|r| {
+                r.iter()
+                    .map(|(id, l)| (*id, l.map(|l| l.index).unwrap_or(0)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let index = m
+            .membership_config
+            .log_id()
+            .map(|l| l.index)
+            .unwrap_or(0)
+            // A bootstrap configuration sits at raft index 0; Consul's is never 0.
+            .max(1);
+        let servers = self
+            .members()
+            .into_iter()
+            .map(|(id, address, voter)| {
+                let (uuid, node) = names
+                    .get(&id)
+                    .cloned()
+                    .unwrap_or_else(|| (id.to_string(), String::new()));
+                let last_index = if id == self.id {
+                    own_last
+                } else {
+                    matched.get(&id).copied().unwrap_or(0)
+                };
+                RaftServer {
+                    id: uuid,
+                    node,
+                    address,
+                    leader: leader == Some(id),
+                    voter,
+                    last_index,
+                }
+            })
+            .collect();
+        RaftConfiguration { servers, index }
+    }
+
+    pub async fn configuration_via(
+        &self,
+        stale: bool,
+        hops: u8,
+    ) -> Result<RaftConfiguration, ConsensusError> {
+        if stale {
+            return Ok(self.local_configuration());
+        }
+        let leader = self.await_leader().await?;
+        if leader.0 == self.id {
+            return Ok(self.local_configuration());
+        }
+        if hops >= MAX_HOPS {
+            return Err(ConsensusError::NoLeader);
+        }
+        let req = ServerRequest::Configuration {
+            stale,
+            hops: hops + 1,
+        };
+        match self.forward_to(&leader.1, &req).await? {
+            Reply::Configuration(c) => Ok(c),
+            _ => Err(mismatched()),
+        }
+    }
+
+    /// Removes a server from the configuration, on the leader.
+    pub async fn remove_peer_via(&self, peer: PeerRef, hops: u8) -> Result<(), ConsensusError> {
+        let members = self.members();
+        let target = match &peer {
+            PeerRef::Id(id) => {
+                let rid = super::raft_id(id);
+                members
+                    .iter()
+                    .find(|(m, _, _)| *m == rid)
+                    .ok_or_else(|| ConsensusError::PeerNotFound(format!("id {id:?}")))?
+                    .0
+            }
+            PeerRef::Address(addr) => {
+                members
+                    .iter()
+                    .find(|(_, a, _)| a == addr)
+                    .ok_or_else(|| ConsensusError::PeerNotFound(format!("address {addr:?}")))?
+                    .0
+            }
+        };
+        let leader = self.await_leader().await?;
+        if leader.0 != self.id {
+            if hops >= MAX_HOPS {
+                return Err(ConsensusError::NoLeader);
+            }
+            let req = ServerRequest::RemovePeer {
+                peer,
+                hops: hops + 1,
+            };
+            return match self.forward_to(&leader.1, &req).await? {
+                Reply::Done => Ok(()),
+                _ => Err(mismatched()),
+            };
+        }
+        let voter = members.iter().any(|(id, _, v)| *id == target && *v);
+        let change = if voter {
+            // retain=false drops the removed voter from the node set as well.
+            ChangeMembers::RemoveVoters(BTreeSet::from([target]))
+        } else {
+            ChangeMembers::RemoveNodes(BTreeSet::from([target]))
+        };
+        self.raft
+            .change_membership(change, false)
+            .await
+            .map_err(|e| ConsensusError::Raft(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Answers a forwarded request.
+    pub async fn handle(&self, req: ServerRequest) -> ServerResponse {
+        match req {
+            ServerRequest::Write { cmd, hops } => self
+                .propose(cmd, hops)
+                .await
+                .map(|(index, response)| Reply::Written { index, response }),
+            ServerRequest::ReadIndex { linearizable, hops } => self
+                .leader_index(linearizable, hops)
+                .await
+                .map(Reply::Index),
+            ServerRequest::Leader => Ok(Reply::Leader(self.leader().map(|(_, a)| a))),
+            ServerRequest::Peers => Ok(Reply::Peers(self.voter_addrs())),
+            ServerRequest::Configuration { stale, hops } => self
+                .configuration_via(stale, hops)
+                .await
+                .map(Reply::Configuration),
+            ServerRequest::RemovePeer { peer, hops } => {
+                self.remove_peer_via(peer, hops).await.map(|()| Reply::Done)
+            }
+            ServerRequest::Status => Ok(Reply::Status(self.status().await)),
+        }
+    }
+
+    fn voter_addrs(&self) -> Vec<String> {
+        self.members()
+            .into_iter()
+            .filter(|(_, _, voter)| *voter)
+            .map(|(_, addr, _)| addr)
+            .collect()
+    }
+}
+
+#[async_trait::async_trait]
+impl Backend for RaftNode {
+    async fn write(&self, cmd: Command) -> Result<(u64, Response), ConsensusError> {
+        self.propose(cmd, 0).await
+    }
+
+    async fn read_index(&self, linearizable: bool) -> Result<u64, ConsensusError> {
+        let index = self.leader_index(linearizable, 0).await?;
+        if index > 0 {
+            self.raft
+                .wait(Some(APPLY_WAIT))
+                .applied_index_at_least(Some(index), "read index")
+                .await
+                .map_err(|_| ConsensusError::StaleReplica(index))?;
+        }
+        Ok(index)
+    }
+
+    async fn leader(&self) -> Result<Option<String>, ConsensusError> {
+        Ok(RaftNode::leader(self).map(|(_, a)| a))
+    }
+
+    async fn peers(&self) -> Result<Vec<String>, ConsensusError> {
+        Ok(self.voter_addrs())
+    }
+
+    async fn configuration(&self, stale: bool) -> Result<RaftConfiguration, ConsensusError> {
+        self.configuration_via(stale, 0).await
+    }
+
+    async fn remove_peer(&self, peer: PeerRef) -> Result<(), ConsensusError> {
+        self.remove_peer_via(peer, 0).await
+    }
+
+    fn contact(&self) -> Contact {
+        Contact {
+            known_leader: RaftNode::leader(self).is_some(),
+            last_contact_ms: self.last_contact_ms(),
+        }
+    }
+
+    fn is_leader(&self) -> bool {
+        self.is_leader_now()
+    }
+
+    fn leader_watch(&self) -> watch::Receiver<Option<String>> {
+        self.leader_tx.subscribe()
+    }
+
+    fn raft_stats(&self) -> Option<RaftStats> {
+        let m = self.raft.metrics().borrow().clone();
+        let leader = m.current_leader == Some(self.id);
+        let state = match format!("{:?}", m.state).as_str() {
+            "Leader" => "Leader",
+            "Candidate" => "Candidate",
+            _ => "Follower",
+        };
+        let applied = m.last_applied.map(|l| l.index).unwrap_or(0);
+        Some(RaftStats {
+            state,
+            term: m.current_term,
+            applied_index: applied,
+            commit_index: applied,
+            last_log_index: m.last_log_index.unwrap_or(0),
+            last_snapshot_index: m.snapshot.map(|l| l.index).unwrap_or(0),
+            last_snapshot_term: m.snapshot.map(|l| l.leader_id.term).unwrap_or(0),
+            latest_configuration_index: m.membership_config.log_id().map(|l| l.index).unwrap_or(0),
+            voters: m.membership_config.membership().voter_ids().count(),
+            last_contact: if leader {
+                "0".into()
+            } else {
+                match *self.last_contact.lock() {
+                    Some(t) => format!("{}ms", t.elapsed().as_millis()),
+                    None => "never".into(),
+                }
+            },
+        })
+    }
+}
