@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Brings up compose/cluster.yml (3 servers + 2 clients), checks the leader
-# and members, kills the leader's container and checks for a new leader
-# with intact data, stops a client's container and checks its services
-# leave DNS, then tears everything down. Exits non-zero on any failure.
+# and members over HTTP and with `consul members` and `consul operator raft
+# list-peers` from a shell inside a server's container, kills the leader's
+# container and checks for a new leader with intact data, stops a client's
+# container and checks its services leave DNS, then tears everything down.
+# Exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,7 +42,26 @@ echo "leader: $LEADER"
 echo "==> members"
 wait_until 30 bash -c "[ \$(curl -s http://${S[0]}:8500/v1/agent/members | grep -o '\"Status\":1' | wc -l) -eq 5 ]" \
   || fail "expected 5 alive members"
-compose exec -T s1 /cairn members | tee /dev/stderr | grep -q "c2" || fail "cairn members lacks c2"
+
+echo "==> consul CLI from a shell inside s1"
+S1=$(compose ps -q s1)
+[ -n "$S1" ] || fail "no container for s1"
+rows() { awk 'NR > 1 && NF { print }'; } # table body without the header
+out=$(docker exec "$S1" sh -c 'consul members') || fail "consul members in s1: $out"
+echo "$out"
+[ "$(rows <<<"$out" | wc -l)" -eq 5 ] || fail "consul members: expected 5 rows"
+for n in s1 s2 s3 c1 c2; do
+  rows <<<"$out" | awk -v n="$n" '$1 == n && $3 == "alive" { ok = 1 } END { exit !ok }' \
+    || fail "consul members: $n is not listed alive"
+done
+out=$(docker exec "$S1" sh -c 'consul operator raft list-peers') || fail "consul operator raft list-peers in s1: $out"
+echo "$out"
+[ "$(rows <<<"$out" | grep -cw leader)" -eq 1 ] || fail "raft list-peers: expected exactly one leader"
+for n in c1 c2; do
+  if rows <<<"$out" | awk '{ print $1 }' | grep -qx "$n"; then fail "raft list-peers lists client $n"; fi
+done
+[ "$(rows <<<"$out" | awk '{ print $1 }' | sort | tr '\n' ' ')" = "s1 s2 s3 " ] \
+  || fail "raft list-peers: expected exactly s1 s2 s3"
 
 echo "==> writes and registrations"
 [ "$(curl -s -X PUT http://172.28.5.21:8500/v1/kv/compose/key -d intact)" = "true" ] || fail "kv put via client"
