@@ -66,10 +66,12 @@ const TOO_MANY_CONNS_RESPONSE: &str = concat!(
 /// How long the 429 may take to write; Consul's write deadline.
 const REJECT_WRITE_TIMEOUT: Duration = Duration::from_millis(10);
 
-/// After the 429, how long to read and discard what the client already sent
-/// before closing. Closing a socket with unread input makes the kernel send a
-/// reset, and a reset can destroy the 429 before the client reads it; a client
-/// that honours `Connection: close` hangs up well within this.
+/// After the 429 and a FIN, how long to read and discard what the client
+/// sends before closing. Closing a socket with unread input makes the kernel
+/// send a reset instead of a FIN, and some clients (Windows') discard received
+/// data on a reset, the 429 with it. Go's HTTP server waits the same 500 ms
+/// after its own error responses; a client that honours `Connection: close`
+/// hangs up well before.
 const REJECT_LINGER: Duration = Duration::from_millis(500);
 
 /// Backoff after an accept error that is not about one connection (`EMFILE`,
