@@ -15,6 +15,7 @@ mod cluster;
 pub mod decode;
 mod health;
 mod kv;
+pub mod listener;
 mod metrics;
 mod operator;
 mod session;
