@@ -223,24 +223,23 @@ pub async fn start(agent: Arc<Agent>) -> std::io::Result<HttpServers> {
         routes: routes(),
     });
     let app = axum::Router::new().fallback(dispatch).with_state(server);
+    // One allowance per client IP across every HTTP listener, as Consul's.
+    let limiter = listener::ConnLimiter::new(listener::DEFAULT_MAX_CONNS_PER_CLIENT);
     for ip in &agent.config.client_addrs {
         let addr = SocketAddr::new(*ip, port);
-        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        let tcp = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
             std::io::Error::new(
                 e.kind(),
                 format!("Error starting HTTP listener on {addr}: {e}"),
             )
         })?;
-        let app = app.clone();
-        let mut stop = agent.shutdown_signal();
-        servers.tasks.push(tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!(%addr, "HTTP server stopped: {e}");
-            }
-        }));
+        let serve = listener::serve(
+            listener::LimitedListener::new(tcp, limiter.clone()),
+            app.clone(),
+            agent.shutdown_signal(),
+            DRAIN,
+        );
+        servers.tasks.push(tokio::spawn(serve));
         tracing::info!(%addr, "HTTP API listening");
     }
     Ok(servers)
