@@ -161,8 +161,8 @@ pub fn is_leader(leader: bool) {
 }
 
 /// A check on this agent changed status (runner verdict, TTL update or expiry).
-pub fn check_status_change(check_type: &'static str, status: &'static str) {
-    counter!("consul.agent.check.status_change", "check_type" => check_type, "status" => status)
+pub fn check_status_change(check_type: &str, status: &'static str) {
+    counter!("consul.agent.check.status_change", "check_type" => check_type.to_owned(), "status" => status)
         .increment(1);
 }
 

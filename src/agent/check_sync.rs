@@ -119,7 +119,6 @@ pub fn same_but_output(a: &Check, b: &Check) -> bool {
         && a.service_id == b.service_id
         && a.service_name == b.service_name
         && a.service_tags == b.service_tags
-        && a.kind == b.kind
         && a.definition == b.definition
 }
 

@@ -6,7 +6,7 @@ pub mod local;
 
 use crate::catalog::command::{Command, Deregistration, Registration, Response};
 use crate::catalog::types::{
-    Check, HealthStatus, Node, Service, NODE_MAINT_CHECK_ID, SERF_HEALTH_CHECK_ID,
+    Check, CheckDefinition, HealthStatus, Node, Service, NODE_MAINT_CHECK_ID, SERF_HEALTH_CHECK_ID,
     SERVICE_MAINT_CHECK_PREFIX,
 };
 use crate::catalog::Catalog;
@@ -332,7 +332,7 @@ impl Agent {
         let max = {
             let state = self.local.lock().await;
             match state.checks.get(id) {
-                Some(cur) if cur.definition.ttl_ns > 0 => {
+                Some(cur) if cur.definition.kind.is_ttl() => {
                     crate::health::output::max_size(&cur.definition)
                 }
                 _ => {
@@ -374,7 +374,7 @@ impl Agent {
             return None;
         }
         let status_changed = cur.status != status;
-        let kind = cur.definition.kind();
+        let kind = cur.definition.kind.type_name();
         cur.status = status;
         cur.output = output;
         if status_changed {
@@ -456,7 +456,7 @@ impl Agent {
                 name: "Node Maintenance Mode".into(),
                 notes: reason,
                 status: HealthStatus::Critical,
-                kind: "maintenance".into(),
+                definition: CheckDefinition::undefined("maintenance"),
                 ..Check::default()
             };
             self.put_local_check(check).await
@@ -491,7 +491,7 @@ impl Agent {
                 service_id: svc.id.clone(),
                 service_name: svc.name.clone(),
                 service_tags: svc.tags.clone(),
-                kind: "maintenance".into(),
+                definition: CheckDefinition::undefined("maintenance"),
                 ..Check::default()
             };
             self.put_local_check(check).await

@@ -1,9 +1,11 @@
 //! The catalog's domain types, as stored in LMDB and passed through the core.
 //! They carry no wire concerns: Consul's JSON shapes live in `http`, its DNS
-//! shapes in `dns`. Durations are nanoseconds so the types stay `bincode`-able.
+//! shapes in `dns`. They are stored with `bincode`, so no field may be
+//! skipped when serializing.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 /// A check's state. Consul's aggregation: any critical => critical, else any
 /// warning => warning, else passing.
@@ -102,33 +104,15 @@ pub struct Service {
     pub modify_index: u64,
 }
 
-/// How a check is run, as registered. Durations in nanoseconds, 0 = unset.
+/// How a check is run, as registered: what kind of check it is, with that
+/// kind's own settings, and the settings every kind shares. A zero duration
+/// is unset.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct CheckDefinition {
-    pub http: String,
-    pub method: String,
-    pub header: BTreeMap<String, Vec<String>>,
-    pub body: String,
-    pub disable_redirects: bool,
-    pub tls_server_name: String,
-    pub tls_skip_verify: bool,
-    pub tcp: String,
-    pub tcp_use_tls: bool,
-    pub udp: String,
-    pub grpc: String,
-    pub grpc_use_tls: bool,
-    pub h2ping: String,
-    pub h2ping_use_tls: bool,
-    pub os_service: String,
-    pub alias_node: String,
-    pub alias_service: String,
-    pub script_args: Vec<String>,
-    pub docker_container_id: String,
-    pub shell: String,
-    pub ttl_ns: u64,
-    pub interval_ns: u64,
-    pub timeout_ns: u64,
-    pub deregister_critical_service_after_ns: u64,
+    pub kind: CheckKind,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub deregister_critical_service_after: Duration,
     pub output_max_size: u64,
     pub success_before_passing: u32,
     pub failures_before_warning: u32,
@@ -136,32 +120,118 @@ pub struct CheckDefinition {
 }
 
 impl CheckDefinition {
-    /// Consul's `CheckType.Type()`.
-    pub fn kind(&self) -> &'static str {
-        if !self.grpc.is_empty() {
-            "grpc"
-        } else if !self.http.is_empty() {
-            "http"
-        } else if self.ttl_ns > 0 {
-            "ttl"
-        } else if !self.tcp.is_empty() {
-            "tcp"
-        } else if !self.udp.is_empty() {
-            "udp"
-        } else if !self.alias_node.is_empty() || !self.alias_service.is_empty() {
-            "alias"
-        } else if !self.docker_container_id.is_empty() {
-            "docker"
-        } else if !self.script_args.is_empty() {
-            "script"
-        } else if !self.h2ping.is_empty() {
-            "h2ping"
-        } else if !self.os_service.is_empty() {
-            "os_service"
-        } else {
-            ""
+    /// A check nothing runs, of the given `Type` (`"maintenance"`, or `""`).
+    pub fn undefined(type_name: &str) -> CheckDefinition {
+        CheckDefinition {
+            kind: CheckKind::Undefined {
+                type_name: type_name.to_string(),
+            },
+            ..CheckDefinition::default()
         }
     }
+}
+
+/// What kind of check a definition is, with exactly that kind's settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CheckKind {
+    /// Critical unless its owner reports within `ttl`.
+    Ttl {
+        ttl: Duration,
+    },
+    Http(HttpCheck),
+    Tcp {
+        address: String,
+        use_tls: bool,
+        tls_server_name: String,
+        tls_skip_verify: bool,
+    },
+    Udp {
+        address: String,
+    },
+    /// `target` is `host:port[/service]`.
+    Grpc {
+        target: String,
+        use_tls: bool,
+        tls_server_name: String,
+        tls_skip_verify: bool,
+    },
+    H2ping {
+        address: String,
+        use_tls: bool,
+        tls_server_name: String,
+        tls_skip_verify: bool,
+    },
+    /// A command run on the agent's host; `args` is never empty.
+    Script {
+        args: Vec<String>,
+    },
+    /// A command run in a container (`docker exec`).
+    Docker {
+        container_id: String,
+        shell: String,
+        args: Vec<String>,
+    },
+    /// A systemd (or Windows) service's state.
+    OsService {
+        service: String,
+    },
+    /// Mirrors another node's or service instance's health; an empty node
+    /// is the agent's own.
+    Alias {
+        node: String,
+        service: String,
+    },
+    /// No definition to run: catalog registrations without one, maintenance
+    /// checks and `serfHealth`, whose status is whatever their owner writes.
+    /// `type_name` is the `Type` they were registered with.
+    Undefined {
+        type_name: String,
+    },
+}
+
+impl Default for CheckKind {
+    fn default() -> Self {
+        CheckKind::Undefined {
+            type_name: String::new(),
+        }
+    }
+}
+
+impl CheckKind {
+    /// Consul's `CheckType.Type()`, as `HealthCheck.Type` shows it.
+    pub fn type_name(&self) -> &str {
+        match self {
+            CheckKind::Ttl { .. } => "ttl",
+            CheckKind::Http(_) => "http",
+            CheckKind::Tcp { .. } => "tcp",
+            CheckKind::Udp { .. } => "udp",
+            CheckKind::Grpc { .. } => "grpc",
+            CheckKind::H2ping { .. } => "h2ping",
+            CheckKind::Script { .. } => "script",
+            CheckKind::Docker { .. } => "docker",
+            CheckKind::OsService { .. } => "os_service",
+            CheckKind::Alias { .. } => "alias",
+            CheckKind::Undefined { type_name } => type_name,
+        }
+    }
+
+    /// Whether this is a TTL check, the only kind `/v1/agent/check/update` takes.
+    pub fn is_ttl(&self) -> bool {
+        matches!(self, CheckKind::Ttl { .. })
+    }
+}
+
+/// An HTTP check: one request to `url` per interval.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct HttpCheck {
+    pub url: String,
+    /// Empty for GET.
+    pub method: String,
+    pub header: BTreeMap<String, Vec<String>>,
+    pub body: String,
+    pub disable_redirects: bool,
+    pub tls_server_name: String,
+    pub tls_skip_verify: bool,
 }
 
 /// A health check as it sits in the catalog.
@@ -177,7 +247,7 @@ pub struct Check {
     pub service_id: String,
     pub service_name: String,
     pub service_tags: Vec<String>,
-    pub kind: String,
+    /// How it runs; its kind is also its `Type`.
     pub definition: CheckDefinition,
     pub create_index: u64,
     pub modify_index: u64,
@@ -306,5 +376,122 @@ mod tests {
             HealthStatus::aggregate(&[Warning, Critical, Passing]),
             Critical
         );
+    }
+
+    fn every_kind() -> Vec<CheckKind> {
+        let s = |v: &str| v.to_string();
+        vec![
+            CheckKind::Ttl {
+                ttl: Duration::from_secs(30),
+            },
+            CheckKind::Http(HttpCheck {
+                url: s("https://web/health"),
+                method: s("POST"),
+                header: [(s("X-A"), vec![s("1"), s("2")])].into(),
+                body: s("{}"),
+                disable_redirects: true,
+                tls_server_name: s("web.internal"),
+                tls_skip_verify: true,
+            }),
+            CheckKind::Tcp {
+                address: s("db:5432"),
+                use_tls: true,
+                tls_server_name: s("db"),
+                tls_skip_verify: false,
+            },
+            CheckKind::Udp {
+                address: s("dns:53"),
+            },
+            CheckKind::Grpc {
+                target: s("rpc:1/svc"),
+                use_tls: false,
+                tls_server_name: String::new(),
+                tls_skip_verify: true,
+            },
+            CheckKind::H2ping {
+                address: s("h2:443"),
+                use_tls: true,
+                tls_server_name: String::new(),
+                tls_skip_verify: false,
+            },
+            CheckKind::Script {
+                args: vec![s("/bin/check"), s("-q")],
+            },
+            CheckKind::Docker {
+                container_id: s("f00"),
+                shell: s("/bin/sh"),
+                args: vec![s("ok")],
+            },
+            CheckKind::OsService { service: s("sshd") },
+            CheckKind::Alias {
+                node: s("n2"),
+                service: s("web"),
+            },
+            CheckKind::Undefined {
+                type_name: s("maintenance"),
+            },
+        ]
+    }
+
+    #[test]
+    fn type_names_are_consuls() {
+        let kinds = every_kind();
+        let names: Vec<&str> = kinds.iter().map(CheckKind::type_name).collect();
+        assert_eq!(
+            names,
+            [
+                "ttl",
+                "http",
+                "tcp",
+                "udp",
+                "grpc",
+                "h2ping",
+                "script",
+                "docker",
+                "os_service",
+                "alias",
+                "maintenance"
+            ]
+        );
+        assert_eq!(Check::default().definition.kind.type_name(), "");
+        assert_eq!(
+            CheckDefinition::undefined("maintenance").kind,
+            CheckKind::Undefined {
+                type_name: "maintenance".into()
+            }
+        );
+    }
+
+    #[test]
+    fn checks_round_trip_through_bincode_and_json() {
+        for kind in every_kind() {
+            let check = Check {
+                node: "n1".into(),
+                check_id: "c1".into(),
+                name: "c".into(),
+                status: HealthStatus::Warning,
+                service_id: "web1".into(),
+                definition: CheckDefinition {
+                    kind,
+                    interval: Duration::from_millis(1500),
+                    timeout: Duration::from_nanos(7),
+                    deregister_critical_service_after: Duration::from_secs(90 * 60),
+                    output_max_size: 100,
+                    success_before_passing: 1,
+                    failures_before_warning: 2,
+                    failures_before_critical: 3,
+                },
+                create_index: 4,
+                modify_index: 5,
+                ..Check::default()
+            };
+            let raft = bincode::serialize(&check).expect("serializes");
+            let back: Check = bincode::deserialize(&raft).expect("deserializes");
+            assert_eq!(back, check);
+            // Local state is kept as JSON.
+            let local = serde_json::to_vec(&check).expect("serializes");
+            let back: Check = serde_json::from_slice(&local).expect("deserializes");
+            assert_eq!(back, check);
+        }
     }
 }

@@ -8,7 +8,7 @@
 //! names the failing check, as Consul's does.
 
 use crate::agent::Agent;
-use crate::catalog::types::{Check, CheckDefinition, HealthStatus};
+use crate::catalog::types::{Check, HealthStatus};
 use std::sync::Arc;
 
 /// The status and output an alias check reports for what it can see.
@@ -50,11 +50,12 @@ pub fn evaluate(
 }
 
 /// Runs until cancelled: evaluates at start and after every catalog change.
-pub async fn run(agent: Arc<Agent>, check_id: String, d: CheckDefinition) {
-    let node = if d.alias_node.is_empty() {
+/// `node` and `service` are the alias check's (`AliasNode`, `AliasService`).
+pub async fn run(agent: Arc<Agent>, check_id: String, node: String, service: String) {
+    let node = if node.is_empty() {
         agent.node_name.clone()
     } else {
-        d.alias_node.clone()
+        node
     };
     let own = (node == agent.node_name).then_some(check_id.as_str());
     let mut changes = agent.catalog.subscribe();
@@ -62,13 +63,12 @@ pub async fn run(agent: Arc<Agent>, check_id: String, d: CheckDefinition) {
         let seen_index = changes.borrow_and_update().catalog;
         let seen = agent.catalog.reader().and_then(|r| {
             let checks = r.node_checks(&node)?;
-            let exists =
-                d.alias_service.is_empty() || r.service(&node, &d.alias_service)?.is_some();
+            let exists = service.is_empty() || r.service(&node, &service)?.is_some();
             Ok((checks, exists))
         });
         match seen {
             Ok((checks, exists)) => {
-                let (status, output) = evaluate(&node, &d.alias_service, exists, &checks, own);
+                let (status, output) = evaluate(&node, &service, exists, &checks, own);
                 agent.report_check(&check_id, status, output).await;
             }
             Err(e) => tracing::warn!(check = %check_id, "alias check: reading the catalog: {e}"),

@@ -8,7 +8,7 @@
 //! `HTTP GET <url>: 200 OK Output: <first OutputMaxSize bytes of the body>`.
 
 use super::Probe;
-use crate::catalog::types::{CheckDefinition, HealthStatus};
+use crate::catalog::types::{HealthStatus, HttpCheck};
 use reqwest::header::{HeaderName, HeaderValue, ACCEPT, USER_AGENT};
 use std::time::Duration;
 
@@ -24,7 +24,11 @@ pub struct HttpProbe {
 }
 
 impl HttpProbe {
-    pub async fn new(d: &CheckDefinition, timeout: Duration) -> Result<HttpProbe, String> {
+    pub async fn new(
+        d: &HttpCheck,
+        timeout: Duration,
+        max_output: usize,
+    ) -> Result<HttpProbe, String> {
         let method = if d.method.is_empty() {
             reqwest::Method::GET
         } else {
@@ -57,15 +61,15 @@ impl HttpProbe {
             .redirect(redirects)
             .pool_max_idle_per_host(0)
             .no_proxy();
-        let mut url = d.http.clone();
+        let mut url = d.url.clone();
         // Also for http: URLs, which may redirect to https: ones.
         let tls = super::tls::client_config(d.tls_skip_verify, &[b"http/1.1"]).await?;
         builder = builder.use_preconfigured_tls(tls);
-        if d.http.starts_with("https:") && !d.tls_server_name.is_empty() {
+        if d.url.starts_with("https:") && !d.tls_server_name.is_empty() {
             // SNI and certificate name come from the URL's host, so ask for
             // the server name and pin it to the URL's real address; the
             // Host header keeps the original authority.
-            let (sni_url, addr, authority) = with_server_name(&d.http, &d.tls_server_name).await?;
+            let (sni_url, addr, authority) = with_server_name(&d.url, &d.tls_server_name).await?;
             builder = builder.resolve(&d.tls_server_name, addr);
             if !headers.contains_key(reqwest::header::HOST) {
                 if let Ok(v) = HeaderValue::from_str(&authority) {
@@ -78,11 +82,11 @@ impl HttpProbe {
         Ok(HttpProbe {
             client,
             url,
-            display_url: d.http.clone(),
+            display_url: d.url.clone(),
             method,
             headers,
             body: d.body.clone(),
-            max_output: super::output::max_size(d),
+            max_output,
         })
     }
 }

@@ -37,7 +37,8 @@ pub mod tls;
 
 use crate::agent::Agent;
 use crate::catalog::types::{
-    Check, CheckDefinition, HealthStatus, NODE_MAINT_CHECK_ID, SERVICE_MAINT_CHECK_PREFIX,
+    Check, CheckDefinition, CheckKind, HealthStatus, NODE_MAINT_CHECK_ID,
+    SERVICE_MAINT_CHECK_PREFIX,
 };
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -118,8 +119,13 @@ pub fn start(agent: Arc<Agent>) {
 /// OS-service checks keep the status they were registered with).
 fn has_runner(d: &CheckDefinition) -> bool {
     matches!(
-        d.kind(),
-        "http" | "tcp" | "ttl" | "script" | "grpc" | "alias"
+        d.kind,
+        CheckKind::Http(_)
+            | CheckKind::Tcp { .. }
+            | CheckKind::Ttl { .. }
+            | CheckKind::Script { .. }
+            | CheckKind::Grpc { .. }
+            | CheckKind::Alias { .. }
     )
 }
 
@@ -188,11 +194,11 @@ async fn reconcile(agent: &Arc<Agent>, running: &mut HashMap<String, Running>) {
     }
 }
 
-fn duration_or(ns: u64, default: Duration) -> Duration {
-    if ns == 0 {
+fn duration_or(d: Duration, default: Duration) -> Duration {
+    if d.is_zero() {
         default
     } else {
-        Duration::from_nanos(ns)
+        d
     }
 }
 
@@ -201,13 +207,15 @@ fn spawn_runner(agent: &Arc<Agent>, check: &Check) -> Running {
     let id = check.check_id.clone();
     let agent = agent.clone();
     let mut ttl_refresh = None;
-    let task = match d.kind() {
-        "ttl" => {
+    let task = match &d.kind {
+        CheckKind::Ttl { ttl } => {
             let (tx, rx) = mpsc::unbounded_channel();
             ttl_refresh = Some(tx);
-            tokio::spawn(run_ttl(agent, id, Duration::from_nanos(d.ttl_ns), rx))
+            tokio::spawn(run_ttl(agent, id, *ttl, rx))
         }
-        "alias" => tokio::spawn(alias::run(agent, id, d.clone())),
+        CheckKind::Alias { node, service } => {
+            tokio::spawn(alias::run(agent, id, node.clone(), service.clone()))
+        }
         _ => tokio::spawn(run_interval(agent, id, d.clone())),
     };
     Running {
@@ -269,42 +277,48 @@ impl Probe for AnyProbe {
 }
 
 async fn build_probe(agent: &Agent, d: &CheckDefinition) -> Result<AnyProbe, String> {
-    let timeout = duration_or(d.timeout_ns, DEFAULT_TIMEOUT);
-    Ok(match d.kind() {
-        "http" => AnyProbe::Http(http::HttpProbe::new(d, timeout).await?),
-        "tcp" => AnyProbe::Tcp(tcp::TcpProbe {
-            addr: d.tcp.clone(),
+    let timeout = duration_or(d.timeout, DEFAULT_TIMEOUT);
+    Ok(match &d.kind {
+        CheckKind::Http(h) => {
+            AnyProbe::Http(http::HttpProbe::new(h, timeout, output::max_size(d)).await?)
+        }
+        CheckKind::Tcp { address, .. } => AnyProbe::Tcp(tcp::TcpProbe {
+            addr: address.clone(),
             timeout,
         }),
-        "grpc" => AnyProbe::Grpc(
-            grpc::GrpcProbe::new(
-                &d.grpc,
-                d.grpc_use_tls,
-                d.tls_skip_verify,
-                &d.tls_server_name,
-                timeout,
-            )
-            .await?,
+        CheckKind::Grpc {
+            target,
+            use_tls,
+            tls_server_name,
+            tls_skip_verify,
+        } => AnyProbe::Grpc(
+            grpc::GrpcProbe::new(target, *use_tls, *tls_skip_verify, tls_server_name, timeout)
+                .await?,
         ),
-        "script" => {
+        CheckKind::Script { args } => {
             // Checks restored from local state after the agent was
             // restarted without script checks do not run.
             if !agent.config.enable_script_checks {
                 return Err(SCRIPTS_DISABLED_REMOTE.to_string());
             }
             AnyProbe::Script(script::ScriptProbe {
-                args: d.script_args.clone(),
-                timeout: duration_or(d.timeout_ns, DEFAULT_SCRIPT_TIMEOUT),
+                args: args.clone(),
+                timeout: duration_or(d.timeout, DEFAULT_SCRIPT_TIMEOUT),
                 max_output: output::max_size(d),
             })
         }
-        other => return Err(format!("{other} checks are not run by this agent")),
+        other => {
+            return Err(format!(
+                "{} checks are not run by this agent",
+                other.type_name()
+            ))
+        }
     })
 }
 
 /// The interval a check runs at: its own, raised to [`MIN_INTERVAL`].
 pub fn effective_interval(d: &CheckDefinition) -> Duration {
-    Duration::from_nanos(d.interval_ns).max(MIN_INTERVAL)
+    d.interval.max(MIN_INTERVAL)
 }
 
 /// HTTP, TCP, gRPC and script checks: probe every interval, report through
@@ -353,8 +367,8 @@ impl Reaper {
         let mut critical = HashSet::new();
         let mut reap = Vec::new();
         for c in &checks {
-            let limit = c.definition.deregister_critical_service_after_ns;
-            if limit == 0
+            let limit = c.definition.deregister_critical_service_after;
+            if limit.is_zero()
                 || c.service_id.is_empty()
                 || c.status != HealthStatus::Critical
                 || node_maint
@@ -364,7 +378,7 @@ impl Reaper {
             }
             critical.insert(c.check_id.clone());
             let since = *self.critical_since.entry(c.check_id.clone()).or_insert(now);
-            if now.duration_since(since) >= Duration::from_nanos(limit) {
+            if now.duration_since(since) >= limit {
                 reap.push((c.service_id.clone(), c.check_id.clone()));
             }
         }

@@ -3,12 +3,13 @@
 //! `leave`. Writes answer 200 with an empty body, as Consul's do.
 
 use super::catalog::is_any_addr;
+use super::check::CheckFields;
 use super::decode::{decode_body, GoDuration};
 use super::types::{tagged_json, AddressJson, HealthCheckJson, WeightsJson};
 use super::wire::{empty_ok, parse_bool, ApiError, ApiResult, Ctx};
 use crate::agent::{Agent, VERSION};
 use crate::catalog::types::{
-    Check, CheckDefinition, HealthStatus, Service, ServiceAddress, Weights, NODE_MAINT_CHECK_ID,
+    Check, HealthStatus, Service, ServiceAddress, Weights, NODE_MAINT_CHECK_ID,
     SERVICE_MAINT_CHECK_PREFIX,
 };
 use axum::body::Body;
@@ -114,8 +115,9 @@ fn or_str(a: String, b: String) -> String {
 }
 
 impl CheckIn {
-    /// Merges the snake_case spellings into the canonical fields.
-    fn definition(&self) -> CheckDefinition {
+    /// The definition's fields, the snake_case spellings merged into the
+    /// canonical ones.
+    fn fields(&self) -> CheckFields {
         let script_args = if !self.script_args.is_empty() {
             self.script_args.clone()
         } else if !self.args_snake.is_empty() {
@@ -128,7 +130,7 @@ impl CheckIn {
         } else {
             self.deregister_critical_service_after_snake.0
         };
-        CheckDefinition {
+        CheckFields {
             http: self.http.clone(),
             method: self.method.clone(),
             header: self.header.clone(),
@@ -155,10 +157,10 @@ impl CheckIn {
                 self.docker_container_id_snake.clone(),
             ),
             shell: self.shell.clone(),
-            ttl_ns: self.ttl.0,
-            interval_ns: self.interval.0,
-            timeout_ns: self.timeout.0,
-            deregister_critical_service_after_ns: dcsa,
+            ttl: Duration::from_nanos(self.ttl.0),
+            interval: Duration::from_nanos(self.interval.0),
+            timeout: Duration::from_nanos(self.timeout.0),
+            deregister_critical_service_after: Duration::from_nanos(dcsa),
             output_max_size: self.output_max_size,
             success_before_passing: self.success_before_passing,
             failures_before_warning: self.failures_before_warning,
@@ -166,50 +168,25 @@ impl CheckIn {
         }
     }
 
+    /// The validated fields (`400 Invalid check: ...` when refused).
+    fn validated_fields(&self) -> Result<CheckFields, ApiError> {
+        let f = self.fields();
+        f.validate()
+            .map_err(|e| ApiError::bad(format!("Invalid check: {e}")))?;
+        Ok(f)
+    }
+
     fn is_empty(&self) -> bool {
         *self == CheckIn::default()
     }
-}
-
-/// Consul's `CheckType.Validate`.
-fn validate_check(d: &CheckDefinition) -> Result<(), String> {
-    let interval_check = !d.script_args.is_empty()
-        || !d.http.is_empty()
-        || !d.tcp.is_empty()
-        || !d.udp.is_empty()
-        || !d.grpc.is_empty()
-        || !d.h2ping.is_empty()
-        || !d.os_service.is_empty()
-        || !d.docker_container_id.is_empty();
-    let alias = !d.alias_node.is_empty() || !d.alias_service.is_empty();
-    if d.interval_ns > 0 && d.ttl_ns > 0 {
-        return Err("Interval and TTL cannot both be specified".into());
-    }
-    if interval_check && d.interval_ns == 0 {
-        return Err(
-            "Interval must be > 0 for Script, HTTP, H2PING, TCP, UDP or gRPC checks".into(),
-        );
-    }
-    if alias {
-        if d.ttl_ns > 0 {
-            return Err("TTL must be not be set for Alias checks".into());
-        }
-        if d.interval_ns > 0 {
-            return Err("Interval must not be set for Alias checks".into());
-        }
-    }
-    if !interval_check && !alias && d.ttl_ns == 0 {
-        return Err("TTL must be > 0 for TTL checks".into());
-    }
-    Ok(())
 }
 
 /// Refuses script checks unless the agent allows them (Consul answers 500).
 /// Registrations over the HTTP API are what Consul calls remote: only
 /// `enable_script_checks` allows them; `enable_local_script_checks` is for
 /// checks defined in configuration files.
-fn check_scripts_allowed(agent: &Agent, d: &CheckDefinition) -> Result<(), ApiError> {
-    if !d.script_args.is_empty() && !agent.config.enable_script_checks {
+fn check_scripts_allowed(agent: &Agent, f: &CheckFields) -> Result<(), ApiError> {
+    if f.runs_commands() && !agent.config.enable_script_checks {
         return Err(ApiError::Internal(
             crate::health::SCRIPTS_DISABLED_REMOTE.into(),
         ));
@@ -337,12 +314,10 @@ pub async fn register_service(ctx: Ctx) -> ApiResult {
         check_ins.push(c);
     }
     check_ins.extend(def.checks.iter());
-    let mut defs = Vec::with_capacity(check_ins.len());
-    for c in &check_ins {
-        let d = c.definition();
-        validate_check(&d).map_err(|e| ApiError::bad(format!("Invalid check: {e}")))?;
-        defs.push(d);
-    }
+    let fields = check_ins
+        .iter()
+        .map(|c| c.validated_fields())
+        .collect::<Result<Vec<_>, _>>()?;
     for c in &check_ins {
         if !c.status.is_empty() && HealthStatus::parse(&c.status).is_none() {
             return Err(ApiError::bad(
@@ -350,8 +325,8 @@ pub async fn register_service(ctx: Ctx) -> ApiResult {
             ));
         }
     }
-    for d in &defs {
-        check_scripts_allowed(&ctx.agent, d)?;
+    for f in &fields {
+        check_scripts_allowed(&ctx.agent, f)?;
     }
 
     let id = if def.id.is_empty() {
@@ -394,9 +369,9 @@ pub async fn register_service(ctx: Ctx) -> ApiResult {
     let many = check_ins.len() > 1;
     let checks = check_ins
         .iter()
-        .zip(defs)
+        .zip(fields)
         .enumerate()
-        .map(|(i, (c, definition))| {
+        .map(|(i, (c, fields))| {
             let mut check_id = or_str(c.check_id.clone(), c.id.clone());
             if check_id.is_empty() {
                 check_id = if many {
@@ -420,8 +395,7 @@ pub async fn register_service(ctx: Ctx) -> ApiResult {
                 service_id: id.clone(),
                 service_name: def.name.clone(),
                 service_tags: def.tags.clone(),
-                kind: definition.kind().to_string(),
-                definition,
+                definition: fields.into_definition(),
                 create_index: 0,
                 modify_index: 0,
             }
@@ -562,9 +536,8 @@ pub async fn register_check(ctx: Ctx) -> ApiResult {
     if !c.status.is_empty() && HealthStatus::parse(&c.status).is_none() {
         return Err(ApiError::bad("Bad check status"));
     }
-    let definition = c.definition();
-    validate_check(&definition).map_err(|e| ApiError::bad(format!("Invalid check: {e}")))?;
-    check_scripts_allowed(&ctx.agent, &definition)?;
+    let fields = c.validated_fields()?;
+    check_scripts_allowed(&ctx.agent, &fields)?;
     let mut check_id = or_str(c.id.clone(), c.check_id.clone());
     if check_id.is_empty() {
         check_id = c.name.clone();
@@ -579,8 +552,7 @@ pub async fn register_check(ctx: Ctx) -> ApiResult {
         service_id: or_str(c.service_id.clone(), c.service_id_snake.clone()),
         service_name: String::new(),
         service_tags: Vec::new(),
-        kind: definition.kind().to_string(),
-        definition,
+        definition: fields.into_definition(),
         create_index: 0,
         modify_index: 0,
     };
@@ -687,7 +659,7 @@ fn stats(agent: &Agent, services: usize, checks: &[Check]) -> Value {
     let cfg = &agent.config;
     let raft = agent.consensus.raft_stats();
     let leader_addr = agent.consensus.leader_watch().borrow().clone();
-    let ttl_checks = checks.iter().filter(|c| c.definition.ttl_ns > 0).count();
+    let ttl_checks = checks.iter().filter(|c| c.definition.kind.is_ttl()).count();
     let s = |v: &dyn ToString| v.to_string();
     let serf = super::cluster::serf_counts(agent);
     let mut consul = json!({
@@ -919,4 +891,180 @@ pub async fn health_service_by_name(ctx: Ctx) -> ApiResult {
         return Ok(text(code, status));
     }
     Ok(with_status(ctx.json(&out), code))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::types::{CheckDefinition, CheckKind, HttpCheck};
+    use crate::http::decode::decode;
+
+    /// A check body as `/v1/agent/check/register` reads it.
+    fn parse(body: Value) -> Result<CheckDefinition, String> {
+        let c: CheckIn = decode(body.to_string().as_bytes()).map_err(|e| e.to_string())?;
+        match c.validated_fields() {
+            Ok(f) => Ok(f.into_definition()),
+            Err(ApiError::BadRequest(m)) => Err(m),
+            Err(e) => Err(format!("{e:?}")),
+        }
+    }
+
+    fn kind(body: Value) -> CheckKind {
+        parse(body).expect("valid check").kind
+    }
+
+    #[test]
+    fn every_type_parses_to_its_kind() {
+        assert_eq!(
+            kind(json!({"Name": "t", "TTL": "30s"})),
+            CheckKind::Ttl {
+                ttl: Duration::from_secs(30)
+            }
+        );
+        assert_eq!(
+            kind(json!({
+                "HTTP": "https://web/health", "Method": "POST", "Body": "{}",
+                "Header": {"X-A": ["1", "2"]}, "DisableRedirects": true,
+                "TLSServerName": "web.internal", "TLSSkipVerify": true, "Interval": "10s"
+            })),
+            CheckKind::Http(HttpCheck {
+                url: "https://web/health".into(),
+                method: "POST".into(),
+                header: [("X-A".to_string(), vec!["1".to_string(), "2".to_string()])].into(),
+                body: "{}".into(),
+                disable_redirects: true,
+                tls_server_name: "web.internal".into(),
+                tls_skip_verify: true,
+            })
+        );
+        assert_eq!(
+            kind(json!({"TCP": "db:5432", "TCPUseTLS": true, "Interval": "5s"})),
+            CheckKind::Tcp {
+                address: "db:5432".into(),
+                use_tls: true,
+                tls_server_name: String::new(),
+                tls_skip_verify: false,
+            }
+        );
+        assert_eq!(
+            kind(json!({"UDP": "dns:53", "Interval": "5s"})),
+            CheckKind::Udp {
+                address: "dns:53".into()
+            }
+        );
+        assert_eq!(
+            kind(json!({"GRPC": "rpc:9000/svc", "GRPCUseTLS": true, "Interval": "5s"})),
+            CheckKind::Grpc {
+                target: "rpc:9000/svc".into(),
+                use_tls: true,
+                tls_server_name: String::new(),
+                tls_skip_verify: false,
+            }
+        );
+        assert_eq!(
+            kind(json!({"H2PING": "h2:443", "H2PingUseTLS": true, "Interval": "5s"})),
+            CheckKind::H2ping {
+                address: "h2:443".into(),
+                use_tls: true,
+                tls_server_name: String::new(),
+                tls_skip_verify: false,
+            }
+        );
+        assert_eq!(
+            kind(json!({"Args": ["/bin/check", "-q"], "Interval": "5s"})),
+            CheckKind::Script {
+                args: vec!["/bin/check".into(), "-q".into()]
+            }
+        );
+        assert_eq!(
+            kind(
+                json!({"DockerContainerID": "f00", "Shell": "/bin/sh", "Args": ["ok"], "Interval": "5s"})
+            ),
+            CheckKind::Docker {
+                container_id: "f00".into(),
+                shell: "/bin/sh".into(),
+                args: vec!["ok".into()],
+            }
+        );
+        assert_eq!(
+            kind(json!({"OSService": "sshd", "Interval": "5s"})),
+            CheckKind::OsService {
+                service: "sshd".into()
+            }
+        );
+        assert_eq!(
+            kind(json!({"AliasNode": "n2", "AliasService": "web"})),
+            CheckKind::Alias {
+                node: "n2".into(),
+                service: "web".into()
+            }
+        );
+    }
+
+    #[test]
+    fn snake_case_and_lowercase_spellings_fill_the_same_kinds() {
+        assert_eq!(
+            kind(
+                json!({"grpc": "rpc:9000", "grpc_use_tls": true, "tls_server_name": "rpc",
+                        "tls_skip_verify": true, "interval": "5s"})
+            ),
+            CheckKind::Grpc {
+                target: "rpc:9000".into(),
+                use_tls: true,
+                tls_server_name: "rpc".into(),
+                tls_skip_verify: true,
+            }
+        );
+        assert_eq!(
+            kind(json!({"docker_container_id": "f00", "script_args": ["ok"], "interval": "5s"})),
+            CheckKind::Docker {
+                container_id: "f00".into(),
+                shell: String::new(),
+                args: vec!["ok".into()],
+            }
+        );
+        assert_eq!(
+            kind(json!({"h2ping": "h2:443", "h2ping_use_tls": true, "interval": "5s"})),
+            CheckKind::H2ping {
+                address: "h2:443".into(),
+                use_tls: true,
+                tls_server_name: String::new(),
+                tls_skip_verify: false,
+            }
+        );
+        let d = parse(
+            json!({"http": "http://x", "disable_redirects": true, "interval": 5_000_000_000u64,
+                             "deregister_critical_service_after": "1m", "timeout": "2s"}),
+        )
+        .expect("valid");
+        assert!(matches!(d.kind, CheckKind::Http(ref h) if h.disable_redirects));
+        assert_eq!(d.interval, Duration::from_secs(5));
+        assert_eq!(d.timeout, Duration::from_secs(2));
+        assert_eq!(d.deregister_critical_service_after, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn two_types_in_one_definition() {
+        // Consul accepts it; the type that comes first in its order wins.
+        let d = parse(json!({"HTTP": "http://x", "TCP": "x:80", "Interval": "5s"})).expect("valid");
+        assert_eq!(d.kind.type_name(), "http");
+        let d = parse(json!({"TCP": "x:80", "GRPC": "x:81", "Interval": "5s"})).expect("valid");
+        assert_eq!(d.kind.type_name(), "grpc");
+        // And rejects what its validation rejects, whichever type wins.
+        assert_eq!(
+            parse(json!({"HTTP": "http://x", "AliasService": "web", "Interval": "5s"})),
+            Err("Invalid check: Interval must not be set for Alias checks".into())
+        );
+        assert_eq!(
+            parse(json!({"GRPC": "x:81", "TTL": "5s"})),
+            Err(
+                "Invalid check: Interval must be > 0 for Script, HTTP, H2PING, TCP, UDP or gRPC checks"
+                    .into()
+            )
+        );
+        assert_eq!(
+            parse(json!({"Name": "nothing"})),
+            Err("Invalid check: TTL must be > 0 for TTL checks".into())
+        );
+    }
 }

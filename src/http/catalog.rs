@@ -1,17 +1,19 @@
 //! `/v1/catalog/*`: direct catalog registration and the catalog reads.
 
 use super::blocking::{self, Watch};
+use super::check::CheckFields;
 use super::decode::{decode_body, GoDuration};
 use super::types::{AddressJson, NodeJson, NodeServiceJson, ServiceNodeJson, WeightsJson};
 use super::wire::{set_meta, ApiError, ApiResult, Ctx, Query};
 use crate::catalog::command::{Command, Deregistration, Registration};
 use crate::catalog::types::{
-    Check, CheckDefinition, HealthStatus, Node, Service, ServiceAddress, Weights,
+    Check, CheckDefinition, CheckKind, HealthStatus, Node, Service, ServiceAddress, Weights,
 };
 use crate::store::Table;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 /// `structs.RegisterRequest`.
 #[derive(Debug, Default, Deserialize)]
@@ -90,6 +92,47 @@ pub struct HealthCheckIn {
     modify_index: u64,
 }
 
+impl HealthCheckIn {
+    /// The check as the catalog stores it, on `node`.
+    fn into_check(self, node: &str) -> Result<Check, ApiError> {
+        let check_id = if self.check_id.is_empty() {
+            self.name.clone()
+        } else {
+            self.check_id
+        };
+        let status = if self.status.is_empty() {
+            HealthStatus::Critical
+        } else {
+            HealthStatus::parse(&self.status).ok_or_else(|| {
+                ApiError::Internal(format!("Invalid check status: {:?}", self.status))
+            })?
+        };
+        let mut definition = self
+            .definition
+            .map(DefinitionIn::into_definition)
+            .unwrap_or_default();
+        // A check without a definition is of the `Type` it was given; one
+        // with a definition is of its definition's type.
+        if let CheckKind::Undefined { type_name } = &mut definition.kind {
+            *type_name = self.kind;
+        }
+        Ok(Check {
+            node: node.to_string(),
+            check_id,
+            name: self.name,
+            status,
+            notes: self.notes,
+            output: self.output,
+            service_id: self.service_id,
+            service_name: self.service_name,
+            service_tags: self.service_tags,
+            definition,
+            create_index: 0,
+            modify_index: 0,
+        })
+    }
+}
+
 /// `structs.HealthCheckDefinition`.
 #[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(default, rename_all = "PascalCase")]
@@ -138,8 +181,10 @@ pub struct DefinitionIn {
 }
 
 impl DefinitionIn {
+    /// Unvalidated, as Consul's catalog stores definitions: nothing in the
+    /// catalog runs them.
     fn into_definition(self) -> CheckDefinition {
-        CheckDefinition {
+        CheckFields {
             http: self.http,
             method: self.method,
             header: self.header,
@@ -160,15 +205,16 @@ impl DefinitionIn {
             script_args: self.script_args,
             docker_container_id: self.docker_container_id,
             shell: self.shell,
-            ttl_ns: self.ttl.0,
-            interval_ns: self.interval.0,
-            timeout_ns: self.timeout.0,
-            deregister_critical_service_after_ns: self.deregister_critical_service_after.0,
+            ttl: Duration::from_nanos(self.ttl.0),
+            interval: Duration::from_nanos(self.interval.0),
+            timeout: Duration::from_nanos(self.timeout.0),
+            deregister_critical_service_after: Duration::from_nanos(
+                self.deregister_critical_service_after.0,
+            ),
             output_max_size: self.output_max_size,
-            success_before_passing: 0,
-            failures_before_warning: 0,
-            failures_before_critical: 0,
+            ..CheckFields::default()
         }
+        .into_definition()
     }
 }
 
@@ -276,45 +322,12 @@ pub async fn register(ctx: Ctx) -> ApiResult {
             })
         }
     };
-    let mut checks = Vec::new();
-    for c in req.check.into_iter().chain(req.checks) {
-        let check_id = if c.check_id.is_empty() {
-            c.name.clone()
-        } else {
-            c.check_id.clone()
-        };
-        let status = if c.status.is_empty() {
-            HealthStatus::Critical
-        } else {
-            HealthStatus::parse(&c.status).ok_or_else(|| {
-                ApiError::Internal(format!("Invalid check status: {:?}", c.status))
-            })?
-        };
-        let definition = c
-            .definition
-            .map(DefinitionIn::into_definition)
-            .unwrap_or_default();
-        let kind = if c.kind.is_empty() {
-            definition.kind().to_string()
-        } else {
-            c.kind
-        };
-        checks.push(Check {
-            node: req.node.clone(),
-            check_id,
-            name: c.name,
-            status,
-            notes: c.notes,
-            output: c.output,
-            service_id: c.service_id,
-            service_name: c.service_name,
-            service_tags: c.service_tags,
-            kind,
-            definition,
-            create_index: 0,
-            modify_index: 0,
-        });
-    }
+    let checks = req
+        .check
+        .into_iter()
+        .chain(req.checks)
+        .map(|c| c.into_check(&req.node))
+        .collect::<Result<Vec<_>, _>>()?;
     let reg = Registration {
         node,
         service,
@@ -504,4 +517,84 @@ pub async fn node_services(ctx: Ctx) -> ApiResult {
     let mut resp = ctx.json(&out);
     set_meta(&mut resp, &ctx.agent, index, opts.consistency);
     Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::types::HttpCheck;
+    use crate::http::decode::decode;
+    use serde_json::json;
+    use std::time::Duration;
+
+    fn check(body: Value) -> Check {
+        let c: HealthCheckIn = decode(body.to_string().as_bytes()).expect("decodes");
+        c.into_check("n1").expect("valid")
+    }
+
+    #[test]
+    fn definitions_parse_to_their_kind_unvalidated() {
+        // ESM-style: lowercase keys, and no interval needed in the catalog.
+        let c = check(
+            json!({"CheckID": "c", "Definition": {"http": "http://x/health", "header": {"A": ["b"]}}}),
+        );
+        assert_eq!(
+            c.definition.kind,
+            CheckKind::Http(HttpCheck {
+                url: "http://x/health".into(),
+                header: [("A".to_string(), vec!["b".to_string()])].into(),
+                ..HttpCheck::default()
+            })
+        );
+        let c = check(
+            json!({"CheckID": "c", "Definition": {"TCP": "db:1", "Interval": "10s", "TTL": "5s"}}),
+        );
+        assert_eq!(
+            c.definition.kind,
+            CheckKind::Ttl {
+                ttl: Duration::from_secs(5)
+            },
+            "TTL comes before TCP in Consul's order"
+        );
+        assert_eq!(c.definition.interval, Duration::from_secs(10));
+        let c = check(json!({"CheckID": "c", "Definition": {"AliasNode": "n2"}}));
+        assert_eq!(
+            c.definition.kind,
+            CheckKind::Alias {
+                node: "n2".into(),
+                service: String::new()
+            }
+        );
+    }
+
+    #[test]
+    fn the_type_given_names_checks_without_a_definition() {
+        let c = check(json!({"CheckID": "c", "Type": "script"}));
+        assert_eq!(
+            c.definition.kind,
+            CheckKind::Undefined {
+                type_name: "script".into()
+            }
+        );
+        assert_eq!(c.definition.kind.type_name(), "script");
+        let c = check(json!({"CheckID": "c", "Definition": {"Interval": "10s"}}));
+        assert_eq!(c.definition.kind.type_name(), "");
+        let c = check(json!({"CheckID": "c", "Type": "http", "Definition": {"HTTP": "http://x"}}));
+        assert_eq!(c.definition.kind.type_name(), "http");
+        let c = check(json!({"CheckID": "c", "Definition": {"GRPC": "x:1"}}));
+        assert_eq!(
+            c.definition.kind.type_name(),
+            "grpc",
+            "an empty Type is derived"
+        );
+    }
+
+    #[test]
+    fn bad_status_is_refused() {
+        let c: HealthCheckIn = decode(br#"{"CheckID":"c","Status":"ok"}"#).expect("decodes");
+        assert!(matches!(
+            c.into_check("n1"),
+            Err(ApiError::Internal(m)) if m == r#"Invalid check status: "ok""#
+        ));
+    }
 }

@@ -11,6 +11,7 @@
 mod agent;
 mod blocking;
 mod catalog;
+mod check;
 mod cluster;
 pub mod decode;
 mod health;

@@ -2,7 +2,8 @@
 //! from the catalog's domain types. Lists and tags render `[]`, never `null`.
 
 use crate::catalog::types::{
-    Check, HealthStatus, KvEntry, Node, Service, ServiceAddress, ServiceInstance, Weights,
+    Check, CheckDefinition, CheckKind, HealthStatus, KvEntry, Node, Service, ServiceAddress,
+    ServiceInstance, Weights,
 };
 use base64::Engine;
 use serde::{Deserialize, Serialize};
@@ -186,11 +187,11 @@ impl ServiceNodeJson {
     }
 }
 
-fn dur(ns: u64) -> String {
-    if ns == 0 {
+fn dur(d: Duration) -> String {
+    if d.is_zero() {
         String::new()
     } else {
-        crate::duration::format(Duration::from_nanos(ns))
+        crate::duration::format(d)
     }
 }
 
@@ -259,6 +260,70 @@ pub struct HealthCheckJson {
     pub modify_index: u64,
 }
 
+impl From<&CheckDefinition> for CheckDefinitionJson {
+    fn from(d: &CheckDefinition) -> Self {
+        let mut out = CheckDefinitionJson {
+            interval: dur(d.interval),
+            timeout: dur(d.timeout),
+            deregister_critical_service_after: dur(d.deregister_critical_service_after),
+            ..CheckDefinitionJson::default()
+        };
+        match &d.kind {
+            CheckKind::Http(h) => {
+                out.http = h.url.clone();
+                out.header = h.header.clone();
+                out.method = h.method.clone();
+                out.body = h.body.clone();
+                out.tls_server_name = h.tls_server_name.clone();
+                out.tls_skip_verify = h.tls_skip_verify;
+            }
+            CheckKind::Tcp {
+                address,
+                tls_server_name,
+                tls_skip_verify,
+                ..
+            } => {
+                out.tcp = address.clone();
+                out.tls_server_name = tls_server_name.clone();
+                out.tls_skip_verify = *tls_skip_verify;
+            }
+            CheckKind::Udp { address } => out.udp = address.clone(),
+            CheckKind::Grpc {
+                target,
+                use_tls,
+                tls_server_name,
+                tls_skip_verify,
+            } => {
+                out.grpc = target.clone();
+                out.grpc_use_tls = *use_tls;
+                out.tls_server_name = tls_server_name.clone();
+                out.tls_skip_verify = *tls_skip_verify;
+            }
+            CheckKind::H2ping {
+                tls_server_name,
+                tls_skip_verify,
+                ..
+            } => {
+                out.tls_server_name = tls_server_name.clone();
+                out.tls_skip_verify = *tls_skip_verify;
+            }
+            CheckKind::Script { args } => out.script_args = args.clone(),
+            CheckKind::Docker {
+                container_id, args, ..
+            } => {
+                out.docker_container_id = container_id.clone();
+                out.script_args = args.clone();
+            }
+            CheckKind::Alias { node, service } => {
+                out.alias_node = node.clone();
+                out.alias_service = service.clone();
+            }
+            CheckKind::Ttl { .. } | CheckKind::OsService { .. } | CheckKind::Undefined { .. } => {}
+        }
+        out
+    }
+}
+
 impl From<&Check> for HealthCheckJson {
     fn from(c: &Check) -> Self {
         let d = &c.definition;
@@ -272,29 +337,11 @@ impl From<&Check> for HealthCheckJson {
             service_id: c.service_id.clone(),
             service_name: c.service_name.clone(),
             service_tags: c.service_tags.clone(),
-            kind: c.kind.clone(),
-            interval: dur(d.interval_ns),
-            timeout: dur(d.timeout_ns),
+            kind: d.kind.type_name().to_string(),
+            interval: dur(d.interval),
+            timeout: dur(d.timeout),
             exposed_port: 0,
-            definition: CheckDefinitionJson {
-                http: d.http.clone(),
-                header: d.header.clone(),
-                method: d.method.clone(),
-                body: d.body.clone(),
-                tls_server_name: d.tls_server_name.clone(),
-                tls_skip_verify: d.tls_skip_verify,
-                tcp: d.tcp.clone(),
-                udp: d.udp.clone(),
-                grpc: d.grpc.clone(),
-                grpc_use_tls: d.grpc_use_tls,
-                alias_node: d.alias_node.clone(),
-                alias_service: d.alias_service.clone(),
-                script_args: d.script_args.clone(),
-                docker_container_id: d.docker_container_id.clone(),
-                interval: dur(d.interval_ns),
-                timeout: dur(d.timeout_ns),
-                deregister_critical_service_after: dur(d.deregister_critical_service_after_ns),
-            },
+            definition: d.into(),
             create_index: c.create_index,
             modify_index: c.modify_index,
         }
@@ -353,4 +400,111 @@ impl DirEntryJson {
 /// Parses a check status as Consul's HTTP API accepts it.
 pub fn parse_status(s: &str) -> Option<HealthStatus> {
     HealthStatus::parse(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::types::HttpCheck;
+
+    fn definition_json(kind: CheckKind) -> String {
+        let d = CheckDefinition {
+            kind,
+            interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(2),
+            deregister_critical_service_after: Duration::from_secs(90),
+            output_max_size: 100,
+            ..CheckDefinition::default()
+        };
+        serde_json::to_string(&CheckDefinitionJson::from(&d)).expect("serializes")
+    }
+
+    const TIMES: &str =
+        r#""Interval":"10s","Timeout":"2s","DeregisterCriticalServiceAfter":"1m30s""#;
+
+    #[test]
+    fn definitions_render_their_kinds_fields() {
+        let http = CheckKind::Http(HttpCheck {
+            url: "https://web/health".into(),
+            method: "POST".into(),
+            header: [("X-A".to_string(), vec!["1".to_string()])].into(),
+            body: "{}".into(),
+            disable_redirects: true,
+            tls_server_name: "web.internal".into(),
+            tls_skip_verify: true,
+        });
+        assert_eq!(
+            definition_json(http),
+            format!(
+                r#"{{"HTTP":"https://web/health","Header":{{"X-A":["1"]}},"Method":"POST","Body":"{{}}","TLSServerName":"web.internal","TLSSkipVerify":true,{TIMES}}}"#
+            )
+        );
+        let grpc = CheckKind::Grpc {
+            target: "rpc:1".into(),
+            use_tls: true,
+            tls_server_name: String::new(),
+            tls_skip_verify: true,
+        };
+        assert_eq!(
+            definition_json(grpc),
+            format!(r#"{{"TLSSkipVerify":true,"GRPC":"rpc:1","GRPCUseTLS":true,{TIMES}}}"#)
+        );
+        let tcp = CheckKind::Tcp {
+            address: "db:1".into(),
+            use_tls: true,
+            tls_server_name: String::new(),
+            tls_skip_verify: false,
+        };
+        assert_eq!(definition_json(tcp), format!(r#"{{"TCP":"db:1",{TIMES}}}"#));
+        let docker = CheckKind::Docker {
+            container_id: "f00".into(),
+            shell: "/bin/sh".into(),
+            args: vec!["ok".into()],
+        };
+        assert_eq!(
+            definition_json(docker),
+            format!(r#"{{"ScriptArgs":["ok"],"DockerContainerID":"f00",{TIMES}}}"#)
+        );
+        let alias = CheckKind::Alias {
+            node: "n2".into(),
+            service: "web".into(),
+        };
+        assert_eq!(
+            definition_json(alias),
+            format!(r#"{{"AliasNode":"n2","AliasService":"web",{TIMES}}}"#)
+        );
+        let ttl = CheckKind::Ttl {
+            ttl: Duration::from_secs(30),
+        };
+        assert_eq!(definition_json(ttl), format!("{{{TIMES}}}"));
+    }
+
+    #[test]
+    fn the_type_comes_from_the_kind() {
+        let c = Check {
+            definition: CheckDefinition::undefined("maintenance"),
+            ..Check::default()
+        };
+        let j = serde_json::to_value(HealthCheckJson::from(&c)).expect("serializes");
+        assert_eq!(j["Type"], "maintenance");
+        assert_eq!(j["Definition"], serde_json::json!({}));
+        assert_eq!(j["Interval"], "");
+        let c = Check {
+            definition: CheckDefinition {
+                kind: CheckKind::Udp {
+                    address: "dns:53".into(),
+                },
+                interval: Duration::from_secs(5),
+                ..CheckDefinition::default()
+            },
+            ..Check::default()
+        };
+        let j = serde_json::to_value(HealthCheckJson::from(&c)).expect("serializes");
+        assert_eq!(j["Type"], "udp");
+        assert_eq!(j["Interval"], "5s");
+        assert_eq!(
+            j["Definition"],
+            serde_json::json!({"UDP": "dns:53", "Interval": "5s"})
+        );
+    }
 }
