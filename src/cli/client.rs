@@ -446,3 +446,43 @@ fn info(args: &[String]) -> Result<i32> {
     }
     Ok(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn error(r: Result<i32>) -> String {
+        r.expect_err("an error").to_string()
+    }
+
+    #[test]
+    fn command_lines_are_checked_before_any_request() {
+        // A flag after the node name is not a flag, so it is not silently dropped.
+        assert_eq!(
+            error(force_leave(&args(&["c3", "-prune"]))),
+            "A single node name must be specified to force leave."
+        );
+        assert_eq!(
+            error(remove_peer(&args(&["-address=10.0.0.1:8300", "-id=x"]))),
+            "Exactly one of -address or -id must be given"
+        );
+        assert_eq!(
+            error(join(&args(&["-http-addr=127.0.0.1:1"]))),
+            "At least one address to join must be specified."
+        );
+        assert_eq!(
+            error(members(&args(&["alive"]))),
+            "unexpected arguments: alive"
+        );
+        assert_eq!(
+            error(operator(&args(&["raft", "nope"]))),
+            "Usage: cairn operator raft <list-peers|remove-peer>"
+        );
+        assert_eq!(members(&args(&["-bogus"])).unwrap(), 1);
+        assert_eq!(info(&args(&["-h"])).unwrap(), 0);
+    }
+}

@@ -295,3 +295,29 @@ pub fn run(args: Vec<String>) -> Result<i32> {
     lock.release();
     Ok(status.code().unwrap_or(1))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn the_childs_flags_are_left_alone() {
+        let mut o = LockArgs::default();
+        let rest = flag_set()
+            .parse(
+                &mut o,
+                &args(&[
+                    "-n=2", "-timeout", "5s", "-verbose", "prefix", "ls", "-l", "-n=3",
+                ]),
+            )
+            .unwrap();
+        assert_eq!(o.holders, Some(2));
+        assert_eq!(o.timeout, Some(Duration::from_secs(5)));
+        assert!(o.verbose);
+        assert_eq!(rest, ["prefix", "ls", "-l", "-n=3"]);
+    }
+}

@@ -214,3 +214,40 @@ pub fn run(args: Vec<String>) -> Result<i32> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn watch(a: &[&str]) -> (WatchArgs, Vec<String>) {
+        let a: Vec<String> = a.iter().map(|s| s.to_string()).collect();
+        let mut o = WatchArgs::default();
+        let rest = flag_set().parse(&mut o, &a).unwrap();
+        (o, rest)
+    }
+
+    #[test]
+    fn flags_choose_the_view() {
+        let (o, rest) = watch(&[
+            "-type=service",
+            "-service",
+            "web",
+            "-tag=v1",
+            "-passingonly",
+            "cat",
+            "-n",
+        ]);
+        assert_eq!(rest, ["cat", "-n"]);
+        let (path, _) = view(&o).unwrap();
+        assert_eq!(path, "/v1/health/service/web?tag=v1&passing&");
+        let (o, _) = watch(&["-type=key", "-key=a/b"]);
+        assert_eq!(view(&o).unwrap().0, "/v1/kv/a/b");
+        let (o, _) = watch(&["-type=key"]);
+        assert_eq!(
+            view(&o).err().map(|e| e.to_string()).as_deref(),
+            Some("Must specify a single -key for watch type key")
+        );
+        let (o, _) = watch(&["-type=checks", "-state=critical"]);
+        assert_eq!(view(&o).unwrap().0, "/v1/health/state/critical");
+    }
+}
