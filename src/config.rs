@@ -1,11 +1,27 @@
-//! Agent configuration: Consul's defaults, `-dev`, JSON config files (with
-//! Consul's key names; an unknown key is a startup error) and command-line
-//! flags, merged in that order.
+//! Agent configuration: the resolved [`Config`] every module reads, with
+//! Consul's defaults, and [`load`], which builds it the way Consul does:
+//! defaults, then `-dev`, then config files and directories in the order
+//! given, then the command-line flags.
+//!
+//! Every source has one shape, [`Source`] (`source.rs`), keyed as Consul
+//! spells config keys: a JSON file deserializes into it (`file.rs`) and
+//! `cairn agent`'s flags parse into it. One function, [`Config::build`]
+//! (`build.rs`), lays the sources over the defaults and normalises their
+//! values, so a flag and a config key can never mean different things.
 
-use serde::{Deserialize, Deserializer};
+mod build;
+mod file;
+mod source;
+
+pub use build::Origin;
+pub use source::{
+    AddressesSource, DnsSource, DurationSource, LimitsSource, PerformanceSource, PortsSource,
+    SoaSource, Source, TelemetrySource, UiSource,
+};
+
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -14,27 +30,6 @@ pub enum ConfigError {
     File { path: String, msg: String },
     #[error("{0}")]
     Invalid(String),
-}
-
-/// A duration given as a Go duration string or a number of nanoseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct GoDuration(pub Duration);
-
-impl<'de> Deserialize<'de> for GoDuration {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            S(String),
-            N(u64),
-        }
-        match Raw::deserialize(d)? {
-            Raw::S(s) => crate::duration::parse(&s)
-                .map(GoDuration)
-                .map_err(serde::de::Error::custom),
-            Raw::N(n) => Ok(GoDuration(Duration::from_nanos(n))),
-        }
-    }
 }
 
 /// `dns_config.soa`.
@@ -139,6 +134,24 @@ impl Default for Ports {
     }
 }
 
+/// `limits`: Consul's per-client connection caps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// `limits.http_max_conns_per_client`: concurrent HTTP connections from one client IP.
+    pub http_max_conns_per_client: u32,
+    /// `limits.rpc_max_conns_per_client`: concurrent server RPC connections from one client IP.
+    pub rpc_max_conns_per_client: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            http_max_conns_per_client: 200,
+            rpc_max_conns_per_client: 100,
+        }
+    }
+}
+
 /// The resolved agent configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -176,7 +189,9 @@ pub struct Config {
     /// `telemetry.prometheus_retention_time`; 0 turns the Prometheus format off (415).
     pub prometheus_retention: Duration,
     pub disable_hostname: bool,
+    /// `limits.kv_max_value_size`.
     pub kv_max_value_size: u64,
+    pub limits: Limits,
     pub default_query_time: Duration,
     pub max_query_time: Duration,
     /// Directory of extra static zone files served beside the catalog.
@@ -222,6 +237,7 @@ impl Default for Config {
             prometheus_retention: Duration::from_secs(60),
             disable_hostname: false,
             kv_max_value_size: 512 * 1024,
+            limits: Limits::default(),
             default_query_time: Duration::from_secs(300),
             max_query_time: Duration::from_secs(600),
             zones_dir: None,
@@ -267,6 +283,19 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
+        // Consul's rule: the datacenter is a DNS label (`web.service.dc1.consul`).
+        if self.datacenter.is_empty() {
+            return Err(ConfigError::Invalid("datacenter cannot be empty".into()));
+        }
+        if !self
+            .datacenter
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        {
+            return Err(ConfigError::Invalid(
+                "datacenter can only contain lowercase alphanumeric, - or _ characters.".into(),
+            ));
+        }
         if !self.dev && self.data_dir.is_none() {
             return Err(ConfigError::Invalid("data_dir cannot be empty".into()));
         }
@@ -305,44 +334,19 @@ impl Config {
         }
         Ok(())
     }
+}
 
-    /// Merges one JSON config file.
-    pub fn merge_file(&mut self, path: &Path) -> Result<(), ConfigError> {
-        let err = |msg: String| ConfigError::File {
-            path: path.display().to_string(),
-            msg,
-        };
-        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-        if ext == "hcl" {
-            return Err(err("HCL config files are not supported; use JSON".into()));
+/// Builds the agent's configuration in Consul's order: defaults, `-dev`,
+/// each config file or directory of `paths` in turn, then `flags`.
+pub fn load(dev: bool, paths: &[PathBuf], flags: Source) -> Result<Config, ConfigError> {
+    let mut sources = Vec::new();
+    for path in paths {
+        for f in file::read_path(path)? {
+            sources.push((Origin::File(f.path), f.source));
         }
-        let file: FileConfig = serde_json::from_str(&text).map_err(|e| err(e.to_string()))?;
-        file.merge_into(self).map_err(err)
     }
-
-    /// Merges every `*.json` file of a directory in lexical order, as Consul does.
-    pub fn merge_dir(&mut self, dir: &Path) -> Result<(), ConfigError> {
-        let rd = std::fs::read_dir(dir).map_err(|e| ConfigError::File {
-            path: dir.display().to_string(),
-            msg: e.to_string(),
-        })?;
-        let mut files: Vec<PathBuf> = rd
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.is_file()
-                    && matches!(
-                        p.extension().and_then(|e| e.to_str()),
-                        Some("json") | Some("hcl")
-                    )
-            })
-            .collect();
-        files.sort();
-        for f in files {
-            self.merge_file(&f)?;
-        }
-        Ok(())
-    }
+    sources.push((Origin::Flags, flags));
+    Config::build(dev, sources)
 }
 
 fn first_private_ipv4() -> Option<IpAddr> {
@@ -358,319 +362,222 @@ fn first_private_ipv4() -> Option<IpAddr> {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PortsFile {
-    dns: Option<i32>,
-    http: Option<i32>,
-    https: Option<i32>,
-    grpc: Option<i32>,
-    grpc_tls: Option<i32>,
-    serf_lan: Option<i32>,
-    serf_wan: Option<i32>,
-    server: Option<i32>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SoaFile {
-    refresh: Option<u32>,
-    retry: Option<u32>,
-    expire: Option<u32>,
-    min_ttl: Option<u32>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DnsConfigFile {
-    allow_stale: Option<bool>,
-    max_stale: Option<GoDuration>,
-    node_ttl: Option<GoDuration>,
-    service_ttl: Option<BTreeMap<String, GoDuration>>,
-    enable_truncate: Option<bool>,
-    only_passing: Option<bool>,
-    udp_answer_limit: Option<usize>,
-    a_record_limit: Option<usize>,
-    disable_compression: Option<bool>,
-    enable_additional_node_meta_txt: Option<bool>,
-    recursor_strategy: Option<String>,
-    recursor_timeout: Option<GoDuration>,
-    soa: Option<SoaFile>,
-    use_cache: Option<bool>,
-    cache_max_age: Option<GoDuration>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TelemetryFile {
-    prometheus_retention_time: Option<GoDuration>,
-    disable_hostname: Option<bool>,
-    metrics_prefix: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct UiConfigFile {
-    enabled: Option<bool>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AddressesFile {
-    dns: Option<String>,
-    http: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LimitsFile {
-    kv_max_value_size: Option<u64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PerformanceFile {
-    raft_multiplier: Option<u32>,
-}
-
-/// A config file, key for key as Consul spells them.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    datacenter: Option<String>,
-    data_dir: Option<PathBuf>,
-    node_name: Option<String>,
-    node_id: Option<String>,
-    node_meta: Option<BTreeMap<String, String>>,
-    server: Option<bool>,
-    bootstrap: Option<bool>,
-    bootstrap_expect: Option<u32>,
-    client_addr: Option<String>,
-    bind_addr: Option<String>,
-    advertise_addr: Option<String>,
-    addresses: Option<AddressesFile>,
-    ports: Option<PortsFile>,
-    domain: Option<String>,
-    alt_domain: Option<String>,
-    recursors: Option<Vec<String>>,
-    enable_script_checks: Option<bool>,
-    enable_local_script_checks: Option<bool>,
-    dns_config: Option<DnsConfigFile>,
-    log_level: Option<String>,
-    log_json: Option<bool>,
-    pid_file: Option<PathBuf>,
-    ui: Option<bool>,
-    ui_config: Option<UiConfigFile>,
-    retry_join: Option<Vec<String>>,
-    start_join: Option<Vec<String>>,
-    retry_interval: Option<GoDuration>,
-    retry_max: Option<u32>,
-    rejoin_after_leave: Option<bool>,
-    encrypt: Option<String>,
-    leave_on_terminate: Option<bool>,
-    skip_leave_on_interrupt: Option<bool>,
-    telemetry: Option<TelemetryFile>,
-    limits: Option<LimitsFile>,
-    performance: Option<PerformanceFile>,
-    disable_host_node_id: Option<bool>,
-    default_query_time: Option<GoDuration>,
-    max_query_time: Option<GoDuration>,
-    disable_update_check: Option<bool>,
-    zones_dir: Option<PathBuf>,
-    raft_snapshot_threshold: Option<u64>,
-    raft_trailing_logs: Option<u64>,
-    raft_snapshot_interval: Option<GoDuration>,
-}
-
-fn parse_ips(s: &str) -> Result<Vec<IpAddr>, String> {
-    s.split_whitespace()
-        .map(|p| {
-            p.parse::<IpAddr>()
-                .map_err(|_| format!("invalid address {p:?}"))
-        })
-        .collect()
-}
-
-fn parse_ip(s: &str) -> Result<IpAddr, String> {
-    s.trim()
-        .parse::<IpAddr>()
-        .map_err(|_| format!("invalid address {s:?}"))
-}
-
+/// `Consul.` and `consul` both become `consul.`.
 pub fn normalize_domain(d: &str) -> String {
     let d = d.trim().trim_end_matches('.').to_ascii_lowercase();
     format!("{d}.")
 }
 
-impl FileConfig {
-    fn merge_into(self, c: &mut Config) -> Result<(), String> {
-        macro_rules! set {
-            ($src:expr => $dst:expr) => {
-                if let Some(v) = $src {
-                    $dst = v;
-                }
-            };
-        }
-        set!(self.datacenter => c.datacenter);
-        if let Some(d) = self.data_dir {
-            c.data_dir = Some(d);
-        }
-        set!(self.node_name => c.node_name);
-        if self.node_id.is_some() {
-            c.node_id = self.node_id;
-        }
-        if let Some(m) = self.node_meta {
-            c.node_meta.extend(m);
-        }
-        set!(self.server => c.server);
-        set!(self.bootstrap => c.bootstrap);
-        set!(self.bootstrap_expect => c.bootstrap_expect);
-        if let Some(a) = self.client_addr {
-            c.client_addrs = parse_ips(&a)?;
-        }
-        if let Some(a) = self.bind_addr {
-            c.bind_addr = parse_ip(&a)?;
-        }
-        if let Some(a) = self.advertise_addr {
-            c.advertise_addr = Some(parse_ip(&a)?);
-        }
-        if let Some(a) = self.addresses {
-            // Per-listener addresses: both listeners share client_addr here.
-            if let Some(h) = a.http.or(a.dns) {
-                c.client_addrs = parse_ips(&h)?;
-            }
-        }
-        if let Some(p) = self.ports {
-            set!(p.dns => c.ports.dns);
-            set!(p.http => c.ports.http);
-            set!(p.https => c.ports.https);
-            set!(p.grpc => c.ports.grpc);
-            let _ = p.grpc_tls;
-            set!(p.serf_lan => c.ports.serf_lan);
-            set!(p.serf_wan => c.ports.serf_wan);
-            set!(p.server => c.ports.server);
-        }
-        if let Some(d) = self.domain {
-            c.domain = normalize_domain(&d);
-        }
-        if let Some(d) = self.alt_domain {
-            c.alt_domain = Some(normalize_domain(&d));
-        }
-        if let Some(r) = self.recursors {
-            c.recursors.extend(r);
-        }
-        set!(self.enable_script_checks => c.enable_script_checks);
-        set!(self.enable_local_script_checks => c.enable_local_script_checks);
-        if let Some(d) = self.dns_config {
-            let t = &mut c.dns;
-            set!(d.allow_stale => t.allow_stale);
-            set!(d.max_stale.map(|g| g.0) => t.max_stale);
-            set!(d.node_ttl.map(|g| g.0) => t.node_ttl);
-            if let Some(m) = d.service_ttl {
-                t.service_ttl.extend(m.into_iter().map(|(k, v)| (k, v.0)));
-            }
-            set!(d.enable_truncate => t.enable_truncate);
-            set!(d.only_passing => t.only_passing);
-            set!(d.udp_answer_limit => t.udp_answer_limit);
-            set!(d.a_record_limit => t.a_record_limit);
-            set!(d.disable_compression => t.disable_compression);
-            set!(d.enable_additional_node_meta_txt => t.enable_additional_node_meta_txt);
-            set!(d.recursor_timeout.map(|g| g.0) => t.recursor_timeout);
-            if let Some(s) = d.recursor_strategy {
-                if s != "sequential" && s != "random" {
-                    return Err(format!("dns_config.recursor_strategy: invalid value {s:?}"));
-                }
-            }
-            let _ = (d.use_cache, d.cache_max_age);
-            if let Some(soa) = d.soa {
-                set!(soa.refresh => t.soa.refresh);
-                set!(soa.retry => t.soa.retry);
-                set!(soa.expire => t.soa.expire);
-                set!(soa.min_ttl => t.soa.min_ttl);
-            }
-        }
-        set!(self.log_level => c.log_level);
-        let _ = self.log_json;
-        if self.pid_file.is_some() {
-            c.pid_file = self.pid_file;
-        }
-        set!(self.ui => c.ui);
-        if let Some(u) = self.ui_config {
-            set!(u.enabled => c.ui);
-        }
-        if let Some(j) = self.retry_join {
-            c.retry_join.extend(j);
-        }
-        if let Some(j) = self.start_join {
-            c.retry_join.extend(j);
-        }
-        set!(self.retry_interval.map(|g| g.0) => c.retry_interval);
-        set!(self.retry_max => c.retry_max);
-        set!(self.rejoin_after_leave => c.rejoin_after_leave);
-        if self.encrypt.is_some() {
-            c.encrypt = self.encrypt;
-        }
-        if self.leave_on_terminate.is_some() {
-            c.leave_on_terminate = self.leave_on_terminate;
-        }
-        if self.skip_leave_on_interrupt.is_some() {
-            c.skip_leave_on_interrupt = self.skip_leave_on_interrupt;
-        }
-        if let Some(t) = self.telemetry {
-            set!(t.prometheus_retention_time.map(|g| g.0) => c.prometheus_retention);
-            set!(t.disable_hostname => c.disable_hostname);
-            let _ = t.metrics_prefix;
-        }
-        if let Some(l) = self.limits {
-            set!(l.kv_max_value_size => c.kv_max_value_size);
-        }
-        let _ = (
-            self.performance.map(|p| p.raft_multiplier),
-            self.disable_host_node_id,
-            self.disable_update_check,
-        );
-        set!(self.default_query_time.map(|g| g.0) => c.default_query_time);
-        set!(self.max_query_time.map(|g| g.0) => c.max_query_time);
-        if self.zones_dir.is_some() {
-            c.zones_dir = self.zones_dir;
-        }
-        if let Some(t) = self.raft_snapshot_threshold {
-            if t == 0 {
-                return Err("raft_snapshot_threshold must be positive".into());
-            }
-            c.raft_snapshot_threshold = t;
-        }
-        set!(self.raft_trailing_logs => c.raft_trailing_logs);
-        let _ = self.raft_snapshot_interval;
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
-    #[test]
-    fn unknown_key_is_an_error() {
-        let r: Result<FileConfig, _> = serde_json::from_str(r#"{"datacenter":"x","bogus":1}"#);
-        assert!(r.unwrap_err().to_string().contains("unknown field `bogus`"));
+    fn file(dir: &Path, name: &str, json: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, json).unwrap();
+        p
+    }
+
+    fn json(text: &str) -> Source {
+        serde_json::from_str(text).unwrap()
+    }
+
+    fn build(sources: &[&str]) -> Result<Config, ConfigError> {
+        Config::build(true, sources.iter().map(|s| (Origin::Flags, json(s))))
     }
 
     #[test]
-    fn file_keys_merge() {
-        let f: FileConfig = serde_json::from_str(
-            r#"{"ports":{"http":18500,"dns":18600,"https":-1,"grpc":-1},"dns_config":{"node_ttl":"30s","service_ttl":{"*":"5s","web*":"10s"},"only_passing":true,"udp_answer_limit":5},"enable_script_checks":true}"#,
+    fn file_keys_map_onto_config() {
+        let c = build(
+            &[r#"{"ports":{"http":18500,"dns":18600,"https":-1,"grpc":-1},
+                "dns_config":{"node_ttl":"30s","service_ttl":{"*":"5s","web*":"10s"},
+                              "only_passing":true,"udp_answer_limit":5,"max_stale":1000000000},
+                "enable_script_checks":true,"client_addr":"127.0.0.1 ::1",
+                "domain":"Example.COM","alt_domain":"alt.","retry_interval":"5s"}"#],
         )
         .unwrap();
-        let mut c = Config::default();
-        f.merge_into(&mut c).unwrap();
         assert_eq!(c.ports.http, 18500);
         assert_eq!(c.ports.dns, 18600);
         assert_eq!(c.dns.node_ttl, Duration::from_secs(30));
+        assert_eq!(c.dns.max_stale, Duration::from_secs(1), "nanoseconds");
         assert!(c.dns.only_passing);
         assert_eq!(c.dns.udp_answer_limit, 5);
         assert!(c.enable_script_checks);
         assert_eq!(c.dns.service_ttl_for("webapp"), Duration::from_secs(10));
         assert_eq!(c.dns.service_ttl_for("db"), Duration::from_secs(5));
+        assert_eq!(c.client_addrs.len(), 2);
+        assert_eq!(c.domain, "example.com.");
+        assert_eq!(c.alt_domain.as_deref(), Some("alt."));
+        assert_eq!(c.retry_interval, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn defaults_are_consuls() {
+        let c = build(&[]).unwrap();
+        assert_eq!(c.retry_interval, Duration::from_secs(30));
+        assert_eq!(c.limits.http_max_conns_per_client, 200);
+        assert_eq!(c.limits.rpc_max_conns_per_client, 100);
+        assert_eq!(c.kv_max_value_size, 512 * 1024);
+        assert_eq!(c.datacenter, "dc1");
+        assert!(c.dev && c.server && c.bootstrap);
+    }
+
+    #[test]
+    fn limits_keys() {
+        let c = build(&[
+            r#"{"limits":{"http_max_conns_per_client":50,"rpc_max_conns_per_client":7,
+                          "kv_max_value_size":1024}}"#,
+        ])
+        .unwrap();
+        assert_eq!(c.limits.http_max_conns_per_client, 50);
+        assert_eq!(c.limits.rpc_max_conns_per_client, 7);
+        assert_eq!(c.kv_max_value_size, 1024);
+        let e = serde_json::from_str::<Source>(r#"{"limits":{"http_max_conns_per_client":-1}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("invalid value: integer `-1`"), "{e}");
+    }
+
+    #[test]
+    fn later_sources_override_scalars_and_append_lists() {
+        let c = build(&[
+            r#"{"node_name":"a","datacenter":"one","retry_join":["j1"],"recursors":["r1"],
+                "node_meta":{"k":"1","x":"1"},"start_join":["s1"]}"#,
+            r#"{"node_name":"b","retry_join":["j2"],"recursors":["r2"],"node_meta":{"k":"2"}}"#,
+        ])
+        .unwrap();
+        assert_eq!(c.node_name, "b");
+        assert_eq!(c.datacenter, "one", "a key a later source lacks is kept");
+        assert_eq!(c.retry_join, ["j1", "s1", "j2"]);
+        assert_eq!(c.recursors, ["r1", "r2"]);
+        assert_eq!(c.node_meta.get("k").map(String::as_str), Some("2"));
+        assert_eq!(c.node_meta.get("x").map(String::as_str), Some("1"));
+    }
+
+    #[test]
+    fn datacenter_is_lower_cased_from_any_source() {
+        assert_eq!(
+            build(&[r#"{"datacenter":"EU-West_1"}"#])
+                .unwrap()
+                .datacenter,
+            "eu-west_1"
+        );
+        let e = build(&[r#"{"datacenter":"eu.west"}"#])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "datacenter can only contain lowercase alphanumeric, - or _ characters."
+        );
+    }
+
+    #[test]
+    fn load_reads_files_and_dirs_in_order_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("conf.d");
+        std::fs::create_dir(&d).unwrap();
+        file(
+            &d,
+            "10-a.json",
+            r#"{"node_name":"dir-a","retry_join":["d1"]}"#,
+        );
+        file(
+            &d,
+            "20-b.json",
+            r#"{"node_name":"dir-b","datacenter":"DirDC"}"#,
+        );
+        let first = file(
+            dir.path(),
+            "first.json",
+            r#"{"node_name":"first","log_level":"debug"}"#,
+        );
+        let last = file(
+            dir.path(),
+            "last.json",
+            r#"{"retry_join":["l1"],"ports":{"http":1}}"#,
+        );
+        let flags = Source {
+            retry_join: vec!["f1".into()],
+            ports: PortsSource {
+                http: Some(2),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let c = load(true, &[first, d, last], flags).unwrap();
+        assert_eq!(c.node_name, "dir-b", "the directory came after first.json");
+        assert_eq!(c.datacenter, "dirdc");
+        assert_eq!(c.log_level, "debug");
+        assert_eq!(c.retry_join, ["d1", "l1", "f1"]);
+        assert_eq!(c.ports.http, 2, "flags override files");
+    }
+
+    #[test]
+    fn errors_name_their_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad = file(dir.path(), "bad.json", r#"{"bind_addr":"nowhere"}"#);
+        let e = load(true, std::slice::from_ref(&bad), Source::default()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "Error parsing {}: bind_addr: invalid address \"nowhere\"",
+                bad.display()
+            )
+        );
+        let flags = Source {
+            retry_interval: Some("soon".to_string().into()),
+            ..Default::default()
+        };
+        let e = load(true, &[], flags).unwrap_err().to_string();
+        assert!(
+            e.starts_with("retry_interval: invalid duration: \"soon\""),
+            "{e}"
+        );
+        let e = build(&[r#"{"log_level":"loud"}"#]).unwrap_err().to_string();
+        assert_eq!(e, "Invalid log level: loud");
+        let e = build(&[r#"{"raft_snapshot_threshold":0}"#])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "raft_snapshot_threshold must be positive");
+    }
+
+    #[test]
+    fn unknown_key_in_a_file_names_the_file_and_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = file(dir.path(), "agent.json", r#"{"datacenter":"x","bogus":1}"#);
+        let e = load(true, std::slice::from_ref(&p), Source::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!(
+                "Error parsing {}: invalid config key bogus",
+                p.display()
+            )),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn validate_rejects_what_consul_rejects() {
+        let mut c = Config::default();
+        assert_eq!(
+            c.validate().unwrap_err().to_string(),
+            "data_dir cannot be empty"
+        );
+        c.data_dir = Some("/tmp/x".into());
+        c.bootstrap_expect = 3;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("require server mode"));
+        c.server = true;
+        c.bootstrap = true;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("mutually exclusive"));
     }
 }

@@ -1,64 +1,29 @@
-//! Client subcommands that talk to the local agent's HTTP API
-//! (`-http-addr`, `CONSUL_HTTP_ADDR`, default 127.0.0.1:8500).
+//! Client subcommands that talk to the local agent's HTTP API: `leave`,
+//! `members`, `info`, `join`, `force-leave` and `operator raft
+//! list-peers|remove-peer`. Each declares its flags in one table beside the
+//! HTTP flags they all share; their output is Consul's, column for column.
 
+use super::flags::{Flag, FlagSet};
+use super::http::{self, check, with_http, HttpArgs};
 use anyhow::{anyhow, Result};
 use serde_json::Value;
+use std::time::Duration;
 
-fn http_addr(args: &[String]) -> String {
-    let mut addr = std::env::var("CONSUL_HTTP_ADDR").unwrap_or_else(|_| "127.0.0.1:8500".into());
-    let norm = super::normalize_args(args.iter().cloned());
-    let mut it = norm.iter();
-    while let Some(a) = it.next() {
-        if let Some(v) = a.strip_prefix("--http-addr=") {
-            addr = v.to_string();
-        } else if a == "--http-addr" {
-            if let Some(v) = it.next() {
-                addr = v.clone();
-            }
-        }
-    }
-    if addr.starts_with("http://") || addr.starts_with("https://") {
-        addr
-    } else {
-        format!("http://{addr}")
-    }
-}
+/// How long one request to the agent may take.
+const TIMEOUT: Duration = Duration::from_secs(10);
 
-fn client() -> Result<reqwest::blocking::Client> {
-    Ok(reqwest::blocking::Client::builder()
-        .timeout(std::time::Duration::from_secs(10))
-        .build()?)
-}
-
-fn check(resp: reqwest::blocking::Response) -> Result<reqwest::blocking::Response> {
-    let code = resp.status();
-    if code.is_success() {
-        return Ok(resp);
-    }
-    let body = resp.text().unwrap_or_default();
-    Err(anyhow!(
-        "Unexpected response code: {} ({})",
-        code.as_u16(),
-        body.trim()
-    ))
-}
-
+/// Runs client subcommand `cmd` with the arguments after it.
 pub fn run(cmd: &str, args: Vec<String>) -> Result<i32> {
-    let base = http_addr(&args);
-    let c = client()?;
-    let result = match cmd {
-        "leave" => check(c.put(format!("{base}/v1/agent/leave")).send()?).map(|_| {
-            println!("Graceful leave complete");
-            0
-        }),
-        "members" => members(&c, &base, &args),
-        "info" => info(&c, &base),
-        "join" => join(&c, &base, &args),
-        "force-leave" => force_leave(&c, &base, &args),
-        "operator" => operator(&c, &base, &args),
+    let outcome = match cmd {
+        "leave" => leave(&args),
+        "members" => members(&args),
+        "info" => info(&args),
+        "join" => join(&args),
+        "force-leave" => force_leave(&args),
+        "operator" => operator(&args),
         _ => Err(anyhow!("unknown command {cmd}")),
     };
-    match result {
+    match outcome {
         Ok(code) => Ok(code),
         Err(e) => {
             eprintln!("Error: {e:#}");
@@ -67,47 +32,107 @@ pub fn run(cmd: &str, args: Vec<String>) -> Result<i32> {
     }
 }
 
-/// Positional arguments (flags and their values removed).
-fn positionals(args: &[String]) -> Vec<String> {
-    let norm = super::normalize_args(args.iter().cloned());
-    let mut out = Vec::new();
-    let mut it = norm.into_iter();
-    while let Some(a) = it.next() {
-        if a == "--http-addr" {
-            it.next();
-        } else if !a.starts_with("--") {
-            out.push(a);
-        }
+/// A subcommand whose whole command line is its flags.
+fn no_arguments(rest: &[String]) -> Result<()> {
+    if rest.is_empty() {
+        Ok(())
+    } else {
+        Err(anyhow!("unexpected arguments: {}", rest.join(" ")))
     }
-    out
 }
 
-fn flag_value(args: &[String], name: &str) -> Option<String> {
-    let norm = super::normalize_args(args.iter().cloned());
-    let mut it = norm.iter();
-    let long = format!("--{name}");
-    while let Some(a) = it.next() {
-        if let Some(v) = a.strip_prefix(&format!("{long}=")) {
-            return Some(v.to_string());
-        }
-        if *a == long {
-            return it.next().cloned().or(Some(String::new()));
-        }
-    }
-    None
+#[derive(Default)]
+struct LeaveArgs {
+    http: HttpArgs,
 }
 
-fn has_flag(args: &[String], name: &str) -> bool {
-    let norm = super::normalize_args(args.iter().cloned());
-    norm.iter()
-        .any(|a| *a == format!("--{name}") || a.starts_with(&format!("--{name}=")))
+#[derive(Default)]
+struct MembersArgs {
+    http: HttpArgs,
+    status: Option<String>,
 }
 
-fn join(c: &reqwest::blocking::Client, base: &str, args: &[String]) -> Result<i32> {
-    let addrs = positionals(args);
+#[derive(Default)]
+struct InfoArgs {
+    http: HttpArgs,
+}
+
+#[derive(Default)]
+struct JoinArgs {
+    http: HttpArgs,
+}
+
+#[derive(Default)]
+struct ForceLeaveArgs {
+    http: HttpArgs,
+    prune: bool,
+}
+
+#[derive(Default)]
+struct ListPeersArgs {
+    http: HttpArgs,
+    stale: bool,
+}
+
+#[derive(Default)]
+struct RemovePeerArgs {
+    http: HttpArgs,
+    address: Option<String>,
+    id: Option<String>,
+}
+
+with_http!(
+    LeaveArgs,
+    MembersArgs,
+    InfoArgs,
+    JoinArgs,
+    ForceLeaveArgs,
+    ListPeersArgs,
+    RemovePeerArgs,
+);
+
+/// The HTTP flags followed by a subcommand's own.
+fn flag_set<T: http::WithHttp>(synopsis: &'static str, own: Vec<Flag<T>>) -> FlagSet<T> {
+    let mut flags = http::flags();
+    flags.extend(own);
+    FlagSet::new(synopsis, flags)
+}
+
+fn leave(args: &[String]) -> Result<i32> {
+    let set = flag_set::<LeaveArgs>(
+        "Usage: cairn leave [options]
+
+  Tells the agent to leave the cluster gracefully and shut down.
+",
+        vec![],
+    );
+    let (o, rest) = match set.parse_or_report(args) {
+        Ok(parsed) => parsed,
+        Err(code) => return Ok(code),
+    };
+    no_arguments(&rest)?;
+    let (c, base) = (o.http.client(TIMEOUT)?, o.http.base());
+    check(c.put(format!("{base}/v1/agent/leave")).send()?)?;
+    println!("Graceful leave complete");
+    Ok(0)
+}
+
+fn join(args: &[String]) -> Result<i32> {
+    let set = flag_set::<JoinArgs>(
+        "Usage: cairn join [options] address ...
+
+  Tells the agent to join the cluster through the agents at these addresses.
+",
+        vec![],
+    );
+    let (o, addrs) = match set.parse_or_report(args) {
+        Ok(parsed) => parsed,
+        Err(code) => return Ok(code),
+    };
     if addrs.is_empty() {
         return Err(anyhow!("At least one address to join must be specified."));
     }
+    let (c, base) = (o.http.client(TIMEOUT)?, o.http.base());
     let mut joined = 0;
     for a in &addrs {
         match check(c.put(format!("{base}/v1/agent/join/{a}")).send()?) {
@@ -122,16 +147,29 @@ fn join(c: &reqwest::blocking::Client, base: &str, args: &[String]) -> Result<i3
     Ok(0)
 }
 
-fn force_leave(c: &reqwest::blocking::Client, base: &str, args: &[String]) -> Result<i32> {
-    let nodes = positionals(args);
-    let Some(node) = nodes.first() else {
-        return Err(anyhow!("A node name must be specified to force leave."));
+fn force_leave(args: &[String]) -> Result<i32> {
+    let set = flag_set::<ForceLeaveArgs>(
+        "Usage: cairn force-leave [options] name
+
+  Forces a failed member of the cluster into the left state.
+",
+        vec![Flag::bool(
+            "prune",
+            "Remove the member from the member list entirely.",
+            |o, v| o.prune = v,
+        )],
+    );
+    let (o, nodes) = match set.parse_or_report(args) {
+        Ok(parsed) => parsed,
+        Err(code) => return Ok(code),
     };
-    let prune = if has_flag(args, "prune") {
-        "?prune=1"
-    } else {
-        ""
+    let [node] = nodes.as_slice() else {
+        return Err(anyhow!(
+            "A single node name must be specified to force leave."
+        ));
     };
+    let prune = if o.prune { "?prune=1" } else { "" };
+    let (c, base) = (o.http.client(TIMEOUT)?, o.http.base());
     check(
         c.put(format!("{base}/v1/agent/force-leave/{node}{prune}"))
             .send()?,
@@ -139,82 +177,117 @@ fn force_leave(c: &reqwest::blocking::Client, base: &str, args: &[String]) -> Re
     Ok(0)
 }
 
-fn operator(c: &reqwest::blocking::Client, base: &str, args: &[String]) -> Result<i32> {
-    let pos = positionals(args);
-    match (
-        pos.first().map(String::as_str),
-        pos.get(1).map(String::as_str),
-    ) {
-        (Some("raft"), Some("list-peers")) => {
-            let stale = if has_flag(args, "stale") {
-                "?stale"
-            } else {
-                ""
-            };
-            let v: Value = check(
-                c.get(format!("{base}/v1/operator/raft/configuration{stale}"))
-                    .send()?,
-            )?
-            .json()?;
-            let header = [
-                "Node",
-                "ID",
-                "Address",
-                "State",
-                "Voter",
-                "RaftProtocol",
-                "Commit Index",
-                "Trails Leader By",
-            ];
-            let servers = v["Servers"].as_array().cloned().unwrap_or_default();
-            let leader_index = servers
-                .iter()
-                .find(|s| s["Leader"] == true)
-                .and_then(|s| s["LastIndex"].as_u64())
-                .unwrap_or(0);
-            let rows: Vec<Vec<String>> = servers
-                .iter()
-                .map(|s| {
-                    let leader = s["Leader"] == true;
-                    let idx = s["LastIndex"].as_u64().unwrap_or(0);
-                    let trails = if leader {
-                        "-".to_string()
-                    } else {
-                        let n = leader_index.saturating_sub(idx);
-                        format!("{n} commit{}", if n == 1 { "" } else { "s" })
-                    };
-                    vec![
-                        s["Node"].as_str().unwrap_or("").to_string(),
-                        s["ID"].as_str().unwrap_or("").to_string(),
-                        s["Address"].as_str().unwrap_or("").to_string(),
-                        if leader { "leader" } else { "follower" }.to_string(),
-                        s["Voter"].as_bool().unwrap_or(false).to_string(),
-                        s["ProtocolVersion"].as_str().unwrap_or("3").to_string(),
-                        idx.to_string(),
-                        trails,
-                    ]
-                })
-                .collect();
-            print_table(&header, &rows);
-            Ok(0)
-        }
-        (Some("raft"), Some("remove-peer")) => {
-            let q = match (flag_value(args, "address"), flag_value(args, "id")) {
-                (Some(a), None) if !a.is_empty() => format!("address={a}"),
-                (None, Some(i)) if !i.is_empty() => format!("id={i}"),
-                _ => return Err(anyhow!("Exactly one of -address or -id must be given")),
-            };
-            check(
-                c.delete(format!("{base}/v1/operator/raft/peer?{q}"))
-                    .send()?,
-            )?;
-            println!("Removed peer with {}", q.replace('=', " "));
-            Ok(0)
-        }
+fn operator(args: &[String]) -> Result<i32> {
+    match args {
+        [raft, verb, rest @ ..] if raft == "raft" && verb == "list-peers" => list_peers(rest),
+        [raft, verb, rest @ ..] if raft == "raft" && verb == "remove-peer" => remove_peer(rest),
         _ => Err(anyhow!(
             "Usage: cairn operator raft <list-peers|remove-peer>"
         )),
     }
+}
+
+fn list_peers(args: &[String]) -> Result<i32> {
+    let set = flag_set::<ListPeersArgs>(
+        "Usage: cairn operator raft list-peers [options]
+
+  Displays the servers of the raft configuration.
+",
+        vec![Flag::bool(
+            "stale",
+            "Let any server answer, not only the leader.",
+            |o, v| o.stale = v,
+        )],
+    );
+    let (o, rest) = match set.parse_or_report(args) {
+        Ok(parsed) => parsed,
+        Err(code) => return Ok(code),
+    };
+    no_arguments(&rest)?;
+    let (c, base) = (o.http.client(TIMEOUT)?, o.http.base());
+    let stale = if o.stale { "?stale" } else { "" };
+    let v: Value = check(
+        c.get(format!("{base}/v1/operator/raft/configuration{stale}"))
+            .send()?,
+    )?
+    .json()?;
+    let header = [
+        "Node",
+        "ID",
+        "Address",
+        "State",
+        "Voter",
+        "RaftProtocol",
+        "Commit Index",
+        "Trails Leader By",
+    ];
+    let servers = v["Servers"].as_array().cloned().unwrap_or_default();
+    let leader_index = servers
+        .iter()
+        .find(|s| s["Leader"] == true)
+        .and_then(|s| s["LastIndex"].as_u64())
+        .unwrap_or(0);
+    let rows: Vec<Vec<String>> = servers
+        .iter()
+        .map(|s| {
+            let leader = s["Leader"] == true;
+            let idx = s["LastIndex"].as_u64().unwrap_or(0);
+            let trails = if leader {
+                "-".to_string()
+            } else {
+                let n = leader_index.saturating_sub(idx);
+                format!("{n} commit{}", if n == 1 { "" } else { "s" })
+            };
+            vec![
+                s["Node"].as_str().unwrap_or("").to_string(),
+                s["ID"].as_str().unwrap_or("").to_string(),
+                s["Address"].as_str().unwrap_or("").to_string(),
+                if leader { "leader" } else { "follower" }.to_string(),
+                s["Voter"].as_bool().unwrap_or(false).to_string(),
+                s["ProtocolVersion"].as_str().unwrap_or("3").to_string(),
+                idx.to_string(),
+                trails,
+            ]
+        })
+        .collect();
+    print_table(&header, &rows);
+    Ok(0)
+}
+
+fn remove_peer(args: &[String]) -> Result<i32> {
+    let set = flag_set::<RemovePeerArgs>(
+        "Usage: cairn operator raft remove-peer [options]
+
+  Removes a server from the raft configuration, by -address or by -id.
+",
+        vec![
+            Flag::text(
+                "address",
+                "The `ip:port` of the server to remove.",
+                |o, v| o.address = Some(v),
+            ),
+            Flag::text("id", "The raft ID of the server to remove.", |o, v| {
+                o.id = Some(v)
+            }),
+        ],
+    );
+    let (o, rest) = match set.parse_or_report(args) {
+        Ok(parsed) => parsed,
+        Err(code) => return Ok(code),
+    };
+    no_arguments(&rest)?;
+    let q = match (&o.address, &o.id) {
+        (Some(a), None) if !a.is_empty() => format!("address={a}"),
+        (None, Some(i)) if !i.is_empty() => format!("id={i}"),
+        _ => return Err(anyhow!("Exactly one of -address or -id must be given")),
+    };
+    let (c, base) = (o.http.client(TIMEOUT)?, o.http.base());
+    check(
+        c.delete(format!("{base}/v1/operator/raft/peer?{q}"))
+            .send()?,
+    )?;
+    println!("Removed peer with {}", q.replace('=', " "));
+    Ok(0)
 }
 
 fn print_table(header: &[&str], rows: &[Vec<String>]) {
@@ -240,10 +313,27 @@ fn print_table(header: &[&str], rows: &[Vec<String>]) {
     }
 }
 
-fn members(c: &reqwest::blocking::Client, base: &str, args: &[String]) -> Result<i32> {
+fn members(args: &[String]) -> Result<i32> {
+    let set = flag_set::<MembersArgs>(
+        "Usage: cairn members [options]
+
+  Lists the members of the cluster as the agent sees them.
+",
+        vec![Flag::text(
+            "status",
+            "Only list members whose status (alive, leaving, left, failed) matches.",
+            |o, v| o.status = Some(v),
+        )],
+    );
+    let (o, rest) = match set.parse_or_report(args) {
+        Ok(parsed) => parsed,
+        Err(code) => return Ok(code),
+    };
+    no_arguments(&rest)?;
+    let (c, base) = (o.http.client(TIMEOUT)?, o.http.base());
     let v: Value = check(c.get(format!("{base}/v1/agent/members")).send()?)?.json()?;
     let mut list = v.as_array().cloned().unwrap_or_default();
-    if let Some(pat) = flag_value(args, "status") {
+    if let Some(pat) = &o.status {
         let status_of = |m: &Value| match m["Status"].as_u64() {
             Some(1) => "alive",
             Some(2) => "leaving",
@@ -323,7 +413,20 @@ fn members(c: &reqwest::blocking::Client, base: &str, args: &[String]) -> Result
     Ok(if rows.is_empty() { 2 } else { 0 })
 }
 
-fn info(c: &reqwest::blocking::Client, base: &str) -> Result<i32> {
+fn info(args: &[String]) -> Result<i32> {
+    let set = flag_set::<InfoArgs>(
+        "Usage: cairn info [options]
+
+  Prints the agent's debugging information, section by section.
+",
+        vec![],
+    );
+    let (o, rest) = match set.parse_or_report(args) {
+        Ok(parsed) => parsed,
+        Err(code) => return Ok(code),
+    };
+    no_arguments(&rest)?;
+    let (c, base) = (o.http.client(TIMEOUT)?, o.http.base());
     let v: Value = check(c.get(format!("{base}/v1/agent/self")).send()?)?.json()?;
     let Some(stats) = v["Stats"].as_object() else {
         return Err(anyhow!("agent returned no Stats"));
@@ -342,4 +445,44 @@ fn info(c: &reqwest::blocking::Client, base: &str) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn error(r: Result<i32>) -> String {
+        r.expect_err("an error").to_string()
+    }
+
+    #[test]
+    fn command_lines_are_checked_before_any_request() {
+        // A flag after the node name is not a flag, so it is not silently dropped.
+        assert_eq!(
+            error(force_leave(&args(&["c3", "-prune"]))),
+            "A single node name must be specified to force leave."
+        );
+        assert_eq!(
+            error(remove_peer(&args(&["-address=10.0.0.1:8300", "-id=x"]))),
+            "Exactly one of -address or -id must be given"
+        );
+        assert_eq!(
+            error(join(&args(&["-http-addr=127.0.0.1:1"]))),
+            "At least one address to join must be specified."
+        );
+        assert_eq!(
+            error(members(&args(&["alive"]))),
+            "unexpected arguments: alive"
+        );
+        assert_eq!(
+            error(operator(&args(&["raft", "nope"]))),
+            "Usage: cairn operator raft <list-peers|remove-peer>"
+        );
+        assert_eq!(members(&args(&["-bogus"])).unwrap(), 1);
+        assert_eq!(info(&args(&["-h"])).unwrap(), 0);
+    }
 }

@@ -7,7 +7,9 @@
 //! the child's. If the lock is lost while the child runs, the child is
 //! terminated.
 
-use super::goflags::{self, shell};
+use super::flags::{Flag, FlagSet};
+use super::http::{with_http, HttpArgs};
+use super::shell;
 use anyhow::{anyhow, Context, Result};
 use serde_json::Value;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,18 +23,59 @@ const RENEW_EVERY: Duration = Duration::from_millis(7500);
 /// Pause between acquire attempts on a free key that refused us (lock-delay).
 const RETRY: Duration = Duration::from_millis(250);
 
-const USAGE: &str = "Usage: cairn lock [options] prefix child...
+const SYNOPSIS: &str = "Usage: cairn lock [options] prefix child...
 
   Acquires a lock on <prefix>/.lock through a session, runs the child
   command with /bin/sh -c while holding it, and releases it afterwards.
-
-Options:
-  -http-addr=<addr>  Agent HTTP address (default CONSUL_HTTP_ADDR or 127.0.0.1:8500)
-  -name=<name>       Session name
-  -n=1               Number of holders (only 1 is supported)
-  -timeout=<dur>     Give up acquiring after this long (default: wait forever)
-  -verbose           Log progress to stderr
+  The exit code is the child's.
 ";
+
+#[derive(Default)]
+struct LockArgs {
+    http: HttpArgs,
+    name: Option<String>,
+    holders: Option<i32>,
+    timeout: Option<Duration>,
+    verbose: bool,
+}
+
+with_http!(LockArgs);
+
+fn flag_set() -> FlagSet<LockArgs> {
+    let mut flags = super::http::flags::<LockArgs>();
+    flags.extend([
+        Flag::text("name", "The session's `name`.", |o: &mut LockArgs, v| {
+            o.name = Some(v)
+        }),
+        Flag::int(
+            "n",
+            "The `number` of holders; only 1 (a lock, not a semaphore) is supported.",
+            |o, v| o.holders = Some(v),
+        ),
+        Flag::duration(
+            "timeout",
+            "Give up acquiring the lock after this long; 0 waits forever.",
+            |o, v| o.timeout = Some(v),
+        ),
+        Flag::bool("verbose", "Log progress to stderr.", |o, v| o.verbose = v),
+        Flag::int(
+            "monitor-retry",
+            "Accepted for compatibility; the lock is watched until the child exits.",
+            |_, _| {},
+        ),
+        Flag::bool(
+            "pass-stdin",
+            "Accepted for compatibility; the child inherits stdin.",
+            |_, _| {},
+        ),
+        Flag::bool(
+            "shell",
+            "Accepted for compatibility; the child always runs under /bin/sh -c.",
+            |_, _| {},
+        ),
+    ]);
+    FlagSet::new(SYNOPSIS, flags)
+}
 
 struct Lock {
     http: reqwest::blocking::Client,
@@ -128,41 +171,26 @@ impl Lock {
 }
 
 pub fn run(args: Vec<String>) -> Result<i32> {
-    let p = goflags::parse(
-        &args,
-        &[
-            "http-addr",
-            "name",
-            "n",
-            "timeout",
-            "monitor-retry",
-            "token",
-        ],
-        &["verbose", "pass-stdin", "shell", "help", "h"],
-    )?;
-    if p.flag("help") || p.flag("h") || p.rest.len() < 2 {
-        eprint!("{USAGE}");
+    let set = flag_set();
+    let (o, rest) = match set.parse_or_report(&args) {
+        Ok(parsed) => parsed,
+        Err(code) => return Ok(code),
+    };
+    if rest.len() < 2 {
+        eprint!("{}", set.usage());
         return Ok(1);
     }
-    if p.get("n").is_some_and(|n| n != "1") {
+    if o.holders.is_some_and(|n| n != 1) {
         return Err(anyhow!("cairn lock supports only -n=1 (a single holder)"));
     }
-    let timeout = p
-        .get("timeout")
-        .map(crate::duration::parse)
-        .transpose()
-        .map_err(|e| anyhow!("invalid -timeout: {e}"))?
-        .filter(|d| !d.is_zero());
-    let prefix = p.rest[0].trim_end_matches('/').to_string();
-    let script = p.rest[1..].join(" ");
-    let base = goflags::http_base(p.get("http-addr"));
-    let http = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()?;
+    let timeout = o.timeout.filter(|d| !d.is_zero());
+    let prefix = rest[0].trim_end_matches('/').to_string();
+    let script = rest[1..].join(" ");
+    let base = o.http.base();
+    let http = o.http.client(Duration::from_secs(60))?;
 
-    let name = p
-        .get("name")
-        .map(str::to_string)
+    let name = o
+        .name
         .unwrap_or_else(|| format!("Consul lock for '{script}' at '{prefix}'"));
     let body = serde_json::json!({ "Name": name, "TTL": SESSION_TTL, "Behavior": "release" });
     let resp = http
@@ -189,7 +217,7 @@ pub fn run(args: Vec<String>) -> Result<i32> {
         base: base.clone(),
         key: format!("{prefix}/.lock"),
         session,
-        verbose: p.flag("verbose"),
+        verbose: o.verbose,
     });
 
     // Keep the session alive for as long as we run.
@@ -266,4 +294,30 @@ pub fn run(args: Vec<String>) -> Result<i32> {
     lock.log("Cleanup succeeded");
     lock.release();
     Ok(status.code().unwrap_or(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn the_childs_flags_are_left_alone() {
+        let mut o = LockArgs::default();
+        let rest = flag_set()
+            .parse(
+                &mut o,
+                &args(&[
+                    "-n=2", "-timeout", "5s", "-verbose", "prefix", "ls", "-l", "-n=3",
+                ]),
+            )
+            .unwrap();
+        assert_eq!(o.holders, Some(2));
+        assert_eq!(o.timeout, Some(Duration::from_secs(5)));
+        assert!(o.verbose);
+        assert_eq!(rest, ["prefix", "ls", "-l", "-n=3"]);
+    }
 }

@@ -1,27 +1,16 @@
-//! Command-line entry: `cairn agent ...` and the client subcommands. Flags
-//! are Go-style as Consul spells them: `-flag=v`, `-flag v` and `--flag v`.
+//! Command-line entry: `cairn agent ...` and the client subcommands, with
+//! Go-style flags as Consul's CLI parses them (`flags.rs`): `-flag=v`,
+//! `-flag v`, `--flag v`, bare booleans, and flags before positionals.
 
-pub mod agent_flags;
-pub mod client;
-mod goflags;
+mod agent;
+mod client;
+mod flags;
+mod http;
 mod lock;
 mod watch;
 
 use anyhow::Result;
-
-/// Rewrites Go-style single-dash long flags (`-data-dir=x`) to the
-/// double-dash form clap parses. A lone `-` (stdin) is left alone.
-pub fn normalize_args(args: impl IntoIterator<Item = String>) -> Vec<String> {
-    args.into_iter()
-        .map(|a| {
-            if a.len() > 2 && a.starts_with('-') && !a.starts_with("--") {
-                format!("-{a}")
-            } else {
-                a
-            }
-        })
-        .collect()
-}
+use flags::FlagSet;
 
 const USAGE: &str = "Usage: cairn [--version] [--help] <command> [<args>]
 
@@ -49,26 +38,22 @@ pub fn main(argv: Vec<String>) -> Result<i32> {
     };
     let rest: Vec<String> = args.collect();
     match cmd.as_str() {
-        "agent" => agent_flags::run(rest),
-        "version" | "-version" | "--version" | "-v" => {
-            println!(
-                "Consul v{} (cairn {})",
-                crate::agent::VERSION,
-                env!("CARGO_PKG_VERSION")
-            );
-            println!("Revision cairn");
-            println!("Protocol 2 spoken by default, understands 2 to 3 (agent will automatically use protocol >2 when speaking to compatible agents)");
-            Ok(0)
-        }
+        "agent" => agent::run(rest),
+        "version" => without_flags("Usage: cairn version\n", &rest, print_version),
+        "-version" | "--version" | "-v" => Ok(print_version()),
         "leave" | "members" | "info" | "join" | "force-leave" | "operator" => {
             client::run(&cmd, rest)
         }
         "lock" => lock::run(rest),
         "watch" => watch::run(rest),
-        "keygen" => {
-            println!("{}", crate::gossip::crypto::keygen());
-            Ok(0)
-        }
+        "keygen" => without_flags(
+            "Usage: cairn keygen\n\n  Prints a new 32-byte key for -encrypt, base64-encoded.\n",
+            &rest,
+            || {
+                println!("{}", crate::gossip::crypto::keygen());
+                0
+            },
+        ),
         "-h" | "--help" | "-help" | "help" => {
             print!("{USAGE}");
             Ok(0)
@@ -79,4 +64,39 @@ pub fn main(argv: Vec<String>) -> Result<i32> {
             Ok(1)
         }
     }
+}
+
+/// A subcommand that takes no flags and no arguments (but answers `-h`).
+fn without_flags(
+    synopsis: &'static str,
+    args: &[String],
+    run: impl FnOnce() -> i32,
+) -> Result<i32> {
+    let set = FlagSet::<()>::new(synopsis, vec![]);
+    match set.parse_or_report(args) {
+        Ok((_, rest)) if rest.is_empty() => Ok(run()),
+        Ok((_, rest)) => {
+            eprintln!("Error: unexpected arguments: {}", rest.join(" "));
+            Ok(1)
+        }
+        Err(code) => Ok(code),
+    }
+}
+
+fn print_version() -> i32 {
+    println!(
+        "Consul v{} (cairn {})",
+        crate::agent::VERSION,
+        env!("CARGO_PKG_VERSION")
+    );
+    println!("Revision cairn");
+    println!("Protocol 2 spoken by default, understands 2 to 3 (agent will automatically use protocol >2 when speaking to compatible agents)");
+    0
+}
+
+/// Runs `script` with `sh -c`, as Consul runs lock children and watch handlers.
+fn shell(script: &str) -> std::process::Command {
+    let mut c = std::process::Command::new("/bin/sh");
+    c.arg("-c").arg(script);
+    c
 }

@@ -3,23 +3,85 @@
 //! the handler with `/bin/sh -c` and the view's JSON on stdin (or prints
 //! the JSON when no handler is given), as `consul watch` does.
 
-use super::goflags::{self, shell};
+use super::flags::{Flag, FlagSet};
+use super::http::{with_http, HttpArgs};
+use super::shell;
 use anyhow::{anyhow, Result};
 use std::io::Write;
 use std::time::Duration;
 
-const USAGE: &str = "Usage: cairn watch [options] [child...]
+const SYNOPSIS: &str = "Usage: cairn watch [options] [child...]
 
-Options:
-  -type=<key|keyprefix|services|nodes|service|checks>
-  -key=<key>          for -type=key
-  -prefix=<prefix>    for -type=keyprefix
-  -service=<name>     for -type=service (and optionally -type=checks)
-  -tag=<tag>          for -type=service
-  -passingonly        for -type=service
-  -state=<state>      for -type=checks
-  -http-addr=<addr>   Agent HTTP address (default CONSUL_HTTP_ADDR or 127.0.0.1:8500)
+  Follows one view of the catalog or KV and, each time it changes, runs the
+  child with /bin/sh -c and the view's JSON on stdin, or prints the JSON
+  when no child is given.
 ";
+
+#[derive(Default)]
+struct WatchArgs {
+    http: HttpArgs,
+    kind: String,
+    key: Option<String>,
+    prefix: Option<String>,
+    service: Option<String>,
+    tag: Option<String>,
+    state: Option<String>,
+    passing_only: bool,
+    stale: bool,
+    datacenter: Option<String>,
+}
+
+with_http!(WatchArgs);
+
+fn flag_set() -> FlagSet<WatchArgs> {
+    let mut flags = super::http::flags::<WatchArgs>();
+    flags.extend([
+        Flag::text(
+            "type",
+            "What to watch: key, keyprefix, services, nodes, service or checks.",
+            |o: &mut WatchArgs, v| o.kind = v,
+        ),
+        Flag::text("key", "The `key` to watch, for -type=key.", |o, v| {
+            o.key = Some(v)
+        }),
+        Flag::text(
+            "prefix",
+            "The key `prefix` to watch, for -type=keyprefix.",
+            |o, v| o.prefix = Some(v),
+        ),
+        Flag::text(
+            "service",
+            "The `service` to watch, for -type=service and -type=checks.",
+            |o, v| o.service = Some(v),
+        ),
+        Flag::text(
+            "tag",
+            "Only instances with this `tag`, for -type=service.",
+            |o, v| o.tag = Some(v),
+        ),
+        Flag::text(
+            "state",
+            "Only checks in this `state`, for -type=checks (any).",
+            |o, v| o.state = Some(v),
+        ),
+        Flag::bool(
+            "passingonly",
+            "Only instances whose checks pass, for -type=service.",
+            |o, v| o.passing_only = v,
+        ),
+        Flag::bool(
+            "stale",
+            "Let any server answer, not only the leader.",
+            |o, v| o.stale = v,
+        ),
+        Flag::text(
+            "datacenter",
+            "The `datacenter` to query; defaults to the agent's.",
+            |o, v| o.datacenter = Some(v),
+        ),
+    ]);
+    FlagSet::new(SYNOPSIS, flags)
+}
 
 /// How to turn one response into the handler's input.
 enum Shape {
@@ -31,36 +93,40 @@ enum Shape {
     List,
 }
 
-fn view(p: &goflags::Parsed) -> Result<(String, Shape)> {
-    let kind = p.get("type").unwrap_or("");
-    let need = |flag: &str| {
-        p.get(flag)
+fn view(o: &WatchArgs) -> Result<(String, Shape)> {
+    let kind = o.kind.as_str();
+    let need = |flag: &str, value: &Option<String>| {
+        value
+            .as_ref()
             .filter(|v| !v.is_empty())
-            .map(str::to_string)
+            .cloned()
             .ok_or_else(|| anyhow!("Must specify a single -{flag} for watch type {kind}"))
     };
     Ok(match kind {
-        "key" => (format!("/v1/kv/{}", need("key")?), Shape::FirstEntry),
+        "key" => (
+            format!("/v1/kv/{}", need("key", &o.key)?),
+            Shape::FirstEntry,
+        ),
         "keyprefix" => (
-            format!("/v1/kv/{}?recurse", p.get("prefix").unwrap_or("")),
+            format!("/v1/kv/{}?recurse", o.prefix.as_deref().unwrap_or("")),
             Shape::List,
         ),
         "services" => ("/v1/catalog/services".into(), Shape::Body),
         "nodes" => ("/v1/catalog/nodes".into(), Shape::Body),
         "service" => {
-            let mut path = format!("/v1/health/service/{}?", need("service")?);
-            if let Some(tag) = p.get("tag") {
+            let mut path = format!("/v1/health/service/{}?", need("service", &o.service)?);
+            if let Some(tag) = &o.tag {
                 path.push_str(&format!("tag={tag}&"));
             }
-            if p.flag("passingonly") {
+            if o.passing_only {
                 path.push_str("passing&");
             }
             (path, Shape::Body)
         }
-        "checks" => match p.get("service") {
+        "checks" => match &o.service {
             Some(svc) => (format!("/v1/health/checks/{svc}"), Shape::Body),
             None => (
-                format!("/v1/health/state/{}", p.get("state").unwrap_or("any")),
+                format!("/v1/health/state/{}", o.state.as_deref().unwrap_or("any")),
                 Shape::Body,
             ),
         },
@@ -70,37 +136,27 @@ fn view(p: &goflags::Parsed) -> Result<(String, Shape)> {
 }
 
 pub fn run(args: Vec<String>) -> Result<i32> {
-    let p = goflags::parse(
-        &args,
-        &[
-            "type",
-            "key",
-            "prefix",
-            "service",
-            "tag",
-            "state",
-            "http-addr",
-            "token",
-            "datacenter",
-        ],
-        &["passingonly", "stale", "help", "h"],
-    )?;
-    if p.flag("help") || p.flag("h") {
-        eprint!("{USAGE}");
-        return Ok(0);
-    }
-    let (path, shape) = view(&p)?;
-    let handler = p.rest.join(" ");
-    let base = goflags::http_base(p.get("http-addr"));
-    let http = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(400))
-        .build()?;
+    let set = flag_set();
+    let (o, rest) = match set.parse_or_report(&args) {
+        Ok(parsed) => parsed,
+        Err(code) => return Ok(code),
+    };
+    let (path, shape) = view(&o)?;
+    let handler = rest.join(" ");
+    let base = o.http.base();
+    let http = o.http.client(Duration::from_secs(400))?;
     let sep = if path.contains('?') { '&' } else { '?' };
-    let stale = if p.flag("stale") { "&stale" } else { "" };
+    let mut extra = String::new();
+    if o.stale {
+        extra.push_str("&stale");
+    }
+    if let Some(dc) = &o.datacenter {
+        extra.push_str(&format!("&dc={dc}"));
+    }
     let mut index: u64 = 0;
     let mut last: Option<u64> = None;
     loop {
-        let url = format!("{base}{path}{sep}index={index}&wait=5m{stale}");
+        let url = format!("{base}{path}{sep}index={index}&wait=5m{extra}");
         let resp = match http.get(&url).send() {
             Ok(r) => r,
             Err(e) => {
@@ -156,5 +212,42 @@ pub fn run(args: Vec<String>) -> Result<i32> {
             }
             Err(e) => eprintln!("Error starting handler '{handler}': {e}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn watch(a: &[&str]) -> (WatchArgs, Vec<String>) {
+        let a: Vec<String> = a.iter().map(|s| s.to_string()).collect();
+        let mut o = WatchArgs::default();
+        let rest = flag_set().parse(&mut o, &a).unwrap();
+        (o, rest)
+    }
+
+    #[test]
+    fn flags_choose_the_view() {
+        let (o, rest) = watch(&[
+            "-type=service",
+            "-service",
+            "web",
+            "-tag=v1",
+            "-passingonly",
+            "cat",
+            "-n",
+        ]);
+        assert_eq!(rest, ["cat", "-n"]);
+        let (path, _) = view(&o).unwrap();
+        assert_eq!(path, "/v1/health/service/web?tag=v1&passing&");
+        let (o, _) = watch(&["-type=key", "-key=a/b"]);
+        assert_eq!(view(&o).unwrap().0, "/v1/kv/a/b");
+        let (o, _) = watch(&["-type=key"]);
+        assert_eq!(
+            view(&o).err().map(|e| e.to_string()).as_deref(),
+            Some("Must specify a single -key for watch type key")
+        );
+        let (o, _) = watch(&["-type=checks", "-state=critical"]);
+        assert_eq!(view(&o).unwrap().0, "/v1/health/state/critical");
     }
 }

@@ -1,0 +1,205 @@
+//! One configuration source, key for key as Consul spells its config keys.
+//!
+//! A config file deserializes into a [`Source`], and `cairn agent`'s flags
+//! parse into one too (`-http-port` sets `ports.http`, `-join` appends to
+//! `start_join`), so there is one shape for every source and one function
+//! (`Config::build`) that turns sources into a `Config`. Values stay as the
+//! user wrote them: text addresses, text durations, a datacenter in any case;
+//! they are checked and normalised in `Config::build`, once, whichever
+//! source they came from.
+//!
+//! Every struct denies unknown fields: a key cairn does not know is a
+//! startup error naming the file and the key, never silently ignored.
+//! Lists (`retry_join`, `recursors`) append across sources and maps
+//! (`node_meta`, `dns_config.service_ttl`) merge, as Consul merges them;
+//! every other key takes the last source's value.
+
+use serde::{de, Deserialize, Deserializer};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A duration as written: a Go duration string (`"30s"`), or a number of
+/// nanoseconds as JSON encodes a Go `time.Duration`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DurationSource {
+    Text(String),
+    Nanos(u64),
+}
+
+impl DurationSource {
+    /// Parses the value of config key `key`.
+    pub fn parse(&self, key: &str) -> Result<Duration, String> {
+        match self {
+            DurationSource::Text(s) => crate::duration::parse(s)
+                .map_err(|e| format!("{key}: invalid duration: {s:?}: {e}")),
+            DurationSource::Nanos(n) => Ok(Duration::from_nanos(*n)),
+        }
+    }
+}
+
+impl From<String> for DurationSource {
+    fn from(s: String) -> Self {
+        DurationSource::Text(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for DurationSource {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl de::Visitor<'_> for Visitor {
+            type Value = DurationSource;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a duration such as \"10s\", or nanoseconds")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<DurationSource, E> {
+                Ok(DurationSource::Text(s.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<DurationSource, E> {
+                Ok(DurationSource::Nanos(n))
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<DurationSource, E> {
+                u64::try_from(n)
+                    .map(DurationSource::Nanos)
+                    .map_err(|_| E::custom(format!("negative duration {n}")))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// The top level of a config file, and what the agent's flags set.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Source {
+    pub datacenter: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub node_name: Option<String>,
+    pub node_id: Option<String>,
+    pub node_meta: BTreeMap<String, String>,
+    pub server: Option<bool>,
+    pub bootstrap: Option<bool>,
+    pub bootstrap_expect: Option<u32>,
+    /// Space-separated addresses.
+    pub client_addr: Option<String>,
+    pub bind_addr: Option<String>,
+    pub advertise_addr: Option<String>,
+    pub addresses: AddressesSource,
+    pub ports: PortsSource,
+    pub domain: Option<String>,
+    pub alt_domain: Option<String>,
+    pub recursors: Vec<String>,
+    pub enable_script_checks: Option<bool>,
+    pub enable_local_script_checks: Option<bool>,
+    pub dns_config: DnsSource,
+    pub log_level: Option<String>,
+    pub log_json: Option<bool>,
+    pub pid_file: Option<PathBuf>,
+    pub ui: Option<bool>,
+    pub ui_config: UiSource,
+    pub retry_join: Vec<String>,
+    /// Joined like `retry_join` (`-join` sets it).
+    pub start_join: Vec<String>,
+    pub retry_interval: Option<DurationSource>,
+    pub retry_max: Option<u32>,
+    pub rejoin_after_leave: Option<bool>,
+    pub encrypt: Option<String>,
+    pub leave_on_terminate: Option<bool>,
+    pub skip_leave_on_interrupt: Option<bool>,
+    pub telemetry: TelemetrySource,
+    pub limits: LimitsSource,
+    pub performance: PerformanceSource,
+    pub disable_host_node_id: Option<bool>,
+    pub default_query_time: Option<DurationSource>,
+    pub max_query_time: Option<DurationSource>,
+    pub disable_update_check: Option<bool>,
+    pub zones_dir: Option<PathBuf>,
+    pub raft_snapshot_threshold: Option<u64>,
+    pub raft_trailing_logs: Option<u64>,
+    pub raft_snapshot_interval: Option<DurationSource>,
+}
+
+/// `addresses`: per-listener bind addresses.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AddressesSource {
+    pub dns: Option<String>,
+    pub http: Option<String>,
+}
+
+/// `ports`; -1 disables a listener.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PortsSource {
+    pub dns: Option<i32>,
+    pub http: Option<i32>,
+    pub https: Option<i32>,
+    pub grpc: Option<i32>,
+    pub grpc_tls: Option<i32>,
+    pub serf_lan: Option<i32>,
+    pub serf_wan: Option<i32>,
+    pub server: Option<i32>,
+}
+
+/// `dns_config`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DnsSource {
+    pub allow_stale: Option<bool>,
+    pub max_stale: Option<DurationSource>,
+    pub node_ttl: Option<DurationSource>,
+    pub service_ttl: BTreeMap<String, DurationSource>,
+    pub enable_truncate: Option<bool>,
+    pub only_passing: Option<bool>,
+    pub udp_answer_limit: Option<usize>,
+    pub a_record_limit: Option<usize>,
+    pub disable_compression: Option<bool>,
+    pub enable_additional_node_meta_txt: Option<bool>,
+    pub recursor_strategy: Option<String>,
+    pub recursor_timeout: Option<DurationSource>,
+    pub soa: SoaSource,
+    pub use_cache: Option<bool>,
+    pub cache_max_age: Option<DurationSource>,
+}
+
+/// `dns_config.soa`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SoaSource {
+    pub refresh: Option<u32>,
+    pub retry: Option<u32>,
+    pub expire: Option<u32>,
+    pub min_ttl: Option<u32>,
+}
+
+/// `telemetry`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetrySource {
+    pub prometheus_retention_time: Option<DurationSource>,
+    pub disable_hostname: Option<bool>,
+    pub metrics_prefix: Option<String>,
+}
+
+/// `ui_config`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UiSource {
+    pub enabled: Option<bool>,
+}
+
+/// `limits`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsSource {
+    pub kv_max_value_size: Option<u64>,
+    pub http_max_conns_per_client: Option<u32>,
+    pub rpc_max_conns_per_client: Option<u32>,
+}
+
+/// `performance`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PerformanceSource {
+    pub raft_multiplier: Option<u32>,
+}
