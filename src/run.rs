@@ -3,7 +3,8 @@
 //! forwarder, then the agent's own work and its listeners; waits for a
 //! signal or a leave and stops everything in order.
 
-use crate::agent::Agent;
+use crate::agent::local::Local;
+use crate::agent::{Agent, AgentParts};
 use crate::catalog::Catalog;
 use crate::cluster::ClusterCtx;
 use crate::config::Config;
@@ -14,6 +15,8 @@ use crate::feed::publisher::Publisher;
 use crate::feed::subscriber::Subscriber;
 use crate::gossip::crypto::Keyring;
 use crate::gossip::{Gossip, GossipConfig, MemberId};
+use crate::health::HealthDeps;
+use crate::http::Api;
 use crate::metrics::Metrics;
 use crate::raft::network::Network;
 use crate::raft::state_machine::StateMachine;
@@ -79,10 +82,39 @@ fn node_id(config: &Config, data_dir: &Path) -> Result<String> {
     Ok(id)
 }
 
-/// Consul's default `limits.rpc_max_conns_per_client`.
-const RPC_MAX_CONNS_PER_CLIENT: u32 = 100;
 /// How long open RPC connections may finish after shutdown begins.
 const RPC_DRAIN: Duration = Duration::from_secs(2);
+
+/// The layout of the data dir this version writes. A data dir written by
+/// an earlier, incompatible layout is refused rather than misread.
+const DATA_FORMAT: &str = "2";
+
+/// Checks (or, for a fresh data dir, records) the data dir's layout.
+fn check_data_format(dir: &Path) -> Result<()> {
+    let marker = dir.join("format");
+    match std::fs::read_to_string(&marker) {
+        Ok(f) if f.trim() == DATA_FORMAT => return Ok(()),
+        Ok(f) => {
+            return Err(anyhow!(
+                "data dir {} has format {:?}; this version of cairn reads format {DATA_FORMAT}. Move it away or start with an empty -data-dir",
+                dir.display(),
+                f.trim()
+            ))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).context("reading the data dir's format"),
+    }
+    for old in ["raft", "state", "local-state.json"] {
+        if dir.join(old).exists() {
+            return Err(anyhow!(
+                "data dir {} was written by an earlier, incompatible version of cairn ({old} is in the old format). Move it away or start with an empty -data-dir",
+                dir.display()
+            ));
+        }
+    }
+    std::fs::write(&marker, format!("{DATA_FORMAT}\n")).context("writing the data dir's format")?;
+    Ok(())
+}
 
 /// The data dir, made for `-dev` when none is given (removed on exit).
 struct DataDir {
@@ -104,6 +136,7 @@ impl DataDir {
         };
         std::fs::create_dir_all(&path)
             .with_context(|| format!("creating data dir {}", path.display()))?;
+        check_data_format(&path)?;
         Ok(DataDir { path, _temp: temp })
     }
 }
@@ -203,7 +236,7 @@ async fn start_server(
     tokio::spawn(crate::rpc::listener::serve(
         listener,
         handlers,
-        RPC_MAX_CONNS_PER_CLIENT,
+        config.limits.rpc_max_conns_per_client,
         shutdown,
         RPC_DRAIN,
     ));
@@ -263,22 +296,38 @@ async fn start(config: Config) -> Result<i32> {
         start_client(&config, &data_dir, &gossip, stop_rx.clone()).await?
     };
 
-    let agent = Arc::new(Agent::new(
-        config.clone(),
-        node_id.clone(),
-        data_dir.clone(),
-        core.catalog.clone(),
-        core.consensus.clone(),
-        metrics,
-        gossip.clone(),
-    )?);
+    let local = Local::open(&data_dir).context("opening local state")?;
+    let (reports_tx, reports_rx) = tokio::sync::mpsc::unbounded_channel();
+    let health = crate::health::start(HealthDeps {
+        checks: local.runnable(),
+        reports: reports_tx,
+        catalog: core.catalog.clone(),
+        node_name: config.node_name.clone(),
+        script_checks: config.enable_script_checks,
+    });
+    let agent = Arc::new(Agent::new(AgentParts {
+        config: config.clone(),
+        node_id: node_id.clone(),
+        data_dir: data_dir.clone(),
+        catalog: core.catalog.clone(),
+        consensus: core.consensus.clone(),
+        local,
+        health,
+    }));
 
-    crate::dns::start(agent.clone())
+    crate::dns::start(&config, core.catalog.clone())
         .await
         .context("starting DNS server")?;
-    let http = crate::http::start(agent.clone())
-        .await
-        .context("starting HTTP server")?;
+    let http = crate::http::start(Api {
+        agent: agent.clone(),
+        catalog: core.catalog.clone(),
+        consensus: core.consensus.clone(),
+        gossip: gossip.clone(),
+        config: config.clone(),
+        metrics,
+    })
+    .await
+    .context("starting HTTP server")?;
 
     if let Some(pid_file) = &config.pid_file {
         std::fs::write(pid_file, std::process::id().to_string())
@@ -295,11 +344,12 @@ async fn start(config: Config) -> Result<i32> {
     );
 
     let mut tasks = vec![
+        tokio::spawn(agent.clone().take_reports(reports_rx)),
         tokio::spawn(crate::agent::check_sync::run(agent.clone())),
-        tokio::spawn(sync_loop(agent.clone())),
-        tokio::spawn(gauges_loop(agent.clone())),
+        tokio::spawn(crate::agent::sync::run(agent.clone())),
+        tokio::spawn(crate::agent::reaper::run(agent.clone())),
+        tokio::spawn(gauges_loop(core.catalog.clone(), core.consensus.clone())),
     ];
-    crate::health::start(agent.clone());
     if let Some(server) = &core.server {
         let ctx = ClusterCtx {
             node: server.node.clone(),
@@ -383,45 +433,16 @@ async fn start(config: Config) -> Result<i32> {
     Ok(code)
 }
 
-/// Registers this node once a leader exists, then runs anti-entropy: at
-/// once after every leader change, and every minute as Consul does.
-async fn sync_loop(agent: Arc<Agent>) {
-    let mut metrics = agent.consensus.leader_watch();
-    let mut last_leader = None;
-    let mut synced = false;
+async fn gauges_loop(catalog: Arc<Catalog>, consensus: Consensus) {
     loop {
-        let leader = metrics.borrow().clone();
-        if leader.is_some() && (!synced || leader != last_leader) {
-            match agent.anti_entropy().await {
-                Ok(()) => {
-                    synced = true;
-                    last_leader = leader.clone();
-                }
-                Err(e) => tracing::warn!("anti-entropy: {e}"),
-            }
-        }
-        let wait = if synced {
-            Duration::from_secs(60)
-        } else {
-            Duration::from_millis(200)
-        };
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => { synced = synced && leader.is_some(); if synced { let _ = agent.anti_entropy().await; } }
-            r = metrics.changed() => { if r.is_err() { return; } }
-        }
-    }
-}
-
-async fn gauges_loop(agent: Arc<Agent>) {
-    loop {
-        if let Ok(r) = agent.catalog.reader() {
+        if let Ok(r) = catalog.reader() {
             if let (Ok((nodes, instances, _checks)), Ok(services), Ok(kv)) =
                 (r.counts(), r.service_tags(), r.kv_count())
             {
                 crate::metrics::catalog_sizes(nodes, services.len() as u64, instances, kv);
             }
         }
-        crate::metrics::is_leader(agent.consensus.is_leader());
+        crate::metrics::is_leader(consensus.is_leader());
         tokio::time::sleep(Duration::from_secs(5)).await;
     }
 }

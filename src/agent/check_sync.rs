@@ -132,7 +132,7 @@ pub async fn run(agent: Arc<Agent>) {
             sync.done.send_replace(ticket);
             continue;
         }
-        let current = agent.local_checks_by_id(&ids).await;
+        let current = agent.local.checks_by_id(&ids);
         let writes = current.iter().map(|(id, check)| {
             let agent = &agent;
             async move {
@@ -146,7 +146,7 @@ pub async fn run(agent: Arc<Agent>) {
                     // Removed locally after an older write may have put it
                     // back: take it out again.
                     None => Command::Deregister(Deregistration {
-                        node: agent.node_name.clone(),
+                        node: agent.node_name().to_string(),
                         service_id: None,
                         check_id: Some(id.clone()),
                     }),
@@ -177,7 +177,7 @@ pub async fn run(agent: Arc<Agent>) {
             .into_iter()
             .filter_map(|(id, c)| c.filter(|_| written.contains(&id)))
             .collect();
-        agent.resync_if_stale(&seen).await;
+        agent.resync_if_stale(&seen);
         sync.done.send_replace(ticket);
         if failed {
             tokio::time::sleep(RETRY_AFTER).await;

@@ -18,8 +18,8 @@ use super::index::IndexCache;
 use super::recurse::Recursors;
 use super::truncate::{self, Budget};
 use super::Settings;
-use crate::agent::Agent;
 use crate::catalog::Catalog;
+use crate::config::Config;
 use hickory_proto::op::{
     Edns, Header, HeaderCounts, Message, MessageType, Metadata, OpCode, ResponseCode,
 };
@@ -52,8 +52,7 @@ const UDP_BUFFER_BYTES: usize = 4 << 20;
 /// task per datagram, and keeping that task on the thread that received the
 /// datagram avoids cross-thread wake-ups on the hot path. TCP is served on
 /// the agent's runtime.
-pub async fn start(agent: Arc<Agent>) -> io::Result<()> {
-    let config = &agent.config;
+pub async fn start(config: &Config, catalog: Arc<Catalog>) -> io::Result<()> {
     if config.ports.dns < 0 {
         return Ok(());
     }
@@ -64,12 +63,7 @@ pub async fn start(agent: Arc<Agent>) -> io::Result<()> {
         Some(dir) => super::zones::StaticZones::load(dir).map_err(io::Error::other)?,
         None => super::zones::StaticZones::default(),
     };
-    let handler = Handler::new(
-        agent.catalog.clone(),
-        Settings::new(config),
-        recursors,
-        zones,
-    );
+    let handler = Handler::new(catalog, Settings::new(config), recursors, zones);
     handler.warm();
     let mut tcp_server = Server::new(handler.clone());
     let mut udp_sockets = Vec::new();

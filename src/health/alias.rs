@@ -7,8 +7,8 @@
 //! without one, the node's checks count. The worst status wins; the output
 //! names the failing check, as Consul's does.
 
-use crate::agent::Agent;
 use crate::catalog::types::{Check, HealthStatus};
+use crate::catalog::Catalog;
 use std::sync::Arc;
 
 /// The status and output an alias check reports for what it can see.
@@ -49,29 +49,32 @@ pub fn evaluate(
     }
 }
 
+/// Where an alias check's results go.
+pub struct AliasReporter {
+    /// The alias check's own ID when it aliases its own node (it never
+    /// counts towards its own result).
+    pub own: Option<String>,
+    pub report: Box<dyn Fn(HealthStatus, String) + Send + Sync>,
+}
+
 /// Runs until cancelled: evaluates at start and after every catalog change.
-/// `node` and `service` are the alias check's (`AliasNode`, `AliasService`).
-pub async fn run(agent: Arc<Agent>, check_id: String, node: String, service: String) {
-    let node = if node.is_empty() {
-        agent.node_name.clone()
-    } else {
-        node
-    };
-    let own = (node == agent.node_name).then_some(check_id.as_str());
-    let mut changes = agent.catalog.subscribe();
+/// `node` and `service` are what the check aliases.
+pub async fn run(reporter: AliasReporter, catalog: Arc<Catalog>, node: String, service: String) {
+    let mut changes = catalog.subscribe();
     loop {
         let seen_index = changes.borrow_and_update().catalog;
-        let seen = agent.catalog.reader().and_then(|r| {
+        let seen = catalog.reader().and_then(|r| {
             let checks = r.node_checks(&node)?;
             let exists = service.is_empty() || r.service(&node, &service)?.is_some();
             Ok((checks, exists))
         });
         match seen {
             Ok((checks, exists)) => {
-                let (status, output) = evaluate(&node, &service, exists, &checks, own);
-                agent.report_check(&check_id, status, output).await;
+                let (status, output) =
+                    evaluate(&node, &service, exists, &checks, reporter.own.as_deref());
+                (reporter.report)(status, output);
             }
-            Err(e) => tracing::warn!(check = %check_id, "alias check: reading the catalog: {e}"),
+            Err(e) => tracing::warn!(node = %node, "alias check: reading the catalog: {e}"),
         }
         // KV writes move the applied index too; only catalog changes matter.
         if changes.wait_for(|c| c.catalog != seen_index).await.is_err() {

@@ -1,13 +1,17 @@
 //! Health check runners: the agent that owns a check runs it and reports
-//! the result into its local state, from where status changes reach the
-//! catalog at once (see `agent::check_sync`) and so DNS and `?passing`.
+//! each result through a channel ([`HealthReport`]) that the agent reads
+//! into its local state, from where status changes reach the catalog at
+//! once (see `agent::check_sync`) and so DNS and `?passing`. This module
+//! knows nothing of the agent: it is given the checks to run as a watch
+//! of their definitions, the channel to report into, and the catalog
+//! (for alias checks).
 //!
-//! One supervisor task keeps one tokio task per runnable check. It is told
-//! (through [`Events`]) whenever the agent's checks change and reconciles:
-//! checks that are gone or whose definition changed lose their runner,
-//! new ones get one. Re-registering a check with the same definition keeps
-//! its runner (and its TTL timer); a changed definition restarts it. At
-//! startup the checks kept in local state are restored the same way.
+//! One supervisor task keeps one tokio task per runnable check. Whenever
+//! the watched definitions change it reconciles: checks that are gone or
+//! whose definition changed lose their runner, new ones get one.
+//! Re-registering a check with the same definition keeps its runner (and
+//! its TTL timer); a changed definition restarts it. At startup the checks
+//! kept in local state are restored the same way.
 //!
 //! Runners by type:
 //! - interval checks (HTTP, TCP, gRPC, script): first run at a random point
@@ -15,13 +19,6 @@
 //!   `Interval` (at least 1 s); results pass through [`threshold::Thresholds`].
 //! - TTL: critical with `TTL expired` when not refreshed within the TTL.
 //! - alias: re-evaluated on every catalog change.
-//!
-//! The supervisor also reaps services whose check stayed critical longer
-//! than its `DeregisterCriticalServiceAfter`, checked every second. Unlike
-//! Consul (1 minute minimum, reaping in 30 s passes) the configured time is
-//! honoured as given, so a service goes when a user expects it to. Services
-//! in maintenance (their own or the node's) are never reaped: maintenance is
-//! someone working on them.
 //!
 //! Maintenance checks are ordinary critical checks with no runner, so a
 //! runner reporting "passing" cannot bring a service out of maintenance.
@@ -35,15 +32,12 @@ pub mod tcp;
 pub mod threshold;
 pub mod tls;
 
-use crate::agent::Agent;
-use crate::catalog::types::{
-    Check, CheckDefinition, CheckKind, HealthStatus, NODE_MAINT_CHECK_ID,
-    SERVICE_MAINT_CHECK_PREFIX,
-};
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use crate::catalog::types::{CheckDefinition, CheckKind, HealthStatus};
+use crate::catalog::Catalog;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 /// Consul's `MinInterval`: shorter intervals are raised to it.
@@ -52,8 +46,6 @@ pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default timeout of script checks.
 pub const DEFAULT_SCRIPT_TIMEOUT: Duration = Duration::from_secs(30);
-/// How often the reaper looks for services critical for too long.
-const REAP_EVERY: Duration = Duration::from_secs(1);
 
 /// Text of the refusal of script checks registered over the HTTP API when
 /// `enable_script_checks` is off (Consul's, for "remote" registrations;
@@ -66,53 +58,72 @@ pub(crate) trait Probe {
     async fn probe(&self) -> (HealthStatus, String);
 }
 
-enum Event {
-    ChecksChanged,
-    TtlRefreshed(String),
+/// A runner's verdict on its check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthReport {
+    pub check_id: String,
+    pub status: HealthStatus,
+    pub output: String,
 }
 
-/// The agent's side of the channel to the supervisor.
-pub struct Events {
-    tx: mpsc::UnboundedSender<Event>,
-    rx: Mutex<Option<mpsc::UnboundedReceiver<Event>>>,
+/// What a runner needs to run one check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckToRun {
+    pub definition: CheckDefinition,
+    pub service_id: String,
 }
 
-impl Default for Events {
-    fn default() -> Self {
-        Self::new()
+/// What the supervisor is given.
+pub struct HealthDeps {
+    /// Every check of the agent by ID; changes when one is added, removed
+    /// or redefined.
+    pub checks: watch::Receiver<Arc<BTreeMap<String, CheckToRun>>>,
+    pub reports: mpsc::UnboundedSender<HealthReport>,
+    /// The agent's catalog (its replica or view), for alias checks.
+    pub catalog: Arc<Catalog>,
+    /// This agent's node: alias checks without a node alias it.
+    pub node_name: String,
+    /// `enable_script_checks`: checks restored from local state after a
+    /// restart without it do not run.
+    pub script_checks: bool,
+}
+
+/// The agent's side of the supervisor: TTL updates restart a TTL check's
+/// timer (and give it the output to quote when it next expires).
+#[derive(Clone)]
+pub struct HealthHandle {
+    ttl: mpsc::UnboundedSender<(String, String)>,
+}
+
+impl HealthHandle {
+    pub fn ttl_updated(&self, check_id: &str, output: &str) {
+        let _ = self.ttl.send((check_id.to_string(), output.to_string()));
     }
 }
 
-impl Events {
-    pub fn new() -> Events {
-        let (tx, rx) = mpsc::unbounded_channel();
-        Events {
-            tx,
-            rx: Mutex::new(Some(rx)),
-        }
-    }
+/// Reports one check's results.
+#[derive(Clone)]
+struct Reporter {
+    check_id: String,
+    tx: mpsc::UnboundedSender<HealthReport>,
+}
 
-    /// Local checks were added, removed or redefined.
-    pub fn checks_changed(&self) {
-        let _ = self.tx.send(Event::ChecksChanged);
-    }
-
-    /// A TTL check was updated: its timer starts again.
-    pub fn ttl_refreshed(&self, id: &str) {
-        let _ = self.tx.send(Event::TtlRefreshed(id.to_string()));
-    }
-
-    fn take(&self) -> Option<mpsc::UnboundedReceiver<Event>> {
-        self.rx.lock().ok()?.take()
+impl Reporter {
+    fn report(&self, status: HealthStatus, output: String) {
+        let _ = self.tx.send(HealthReport {
+            check_id: self.check_id.clone(),
+            status,
+            output,
+        });
     }
 }
 
-/// Starts the supervisor (once per agent) and restores local checks' runners.
-pub fn start(agent: Arc<Agent>) {
-    let Some(rx) = agent.health.take() else {
-        return;
-    };
-    tokio::spawn(supervise(agent, rx));
+/// Starts the supervisor, which restores the runners of the checks it is
+/// given at once.
+pub fn start(deps: HealthDeps) -> HealthHandle {
+    let (ttl, ttl_rx) = mpsc::unbounded_channel();
+    tokio::spawn(supervise(deps, ttl_rx));
+    HealthHandle { ttl }
 }
 
 /// Whether cairn runs checks of this kind (UDP, H2PING, Docker and
@@ -130,10 +141,9 @@ fn has_runner(d: &CheckDefinition) -> bool {
 }
 
 struct Running {
-    definition: CheckDefinition,
-    service_id: String,
+    check: CheckToRun,
     task: JoinHandle<()>,
-    ttl_refresh: Option<mpsc::UnboundedSender<()>>,
+    ttl_refresh: Option<mpsc::UnboundedSender<String>>,
 }
 
 impl Drop for Running {
@@ -142,54 +152,42 @@ impl Drop for Running {
     }
 }
 
-async fn supervise(agent: Arc<Agent>, mut events: mpsc::UnboundedReceiver<Event>) {
+async fn supervise(mut deps: HealthDeps, mut ttl: mpsc::UnboundedReceiver<(String, String)>) {
     let mut running: HashMap<String, Running> = HashMap::new();
-    let mut reaper = Reaper::default();
-    reconcile(&agent, &mut running).await;
-    let mut reap = tokio::time::interval(REAP_EVERY);
-    reap.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            ev = events.recv() => match ev {
-                None => return,
-                Some(Event::ChecksChanged) => {
-                    // Coalesce a burst of registrations into one pass.
-                    while let Ok(e) = events.try_recv() {
-                        if let Event::TtlRefreshed(id) = e {
-                            refresh_ttl(&running, &id);
+        let wanted = deps.checks.borrow_and_update().clone();
+        reconcile(&deps, &wanted, &mut running);
+        loop {
+            tokio::select! {
+                r = deps.checks.changed() => {
+                    if r.is_err() {
+                        return;
+                    }
+                    break;
+                }
+                t = ttl.recv() => match t {
+                    None => return,
+                    Some((id, output)) => {
+                        if let Some(tx) = running.get(&id).and_then(|r| r.ttl_refresh.as_ref()) {
+                            let _ = tx.send(output);
                         }
                     }
-                    reconcile(&agent, &mut running).await;
-                }
-                Some(Event::TtlRefreshed(id)) => refresh_ttl(&running, &id),
-            },
-            _ = reap.tick() => reaper.tick(&agent).await,
+                },
+            }
         }
     }
 }
 
-fn refresh_ttl(running: &HashMap<String, Running>, id: &str) {
-    if let Some(tx) = running.get(id).and_then(|r| r.ttl_refresh.as_ref()) {
-        let _ = tx.send(());
-    }
-}
-
 /// Stops runners of checks that are gone or redefined; starts missing ones.
-async fn reconcile(agent: &Arc<Agent>, running: &mut HashMap<String, Running>) {
-    let checks = agent.local_checks().await;
-    let wanted: HashMap<&str, &Check> = checks
-        .iter()
-        .filter(|c| has_runner(&c.definition))
-        .map(|c| (c.check_id.as_str(), c))
-        .collect();
-    running.retain(|id, r| {
-        wanted
-            .get(id.as_str())
-            .is_some_and(|c| c.definition == r.definition && c.service_id == r.service_id)
-    });
+fn reconcile(
+    deps: &HealthDeps,
+    wanted: &BTreeMap<String, CheckToRun>,
+    running: &mut HashMap<String, Running>,
+) {
+    running.retain(|id, r| wanted.get(id).is_some_and(|c| *c == r.check));
     for (id, check) in wanted {
-        if !running.contains_key(id) {
-            running.insert(id.to_string(), spawn_runner(agent, check));
+        if has_runner(&check.definition) && !running.contains_key(id) {
+            running.insert(id.clone(), spawn_runner(deps, id, check));
         }
     }
 }
@@ -202,55 +200,73 @@ fn duration_or(d: Duration, default: Duration) -> Duration {
     }
 }
 
-fn spawn_runner(agent: &Arc<Agent>, check: &Check) -> Running {
+fn spawn_runner(deps: &HealthDeps, id: &str, check: &CheckToRun) -> Running {
     let d = check.definition.clone();
-    let id = check.check_id.clone();
-    let agent = agent.clone();
+    let reporter = Reporter {
+        check_id: id.to_string(),
+        tx: deps.reports.clone(),
+    };
     let mut ttl_refresh = None;
     let task = match &d.kind {
         CheckKind::Ttl { ttl } => {
             let (tx, rx) = mpsc::unbounded_channel();
             ttl_refresh = Some(tx);
-            tokio::spawn(run_ttl(agent, id, *ttl, rx))
+            tokio::spawn(run_ttl(reporter, *ttl, rx))
         }
         CheckKind::Alias { node, service } => {
-            tokio::spawn(alias::run(agent, id, node.clone(), service.clone()))
+            let node = if node.is_empty() {
+                deps.node_name.clone()
+            } else {
+                node.clone()
+            };
+            let own = node == deps.node_name;
+            tokio::spawn(alias::run(
+                reporter.into_alias(own),
+                deps.catalog.clone(),
+                node,
+                service.clone(),
+            ))
         }
-        _ => tokio::spawn(run_interval(agent, id, d.clone())),
+        _ => tokio::spawn(run_interval(reporter, d.clone(), deps.script_checks)),
     };
     Running {
-        definition: d,
-        service_id: check.service_id.clone(),
+        check: check.clone(),
         task,
         ttl_refresh,
+    }
+}
+
+impl Reporter {
+    fn into_alias(self, own_node: bool) -> alias::AliasReporter {
+        alias::AliasReporter {
+            own: own_node.then(|| self.check_id.clone()),
+            report: Box::new(move |status, output| self.report(status, output)),
+        }
     }
 }
 
 /// TTL checks: critical with `TTL expired` (and the last output) when no
 /// update arrives within the TTL; the next update starts the timer again.
 async fn run_ttl(
-    agent: Arc<Agent>,
-    id: String,
+    reporter: Reporter,
     ttl: Duration,
-    mut refreshed: mpsc::UnboundedReceiver<()>,
+    mut refreshed: mpsc::UnboundedReceiver<String>,
 ) {
+    let mut last_output = String::new();
     loop {
         match tokio::time::timeout(ttl, refreshed.recv()).await {
-            Ok(Some(())) => continue,
+            Ok(Some(output)) => last_output = output,
             Ok(None) => return,
             Err(_expired) => {
-                let last = agent.local_check(&id).await.map(|c| c.output);
-                let output = match last {
-                    Some(o) if !o.is_empty() && !o.starts_with("TTL expired") => {
-                        format!("TTL expired (last output before timeout follows): {o}")
-                    }
-                    _ => "TTL expired".to_string(),
+                let output = if !last_output.is_empty() && !last_output.starts_with("TTL expired") {
+                    format!("TTL expired (last output before timeout follows): {last_output}")
+                } else {
+                    "TTL expired".to_string()
                 };
-                agent
-                    .report_check(&id, HealthStatus::Critical, output)
-                    .await;
-                if refreshed.recv().await.is_none() {
-                    return;
+                reporter.report(HealthStatus::Critical, output);
+                match refreshed.recv().await {
+                    Some(output) => last_output = output,
+                    None => return,
                 }
             }
         }
@@ -276,7 +292,7 @@ impl Probe for AnyProbe {
     }
 }
 
-async fn build_probe(agent: &Agent, d: &CheckDefinition) -> Result<AnyProbe, String> {
+async fn build_probe(d: &CheckDefinition, script_checks: bool) -> Result<AnyProbe, String> {
     let timeout = duration_or(d.timeout, DEFAULT_TIMEOUT);
     Ok(match &d.kind {
         CheckKind::Http(h) => {
@@ -298,7 +314,7 @@ async fn build_probe(agent: &Agent, d: &CheckDefinition) -> Result<AnyProbe, Str
         CheckKind::Script { args } => {
             // Checks restored from local state after the agent was
             // restarted without script checks do not run.
-            if !agent.config.enable_script_checks {
+            if !script_checks {
                 return Err(SCRIPTS_DISABLED_REMOTE.to_string());
             }
             AnyProbe::Script(script::ScriptProbe {
@@ -323,13 +339,13 @@ pub fn effective_interval(d: &CheckDefinition) -> Duration {
 
 /// HTTP, TCP, gRPC and script checks: probe every interval, report through
 /// the thresholds.
-async fn run_interval(agent: Arc<Agent>, id: String, d: CheckDefinition) {
+async fn run_interval(reporter: Reporter, d: CheckDefinition, script_checks: bool) {
     let interval = effective_interval(&d);
-    let probe = match build_probe(&agent, &d).await {
+    let probe = match build_probe(&d, script_checks).await {
         Ok(p) => p,
         Err(why) => {
-            tracing::warn!(check = %id, "check cannot run: {why}");
-            agent.report_check(&id, HealthStatus::Critical, why).await;
+            tracing::warn!(check = %reporter.check_id, "check cannot run: {why}");
+            reporter.report(HealthStatus::Critical, why);
             return;
         }
     };
@@ -342,57 +358,7 @@ async fn run_interval(agent: Arc<Agent>, id: String, d: CheckDefinition) {
         ticks.tick().await;
         let (result, output) = probe.probe().await;
         if let Some(status) = thresholds.observe(result) {
-            agent.report_check(&id, status, output).await;
-        }
-    }
-}
-
-/// Deregisters services whose check has been critical longer than its
-/// `DeregisterCriticalServiceAfter`.
-#[derive(Default)]
-struct Reaper {
-    critical_since: HashMap<String, Instant>,
-}
-
-impl Reaper {
-    async fn tick(&mut self, agent: &Agent) {
-        let checks = agent.local_checks().await;
-        let node_maint = checks.iter().any(|c| c.check_id == NODE_MAINT_CHECK_ID);
-        let maint_services: HashSet<&str> = checks
-            .iter()
-            .filter(|c| c.check_id.starts_with(SERVICE_MAINT_CHECK_PREFIX))
-            .map(|c| c.service_id.as_str())
-            .collect();
-        let now = Instant::now();
-        let mut critical = HashSet::new();
-        let mut reap = Vec::new();
-        for c in &checks {
-            let limit = c.definition.deregister_critical_service_after;
-            if limit.is_zero()
-                || c.service_id.is_empty()
-                || c.status != HealthStatus::Critical
-                || node_maint
-                || maint_services.contains(c.service_id.as_str())
-            {
-                continue;
-            }
-            critical.insert(c.check_id.clone());
-            let since = *self.critical_since.entry(c.check_id.clone()).or_insert(now);
-            if now.duration_since(since) >= limit {
-                reap.push((c.service_id.clone(), c.check_id.clone()));
-            }
-        }
-        self.critical_since.retain(|id, _| critical.contains(id));
-        for (service_id, check_id) in reap {
-            tracing::info!(
-                service = %service_id, check = %check_id,
-                "check has been critical for too long; deregistering its service"
-            );
-            match agent.deregister_service(&service_id).await {
-                Ok(()) => crate::metrics::check_reaped(),
-                Err(e) => tracing::warn!(service = %service_id, "reaping failed: {e}"),
-            }
-            self.critical_since.remove(&check_id);
+            reporter.report(status, output);
         }
     }
 }

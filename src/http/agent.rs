@@ -7,11 +7,12 @@ use super::check::CheckFields;
 use super::decode::{decode_body, GoDuration};
 use super::types::{tagged_json, AddressJson, HealthCheckJson, WeightsJson};
 use super::wire::{empty_ok, parse_bool, ApiError, ApiResult, Ctx};
-use crate::agent::{Agent, VERSION};
+use crate::agent::VERSION;
 use crate::catalog::types::{
     Check, HealthStatus, Service, ServiceAddress, Weights, NODE_MAINT_CHECK_ID,
     SERVICE_MAINT_CHECK_PREFIX,
 };
+use crate::config::Config;
 use axum::body::Body;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
@@ -185,8 +186,8 @@ impl CheckIn {
 /// Registrations over the HTTP API are what Consul calls remote: only
 /// `enable_script_checks` allows them; `enable_local_script_checks` is for
 /// checks defined in configuration files.
-fn check_scripts_allowed(agent: &Agent, f: &CheckFields) -> Result<(), ApiError> {
-    if f.runs_commands() && !agent.config.enable_script_checks {
+fn check_scripts_allowed(config: &Config, f: &CheckFields) -> Result<(), ApiError> {
+    if f.runs_commands() && !config.enable_script_checks {
         return Err(ApiError::Internal(
             crate::health::SCRIPTS_DISABLED_REMOTE.into(),
         ));
@@ -326,7 +327,7 @@ pub async fn register_service(ctx: Ctx) -> ApiResult {
         }
     }
     for f in &fields {
-        check_scripts_allowed(&ctx.agent, f)?;
+        check_scripts_allowed(&ctx.config, f)?;
     }
 
     let id = if def.id.is_empty() {
@@ -352,7 +353,7 @@ pub async fn register_service(ctx: Ctx) -> ApiResult {
     .collect();
     default_tagged_addresses(&def.address, def.port, &mut tagged);
     let service = Service {
-        node: ctx.agent.node_name.clone(),
+        node: ctx.agent.node_name().to_string(),
         id: id.clone(),
         name: def.name.clone(),
         tags: def.tags.clone(),
@@ -386,7 +387,7 @@ pub async fn register_service(ctx: Ctx) -> ApiResult {
                 c.name.clone()
             };
             Check {
-                node: ctx.agent.node_name.clone(),
+                node: ctx.agent.node_name().to_string(),
                 check_id,
                 name,
                 status: HealthStatus::parse(&c.status).unwrap_or(HealthStatus::Critical),
@@ -440,7 +441,7 @@ struct AgentServiceJson {
     datacenter: String,
 }
 
-fn agent_service(agent: &Agent, s: &Service) -> AgentServiceJson {
+fn agent_service(datacenter: &str, s: &Service) -> AgentServiceJson {
     AgentServiceJson {
         kind: s.kind.clone(),
         id: s.id.clone(),
@@ -453,7 +454,7 @@ fn agent_service(agent: &Agent, s: &Service) -> AgentServiceJson {
         weights: s.weights.into(),
         enable_tag_override: s.enable_tag_override,
         content_hash: String::new(),
-        datacenter: agent.config.datacenter.clone(),
+        datacenter: datacenter.to_string(),
     }
 }
 
@@ -462,9 +463,8 @@ pub async fn services(ctx: Ctx) -> ApiResult {
     let out: BTreeMap<String, AgentServiceJson> = ctx
         .agent
         .local_services()
-        .await
         .iter()
-        .map(|s| (s.id.clone(), agent_service(&ctx.agent, s)))
+        .map(|s| (s.id.clone(), agent_service(&ctx.config.datacenter, s)))
         .collect();
     Ok(ctx.json(&out))
 }
@@ -491,13 +491,13 @@ pub async fn service(ctx: Ctx) -> ApiResult {
         .filter(|h| !h.is_empty())
         .map(str::to_string);
     let deadline = tokio::time::Instant::now() + opts.wait;
-    let mut rx = ctx.agent.catalog.subscribe();
+    let mut rx = ctx.catalog.subscribe();
     loop {
         rx.borrow_and_update();
-        let Some(svc) = ctx.agent.local_service(&id).await else {
+        let Some(svc) = ctx.agent.local_service(&id) else {
             return Err(ApiError::NotFound(format!("unknown service ID: {id}")));
         };
-        let mut out = agent_service(&ctx.agent, &svc);
+        let mut out = agent_service(&ctx.config.datacenter, &svc);
         let hash = content_hash(&out);
         out.content_hash = hash.clone();
         let done = want_change.as_deref() != Some(hash.as_str());
@@ -520,7 +520,6 @@ pub async fn checks(ctx: Ctx) -> ApiResult {
     let out: BTreeMap<String, HealthCheckJson> = ctx
         .agent
         .local_checks()
-        .await
         .iter()
         .map(|c| (c.check_id.clone(), HealthCheckJson::from(c)))
         .collect();
@@ -537,13 +536,13 @@ pub async fn register_check(ctx: Ctx) -> ApiResult {
         return Err(ApiError::bad("Bad check status"));
     }
     let fields = c.validated_fields()?;
-    check_scripts_allowed(&ctx.agent, &fields)?;
+    check_scripts_allowed(&ctx.config, &fields)?;
     let mut check_id = or_str(c.id.clone(), c.check_id.clone());
     if check_id.is_empty() {
         check_id = c.name.clone();
     }
     let check = Check {
-        node: ctx.agent.node_name.clone(),
+        node: ctx.agent.node_name().to_string(),
         check_id,
         name: c.name.clone(),
         status: HealthStatus::parse(&c.status).unwrap_or(HealthStatus::Critical),
@@ -655,13 +654,13 @@ pub async fn reload(ctx: Ctx) -> ApiResult {
     Ok(empty_ok())
 }
 
-fn stats(agent: &Agent, services: usize, checks: &[Check]) -> Value {
-    let cfg = &agent.config;
-    let raft = agent.consensus.raft_stats();
-    let leader_addr = agent.consensus.leader_watch().borrow().clone();
+fn stats(ctx: &Ctx, services: usize, checks: &[Check]) -> Value {
+    let cfg = &ctx.config;
+    let raft = ctx.consensus.raft_stats();
+    let leader_addr = ctx.consensus.leader_watch().borrow().clone();
     let ttl_checks = checks.iter().filter(|c| c.definition.kind.is_ttl()).count();
     let s = |v: &dyn ToString| v.to_string();
-    let serf = super::cluster::serf_counts(agent);
+    let serf = super::cluster::serf_counts(&ctx.gossip, &cfg.datacenter);
     let mut consul = json!({
         "acl": "disabled",
         "server": s(&cfg.server),
@@ -669,7 +668,7 @@ fn stats(agent: &Agent, services: usize, checks: &[Check]) -> Value {
     if cfg.server {
         consul["bootstrap"] = json!(s(&cfg.bootstrap));
         consul["known_datacenters"] = json!("1");
-        consul["leader"] = json!(s(&agent.consensus.is_leader()));
+        consul["leader"] = json!(s(&ctx.consensus.is_leader()));
         consul["leader_addr"] = json!(leader_addr.unwrap_or_default());
     } else {
         // Consul's client agents report the servers they know instead.
@@ -723,15 +722,15 @@ fn stats(agent: &Agent, services: usize, checks: &[Check]) -> Value {
 /// `GET /v1/agent/self`.
 pub async fn self_(ctx: Ctx) -> ApiResult {
     let agent = &ctx.agent;
-    let cfg = &agent.config;
-    let services = agent.local_services().await.len();
-    let checks = agent.local_checks().await;
+    let cfg = &ctx.config;
+    let services = agent.local_services().len();
+    let checks = agent.local_checks();
     let out = json!({
         "Config": {
             "Datacenter": cfg.datacenter,
             "PrimaryDatacenter": cfg.datacenter,
-            "NodeName": agent.node_name,
-            "NodeID": agent.node_id,
+            "NodeName": agent.node_name(),
+            "NodeID": agent.node_id(),
             "Revision": "",
             "Server": cfg.server,
             "Version": VERSION,
@@ -741,14 +740,14 @@ pub async fn self_(ctx: Ctx) -> ApiResult {
             "Bootstrap": cfg.bootstrap,
             "BootstrapExpect": cfg.bootstrap_expect,
             "ClientAddrs": cfg.client_addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
-            "DataDir": agent.data_dir.display().to_string(),
+            "DataDir": agent.data_dir().display().to_string(),
             "Datacenter": cfg.datacenter,
             "DevMode": cfg.dev,
             "DNSDomain": cfg.domain,
             "DNSPort": cfg.ports.dns,
             "HTTPPort": cfg.ports.http,
-            "NodeID": agent.node_id,
-            "NodeName": agent.node_name,
+            "NodeID": agent.node_id(),
+            "NodeName": agent.node_name(),
             "ServerMode": cfg.server,
             "ServerPort": cfg.ports.server,
             "SerfPortLAN": cfg.ports.serf_lan,
@@ -758,8 +757,8 @@ pub async fn self_(ctx: Ctx) -> ApiResult {
             "Version": VERSION,
         },
         "Coord": {"Vec": [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], "Error": 1.5, "Adjustment": 0.0, "Height": 1e-05},
-        "Member": super::cluster::self_member(agent),
-        "Stats": stats(agent, services, &checks),
+        "Member": super::cluster::self_member(&ctx),
+        "Stats": stats(&ctx, services, &checks),
         "Meta": agent.self_node().meta,
     });
     Ok(ctx.json(&out))
@@ -842,8 +841,8 @@ pub async fn health_service_by_id(ctx: Ctx) -> ApiResult {
     if ctx.rest.is_empty() {
         return Err(ApiError::bad("Missing serviceID"));
     }
-    let checks = ctx.agent.local_checks().await;
-    let Some(svc) = ctx.agent.local_service(&ctx.rest).await else {
+    let checks = ctx.agent.local_checks();
+    let Some(svc) = ctx.agent.local_service(&ctx.rest) else {
         let reason = format!("ServiceId {} not found", ctx.rest);
         if wants_text(&ctx) {
             return Ok(text(StatusCode::NOT_FOUND, reason));
@@ -855,7 +854,7 @@ pub async fn health_service_by_id(ctx: Ctx) -> ApiResult {
     if wants_text(&ctx) {
         return Ok(text(code, status.to_string()));
     }
-    let body = json!({"AggregatedStatus": status, "Service": agent_service(&ctx.agent, &svc), "Checks": checks});
+    let body = json!({"AggregatedStatus": status, "Service": agent_service(&ctx.config.datacenter, &svc), "Checks": checks});
     Ok(with_status(ctx.json(&body), code))
 }
 
@@ -864,7 +863,7 @@ pub async fn health_service_by_name(ctx: Ctx) -> ApiResult {
     if ctx.rest.is_empty() {
         return Err(ApiError::bad("Missing service Name"));
     }
-    let checks = ctx.agent.local_checks().await;
+    let checks = ctx.agent.local_checks();
     let mut code = StatusCode::NOT_FOUND;
     let mut status = format!("ServiceName {} Not Found", ctx.rest);
     let mut out = Vec::new();
@@ -876,7 +875,6 @@ pub async fn health_service_by_name(ctx: Ctx) -> ApiResult {
     for svc in ctx
         .agent
         .local_services()
-        .await
         .iter()
         .filter(|s| s.name == ctx.rest)
     {
@@ -885,7 +883,7 @@ pub async fn health_service_by_name(ctx: Ctx) -> ApiResult {
             code = c;
             status = s.to_string();
         }
-        out.push(json!({"AggregatedStatus": s, "Service": agent_service(&ctx.agent, svc), "Checks": json_checks}));
+        out.push(json!({"AggregatedStatus": s, "Service": agent_service(&ctx.config.datacenter, svc), "Checks": json_checks}));
     }
     if wants_text(&ctx) {
         return Ok(text(code, status));

@@ -8,8 +8,7 @@
 //! elsewhere neither wakes nor returns them; catalog, health and session
 //! reads wake on their table group's change counter and re-run.
 
-use super::wire::{ApiError, Consistency, ReadOpts};
-use crate::agent::Agent;
+use super::wire::{ApiError, Consistency, Ctx, ReadOpts};
 use crate::catalog::query::Reader;
 use crate::catalog::watch::Scope;
 use crate::catalog::Changes;
@@ -42,13 +41,13 @@ impl Watch {
 /// gives the freshness of Consul's leader-forwarded reads while serving
 /// from this agent's replica; `?consistent` has the leader confirm its
 /// leadership with a quorum first; `?stale` reads whatever is here.
-pub async fn ensure_readable(agent: &Agent, opts: &ReadOpts) -> Result<(), ApiError> {
+pub async fn ensure_readable(ctx: &Ctx, opts: &ReadOpts) -> Result<(), ApiError> {
     let linearizable = match opts.consistency {
         Consistency::Stale => return Ok(()),
         Consistency::Leader => false,
         Consistency::Consistent => true,
     };
-    agent.consensus.read_index(linearizable).await?;
+    ctx.consensus.read_index(linearizable).await?;
     Ok(())
 }
 
@@ -66,9 +65,23 @@ fn jitter(wait: std::time::Duration) -> std::time::Duration {
     std::time::Duration::from_nanos((seed % max) as u64)
 }
 
+/// Awaits `fut` until `deadline`; `None` when the deadline passes or the
+/// agent starts shutting down (a blocking query then answers with what it
+/// has, so shutdown never waits for `?wait` to run out).
+async fn until<F: std::future::Future>(
+    deadline: Instant,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+    fut: F,
+) -> Option<F::Output> {
+    tokio::select! {
+        r = tokio::time::timeout_at(deadline, fut) => r.ok(),
+        _ = shutdown.wait_for(|s| *s) => None,
+    }
+}
+
 /// Runs `query` (returning a result and its index) with blocking semantics.
 pub async fn query<T, F>(
-    agent: &Agent,
+    ctx: &Ctx,
     opts: &ReadOpts,
     watch: Watch,
     mut query: F,
@@ -76,7 +89,7 @@ pub async fn query<T, F>(
 where
     F: FnMut(&Reader) -> Result<(T, u64), ApiError>,
 {
-    ensure_readable(agent, opts).await?;
+    ensure_readable(ctx, opts).await?;
     let deadline = Instant::now() + opts.wait + jitter(opts.wait);
     let scope = match &watch {
         Watch::KvKey(k) => Some((Scope::Key, k.as_str())),
@@ -84,15 +97,16 @@ where
         _ => None,
     };
     if let Some((scope, target)) = scope {
-        return query_kv(agent, opts, scope, target, deadline, query).await;
+        return query_kv(ctx, opts, scope, target, deadline, query).await;
     }
-    let mut rx = agent.catalog.subscribe();
+    let mut rx = ctx.catalog.subscribe();
+    let mut shutdown = ctx.shutdown.clone();
     loop {
         // Note the counter before reading so a change that lands during the
         // read wakes the wait below instead of being missed.
         let seen = watch.pick(&rx.borrow_and_update());
         let (value, index) = {
-            let reader = agent.catalog.reader()?;
+            let reader = ctx.catalog.reader()?;
             query(&reader)?
         };
         let index = index.max(1);
@@ -100,9 +114,9 @@ where
             return Ok((value, index));
         }
         loop {
-            match tokio::time::timeout_at(deadline, rx.changed()).await {
-                Err(_) | Ok(Err(_)) => return Ok((value, index)),
-                Ok(Ok(())) => {
+            match until(deadline, &mut shutdown, rx.changed()).await {
+                None | Some(Err(_)) => return Ok((value, index)),
+                Some(Ok(())) => {
                     if watch.pick(&rx.borrow_and_update()) != seen {
                         break;
                     }
@@ -118,7 +132,7 @@ where
 /// delete under a prefix leaves the remaining entries' indexes where they
 /// were, and the watcher must still see the index move.
 async fn query_kv<T, F>(
-    agent: &Agent,
+    ctx: &Ctx,
     opts: &ReadOpts,
     scope: Scope,
     target: &str,
@@ -128,11 +142,12 @@ async fn query_kv<T, F>(
 where
     F: FnMut(&Reader) -> Result<(T, u64), ApiError>,
 {
-    let mut watcher = (opts.index > 0).then(|| agent.catalog.kv_watch.watch(scope, target));
+    let mut watcher = (opts.index > 0).then(|| ctx.catalog.kv_watch.watch(scope, target));
     let mut woken_at = 0;
+    let mut shutdown = ctx.shutdown.clone();
     loop {
         let (value, index) = {
-            let reader = agent.catalog.reader()?;
+            let reader = ctx.catalog.reader()?;
             query(&reader)?
         };
         let index = index.max(woken_at).max(1);
@@ -142,9 +157,9 @@ where
         if index > opts.index {
             return Ok((value, index));
         }
-        match tokio::time::timeout_at(deadline, w.rx.changed()).await {
-            Err(_) | Ok(Err(_)) => return Ok((value, index)),
-            Ok(Ok(())) => woken_at = *w.rx.borrow_and_update(),
+        match until(deadline, &mut shutdown, w.rx.changed()).await {
+            None | Some(Err(_)) => return Ok((value, index)),
+            Some(Ok(())) => woken_at = *w.rx.borrow_and_update(),
         }
     }
 }

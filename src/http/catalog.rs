@@ -9,7 +9,7 @@ use crate::catalog::command::{Command, Deregistration, Registration};
 use crate::catalog::types::{
     Check, CheckDefinition, CheckKind, HealthStatus, Node, Service, ServiceAddress, Weights,
 };
-use crate::store::Table;
+use crate::catalog::Table;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -257,7 +257,7 @@ pub async fn register(ctx: Ctx) -> ApiResult {
         )));
     }
     let datacenter = if req.datacenter.is_empty() {
-        ctx.agent.config.datacenter.clone()
+        ctx.config.datacenter.clone()
     } else {
         req.datacenter.clone()
     };
@@ -370,14 +370,14 @@ pub async fn deregister(ctx: Ctx) -> ApiResult {
 
 /// `GET /v1/catalog/datacenters`: no leader needed.
 pub async fn datacenters(ctx: Ctx) -> ApiResult {
-    Ok(ctx.json(&[ctx.agent.config.datacenter.as_str()]))
+    Ok(ctx.json(&[ctx.config.datacenter.as_str()]))
 }
 
 /// `GET /v1/catalog/nodes`.
 pub async fn nodes(ctx: Ctx) -> ApiResult {
     let opts = ctx.read_opts()?;
     let filter = meta_filter(&ctx.query);
-    let (nodes, index) = blocking::query(&ctx.agent, &opts, Watch::Catalog, |r| {
+    let (nodes, index) = blocking::query(&ctx, &opts, Watch::Catalog, |r| {
         let nodes: Vec<NodeJson> = r
             .nodes()?
             .iter()
@@ -388,7 +388,7 @@ pub async fn nodes(ctx: Ctx) -> ApiResult {
     })
     .await?;
     let mut resp = ctx.json(&nodes);
-    set_meta(&mut resp, &ctx.agent, index, opts.consistency);
+    set_meta(&mut resp, &ctx, index, opts.consistency);
     Ok(resp)
 }
 
@@ -396,7 +396,7 @@ pub async fn nodes(ctx: Ctx) -> ApiResult {
 pub async fn services(ctx: Ctx) -> ApiResult {
     let opts = ctx.read_opts()?;
     let filter = meta_filter(&ctx.query);
-    let (services, index) = blocking::query(&ctx.agent, &opts, Watch::Catalog, |r| {
+    let (services, index) = blocking::query(&ctx, &opts, Watch::Catalog, |r| {
         let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
         if filter.is_empty() {
             for (name, tags) in r.service_tags()? {
@@ -421,7 +421,7 @@ pub async fn services(ctx: Ctx) -> ApiResult {
     })
     .await?;
     let mut resp = ctx.json(&services);
-    set_meta(&mut resp, &ctx.agent, index, opts.consistency);
+    set_meta(&mut resp, &ctx, index, opts.consistency);
     Ok(resp)
 }
 
@@ -434,7 +434,7 @@ pub async fn service(ctx: Ctx) -> ApiResult {
     let tags = ctx.query.all("tag");
     let filter = meta_filter(&ctx.query);
     let name = ctx.rest.clone();
-    let (rows, index) = blocking::query(&ctx.agent, &opts, Watch::Catalog, |r| {
+    let (rows, index) = blocking::query(&ctx, &opts, Watch::Catalog, |r| {
         let mut rows = Vec::new();
         for svc in r.services_named(&name, &tags)? {
             if let Some(node) = r.node(&svc.node)? {
@@ -447,7 +447,7 @@ pub async fn service(ctx: Ctx) -> ApiResult {
     })
     .await?;
     let mut resp = ctx.json(&rows);
-    set_meta(&mut resp, &ctx.agent, index, opts.consistency);
+    set_meta(&mut resp, &ctx, index, opts.consistency);
     Ok(resp)
 }
 
@@ -472,7 +472,7 @@ pub async fn node(ctx: Ctx) -> ApiResult {
         return Err(ApiError::bad("Missing node name"));
     }
     let name = ctx.rest.clone();
-    let (out, index) = blocking::query(&ctx.agent, &opts, Watch::Catalog, |r| {
+    let (out, index) = blocking::query(&ctx, &opts, Watch::Catalog, |r| {
         let out = match r.node(&name)? {
             None => None,
             Some(n) => Some(NodeServicesMap {
@@ -488,7 +488,7 @@ pub async fn node(ctx: Ctx) -> ApiResult {
     })
     .await?;
     let mut resp = ctx.json(&out);
-    set_meta(&mut resp, &ctx.agent, index, opts.consistency);
+    set_meta(&mut resp, &ctx, index, opts.consistency);
     Ok(resp)
 }
 
@@ -499,7 +499,7 @@ pub async fn node_services(ctx: Ctx) -> ApiResult {
         return Err(ApiError::bad("Missing node name"));
     }
     let name = ctx.rest.clone();
-    let (out, index) = blocking::query(&ctx.agent, &opts, Watch::Catalog, |r| {
+    let (out, index) = blocking::query(&ctx, &opts, Watch::Catalog, |r| {
         let out = match r.node(&name)? {
             None => None,
             Some(n) => Some(NodeServicesList {
@@ -515,7 +515,7 @@ pub async fn node_services(ctx: Ctx) -> ApiResult {
     })
     .await?;
     let mut resp = ctx.json(&out);
-    set_meta(&mut resp, &ctx.agent, index, opts.consistency);
+    set_meta(&mut resp, &ctx, index, opts.consistency);
     Ok(resp)
 }
 

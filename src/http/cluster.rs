@@ -2,14 +2,16 @@
 //! and raft peer removal.
 
 use super::wire::{empty_ok, ApiError, ApiResult, Ctx};
-use crate::agent::{Agent, VERSION};
+use crate::agent::VERSION;
+use crate::config::Config;
 use crate::consensus::PeerRef;
+use crate::gossip::Gossip;
 use crate::gossip::MemberInfo;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
 /// One gossip member as `api.AgentMember`.
-pub fn member_json(agent: &Agent, m: &MemberInfo) -> Value {
+pub fn member_json(config: &Config, m: &MemberInfo) -> Value {
     let id = &m.id;
     let mut tags = BTreeMap::new();
     tags.insert("build", format!("{}:cairn", id.version));
@@ -26,7 +28,7 @@ pub fn member_json(agent: &Agent, m: &MemberInfo) -> Value {
         tags.insert("role", "consul".into());
         tags.insert("port", id.rpc_port.to_string());
         tags.insert("raft_vsn", "3".into());
-        tags.insert("wan_join_port", agent.config.ports.serf_wan.to_string());
+        tags.insert("wan_join_port", config.ports.serf_wan.to_string());
         if id.bootstrap_expect > 0 {
             tags.insert("expect", id.bootstrap_expect.to_string());
         }
@@ -49,12 +51,13 @@ pub fn member_json(agent: &Agent, m: &MemberInfo) -> Value {
 }
 
 /// This agent's own member entry.
-pub fn self_member(agent: &Agent) -> Value {
-    let table = agent.gossip.members();
-    match table.get(&agent.node_name) {
-        Some(m) => member_json(agent, m),
+pub fn self_member(ctx: &Ctx) -> Value {
+    let table = ctx.gossip.members();
+    let name = ctx.agent.node_name();
+    match table.get(name) {
+        Some(m) => member_json(&ctx.config, m),
         None => {
-            json!({"Name": agent.node_name, "Status": 1, "Tags": {"build": format!("{VERSION}:cairn")}})
+            json!({"Name": name, "Status": 1, "Tags": {"build": format!("{VERSION}:cairn")}})
         }
     }
 }
@@ -63,24 +66,27 @@ pub fn self_member(agent: &Agent) -> Value {
 pub async fn members(ctx: Ctx) -> ApiResult {
     if ctx.query.has("wan") {
         // One datacenter: the WAN pool is the servers.
-        let table = ctx.agent.gossip.members();
+        let table = ctx.gossip.members();
         let list: Vec<Value> = table
             .values()
             .filter(|m| m.id.server)
-            .map(|m| member_json(&ctx.agent, m))
+            .map(|m| member_json(&ctx.config, m))
             .collect();
         return Ok(ctx.json(&list));
     }
-    let table = ctx.agent.gossip.members();
-    let list: Vec<Value> = table.values().map(|m| member_json(&ctx.agent, m)).collect();
+    let table = ctx.gossip.members();
+    let list: Vec<Value> = table
+        .values()
+        .map(|m| member_json(&ctx.config, m))
+        .collect();
     Ok(ctx.json(&list))
 }
 
 /// Counts for `Stats.serf_lan` (alive, failed, left) and the alive
 /// servers of this datacenter.
-pub fn serf_counts(agent: &Agent) -> (usize, usize, usize, usize) {
+pub fn serf_counts(gossip: &Gossip, datacenter: &str) -> (usize, usize, usize, usize) {
     use crate::gossip::MemberStatus::*;
-    let table = agent.gossip.members();
+    let table = gossip.members();
     let alive = table
         .values()
         .filter(|m| matches!(m.status, Alive | Leaving))
@@ -89,7 +95,7 @@ pub fn serf_counts(agent: &Agent) -> (usize, usize, usize, usize) {
     let left = table.values().filter(|m| m.status == Left).count();
     let servers = table
         .values()
-        .filter(|m| m.status == Alive && m.id.server && m.id.dc == agent.config.datacenter)
+        .filter(|m| m.status == Alive && m.id.server && m.id.dc == datacenter)
         .count();
     (alive, failed, left, servers)
 }
@@ -100,8 +106,8 @@ pub async fn join(ctx: Ctx) -> ApiResult {
     if target.is_empty() {
         return Err(ApiError::bad("Missing address to join"));
     }
-    let port = ctx.agent.config.ports.serf_lan.max(0) as u16;
-    let n = crate::cluster::join_once(&ctx.agent.gossip, std::slice::from_ref(&target), port).await;
+    let port = ctx.config.ports.serf_lan.max(0) as u16;
+    let n = crate::cluster::join_once(&ctx.gossip, std::slice::from_ref(&target), port).await;
     if n == 0 {
         return Err(ApiError::Internal(format!(
             "1 error occurred:\n\t* Failed to join {target}: no response\n\n"
@@ -118,7 +124,6 @@ pub async fn force_leave(ctx: Ctx) -> ApiResult {
     }
     let prune = ctx.query.has("prune");
     let known = ctx
-        .agent
         .gossip
         .force_leave(&node, prune)
         .await
@@ -141,6 +146,6 @@ pub async fn raft_peer_delete(ctx: Ctx) -> ApiResult {
         (None, Some(addr)) => PeerRef::Address(addr.to_string()),
         _ => return Err(ApiError::bad("Must specify either ?id with the server's ID or ?address with IP:port of peer to remove")),
     };
-    ctx.agent.consensus.remove_peer(peer).await?;
+    ctx.consensus.remove_peer(peer).await?;
     Ok(empty_ok())
 }

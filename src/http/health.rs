@@ -6,7 +6,7 @@ use super::catalog::node_matches;
 use super::types::{HealthCheckJson, ServiceEntryJson};
 use super::wire::{parse_bool, set_meta, ApiError, ApiResult, Ctx};
 use crate::catalog::types::HealthStatus;
-use crate::store::Table;
+use crate::catalog::Table;
 
 const CHECK_TABLES: &[Table] = &[Table::Checks];
 const INSTANCE_TABLES: &[Table] = &[Table::Nodes, Table::Services, Table::Checks];
@@ -29,7 +29,7 @@ pub async fn node(ctx: Ctx) -> ApiResult {
         return Err(ApiError::bad("Missing node name"));
     }
     let name = ctx.rest.clone();
-    let (checks, index) = blocking::query(&ctx.agent, &opts, Watch::Catalog, |r| {
+    let (checks, index) = blocking::query(&ctx, &opts, Watch::Catalog, |r| {
         let checks: Vec<HealthCheckJson> = r
             .node_checks(&name)?
             .iter()
@@ -39,7 +39,7 @@ pub async fn node(ctx: Ctx) -> ApiResult {
     })
     .await?;
     let mut resp = ctx.json(&checks);
-    set_meta(&mut resp, &ctx.agent, index, opts.consistency);
+    set_meta(&mut resp, &ctx, index, opts.consistency);
     Ok(resp)
 }
 
@@ -51,7 +51,7 @@ pub async fn checks(ctx: Ctx) -> ApiResult {
     }
     let name = ctx.rest.clone();
     let filter = node_meta(&ctx);
-    let (checks, index) = blocking::query(&ctx.agent, &opts, Watch::Catalog, |r| {
+    let (checks, index) = blocking::query(&ctx, &opts, Watch::Catalog, |r| {
         let mut out = Vec::new();
         for c in r.service_checks(&name)? {
             if filter.is_empty() || r.node(&c.node)?.is_some_and(|n| node_matches(&n, &filter)) {
@@ -62,7 +62,7 @@ pub async fn checks(ctx: Ctx) -> ApiResult {
     })
     .await?;
     let mut resp = ctx.json(&checks);
-    set_meta(&mut resp, &ctx.agent, index, opts.consistency);
+    set_meta(&mut resp, &ctx, index, opts.consistency);
     Ok(resp)
 }
 
@@ -86,7 +86,7 @@ pub async fn state(ctx: Ctx) -> ApiResult {
             .unwrap_or(StateFilter::Nothing),
     };
     let filter = node_meta(&ctx);
-    let (checks, index) = blocking::query(&ctx.agent, &opts, Watch::Catalog, |r| {
+    let (checks, index) = blocking::query(&ctx, &opts, Watch::Catalog, |r| {
         let mut out = Vec::new();
         let checks = match state {
             StateFilter::Any => r.checks_in_state(None)?,
@@ -102,7 +102,7 @@ pub async fn state(ctx: Ctx) -> ApiResult {
     })
     .await?;
     let mut resp = ctx.json(&checks);
-    set_meta(&mut resp, &ctx.agent, index, opts.consistency);
+    set_meta(&mut resp, &ctx, index, opts.consistency);
     Ok(resp)
 }
 
@@ -121,7 +121,7 @@ pub async fn service(ctx: Ctx) -> ApiResult {
     let name = ctx.rest.clone();
     let tags = ctx.query.all("tag");
     let filter = node_meta(&ctx);
-    let (entries, index) = blocking::query(&ctx.agent, &opts, Watch::Catalog, |r| {
+    let (entries, index) = blocking::query(&ctx, &opts, Watch::Catalog, |r| {
         let entries: Vec<ServiceEntryJson> = r
             .service_instances(&name, &tags)?
             .iter()
@@ -133,6 +133,6 @@ pub async fn service(ctx: Ctx) -> ApiResult {
     })
     .await?;
     let mut resp = ctx.json(&entries);
-    set_meta(&mut resp, &ctx.agent, index, opts.consistency);
+    set_meta(&mut resp, &ctx, index, opts.consistency);
     Ok(resp)
 }

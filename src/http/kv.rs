@@ -8,9 +8,9 @@
 use super::blocking::{self, Watch};
 use super::types::DirEntryJson;
 use super::wire::{set_meta, ApiError, ApiResult, Ctx};
-use crate::agent::Agent;
 use crate::catalog::command::{Command, KvOp, Response as CmdResponse};
-use crate::store::Table;
+use crate::config::Config;
+use crate::catalog::Table;
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::Response;
@@ -26,14 +26,14 @@ fn too_large(len: u64, max: u64) -> ApiError {
 }
 
 /// Refuses a PUT by its Content-Length before the body is read.
-pub fn check_content_length(agent: &Agent, headers: &HeaderMap) -> Result<(), ApiError> {
+pub fn check_content_length(config: &Config, headers: &HeaderMap) -> Result<(), ApiError> {
     let len = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     match len {
-        Some(len) if len > agent.config.kv_max_value_size => {
-            Err(too_large(len, agent.config.kv_max_value_size))
+        Some(len) if len > config.kv_max_value_size => {
+            Err(too_large(len, config.kv_max_value_size))
         }
         _ => Ok(()),
     }
@@ -98,7 +98,7 @@ async fn get(ctx: Ctx, opts: super::wire::ReadOpts) -> ApiResult {
     } else {
         Watch::KvKey(key.clone())
     };
-    let (entries, index) = blocking::query(&ctx.agent, &opts, watch, |r| {
+    let (entries, index) = blocking::query(&ctx, &opts, watch, |r| {
         if recurse {
             let entries = r.kv_list(&key)?;
             let index = match entries.iter().map(|e| e.modify_index).max() {
@@ -144,7 +144,7 @@ async fn get(ctx: Ctx, opts: super::wire::ReadOpts) -> ApiResult {
         let out: Vec<DirEntryJson> = entries.iter().map(|e| DirEntryJson::new(e, true)).collect();
         ctx.json(&out)
     };
-    set_meta(&mut resp, &ctx.agent, index, opts.consistency);
+    set_meta(&mut resp, &ctx, index, opts.consistency);
     Ok(resp)
 }
 
@@ -158,7 +158,7 @@ async fn get_keys(ctx: Ctx, opts: super::wire::ReadOpts) -> ApiResult {
         .to_string();
     let prefix = ctx.rest.clone();
     let watch = Watch::KvPrefix(prefix.clone());
-    let (keys, index) = blocking::query(&ctx.agent, &opts, watch, |r| {
+    let (keys, index) = blocking::query(&ctx, &opts, watch, |r| {
         let (keys, max) = r.kv_keys(&prefix, &sep)?;
         let index = if keys.is_empty() {
             r.index(&[Table::Kvs])?
@@ -175,7 +175,7 @@ async fn get_keys(ctx: Ctx, opts: super::wire::ReadOpts) -> ApiResult {
     } else {
         ctx.json(&keys)
     };
-    set_meta(&mut resp, &ctx.agent, index, opts.consistency);
+    set_meta(&mut resp, &ctx, index, opts.consistency);
     Ok(resp)
 }
 
@@ -191,7 +191,7 @@ async fn put(ctx: Ctx) -> ApiResult {
     conflicting(&ctx, &["cas", "acquire", "release"])?;
     let flags = parse_u64(&ctx, "flags")?.unwrap_or(0);
     let cas = parse_u64(&ctx, "cas")?;
-    let max = ctx.agent.config.kv_max_value_size;
+    let max = ctx.config.kv_max_value_size;
     if ctx.body.len() as u64 > max {
         return Err(too_large(ctx.body.len() as u64, max));
     }

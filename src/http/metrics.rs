@@ -25,9 +25,9 @@ fn wants_prometheus(ctx: &Ctx) -> bool {
 }
 
 pub async fn metrics(ctx: Ctx) -> ApiResult {
-    let text = ctx.agent.metrics.render();
+    let text = ctx.metrics.render();
     if wants_prometheus(&ctx) {
-        if ctx.agent.config.prometheus_retention.is_zero() {
+        if ctx.config.prometheus_retention.is_zero() {
             return Err(ApiError::Status(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "Prometheus is not enabled since its retention time is not positive".into(),

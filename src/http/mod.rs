@@ -25,7 +25,7 @@ mod txn;
 pub mod types;
 pub mod wire;
 
-use crate::agent::Agent;
+use crate::config::Config;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
@@ -34,6 +34,7 @@ use futures::future::BoxFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
+pub use wire::Api;
 use wire::{ApiError, ApiResult, Ctx, Query};
 
 type HandlerFn = fn(Ctx) -> BoxFuture<'static, ApiResult>;
@@ -168,7 +169,7 @@ fn routes() -> Vec<Route> {
 }
 
 struct Server {
-    agent: Arc<Agent>,
+    api: Api,
     routes: Vec<Route>,
 }
 
@@ -211,22 +212,24 @@ impl HttpServers {
 /// Binds the HTTP listeners on every client address and serves them in the
 /// background until the agent shuts down. Returns once bound; a bind
 /// failure is an error.
-pub async fn start(agent: Arc<Agent>) -> std::io::Result<HttpServers> {
+pub async fn start(api: Api) -> std::io::Result<HttpServers> {
     let mut servers = HttpServers::default();
-    let port = agent.config.ports.http;
+    let config = api.config.clone();
+    let shutdown = api.agent.shutdown_signal();
+    let port = config.ports.http;
     if port < 0 {
         return Ok(servers);
     }
     let port = u16::try_from(port)
         .map_err(|_| std::io::Error::other(format!("invalid HTTP port {port}")))?;
     let server = Arc::new(Server {
-        agent: agent.clone(),
+        api,
         routes: routes(),
     });
     let app = axum::Router::new().fallback(dispatch).with_state(server);
     // One allowance per client IP across every HTTP listener, as Consul's.
-    let limiter = listener::ConnLimiter::new(listener::DEFAULT_MAX_CONNS_PER_CLIENT);
-    for ip in &agent.config.client_addrs {
+    let limiter = listener::ConnLimiter::new(config.limits.http_max_conns_per_client as usize);
+    for ip in &config.client_addrs {
         let addr = SocketAddr::new(*ip, port);
         let tcp = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
             std::io::Error::new(
@@ -237,7 +240,7 @@ pub async fn start(agent: Arc<Agent>) -> std::io::Result<HttpServers> {
         let serve = listener::serve(
             listener::LimitedListener::new(tcp, limiter.clone()),
             app.clone(),
-            agent.shutdown_signal(),
+            shutdown.clone(),
             DRAIN,
         );
         servers.tasks.push(tokio::spawn(serve));
@@ -248,8 +251,8 @@ pub async fn start(agent: Arc<Agent>) -> std::io::Result<HttpServers> {
 
 /// Largest body read for any request. KV values are capped separately at
 /// `kv_max_value_size` with Consul's 413 text; this bounds memory.
-fn body_limit(agent: &Agent) -> usize {
-    let kv = usize::try_from(agent.config.kv_max_value_size).unwrap_or(usize::MAX / 4);
+fn body_limit(config: &Config) -> usize {
+    let kv = usize::try_from(config.kv_max_value_size).unwrap_or(usize::MAX / 4);
     kv.saturating_mul(2).saturating_add(1024 * 1024)
 }
 
@@ -269,7 +272,10 @@ async fn dispatch(State(server): State<Arc<Server>>, req: Request) -> Response {
 async fn route_request(server: &Server, req: Request) -> (String, Response) {
     let raw_path = req.uri().path().to_string();
     let Some(route) = server.find(&raw_path) else {
-        return ("unknown".into(), not_registered(&server.agent, &raw_path));
+        return (
+            "unknown".into(),
+            not_registered(&server.api.config, &raw_path),
+        );
     };
     let label = route.label();
     let method = req.method().clone();
@@ -296,14 +302,14 @@ async fn route_request(server: &Server, req: Request) -> (String, Response) {
 }
 
 async fn call(server: &Server, route: &Route, req: Request, raw_path: &str) -> ApiResult {
-    let agent = server.agent.clone();
+    let api = &server.api;
     let query = Query::parse(req.uri().query());
     let method = req.method().clone();
     let headers = req.headers().clone();
     if route.pattern == "/v1/kv/" && method == Method::PUT {
-        kv::check_content_length(&agent, &headers)?;
+        kv::check_content_length(&api.config, &headers)?;
     }
-    let body = axum::body::to_bytes(req.into_body(), body_limit(&agent))
+    let body = axum::body::to_bytes(req.into_body(), body_limit(&api.config))
         .await
         .map_err(|_| {
             ApiError::Status(
@@ -313,7 +319,13 @@ async fn call(server: &Server, route: &Route, req: Request, raw_path: &str) -> A
         })?;
     let rest = wire::percent_decode(&raw_path[route.pattern.len().min(raw_path.len())..], false);
     let ctx = Ctx {
-        agent,
+        agent: api.agent.clone(),
+        catalog: api.catalog.clone(),
+        consensus: api.consensus.clone(),
+        gossip: api.gossip.clone(),
+        config: api.config.clone(),
+        metrics: api.metrics.clone(),
+        shutdown: api.agent.shutdown_signal(),
         method,
         rest,
         query,
@@ -327,13 +339,13 @@ async fn call(server: &Server, route: &Route, req: Request, raw_path: &str) -> A
 }
 
 /// Paths no endpoint is registered for.
-fn not_registered(agent: &Agent, path: &str) -> Response {
+fn not_registered(config: &Config, path: &str) -> Response {
     if path.starts_with("/v1/") {
         return ApiError::NotFound("Invalid URL path: not a recognized HTTP API endpoint".into())
             .into_response();
     }
     if path == "/" {
-        if agent.config.ui {
+        if config.ui {
             let mut r = Response::new(Body::empty());
             *r.status_mut() = StatusCode::MOVED_PERMANENTLY;
             r.headers_mut()

@@ -29,7 +29,7 @@ struct RaftConfigurationJson {
 pub async fn raft_configuration(ctx: Ctx) -> ApiResult {
     let opts = ctx.read_opts()?;
     let stale = opts.consistency == Consistency::Stale;
-    let conf = ctx.agent.consensus.configuration(stale).await?;
+    let conf = ctx.consensus.configuration(stale).await?;
     let servers = conf
         .servers
         .into_iter()
@@ -47,6 +47,6 @@ pub async fn raft_configuration(ctx: Ctx) -> ApiResult {
         servers,
         index: conf.index,
     });
-    set_meta(&mut resp, &ctx.agent, conf.index, opts.consistency);
+    set_meta(&mut resp, &ctx, conf.index, opts.consistency);
     Ok(resp)
 }

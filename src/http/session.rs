@@ -111,7 +111,7 @@ struct CreatedJson {
 /// (this agent's node, `serfHealth`, 15 s lock-delay, release) and checks.
 fn session_from_request(ctx: &Ctx) -> Result<Session, ApiError> {
     let mut sess = Session {
-        node: ctx.agent.node_name.clone(),
+        node: ctx.agent.node_name().to_string(),
         node_checks: vec![SERF_HEALTH_CHECK_ID.to_string()],
         lock_delay_ns: DEFAULT_LOCK_DELAY.as_nanos() as u64,
         ..Session::default()
@@ -226,7 +226,7 @@ pub async fn renew(ctx: Ctx) -> ApiResult {
 
 async fn list_where(ctx: Ctx, filter: impl Fn(&Session) -> bool) -> ApiResult {
     let opts = ctx.read_opts()?;
-    let (sessions, index) = blocking::query(&ctx.agent, &opts, Watch::Sessions, |r| {
+    let (sessions, index) = blocking::query(&ctx, &opts, Watch::Sessions, |r| {
         let sessions: Vec<SessionJson> = r
             .sessions()?
             .iter()
@@ -237,7 +237,7 @@ async fn list_where(ctx: Ctx, filter: impl Fn(&Session) -> bool) -> ApiResult {
     })
     .await?;
     let mut resp = ctx.json(&sessions);
-    set_meta(&mut resp, &ctx.agent, index, opts.consistency);
+    set_meta(&mut resp, &ctx, index, opts.consistency);
     Ok(resp)
 }
 

@@ -6,13 +6,13 @@ use super::wire::{ApiResult, Ctx};
 /// `GET /v1/status/leader` => `"10.0.0.1:8300"`, or `""` with no leader.
 pub async fn leader(ctx: Ctx) -> ApiResult {
     ctx.read_opts()?;
-    let addr = ctx.agent.consensus.leader().await?.unwrap_or_default();
+    let addr = ctx.consensus.leader().await?.unwrap_or_default();
     Ok(ctx.json(&addr))
 }
 
 /// `GET /v1/status/peers` => the voters' raft addresses.
 pub async fn peers(ctx: Ctx) -> ApiResult {
     ctx.read_opts()?;
-    let peers = ctx.agent.consensus.peers().await?;
+    let peers = ctx.consensus.peers().await?;
     Ok(ctx.json(&peers))
 }

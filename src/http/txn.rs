@@ -127,7 +127,7 @@ pub async fn txn(ctx: Ctx) -> ApiResult {
             ),
         ));
     }
-    let max_value = ctx.agent.config.kv_max_value_size;
+    let max_value = ctx.config.kv_max_value_size;
     let mut converted = Vec::with_capacity(ops.len());
     let mut errors = Vec::new();
     for (i, op) in ops.into_iter().enumerate() {
@@ -187,7 +187,7 @@ pub async fn txn(ctx: Ctx) -> ApiResult {
                 results: Some(results),
                 errors: None,
             });
-            set_meta(&mut resp, &ctx.agent, index, opts.consistency);
+            set_meta(&mut resp, &ctx, index, opts.consistency);
             Ok(resp)
         }
         CmdResponse::Txn(Err(errs)) => conflict(

@@ -4,7 +4,12 @@
 //! the `X-Consul-*` headers every read carries.
 
 use crate::agent::{Agent, AgentError};
+use crate::catalog::Catalog;
+use crate::config::Config;
+use crate::consensus::Consensus;
 use crate::consensus::ConsensusError;
+use crate::gossip::Gossip;
+use crate::metrics::Metrics;
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -12,6 +17,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::watch;
 
 /// Every way a request can fail, with the status Consul uses for it. The
 /// body is always the plain-text reason.
@@ -226,9 +232,31 @@ pub fn parse_bool(s: &str) -> Option<bool> {
     }
 }
 
+/// What the HTTP API is given: a handle per concern, never the agent's
+/// insides.
+#[derive(Clone)]
+pub struct Api {
+    /// This agent's own services and checks, and its identity.
+    pub agent: Arc<Agent>,
+    /// The catalog reads are answered from (a server's replica or a client
+    /// agent's view).
+    pub catalog: Arc<Catalog>,
+    pub consensus: Consensus,
+    pub gossip: Gossip,
+    pub config: Arc<Config>,
+    pub metrics: Metrics,
+}
+
 /// One request as handlers see it.
 pub struct Ctx {
     pub agent: Arc<Agent>,
+    pub catalog: Arc<Catalog>,
+    pub consensus: Consensus,
+    pub gossip: Gossip,
+    pub config: Arc<Config>,
+    pub metrics: Metrics,
+    /// Turns true when the agent shuts down: blocking queries return.
+    pub shutdown: watch::Receiver<bool>,
     pub method: Method,
     /// The decoded path after the route's prefix (the key, the service ID, ...).
     pub rest: String,
@@ -240,7 +268,7 @@ pub struct Ctx {
 impl Ctx {
     /// Consul pretty-prints with `?pretty`, and always in `-dev` mode.
     pub fn pretty(&self) -> bool {
-        self.query.has("pretty") || self.agent.config.dev
+        self.query.has("pretty") || self.config.dev
     }
 
     /// Renders `value` as Consul does: `application/json`, Go's escaping,
@@ -252,7 +280,7 @@ impl Ctx {
     /// Parses the consistency and blocking parameters every RPC-backed
     /// endpoint accepts.
     pub fn read_opts(&self) -> Result<ReadOpts, ApiError> {
-        ReadOpts::parse(&self.query, &self.agent)
+        ReadOpts::parse(&self.query, &self.config)
     }
 }
 
@@ -349,10 +377,10 @@ pub struct ReadOpts {
 }
 
 impl ReadOpts {
-    pub fn parse(q: &Query, agent: &Agent) -> Result<ReadOpts, ApiError> {
+    pub fn parse(q: &Query, config: &Config) -> Result<ReadOpts, ApiError> {
         // One datacenter per cluster for now: any other is unreachable.
         if let Some(dc) = q.get("dc").filter(|dc| !dc.is_empty()) {
-            if dc != agent.config.datacenter {
+            if dc != config.datacenter {
                 return Err(ApiError::Internal("No path to datacenter".into()));
             }
         }
@@ -363,15 +391,15 @@ impl ReadOpts {
                 "Cannot specify ?stale with ?consistent, conflicting semantics.",
             ));
         }
-        let mut wait = agent.config.default_query_time;
+        let mut wait = config.default_query_time;
         if let Some(w) = q.get("wait").filter(|w| !w.is_empty()) {
             let d = crate::duration::parse(w).map_err(|_| ApiError::bad("Invalid wait time"))?;
             if !d.is_zero() {
                 wait = d;
             }
         }
-        if wait > agent.config.max_query_time {
-            wait = agent.config.max_query_time;
+        if wait > config.max_query_time {
+            wait = config.max_query_time;
         }
         let index = match q.get("index").filter(|i| !i.is_empty()) {
             Some(i) => i
@@ -399,13 +427,13 @@ impl ReadOpts {
 
 /// Adds the headers of an RPC-backed read: index (never 0), leader
 /// knowledge, last contact and effective consistency.
-pub fn set_meta(resp: &mut Response, agent: &Agent, index: u64, consistency: Consistency) {
+pub fn set_meta(resp: &mut Response, ctx: &Ctx, index: u64, consistency: Consistency) {
     let h = resp.headers_mut();
     let index = index.max(1);
     if let Ok(v) = HeaderValue::from_str(&index.to_string()) {
         h.insert("X-Consul-Index", v);
     }
-    let contact = agent.consensus.contact();
+    let contact = ctx.consensus.contact();
     h.insert(
         "X-Consul-KnownLeader",
         HeaderValue::from_static(if contact.known_leader {
