@@ -60,6 +60,8 @@ fn init_logging(level: &str) {
                 .unwrap_or_else(|_| filter.into()),
         )
         .with_writer(std::io::stderr)
+        // Colour only for a terminal: logs in files and `docker logs` stay plain.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 

@@ -15,9 +15,9 @@ pub mod snapshot;
 pub mod types;
 pub mod watch;
 
-use crate::store::{StoreError, Tables};
 /// The catalog tables whose modification indexes reads report.
 pub use crate::store::Table;
+use crate::store::{StoreError, Tables};
 use command::{Command, Response};
 use heed::RwTxn;
 use leases::Leases;

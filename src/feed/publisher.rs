@@ -421,6 +421,10 @@ impl Publisher {
         let mut moves = self.moves.subscribe();
         moves.borrow_and_update();
         let mut closing = self.closing.subscribe();
+        // The subscriber learns who leads at once, not after the first idle spell.
+        let state = self.serving_state();
+        out.send_frame(&FrameOut::Heartbeat(&state)).await?;
+        let mut last_heartbeat = Instant::now();
         let mut last_sent = Instant::now();
         let mut last_flush = Instant::now() - PACE_MAX;
         loop {
@@ -449,6 +453,7 @@ impl Publisher {
                         let state = self.serving_state();
                         out.send_frame(&FrameOut::Heartbeat(&state)).await?;
                         last_sent = Instant::now();
+                        last_heartbeat = last_sent;
                         continue;
                     }
                     Wake::Move => return self.send_moved(out, gone).await,
@@ -478,6 +483,12 @@ impl Publisher {
                 pos = last;
                 last_sent = Instant::now();
                 last_flush = last_sent;
+                // A busy stream still carries the server's state now and then.
+                if last_heartbeat.elapsed() >= HEARTBEAT {
+                    let state = self.serving_state();
+                    out.send_frame(&FrameOut::Heartbeat(&state)).await?;
+                    last_heartbeat = Instant::now();
+                }
             }
         }
     }

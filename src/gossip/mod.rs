@@ -328,6 +328,7 @@ impl Gossip {
             members_tx,
             conflict_tx,
             me: cfg.identity.clone(),
+            sized_for: 5,
         };
         tokio::spawn(owner.run(rx));
         Ok(Gossip {
@@ -431,6 +432,8 @@ struct Owner {
     members_tx: watch::Sender<MemberTable>,
     conflict_tx: watch::Sender<Option<String>>,
     me: MemberId,
+    /// The cluster size foca's settings were last derived for.
+    sized_for: usize,
 }
 
 impl Owner {
@@ -497,6 +500,7 @@ impl Owner {
             self.drain(&mut rt).await;
             self.apply_intents();
             self.publish(my_status);
+            self.resize();
             if let Some(done) = leave_done {
                 let _ = done.send(());
             }
@@ -624,6 +628,25 @@ impl Owner {
             if m.status != MemberStatus::Alive {
                 m.status = MemberStatus::Left;
             }
+        }
+    }
+
+    /// Re-derives foca's settings when the cluster has doubled or halved
+    /// since they were last set: how many times an update is retransmitted
+    /// grows with the log of the cluster size, so updates still reach every
+    /// member of thousands (as memberlist scales its retransmit limit).
+    fn resize(&mut self) {
+        let n = (self.table.len() + 1).max(5);
+        if n < self.sized_for * 2 && n * 2 > self.sized_for {
+            return;
+        }
+        let n32 = u32::try_from(n).unwrap_or(u32::MAX);
+        match self.foca.set_config(foca_config(n32)) {
+            Ok(()) => {
+                tracing::debug!(members = n, "gossip: settings resized for the cluster");
+                self.sized_for = n;
+            }
+            Err(e) => tracing::warn!("gossip: cannot resize settings: {e}"),
         }
     }
 
