@@ -42,14 +42,24 @@ fn request_on(conn: &mut TcpStream) -> String {
 fn http_connections_over_the_per_client_limit_get_429() {
     let agent = agent_with_limits(2, 100);
     let addr = format!("127.0.0.1:{}", agent.ports.http);
-    let mut a = TcpStream::connect(&addr).unwrap();
-    let mut b = TcpStream::connect(&addr).unwrap();
-    a.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    b.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    assert_eq!(request_on(&mut a), "HTTP/1.1 200 OK");
-    assert_eq!(request_on(&mut b), "HTTP/1.1 200 OK");
-    let mut c = TcpStream::connect(&addr).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let open = || {
+        let c = TcpStream::connect(&addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c
+    };
+    // The readiness probes' connections may still be closing: wait until
+    // two connections of our own are served.
+    let mut pair = None;
+    assert!(eventually(Duration::from_secs(5), || {
+        let (mut a, mut b) = (open(), open());
+        let ok = request_on(&mut a) == "HTTP/1.1 200 OK" && request_on(&mut b) == "HTTP/1.1 200 OK";
+        if ok {
+            pair = Some((a, b));
+        }
+        ok
+    }));
+    let (mut a, b) = pair.unwrap();
+    let mut c = open();
     let mut answer = String::new();
     let _ = c.read_to_string(&mut answer);
     assert!(
@@ -60,11 +70,10 @@ fn http_connections_over_the_per_client_limit_get_429() {
     // The first two keep working; closing one frees a slot.
     assert_eq!(request_on(&mut a), "HTTP/1.1 200 OK");
     drop(b);
-    assert!(eventually(Duration::from_secs(5), || {
-        let mut d = TcpStream::connect(&addr).unwrap();
-        d.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        request_on(&mut d) == "HTTP/1.1 200 OK"
-    }));
+    assert!(eventually(Duration::from_secs(5), || request_on(
+        &mut open()
+    )
+        == "HTTP/1.1 200 OK"));
 }
 
 #[test]
