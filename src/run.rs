@@ -148,6 +148,8 @@ struct ServerParts {
     raft: Raft,
     node: Arc<RaftNode>,
     feed: Arc<Publisher>,
+    /// Subscriptions run here (see `feed::publisher::feed_runtime`).
+    feed_rt: tokio::runtime::Runtime,
 }
 
 /// The catalog this agent reads, its consensus handle, and (on servers)
@@ -221,6 +223,7 @@ async fn start_server(
         config.datacenter.clone(),
     )));
 
+    let feed_rt = crate::feed::publisher::feed_runtime().context("starting the feed runtime")?;
     let bind = SocketAddr::new(config.bind_addr, rpc_port);
     let listener = tokio::net::TcpListener::bind(bind)
         .await
@@ -234,7 +237,7 @@ async fn start_server(
             Protocol::Consul,
             crate::raft::service::consul_handler(node.clone()),
         )
-        .with(Protocol::Feed, feed.handler());
+        .with(Protocol::Feed, feed.handler(feed_rt.handle().clone()));
     tokio::spawn(crate::rpc::listener::serve(
         listener,
         handlers,
@@ -250,7 +253,12 @@ async fn start_server(
     Ok(Core {
         catalog,
         consensus: Consensus::new(node.clone()),
-        server: Some(ServerParts { raft, node, feed }),
+        server: Some(ServerParts {
+            raft,
+            node,
+            feed,
+            feed_rt,
+        }),
     })
 }
 
@@ -427,6 +435,7 @@ async fn start(config: Config) -> Result<i32> {
     http.drained().await;
     if let Some(server) = core.server {
         let _ = tokio::time::timeout(Duration::from_secs(5), server.raft.shutdown()).await;
+        server.feed_rt.shutdown_background();
     }
     if let Some(pid_file) = &config.pid_file {
         let _ = std::fs::remove_file(pid_file);

@@ -39,6 +39,31 @@ const PACE_PER_SUBSCRIBER: Duration = Duration::from_micros(40);
 const PACE_MAX: Duration = Duration::from_millis(50);
 /// Subscribers told to move go over this window, not all at once.
 const MOVE_SPREAD: Duration = Duration::from_secs(2);
+/// A full-catalog encoding is shared by resyncs for this long.
+const SNAPSHOT_REUSE: Duration = Duration::from_secs(2);
+/// The feed runtime's threads run at this nice value: when a server is
+/// short of CPU, applying and acknowledging raft entries wins over fanning
+/// them out, and subscribers get bigger, later frames instead.
+const FEED_NICE: i32 = 10;
+
+/// The runtime subscriptions are served on: one worker thread (plus
+/// blocking threads for full-catalog encodings) at a lower scheduling
+/// priority than the agent's own.
+pub fn feed_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("feed")
+        .on_thread_start(|| {
+            // Linux keeps a nice value per thread; this one only.
+            // SAFETY: gettid and setpriority touch no memory of ours.
+            unsafe {
+                let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+                libc::setpriority(libc::PRIO_PROCESS, tid, FEED_NICE);
+            }
+        })
+        .enable_all()
+        .build()
+}
 
 /// What the feed needs to know about the server it runs on.
 pub trait Serving: Send + Sync + 'static {
@@ -158,6 +183,8 @@ pub struct Publisher {
     serving: OnceLock<Arc<dyn Serving>>,
     subscribers: AtomicUsize,
     closing: watch::Sender<bool>,
+    /// The last full-catalog encoding: position, when, bytes.
+    snapshot: tokio::sync::Mutex<Option<(LogPos, Instant, Arc<Vec<u8>>)>>,
 }
 
 impl Publisher {
@@ -177,6 +204,7 @@ impl Publisher {
             serving: OnceLock::new(),
             subscribers: AtomicUsize::new(0),
             closing: watch::channel(false).0,
+            snapshot: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -315,17 +343,38 @@ impl Publisher {
         }
     }
 
-    /// The connection handler for [`crate::rpc::Protocol::Feed`].
-    pub fn handler(self: &Arc<Self>) -> impl ConnHandler {
+    /// The connection handler for [`crate::rpc::Protocol::Feed`]. Each
+    /// subscription runs on `runtime` (see [`feed_runtime`]), away from the
+    /// threads that apply and acknowledge raft entries.
+    pub fn handler(self: &Arc<Self>, runtime: tokio::runtime::Handle) -> impl ConnHandler {
         let me = self.clone();
         move |sock: TcpStream, peer: SocketAddr| -> BoxFuture<'static, ()> {
             let me = me.clone();
+            let runtime = runtime.clone();
             Box::pin(async move {
-                me.subscribers.fetch_add(1, Ordering::Relaxed);
-                if let Err(e) = me.serve(sock, peer).await {
-                    tracing::debug!(%peer, "feed: subscription ended: {e}");
-                }
-                me.subscribers.fetch_sub(1, Ordering::Relaxed);
+                // Re-register the socket with the feed runtime's reactor.
+                let sock = match sock.into_std() {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(%peer, "feed: {e}");
+                        return;
+                    }
+                };
+                let task = runtime.spawn(async move {
+                    let sock = match TcpStream::from_std(sock) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tracing::warn!(%peer, "feed: {e}");
+                            return;
+                        }
+                    };
+                    me.subscribers.fetch_add(1, Ordering::Relaxed);
+                    if let Err(e) = me.serve(sock, peer).await {
+                        tracing::debug!(%peer, "feed: subscription ended: {e}");
+                    }
+                    me.subscribers.fetch_sub(1, Ordering::Relaxed);
+                });
+                let _ = task.await;
             })
         }
     }
@@ -506,18 +555,34 @@ impl Publisher {
         out.send_frame(&FrameOut::Moved).await
     }
 
-    /// Sends the whole catalog; returns the position it was taken at.
-    async fn resync(&self, out: &mut Out) -> Result<LogPos, FeedEnd> {
+    /// The whole catalog, encoded. Subscribers that resync together (a
+    /// server's clients failing over at once) share one encoding while its
+    /// position is still in the ring and it is younger than
+    /// [`SNAPSHOT_REUSE`]; everyone else gets a fresh one.
+    async fn snapshot(&self) -> Result<(LogPos, Arc<Vec<u8>>), FeedEnd> {
+        let mut cache = self.snapshot.lock().await;
+        if let Some((pos, at, body)) = cache.as_ref() {
+            if at.elapsed() < SNAPSHOT_REUSE && self.locate(*pos) == Located::Known {
+                return Ok((*pos, body.clone()));
+            }
+        }
         let catalog = self.catalog.clone();
         let (pos, body) = tokio::task::spawn_blocking(move || {
             let (pos, snap, ()) = catalog
                 .dump(|_, _| Ok(()))
                 .map_err(|e| FeedEnd::Store(e.to_string()))?;
             let body = bincode::serialize(&snap).map_err(|e| FeedEnd::Encode(e.to_string()))?;
-            Ok::<_, FeedEnd>((pos, body))
+            Ok::<_, FeedEnd>((pos, Arc::new(body)))
         })
         .await
         .map_err(|e| FeedEnd::Store(e.to_string()))??;
+        *cache = Some((pos, Instant::now(), body.clone()));
+        Ok((pos, body))
+    }
+
+    /// Sends the whole catalog; returns the position it was taken at.
+    async fn resync(&self, out: &mut Out) -> Result<LogPos, FeedEnd> {
+        let (pos, body) = self.snapshot().await?;
         let total = body.len() as u64;
         let mut offset = 0usize;
         loop {
