@@ -183,8 +183,14 @@ pub struct Publisher {
     serving: OnceLock<Arc<dyn Serving>>,
     subscribers: AtomicUsize,
     closing: watch::Sender<bool>,
-    /// The last full-catalog encoding: position, when, bytes.
-    snapshot: tokio::sync::Mutex<Option<(LogPos, Instant, Arc<Vec<u8>>)>>,
+    /// The last full-catalog encoding.
+    snapshot: tokio::sync::Mutex<Option<CachedSnapshot>>,
+}
+
+struct CachedSnapshot {
+    pos: LogPos,
+    made: Instant,
+    body: Arc<Vec<u8>>,
 }
 
 impl Publisher {
@@ -561,9 +567,9 @@ impl Publisher {
     /// [`SNAPSHOT_REUSE`]; everyone else gets a fresh one.
     async fn snapshot(&self) -> Result<(LogPos, Arc<Vec<u8>>), FeedEnd> {
         let mut cache = self.snapshot.lock().await;
-        if let Some((pos, at, body)) = cache.as_ref() {
-            if at.elapsed() < SNAPSHOT_REUSE && self.locate(*pos) == Located::Known {
-                return Ok((*pos, body.clone()));
+        if let Some(c) = cache.as_ref() {
+            if c.made.elapsed() < SNAPSHOT_REUSE && self.locate(c.pos) == Located::Known {
+                return Ok((c.pos, c.body.clone()));
             }
         }
         let catalog = self.catalog.clone();
@@ -576,7 +582,11 @@ impl Publisher {
         })
         .await
         .map_err(|e| FeedEnd::Store(e.to_string()))??;
-        *cache = Some((pos, Instant::now(), body.clone()));
+        *cache = Some(CachedSnapshot {
+            pos,
+            made: Instant::now(),
+            body: body.clone(),
+        });
         Ok((pos, body))
     }
 
