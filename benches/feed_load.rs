@@ -28,11 +28,13 @@ struct Stats {
 
 async fn subscribe(i: usize, servers: Arc<Vec<String>>, stats: Arc<Stats>) {
     let mut pos: Option<cairn::catalog::LogPos> = None;
-    let mut attempt = i;
+    // Like a client agent's server list: a random first choice, and another
+    // at random after a refusal.
+    let mut attempt: usize = rand::random_range(0..servers.len());
     let mut counted = false;
     loop {
         let addr = &servers[attempt % servers.len()];
-        attempt += 1;
+        attempt += 1 + rand::random_range(0..servers.len().max(2) - 1);
         let from = std::net::IpAddr::from([127, 0, 61, 1 + (i / 50) as u8]);
         let Ok(sock) = cairn::rpc::dial(addr, Some(from), Protocol::Feed).await else {
             tokio::time::sleep(Duration::from_millis(200)).await;

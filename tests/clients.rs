@@ -347,6 +347,25 @@ fn malformed_subscription_frames_drop_the_connection_and_nothing_else() {
 }
 
 #[test]
+fn a_client_agent_without_servers_says_so() {
+    let net = 46;
+    let mut c = Node::client(net, 1, &[], &[]);
+    c.spawn();
+    assert!(eventually(Duration::from_secs(10), || c
+        .get("/v1/agent/self")
+        .is_ok()));
+    // Its view never synced: DNS fails rather than deny that anything exists.
+    let out = c.dig(&["c1.node.consul", "A"]);
+    assert!(out.contains("status: SERVFAIL"), "{out}");
+    for path in ["/v1/kv/k?stale", "/v1/kv/k", "/v1/status/leader"] {
+        let r = c.get(path).unwrap();
+        assert_eq!((r.status, r.body.trim()), (500, "No known Consul servers"), "{path}");
+    }
+    let r = c.put("/v1/kv/k", "v").unwrap();
+    assert_eq!((r.status, r.body.trim()), (500, "No known Consul servers"));
+}
+
+#[test]
 fn servers_started_together_form_a_cluster_within_seconds() {
     let net = 44;
     // The join target starts last; the others' first joins fail. With the

@@ -250,6 +250,11 @@ impl Handler {
                 budget.answers_worth_building(),
             )
         };
+        // A client agent whose view has not synced yet knows nothing:
+        // SERVFAIL makes resolvers retry, where NXDOMAIN would be cached.
+        if !answer.recurse && !s.catalog.is_ready() {
+            answer = Answer::error(ResponseCode::ServFail);
+        }
         let trimmed = truncate::fit(&mut answer, owner, truncate::opt_len(edns), &budget);
         (answer, trimmed, qtype)
     }

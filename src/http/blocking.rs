@@ -43,6 +43,11 @@ impl Watch {
 /// leadership with a quorum first; `?stale` reads whatever is here.
 pub async fn ensure_readable(ctx: &Ctx, opts: &ReadOpts) -> Result<(), ApiError> {
     let linearizable = match opts.consistency {
+        // A client agent whose view never synced has nothing to serve,
+        // stale or not; Consul's client answers the same without servers.
+        Consistency::Stale if !ctx.catalog.is_ready() => {
+            return Err(crate::consensus::ConsensusError::NoServers.into())
+        }
         Consistency::Stale => return Ok(()),
         Consistency::Leader => false,
         Consistency::Consistent => true,
