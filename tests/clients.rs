@@ -359,7 +359,11 @@ fn a_client_agent_without_servers_says_so() {
     assert!(out.contains("status: SERVFAIL"), "{out}");
     for path in ["/v1/kv/k?stale", "/v1/kv/k", "/v1/status/leader"] {
         let r = c.get(path).unwrap();
-        assert_eq!((r.status, r.body.trim()), (500, "No known Consul servers"), "{path}");
+        assert_eq!(
+            (r.status, r.body.trim()),
+            (500, "No known Consul servers"),
+            "{path}"
+        );
     }
     let r = c.put("/v1/kv/k", "v").unwrap();
     assert_eq!((r.status, r.body.trim()), (500, "No known Consul servers"));
