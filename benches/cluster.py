@@ -13,21 +13,9 @@ Writes the results into docs/benchmarks.md (section "cluster").
 Usage: benches/cluster.py [--seconds 10] [--conns 64] [--trials 10]
 """
 import argparse, json, os, shutil, signal, statistics, subprocess, sys, tempfile, time
-import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target", "release", "cairn")
-
-
-def http(method, url, body=None, timeout=2.0):
-    req = urllib.request.Request(url, data=body.encode() if isinstance(body, str) else body, method=method)
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-    except Exception:
-        return 0, ""
+import benchlib
+from benchlib import BIN, ROOT, http, replace_section
 
 
 class Agent:
@@ -54,12 +42,7 @@ class Agent:
 
 
 def wait(pred, limit, step=0.02):
-    end = time.monotonic() + limit
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(step)
-    return False
+    return benchlib.wait(pred, limit, step)
 
 
 def agreed(agents, exclude=""):
@@ -228,17 +211,6 @@ def bench_detection(work, trials):
     c.kill()
     s.kill()
     return times
-
-
-def replace_section(path, name, body):
-    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
-    text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
-    block = f"{begin}\n{body.rstrip()}\n{end}"
-    if begin in text and end in text:
-        text = text.split(begin)[0] + block + text.split(end, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    open(path, "w").write(text)
 
 
 def main():

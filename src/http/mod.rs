@@ -319,12 +319,7 @@ async fn call(server: &Server, route: &Route, req: Request, raw_path: &str) -> A
         })?;
     let rest = wire::percent_decode(&raw_path[route.pattern.len().min(raw_path.len())..], false);
     let ctx = Ctx {
-        agent: api.agent.clone(),
-        catalog: api.catalog.clone(),
-        consensus: api.consensus.clone(),
-        gossip: api.gossip.clone(),
-        config: api.config.clone(),
-        metrics: api.metrics.clone(),
+        api: api.clone(),
         shutdown: api.agent.shutdown_signal(),
         method,
         rest,

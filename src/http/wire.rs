@@ -247,14 +247,10 @@ pub struct Api {
     pub metrics: Metrics,
 }
 
-/// One request as handlers see it.
+/// One request as handlers see it; the handles are reached through it
+/// (`ctx.catalog`, `ctx.consensus`, ...).
 pub struct Ctx {
-    pub agent: Arc<Agent>,
-    pub catalog: Arc<Catalog>,
-    pub consensus: Consensus,
-    pub gossip: Gossip,
-    pub config: Arc<Config>,
-    pub metrics: Metrics,
+    pub api: Api,
     /// Turns true when the agent shuts down: blocking queries return.
     pub shutdown: watch::Receiver<bool>,
     pub method: Method,
@@ -263,6 +259,13 @@ pub struct Ctx {
     pub query: Query,
     pub headers: HeaderMap,
     pub body: Bytes,
+}
+
+impl std::ops::Deref for Ctx {
+    type Target = Api;
+    fn deref(&self) -> &Api {
+        &self.api
+    }
 }
 
 impl Ctx {
