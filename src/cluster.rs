@@ -393,53 +393,88 @@ async fn reconcile_raft(
     table: &BTreeMap<String, MemberInfo>,
     failed_since: &HashMap<String, Instant>,
 ) -> Result<(), String> {
-    let raft = ctx.node.raft();
-    let me = ctx.node.id();
-    let (voters, nodes): (BTreeSet<NodeId>, BTreeMap<NodeId, String>) = {
-        let m = raft.metrics();
-        let m = m.borrow();
-        let membership = m.membership_config.membership();
-        (
-            membership.voter_ids().collect(),
-            membership
-                .nodes()
-                .map(|(id, n)| (*id, n.addr.clone()))
-                .collect(),
-        )
+    let m = {
+        let metrics = ctx.node.raft().metrics();
+        let metrics = metrics.borrow();
+        let membership = metrics.membership_config.membership();
+        Membership {
+            voters: membership.voter_ids().collect(),
+            nodes: membership.nodes().map(|(id, _)| *id).collect(),
+        }
     };
     let by_id: HashMap<NodeId, &MemberInfo> = table
         .values()
         .map(|m| (raft_id(&m.id.node_id), m))
         .collect();
-    let is_server = |m: &MemberInfo| m.id.server && m.id.dc == ctx.datacenter;
+    add_servers(ctx, table, &m).await?;
+    if remove_a_dead_voter(ctx, table, &by_id, failed_since, &m).await? {
+        return Ok(());
+    }
+    remove_non_voters(ctx, table, &by_id, failed_since, &m).await
+}
 
-    for m in table.values() {
-        if m.status != MemberStatus::Alive || !is_server(m) {
+/// The raft configuration as the leader sees it.
+struct Membership {
+    voters: BTreeSet<NodeId>,
+    nodes: BTreeSet<NodeId>,
+}
+
+fn is_server(ctx: &ClusterCtx, m: &MemberInfo) -> bool {
+    m.id.server && m.id.dc == ctx.datacenter
+}
+
+fn failed_too_long(failed_since: &HashMap<String, Instant>, m: &MemberInfo) -> bool {
+    failed_since
+        .get(&m.id.name)
+        .is_some_and(|t| t.elapsed() >= DEAD_SERVER_GRACE)
+}
+
+/// Alive servers join as learners, and become voters once caught up.
+async fn add_servers(
+    ctx: &ClusterCtx,
+    table: &BTreeMap<String, MemberInfo>,
+    m: &Membership,
+) -> Result<(), String> {
+    let raft = ctx.node.raft();
+    for member in table.values() {
+        if member.status != MemberStatus::Alive || !is_server(ctx, member) {
             continue;
         }
-        let id = raft_id(&m.id.node_id);
-        if id == me {
+        let id = raft_id(&member.id.node_id);
+        if id == ctx.node.id() {
             continue;
         }
-        let addr = rpc_addr(&m.id);
-        if !nodes.contains_key(&id) {
-            tracing::info!("adding server {} ({addr}) to raft", m.id.name);
+        let addr = rpc_addr(&member.id);
+        if !m.nodes.contains(&id) {
+            tracing::info!("adding server {} ({addr}) to raft", member.id.name);
             // Never block the loop on a catch-up: a server that dies while
             // it syncs would stall every later reconcile.
-            raft.add_learner(id, BasicNode { addr: addr.clone() }, false)
+            raft.add_learner(id, BasicNode { addr }, false)
                 .await
                 .map_err(|e| e.to_string())?;
             continue;
         }
-        if !voters.contains(&id) && caught_up(&ctx.node, id) {
+        if !m.voters.contains(&id) && caught_up(&ctx.node, id) {
             raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), true)
                 .await
                 .map_err(|e| e.to_string())?;
         }
     }
+    Ok(())
+}
 
-    // Voters that left, or failed long enough, go while a quorum remains.
-    let healthy = voters
+/// Removes one voter that left, or failed long enough, while a quorum of
+/// healthy voters remains; true if it did.
+async fn remove_a_dead_voter(
+    ctx: &ClusterCtx,
+    table: &BTreeMap<String, MemberInfo>,
+    by_id: &HashMap<NodeId, &MemberInfo>,
+    failed_since: &HashMap<String, Instant>,
+    m: &Membership,
+) -> Result<bool, String> {
+    let me = ctx.node.id();
+    let healthy = m
+        .voters
         .iter()
         .filter(|id| {
             **id == me
@@ -448,40 +483,47 @@ async fn reconcile_raft(
                     .is_some_and(|m| m.status == MemberStatus::Alive)
         })
         .count();
-    for id in &voters {
-        if *id == me {
-            continue;
-        }
+    for id in m.voters.iter().filter(|id| **id != me) {
         let remove = match by_id.get(id) {
             Some(m) if m.status == MemberStatus::Left => true,
-            Some(m) if m.status == MemberStatus::Failed => failed_since
-                .get(&m.id.name)
-                .is_some_and(|t| t.elapsed() >= DEAD_SERVER_GRACE),
+            Some(m) if m.status == MemberStatus::Failed => failed_too_long(failed_since, m),
             Some(_) => false,
             // Not in gossip at all (pruned): treat as left.
             None => !table.is_empty(),
         };
-        let remaining = voters.len() - 1;
-        if remove && healthy > remaining / 2 {
+        if remove && healthy > (m.voters.len() - 1) / 2 {
             tracing::info!("removing raft voter {id}");
-            raft.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([*id])), false)
+            ctx.node
+                .raft()
+                .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([*id])), false)
                 .await
                 .map_err(|e| e.to_string())?;
-            return Ok(());
+            return Ok(true);
         }
     }
-    // Non-voters that are not (alive, or briefly failed) servers.
-    let gone: BTreeSet<NodeId> = nodes
-        .keys()
-        .filter(|id| !voters.contains(id) && **id != me)
+    Ok(false)
+}
+
+/// Removes non-voters that are not alive (or briefly failed) servers:
+/// servers gone for good, and anything that is not a server (client agents
+/// that older versions added as learners).
+async fn remove_non_voters(
+    ctx: &ClusterCtx,
+    table: &BTreeMap<String, MemberInfo>,
+    by_id: &HashMap<NodeId, &MemberInfo>,
+    failed_since: &HashMap<String, Instant>,
+    m: &Membership,
+) -> Result<(), String> {
+    let gone: BTreeSet<NodeId> = m
+        .nodes
+        .iter()
+        .filter(|id| !m.voters.contains(id) && **id != ctx.node.id())
         .filter(|id| match by_id.get(id) {
-            Some(m) if !is_server(m) => true,
-            Some(m) => match m.status {
+            Some(member) if !is_server(ctx, member) => true,
+            Some(member) => match member.status {
                 MemberStatus::Alive | MemberStatus::Leaving => false,
                 MemberStatus::Left => true,
-                MemberStatus::Failed => failed_since
-                    .get(&m.id.name)
-                    .is_some_and(|t| t.elapsed() >= DEAD_SERVER_GRACE),
+                MemberStatus::Failed => failed_too_long(failed_since, member),
             },
             None => !table.is_empty(),
         })
@@ -489,7 +531,9 @@ async fn reconcile_raft(
         .collect();
     if !gone.is_empty() {
         tracing::info!("removing non-voters {gone:?} from raft");
-        raft.change_membership(ChangeMembers::RemoveNodes(gone), false)
+        ctx.node
+            .raft()
+            .change_membership(ChangeMembers::RemoveNodes(gone), false)
             .await
             .map_err(|e| e.to_string())?;
     }

@@ -291,157 +291,215 @@ async fn start_client(
     })
 }
 
+/// A started agent: what `stop` needs to take it down in order.
+struct Running {
+    config: Arc<Config>,
+    data: DataDir,
+    gossip: Gossip,
+    agent: Arc<Agent>,
+    core: Core,
+    http: crate::http::HttpServers,
+    /// Tells the RPC listener and the feed subscriber to stop.
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    join_failed: tokio::sync::mpsc::Receiver<String>,
+}
+
 async fn start(config: Config) -> Result<i32> {
-    let data = DataDir::prepare(&config)?;
-    let data_dir = data.path.clone();
-    let node_id = node_id(&config, &data_dir)?;
-    let config = Arc::new(config);
-    let metrics = Metrics::install();
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut running = Running::start(config).await?;
+    let (leave, code) = running.wait().await?;
+    running.stop(leave).await;
+    Ok(code)
+}
 
-    let gossip = start_gossip(&config, &node_id).await?;
-    let core = if config.server {
-        start_server(&config, &data_dir, &node_id, &gossip, stop_rx.clone()).await?
-    } else {
-        start_client(&config, &data_dir, &gossip, stop_rx.clone()).await?
-    };
+impl Running {
+    /// Data dir, gossip, the server or client core, the agent, listeners,
+    /// background tasks.
+    async fn start(config: Config) -> Result<Running> {
+        let data = DataDir::prepare(&config)?;
+        let data_dir = data.path.clone();
+        let node_id = node_id(&config, &data_dir)?;
+        let config = Arc::new(config);
+        let metrics = Metrics::install();
+        let (stop, stop_rx) = watch::channel(false);
 
-    let local = Local::open(&data_dir).context("opening local state")?;
-    let (reports_tx, reports_rx) = tokio::sync::mpsc::unbounded_channel();
-    let health = crate::health::start(HealthDeps {
-        checks: local.runnable(),
-        reports: reports_tx,
-        catalog: core.catalog.clone(),
-        node_name: config.node_name.clone(),
-        script_checks: config.enable_script_checks,
-    });
-    let agent = Arc::new(Agent::new(AgentParts {
-        config: config.clone(),
-        node_id: node_id.clone(),
-        data_dir: data_dir.clone(),
-        catalog: core.catalog.clone(),
-        consensus: core.consensus.clone(),
-        local,
-        health,
-    }));
+        let gossip = start_gossip(&config, &node_id).await?;
+        let core = if config.server {
+            start_server(&config, &data_dir, &node_id, &gossip, stop_rx).await?
+        } else {
+            start_client(&config, &data_dir, &gossip, stop_rx).await?
+        };
 
-    crate::dns::start(&config, core.catalog.clone())
+        let local = Local::open(&data_dir).context("opening local state")?;
+        let (reports_tx, reports_rx) = tokio::sync::mpsc::unbounded_channel();
+        let health = crate::health::start(HealthDeps {
+            checks: local.runnable(),
+            reports: reports_tx,
+            catalog: core.catalog.clone(),
+            node_name: config.node_name.clone(),
+            script_checks: config.enable_script_checks,
+        });
+        let agent = Arc::new(Agent::new(AgentParts {
+            config: config.clone(),
+            node_id: node_id.clone(),
+            data_dir: data_dir.clone(),
+            catalog: core.catalog.clone(),
+            consensus: core.consensus.clone(),
+            local,
+            health,
+        }));
+
+        crate::dns::start(&config, core.catalog.clone())
+            .await
+            .context("starting DNS server")?;
+        let http = crate::http::start(Api {
+            agent: agent.clone(),
+            catalog: core.catalog.clone(),
+            consensus: core.consensus.clone(),
+            gossip: gossip.clone(),
+            config: config.clone(),
+            metrics,
+        })
         .await
-        .context("starting DNS server")?;
-    let http = crate::http::start(Api {
-        agent: agent.clone(),
-        catalog: core.catalog.clone(),
-        consensus: core.consensus.clone(),
-        gossip: gossip.clone(),
-        config: config.clone(),
-        metrics,
-    })
-    .await
-    .context("starting HTTP server")?;
+        .context("starting HTTP server")?;
 
-    if let Some(pid_file) = &config.pid_file {
-        std::fs::write(pid_file, std::process::id().to_string())
-            .with_context(|| format!("writing pid file {}", pid_file.display()))?;
+        if let Some(pid_file) = &config.pid_file {
+            std::fs::write(pid_file, std::process::id().to_string())
+                .with_context(|| format!("writing pid file {}", pid_file.display()))?;
+        }
+        tracing::info!(
+            node = %config.node_name, id = %node_id, datacenter = %config.datacenter, server = config.server,
+            data_dir = %data_dir.display(), "cairn agent running"
+        );
+        eprintln!(
+            "==> cairn agent running! Node name: '{}', Datacenter: '{}', Server: {}",
+            config.node_name, config.datacenter, config.server
+        );
+
+        let mut tasks = vec![
+            tokio::spawn(agent.clone().take_reports(reports_rx)),
+            tokio::spawn(crate::agent::check_sync::run(agent.clone())),
+            tokio::spawn(crate::agent::sync::run(agent.clone())),
+            tokio::spawn(crate::agent::reaper::run(agent.clone())),
+            tokio::spawn(gauges_loop(core.catalog.clone(), core.consensus.clone())),
+        ];
+        if let Some(server) = &core.server {
+            tasks.extend(server_tasks(&config, &core, server, &gossip));
+        }
+        let (join_failed_tx, join_failed) = tokio::sync::mpsc::channel::<String>(1);
+        if !config.retry_join.is_empty() {
+            let (g, targets) = (gossip.clone(), config.retry_join.clone());
+            let (interval, max) = (config.retry_interval, config.retry_max);
+            let serf_port = config.ports.serf_lan.max(0) as u16;
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) =
+                    crate::cluster::retry_join(g, targets, serf_port, interval, max).await
+                {
+                    let _ = join_failed_tx.send(e).await;
+                }
+            }));
+        }
+        Ok(Running {
+            config,
+            data,
+            gossip,
+            agent,
+            core,
+            http,
+            stop,
+            tasks,
+            join_failed,
+        })
     }
 
-    tracing::info!(
-        node = %config.node_name, id = %node_id, datacenter = %config.datacenter, server = config.server,
-        data_dir = %data_dir.display(), "cairn agent running"
-    );
-    eprintln!(
-        "==> cairn agent running! Node name: '{}', Datacenter: '{}', Server: {}",
-        config.node_name, config.datacenter, config.server
-    );
+    /// Waits for a reason to stop; returns whether to leave the cluster and
+    /// the exit code.
+    async fn wait(&mut self) -> Result<(bool, i32)> {
+        let config = &self.config;
+        let mut conflicts = self.gossip.conflicts();
+        let mut shutdown = self.agent.shutdown_signal();
+        let mut sigterm =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        // Consul's defaults: servers stay in the cluster on SIGINT/SIGTERM
+        // (skip_leave_on_interrupt=true, leave_on_terminate=false), client
+        // agents leave gracefully.
+        let leave_on_int = !config.skip_leave_on_interrupt.unwrap_or(config.server);
+        let leave_on_term = config.leave_on_terminate.unwrap_or(!config.server);
+        Ok(tokio::select! {
+            _ = tokio::signal::ctrl_c() => { tracing::info!("caught interrupt, shutting down"); (leave_on_int, 0) }
+            _ = sigterm.recv() => { tracing::info!("caught terminate, shutting down"); (leave_on_term, 0) }
+            _ = shutdown.wait_for(|s| *s) => { tracing::info!("graceful leave requested"); (true, 0) }
+            Some(e) = self.join_failed.recv() => { eprintln!("==> {e}"); (false, 1) }
+            c = conflicts.wait_for(|c| c.is_some()) => {
+                let msg = c.map(|c| c.clone().unwrap_or_default()).unwrap_or_default();
+                eprintln!("==> {msg}");
+                tracing::error!("{msg}");
+                (false, 1)
+            }
+        })
+    }
 
+    /// Stops in order: leave gossip (if leaving), this agent's own work (no
+    /// new writes), then the listeners (in-flight requests finish,
+    /// subscribers move on), then raft.
+    async fn stop(self, leave: bool) {
+        if leave {
+            if let Err(e) = self.gossip.leave().await {
+                tracing::warn!("leave: {e}");
+            }
+            // Give the intent a moment to spread before the socket goes quiet.
+            tokio::time::sleep(Duration::from_millis(600)).await;
+        }
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.agent.request_shutdown();
+        let _ = self.stop.send(true);
+        if let Some(server) = &self.core.server {
+            server.feed.close();
+        }
+        self.http.drained().await;
+        if let Some(server) = self.core.server {
+            let _ = tokio::time::timeout(Duration::from_secs(5), server.raft.shutdown()).await;
+            server.feed_rt.shutdown_background();
+        }
+        if let Some(pid_file) = &self.config.pid_file {
+            let _ = std::fs::remove_file(pid_file);
+        }
+        drop(self.data);
+    }
+}
+
+/// The cluster upkeep a server runs.
+fn server_tasks(
+    config: &Config,
+    core: &Core,
+    server: &ServerParts,
+    gossip: &Gossip,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let ctx = ClusterCtx {
+        node: server.node.clone(),
+        consensus: core.consensus.clone(),
+        catalog: core.catalog.clone(),
+        gossip: gossip.clone(),
+        datacenter: config.datacenter.clone(),
+        local: Some(config.bind_addr),
+    };
     let mut tasks = vec![
-        tokio::spawn(agent.clone().take_reports(reports_rx)),
-        tokio::spawn(crate::agent::check_sync::run(agent.clone())),
-        tokio::spawn(crate::agent::sync::run(agent.clone())),
-        tokio::spawn(crate::agent::reaper::run(agent.clone())),
-        tokio::spawn(gauges_loop(core.catalog.clone(), core.consensus.clone())),
-    ];
-    if let Some(server) = &core.server {
-        let ctx = ClusterCtx {
-            node: server.node.clone(),
-            consensus: core.consensus.clone(),
-            catalog: core.catalog.clone(),
-            gossip: gossip.clone(),
-            datacenter: config.datacenter.clone(),
-            local: Some(config.bind_addr),
-        };
-        tasks.push(tokio::spawn(crate::cluster::leader_loop(ctx.clone())));
-        tasks.push(tokio::spawn(crate::cluster::session_ttl_loop(ctx.clone())));
-        tasks.push(tokio::spawn(crate::cluster::feed_leadership_loop(
+        tokio::spawn(crate::cluster::leader_loop(ctx.clone())),
+        tokio::spawn(crate::cluster::session_ttl_loop(ctx.clone())),
+        tokio::spawn(crate::cluster::feed_leadership_loop(
             ctx.clone(),
             server.feed.clone(),
+        )),
+    ];
+    if config.bootstrap_expect > 1 {
+        tasks.push(tokio::spawn(crate::cluster::bootstrap_expect(
+            ctx,
+            config.bootstrap_expect,
         )));
-        if config.bootstrap_expect > 1 {
-            tasks.push(tokio::spawn(crate::cluster::bootstrap_expect(
-                ctx,
-                config.bootstrap_expect,
-            )));
-        }
     }
-    let serf_port = config.ports.serf_lan.max(0) as u16;
-    let (join_failed_tx, mut join_failed) = tokio::sync::mpsc::channel::<String>(1);
-    if !config.retry_join.is_empty() {
-        let (g, targets) = (gossip.clone(), config.retry_join.clone());
-        let (interval, max) = (config.retry_interval, config.retry_max);
-        tasks.push(tokio::spawn(async move {
-            if let Err(e) = crate::cluster::retry_join(g, targets, serf_port, interval, max).await {
-                let _ = join_failed_tx.send(e).await;
-            }
-        }));
-    }
-    let mut conflicts = gossip.conflicts();
-
-    let mut shutdown = agent.shutdown_signal();
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    // Consul's defaults: servers stay in the cluster on SIGINT/SIGTERM
-    // (skip_leave_on_interrupt=true, leave_on_terminate=false), client agents
-    // leave gracefully.
-    let leave_on_int = !config.skip_leave_on_interrupt.unwrap_or(config.server);
-    let leave_on_term = config.leave_on_terminate.unwrap_or(!config.server);
-    let (leave, code) = tokio::select! {
-        _ = tokio::signal::ctrl_c() => { tracing::info!("caught interrupt, shutting down"); (leave_on_int, 0) }
-        _ = sigterm.recv() => { tracing::info!("caught terminate, shutting down"); (leave_on_term, 0) }
-        _ = shutdown.wait_for(|s| *s) => { tracing::info!("graceful leave requested"); (true, 0) }
-        Some(e) = join_failed.recv() => { eprintln!("==> {e}"); (false, 1) }
-        c = conflicts.wait_for(|c| c.is_some()) => {
-            let msg = c.map(|c| c.clone().unwrap_or_default()).unwrap_or_default();
-            eprintln!("==> {msg}");
-            tracing::error!("{msg}");
-            (false, 1)
-        }
-    };
-    if leave {
-        if let Err(e) = gossip.leave().await {
-            tracing::warn!("leave: {e}");
-        }
-        // Give the intent a moment to spread before the socket goes quiet.
-        tokio::time::sleep(Duration::from_millis(600)).await;
-    }
-    // Stop in order: this agent's own work first (no new writes), then
-    // the listeners (in-flight requests finish, subscribers move on), then
-    // raft.
-    for t in &tasks {
-        t.abort();
-    }
-    agent.request_shutdown();
-    let _ = stop_tx.send(true);
-    if let Some(server) = &core.server {
-        server.feed.close();
-    }
-    http.drained().await;
-    if let Some(server) = core.server {
-        let _ = tokio::time::timeout(Duration::from_secs(5), server.raft.shutdown()).await;
-        server.feed_rt.shutdown_background();
-    }
-    if let Some(pid_file) = &config.pid_file {
-        let _ = std::fs::remove_file(pid_file);
-    }
-    drop(data);
-    Ok(code)
+    tasks
 }
 
 async fn gauges_loop(catalog: Arc<Catalog>, consensus: Consensus) {

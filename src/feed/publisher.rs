@@ -448,30 +448,8 @@ impl Publisher {
         gone: &mut tokio::sync::oneshot::Receiver<()>,
     ) -> Result<(), FeedEnd> {
         let mut latest = self.latest.subscribe();
-        let mut pos = match sub.from {
-            Some(from) => match self.locate(from) {
-                Located::Known => from,
-                Located::Unknown => self.resync(out).await?,
-                Located::Ahead => {
-                    // This replica is behind the subscriber: wait a little
-                    // for it to catch up, then send the subscriber elsewhere.
-                    let caught_up =
-                        tokio::time::timeout(BEHIND_WAIT, latest.wait_for(|i| *i >= from.index))
-                            .await
-                            .is_ok();
-                    match (caught_up, self.locate(from)) {
-                        (true, Located::Known) => from,
-                        (true, Located::Unknown) => self.resync(out).await?,
-                        _ => {
-                            let applied = *self.latest.borrow();
-                            return out
-                                .send_frame(&FrameOut::Refused(&Refusal::Behind { applied }))
-                                .await;
-                        }
-                    }
-                }
-            },
-            None => self.resync(out).await?,
+        let Some(mut pos) = self.position(out, sub.from, &mut latest).await? else {
+            return Ok(());
         };
         let mut moves = self.moves.subscribe();
         moves.borrow_and_update();
@@ -544,6 +522,40 @@ impl Publisher {
                     out.send_frame(&FrameOut::Heartbeat(&state)).await?;
                     last_heartbeat = Instant::now();
                 }
+            }
+        }
+    }
+
+    /// Where a new subscription starts: its own position if this server's
+    /// ring has it, else a full resync; `None` when it was turned away
+    /// because this replica is behind it.
+    async fn position(
+        &self,
+        out: &mut Out,
+        from: Option<LogPos>,
+        latest: &mut watch::Receiver<u64>,
+    ) -> Result<Option<LogPos>, FeedEnd> {
+        let Some(from) = from else {
+            return self.resync(out).await.map(Some);
+        };
+        match self.locate(from) {
+            Located::Known => return Ok(Some(from)),
+            Located::Unknown => return self.resync(out).await.map(Some),
+            Located::Ahead => {}
+        }
+        // This replica is behind the subscriber: wait a little for it to
+        // catch up, then send the subscriber elsewhere.
+        let caught_up = tokio::time::timeout(BEHIND_WAIT, latest.wait_for(|i| *i >= from.index))
+            .await
+            .is_ok();
+        match (caught_up, self.locate(from)) {
+            (true, Located::Known) => Ok(Some(from)),
+            (true, Located::Unknown) => self.resync(out).await.map(Some),
+            _ => {
+                let applied = *self.latest.borrow();
+                out.send_frame(&FrameOut::Refused(&Refusal::Behind { applied }))
+                    .await?;
+                Ok(None)
             }
         }
     }

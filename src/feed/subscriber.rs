@@ -131,7 +131,7 @@ impl Subscriber {
         force: bool,
     ) -> Result<End, SessionError> {
         let view = self.view.clone();
-        let mut applied = tokio::task::spawn_blocking(move || view.applied())
+        let applied = tokio::task::spawn_blocking(move || view.applied())
             .await
             .map_err(|e| SessionError::Store(e.to_string()))?
             .map_err(|e| SessionError::Store(e.to_string()))?;
@@ -152,8 +152,13 @@ impl Subscriber {
             accept_leader,
         };
         frame::write_frame(&mut wr, &sub).await?;
-        let mut incoming: Option<Incoming> = None;
-        let mut announced = false;
+        let mut session = Session {
+            addr,
+            applied,
+            incoming: None,
+            announced: false,
+            force,
+        };
         loop {
             let payload = tokio::time::timeout(DEAD_AFTER, frame::read_raw(&mut rd))
                 .await
@@ -165,8 +170,8 @@ impl Subscriber {
                     return Err(e.into());
                 }
             };
-            if !announced && !matches!(f, Frame::Refused(_)) {
-                announced = true;
+            if !session.announced && !matches!(f, Frame::Refused(_)) {
+                session.announced = true;
                 match from {
                     Some(p) => {
                         tracing::info!(server = %addr, index = p.index, "feed: subscribed, resuming")
@@ -175,76 +180,18 @@ impl Subscriber {
                 }
             }
             match f {
-                Frame::Batch(entries) => {
-                    let Some(first) = entries.first().map(|e| e.pos.index) else {
-                        continue;
-                    };
-                    if first > applied.index + 1 {
-                        return Err(SessionError::Gap {
-                            have: applied.index,
-                            got: first,
-                        });
-                    }
-                    let last = entries.last().map(|e| e.pos).unwrap_or(applied);
-                    if last.index <= applied.index {
-                        continue;
-                    }
-                    let view = self.view.clone();
-                    tokio::task::spawn_blocking(move || {
-                        view.apply_entries(
-                            entries.iter().map(|e| (e.pos, e.cmd.as_ref())),
-                            |_, _| Ok(()),
-                        )
-                    })
-                    .await
-                    .map_err(|e| SessionError::Store(e.to_string()))?
-                    .map_err(|e| SessionError::Store(e.to_string()))?;
-                    applied = last;
-                    self.view.mark_ready();
-                    self.status.current();
-                }
+                Frame::Batch(entries) => self.on_batch(&mut session, entries).await?,
                 Frame::Snapshot {
                     pos,
                     total,
                     offset,
                     data,
                 } => {
-                    let inc = incoming.get_or_insert_with(|| Incoming {
-                        pos,
-                        total,
-                        data: Vec::with_capacity(total.min(256 << 20) as usize),
-                    });
-                    if inc.pos != pos || inc.total != total || offset != inc.data.len() as u64 {
-                        return Err(SessionError::Snapshot("chunks out of order".into()));
-                    }
-                    inc.data.extend_from_slice(&data);
-                    if (inc.data.len() as u64) < inc.total {
-                        continue;
-                    }
-                    let Some(done) = incoming.take() else {
-                        continue;
-                    };
-                    if done.pos.index < applied.index && self.view.is_ready() && !force {
-                        return Err(SessionError::Backwards {
-                            have: applied.index,
-                            got: done.pos.index,
-                        });
-                    }
-                    let view = self.view.clone();
-                    tokio::task::spawn_blocking(move || {
-                        let snap: CatalogSnapshot = bincode::deserialize(&done.data)
-                            .map_err(|e| SessionError::Snapshot(e.to_string()))?;
-                        view.restore(done.pos, &snap, |_, _| Ok(()))
-                            .map_err(|e| SessionError::Store(e.to_string()))
-                    })
-                    .await
-                    .map_err(|e| SessionError::Store(e.to_string()))??;
-                    tracing::info!(server = %addr, index = pos.index, "feed: view synced in full");
-                    applied = pos;
-                    self.status.current();
+                    self.on_snapshot_chunk(&mut session, pos, total, offset, data)
+                        .await?
                 }
                 Frame::Heartbeat(state) => {
-                    let caught_up = state.applied.index <= applied.index;
+                    let caught_up = state.applied.index <= session.applied.index;
                     self.status
                         .heard(state.leader, state.last_contact_ms, caught_up);
                 }
@@ -253,4 +200,94 @@ impl Subscriber {
             }
         }
     }
+
+    /// Applies the entries after the view's position.
+    async fn on_batch(
+        &self,
+        session: &mut Session<'_>,
+        entries: Vec<super::FeedEntry>,
+    ) -> Result<(), SessionError> {
+        let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+            return Ok(());
+        };
+        let (first, last) = (first.pos.index, last.pos);
+        if first > session.applied.index + 1 {
+            return Err(SessionError::Gap {
+                have: session.applied.index,
+                got: first,
+            });
+        }
+        if last.index <= session.applied.index {
+            return Ok(());
+        }
+        let view = self.view.clone();
+        tokio::task::spawn_blocking(move || {
+            view.apply_entries(entries.iter().map(|e| (e.pos, e.cmd.as_ref())), |_, _| {
+                Ok(())
+            })
+        })
+        .await
+        .map_err(|e| SessionError::Store(e.to_string()))?
+        .map_err(|e| SessionError::Store(e.to_string()))?;
+        session.applied = last;
+        self.view.mark_ready();
+        self.status.current();
+        Ok(())
+    }
+
+    /// Collects a snapshot's chunks; the last one replaces the view.
+    async fn on_snapshot_chunk(
+        &self,
+        session: &mut Session<'_>,
+        pos: LogPos,
+        total: u64,
+        offset: u64,
+        data: Vec<u8>,
+    ) -> Result<(), SessionError> {
+        let inc = session.incoming.get_or_insert_with(|| Incoming {
+            pos,
+            total,
+            data: Vec::with_capacity(total.min(256 << 20) as usize),
+        });
+        if inc.pos != pos || inc.total != total || offset != inc.data.len() as u64 {
+            return Err(SessionError::Snapshot("chunks out of order".into()));
+        }
+        inc.data.extend_from_slice(&data);
+        if (inc.data.len() as u64) < inc.total {
+            return Ok(());
+        }
+        let Some(done) = session.incoming.take() else {
+            return Ok(());
+        };
+        if done.pos.index < session.applied.index && self.view.is_ready() && !session.force {
+            return Err(SessionError::Backwards {
+                have: session.applied.index,
+                got: done.pos.index,
+            });
+        }
+        let view = self.view.clone();
+        tokio::task::spawn_blocking(move || {
+            let snap: CatalogSnapshot = bincode::deserialize(&done.data)
+                .map_err(|e| SessionError::Snapshot(e.to_string()))?;
+            view.restore(done.pos, &snap, |_, _| Ok(()))
+                .map_err(|e| SessionError::Store(e.to_string()))
+        })
+        .await
+        .map_err(|e| SessionError::Store(e.to_string()))??;
+        tracing::info!(server = %session.addr, index = pos.index, "feed: view synced in full");
+        session.applied = pos;
+        self.status.current();
+        Ok(())
+    }
+}
+
+/// One subscription's progress.
+struct Session<'a> {
+    addr: &'a str,
+    /// The view's position.
+    applied: LogPos,
+    incoming: Option<Incoming>,
+    announced: bool,
+    /// Accept a snapshot behind the view (every server was behind it).
+    force: bool,
 }
