@@ -64,7 +64,18 @@ async fn subscribe(i: usize, servers: Arc<Vec<String>>, stats: Arc<Stats>) {
                 eprintln!("feed_load: undecodable frame from {addr}");
                 break;
             };
+            let f = match f {
+                Frame::Packed(data) => match cairn::feed::unpack(&data) {
+                    Ok(entries) => Frame::Batch(entries),
+                    Err(e) => {
+                        eprintln!("feed_load: {e}");
+                        break;
+                    }
+                },
+                other => other,
+            };
             match f {
+                Frame::Packed(_) => {}
                 Frame::Batch(entries) => {
                     if let Some(last) = entries.last() {
                         pos = Some(last.pos);

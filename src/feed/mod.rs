@@ -105,6 +105,49 @@ pub enum Frame {
     Refused(Refusal),
     /// Subscribe to another server, resuming from the current position.
     Moved,
+    /// A [`Frame::Batch`]'s entries, bincode-encoded and LZ4-compressed
+    /// (with the uncompressed size in front, little-endian u32). A batch is
+    /// compressed once and sent to every subscriber, so the bytes each
+    /// subscriber costs its server shrink while the compression is paid
+    /// once.
+    Packed(Vec<u8>),
+}
+
+/// The largest batch a [`Frame::Packed`] may unpack to.
+pub const MAX_UNPACKED: usize = crate::rpc::MAX_FRAME;
+
+/// Compresses a batch's entries; `None` when that would not save a tenth.
+pub fn pack(entries: &[FeedEntry]) -> Option<Vec<u8>> {
+    let raw = bincode::serialize(entries).ok()?;
+    if raw.len() < 256 {
+        return None;
+    }
+    let packed = lz4_flex::compress_prepend_size(&raw);
+    (packed.len() * 10 < raw.len() * 9).then_some(packed)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UnpackError {
+    #[error("packed batch of {0} bytes exceeds the limit")]
+    TooLarge(usize),
+    #[error("packed batch: {0}")]
+    Lz4(#[from] lz4_flex::block::DecompressError),
+    #[error("packed batch: {0}")]
+    Decode(#[from] bincode::Error),
+}
+
+/// The entries of a [`Frame::Packed`], refusing one that claims to unpack
+/// to more than [`MAX_UNPACKED`] bytes before allocating anything.
+pub fn unpack(data: &[u8]) -> Result<Vec<FeedEntry>, UnpackError> {
+    let claimed = data
+        .get(..4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        .unwrap_or(0);
+    if claimed > MAX_UNPACKED {
+        return Err(UnpackError::TooLarge(claimed));
+    }
+    let raw = lz4_flex::decompress_size_prepended(data)?;
+    Ok(bincode::deserialize(&raw)?)
 }
 
 /// [`Frame`] with borrowed payloads, for encoding without copies. It must
@@ -121,6 +164,7 @@ enum FrameOut<'a> {
     Heartbeat(&'a ServerState),
     Refused(&'a Refusal),
     Moved,
+    Packed(&'a [u8]),
 }
 
 #[cfg(test)]
@@ -171,11 +215,38 @@ mod tests {
                 Frame::Refused(Refusal::Behind { applied: 3 }),
             ),
             (FrameOut::Moved, Frame::Moved),
+            (FrameOut::Packed(b"xyz"), Frame::Packed(b"xyz".to_vec())),
         ];
         for (out, want) in cases {
             let bytes = bincode::serialize(&out).unwrap();
             let got: Frame = bincode::deserialize(&bytes).unwrap();
             assert_eq!(got, want);
         }
+    }
+
+    #[test]
+    fn packed_batches_unpack_and_bombs_are_refused() {
+        let entries: Vec<FeedEntry> = (1..=50)
+            .map(|i| FeedEntry {
+                pos: LogPos { index: i, term: 3 },
+                cmd: Some(Command::Kv(KvOp::Set {
+                    key: format!("bench/worker-1/{i}"),
+                    value: format!("value-{i}").into_bytes(),
+                    flags: 0,
+                })),
+            })
+            .collect();
+        let packed = pack(&entries).expect("worth compressing");
+        let raw = bincode::serialize(&entries).unwrap().len();
+        assert!(packed.len() * 2 < raw, "{} of {raw} bytes", packed.len());
+        assert_eq!(unpack(&packed).unwrap(), entries);
+        // Tiny batches are not packed.
+        assert!(pack(&entries[..1]).is_none());
+        // A claimed size over the limit is refused before decompressing.
+        let mut bomb = (u32::MAX).to_le_bytes().to_vec();
+        bomb.extend_from_slice(&packed[4..]);
+        assert!(matches!(unpack(&bomb), Err(UnpackError::TooLarge(_))));
+        assert!(unpack(&packed[..packed.len() / 2]).is_err());
+        assert!(unpack(&[1, 2]).is_err());
     }
 }

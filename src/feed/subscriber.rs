@@ -51,6 +51,8 @@ enum SessionError {
     Backwards { have: u64, got: u64 },
     #[error("malformed snapshot: {0}")]
     Snapshot(String),
+    #[error("{0}")]
+    Packed(super::UnpackError),
     #[error("state store: {0}")]
     Store(String),
 }
@@ -181,6 +183,13 @@ impl Subscriber {
             }
             match f {
                 Frame::Batch(entries) => self.on_batch(&mut session, entries).await?,
+                Frame::Packed(data) => {
+                    let entries = super::unpack(&data).map_err(|e| {
+                        tracing::warn!(server = %addr, "feed: dropping connection: {e}");
+                        SessionError::Packed(e)
+                    })?;
+                    self.on_batch(&mut session, entries).await?
+                }
                 Frame::Snapshot {
                     pos,
                     total,
