@@ -413,7 +413,9 @@ impl Publisher {
 
     async fn serve(self: &Arc<Self>, sock: TcpStream, peer: SocketAddr) -> Result<(), FeedEnd> {
         let (rd, wr) = sock.into_split();
-        let mut rd = BufReader::new(rd);
+        // A subscriber sends one small frame; a big buffer per subscription
+        // would only cost memory.
+        let mut rd = BufReader::with_capacity(1024, rd);
         let mut out = Out { wr };
         let sub: Subscribe = match tokio::time::timeout(
             crate::rpc::listener::FIRST_BYTE_TIMEOUT,
