@@ -5,7 +5,7 @@
 //! `router.Manager`). New servers join the order at a random place, gone
 //! ones leave it.
 
-use crate::gossip::{Gossip, MemberStatus};
+use crate::gossip::{Gossip, MemberStatus, MemberTable};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -13,6 +13,10 @@ use std::time::{Duration, Instant};
 pub struct ServerList {
     gossip: Gossip,
     datacenter: String,
+    /// The alive servers, derived from the member table it was read from
+    /// (recomputed only when gossip publishes a new table: with thousands
+    /// of client agents the table is large and calls are frequent).
+    alive: parking_lot::Mutex<Option<(MemberTable, Vec<String>)>>,
     order: parking_lot::Mutex<Vec<String>>,
     /// Servers that asked this agent to subscribe elsewhere (leaders), until when.
     avoid: parking_lot::Mutex<HashMap<String, Instant>>,
@@ -23,6 +27,7 @@ impl ServerList {
         ServerList {
             gossip,
             datacenter,
+            alive: Default::default(),
             order: Default::default(),
             avoid: Default::default(),
         }
@@ -30,14 +35,22 @@ impl ServerList {
 
     /// RPC addresses of the alive servers of this datacenter, as gossip sees them.
     fn alive(&self) -> Vec<String> {
-        self.gossip
-            .members()
+        let table = self.gossip.members();
+        let mut cache = self.alive.lock();
+        if let Some((seen, servers)) = cache.as_ref() {
+            if std::sync::Arc::ptr_eq(seen, &table) {
+                return servers.clone();
+            }
+        }
+        let servers: Vec<String> = table
             .values()
             .filter(|m| {
                 m.id.server && m.status == MemberStatus::Alive && m.id.dc == self.datacenter
             })
             .map(|m| SocketAddr::new(m.id.addr.ip(), m.id.rpc_port).to_string())
-            .collect()
+            .collect();
+        *cache = Some((table, servers.clone()));
+        servers
     }
 
     /// The alive servers in this agent's order of preference.
