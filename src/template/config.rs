@@ -223,7 +223,12 @@ fn split_template_flag(s: &str) -> Vec<String> {
     let mut i = 0;
     while i < b.len() {
         let start = i;
-        if i + 1 < b.len() && b[i].is_ascii_alphabetic() && b[i + 1] == b':' && i + 2 < b.len() && b[i + 2] != b':' {
+        if i + 1 < b.len()
+            && b[i].is_ascii_alphabetic()
+            && b[i + 1] == b':'
+            && i + 2 < b.len()
+            && b[i + 2] != b':'
+        {
             i += 2;
         }
         let body = i;
@@ -283,7 +288,7 @@ impl Default for Config {
             template_error_fatal: true,
             kill_signal: libc::SIGINT,
             reload_signal: Some(libc::SIGHUP),
-            log_level: "info".into(),
+            log_level: "warn".into(),
         }
     }
 }
@@ -311,7 +316,10 @@ impl<T> OneOrMany<T> {
 #[serde(untagged)]
 enum WaitSpec {
     Text(String),
-    Block { min: Option<String>, max: Option<String> },
+    Block {
+        min: Option<String>,
+        max: Option<String>,
+    },
 }
 
 impl WaitSpec {
@@ -319,7 +327,11 @@ impl WaitSpec {
         match self {
             WaitSpec::Text(s) => Wait::parse(&s),
             WaitSpec::Block { min, max } => {
-                let min = min.as_deref().map(go_duration).transpose()?.unwrap_or_default();
+                let min = min
+                    .as_deref()
+                    .map(go_duration)
+                    .transpose()?
+                    .unwrap_or_default();
                 let max = match max {
                     Some(m) => go_duration(&m)?,
                     None => min * 4,
@@ -498,7 +510,11 @@ impl Config {
             self.kill_signal = signal(&s)?;
         }
         if let Some(s) = f.reload_signal {
-            self.reload_signal = if s.is_empty() { None } else { Some(signal(&s)?) };
+            self.reload_signal = if s.is_empty() {
+                None
+            } else {
+                Some(signal(&s)?)
+            };
         }
         if let Some(b) = f.template_error_fatal {
             self.template_error_fatal = b;
@@ -527,7 +543,12 @@ fn exec_config(e: ExecFile) -> Result<Option<ExecConfig>, ConfigError> {
             Some(s) => Some(signal(&s)?),
             None => Some(libc::SIGHUP),
         },
-        kill_signal: e.kill_signal.as_deref().map(signal).transpose()?.unwrap_or(libc::SIGINT),
+        kill_signal: e
+            .kill_signal
+            .as_deref()
+            .map(signal)
+            .transpose()?
+            .unwrap_or(libc::SIGINT),
         kill_timeout: e
             .kill_timeout
             .as_deref()
@@ -546,7 +567,9 @@ fn template_config(t: TemplateFile) -> Result<TemplateConfig, ConfigError> {
         return Err(ConfigError::MissingSource);
     }
     let Some(destination) = t.destination.filter(|d| !d.is_empty()) else {
-        return Err(ConfigError::MissingDestination(source.unwrap_or_else(|| "(dynamic)".into())));
+        return Err(ConfigError::MissingDestination(
+            source.unwrap_or_else(|| "(dynamic)".into()),
+        ));
     };
     let mut c = TemplateConfig::new(PathBuf::from(destination));
     c.source = source.map(PathBuf::from);
@@ -595,9 +618,14 @@ mod tests {
         let t = TemplateConfig::parse_flag("C:\\in.tpl:D:\\out.txt").unwrap();
         assert_eq!(t.source, Some(PathBuf::from("C:\\in.tpl")));
         assert_eq!(t.destination, PathBuf::from("D:\\out.txt"));
-        assert_eq!(TemplateConfig::parse_flag("").unwrap_err(), ConfigError::TemplateEmpty);
         assert_eq!(
-            TemplateConfig::parse_flag("in.ctmpl").unwrap_err().to_string(),
+            TemplateConfig::parse_flag("").unwrap_err(),
+            ConfigError::TemplateEmpty
+        );
+        assert_eq!(
+            TemplateConfig::parse_flag("in.ctmpl")
+                .unwrap_err()
+                .to_string(),
             "template: missing 'destination' in in.ctmpl"
         );
         assert_eq!(t.display(), r#""C:\\in.tpl" => "D:\\out.txt""#);
@@ -606,13 +634,28 @@ mod tests {
     #[test]
     fn wait_grammar() {
         let w = Wait::parse("5s:10s").unwrap();
-        assert_eq!((w.min, w.max), (Duration::from_secs(5), Duration::from_secs(10)));
+        assert_eq!(
+            (w.min, w.max),
+            (Duration::from_secs(5), Duration::from_secs(10))
+        );
         let w = Wait::parse("2s").unwrap();
         assert_eq!(w.max, Duration::from_secs(8));
-        assert_eq!(Wait::parse("").unwrap_err().to_string(), "wait: cannot be empty");
-        assert_eq!(Wait::parse("1s:2s:3s").unwrap_err().to_string(), "wait: invalid format");
-        assert_eq!(Wait::parse("-1s").unwrap_err().to_string(), "wait: cannot be negative");
-        assert_eq!(Wait::parse("5s:1s").unwrap_err().to_string(), "wait: min must be less than max");
+        assert_eq!(
+            Wait::parse("").unwrap_err().to_string(),
+            "wait: cannot be empty"
+        );
+        assert_eq!(
+            Wait::parse("1s:2s:3s").unwrap_err().to_string(),
+            "wait: invalid format"
+        );
+        assert_eq!(
+            Wait::parse("-1s").unwrap_err().to_string(),
+            "wait: cannot be negative"
+        );
+        assert_eq!(
+            Wait::parse("5s:1s").unwrap_err().to_string(),
+            "wait: min must be less than max"
+        );
         assert!(Wait::parse("soon").is_err());
     }
 
@@ -623,7 +666,10 @@ mod tests {
         assert_eq!(r.pause(3), Some(Duration::from_secs(2)));
         assert_eq!(r.pause(10), Some(Duration::from_secs(60)));
         assert_eq!(r.pause(12), None);
-        let forever = Retry { attempts: 0, ..Retry::default() };
+        let forever = Retry {
+            attempts: 0,
+            ..Retry::default()
+        };
         assert_eq!(forever.pause(1000), Some(Duration::from_secs(60)));
     }
 
@@ -669,7 +715,13 @@ template {
         assert_eq!(c.retry.attempts, 3);
         assert_eq!(c.retry.backoff, Duration::from_millis(100));
         assert_eq!(c.max_stale, Duration::from_secs(10));
-        assert_eq!(c.wait, Some(Wait { min: Duration::from_secs(1), max: Duration::from_secs(3) }));
+        assert_eq!(
+            c.wait,
+            Some(Wait {
+                min: Duration::from_secs(1),
+                max: Duration::from_secs(3)
+            })
+        );
         assert_eq!(c.templates.len(), 2);
         let t = &c.templates[0];
         assert_eq!(t.command, ["nginx -s reload"]);
@@ -694,10 +746,17 @@ template {
     fn hcl_errors_are_clear() {
         let mut c = Config::default();
         let e = c.merge_hcl("bogus = 1\n", "x.hcl").unwrap_err().to_string();
-        assert!(e.starts_with("error decoding config at x.hcl:") && e.contains("bogus"), "{e}");
-        let e = c.merge_hcl("template {\n destination = \"b\"\n}\n", "x.hcl").unwrap_err();
+        assert!(
+            e.starts_with("error decoding config at x.hcl:") && e.contains("bogus"),
+            "{e}"
+        );
+        let e = c
+            .merge_hcl("template {\n destination = \"b\"\n}\n", "x.hcl")
+            .unwrap_err();
         assert_eq!(e, ConfigError::MissingSource);
-        let e = c.merge_hcl("template {\n source = \"a\"\n}\n", "x.hcl").unwrap_err();
+        let e = c
+            .merge_hcl("template {\n source = \"a\"\n}\n", "x.hcl")
+            .unwrap_err();
         assert_eq!(e.to_string(), "template: missing 'destination' in a");
         let e = c.merge_hcl("wait = \"1s:2s:3s\"\n", "x.hcl").unwrap_err();
         assert_eq!(e, ConfigError::WaitFormat);
@@ -707,7 +766,11 @@ template {
     #[test]
     fn exec_stanza() {
         let mut c = Config::default();
-        c.merge_hcl("exec {\n command = \"my-app --serve\"\n kill_signal = \"SIGTERM\"\n}\n", "x.hcl").unwrap();
+        c.merge_hcl(
+            "exec {\n command = \"my-app --serve\"\n kill_signal = \"SIGTERM\"\n}\n",
+            "x.hcl",
+        )
+        .unwrap();
         let e = c.exec.unwrap();
         assert_eq!(e.command, ["my-app --serve"]);
         assert_eq!(e.kill_signal, libc::SIGTERM);

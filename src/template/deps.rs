@@ -440,9 +440,16 @@ fn escape_path(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' | b':' | b'@' => {
-                out.push(b as char)
-            }
+            b'A'..=b'Z'
+            | b'a'..=b'z'
+            | b'0'..=b'9'
+            | b'-'
+            | b'_'
+            | b'.'
+            | b'~'
+            | b'/'
+            | b':'
+            | b'@' => out.push(b as char),
             b => out.push_str(&format!("%{b:02X}")),
         }
     }
@@ -612,7 +619,11 @@ fn health_services(entries: Vec<HealthEntry>, filters: &[String], sort: bool) ->
     let mut out: Vec<(String, String, Value)> = Vec::new();
     for e in entries {
         let checks = e.checks.unwrap_or_default();
-        let status = aggregated_status(checks.iter().map(|c| (c.check_id.as_str(), c.status.as_str())));
+        let status = aggregated_status(
+            checks
+                .iter()
+                .map(|c| (c.check_id.as_str(), c.status.as_str())),
+        );
         if !filters.iter().any(|f| f == "any" || f == status) {
             continue;
         }
@@ -634,7 +645,10 @@ fn health_services(entries: Vec<HealthEntry>, filters: &[String], sort: bool) ->
             .map(|(k, a)| {
                 let v = Value::record(
                     "api.ServiceAddress",
-                    vec![("Address", Value::from(a.address)), ("Port", Value::Int(a.port))],
+                    vec![
+                        ("Address", Value::from(a.address)),
+                        ("Port", Value::Int(a.port)),
+                    ],
                 );
                 (k, v)
             })
@@ -662,14 +676,20 @@ fn health_services(entries: Vec<HealthEntry>, filters: &[String], sort: bool) ->
                 ("ID", Value::from(s.id)),
                 ("Name", Value::from(s.service)),
                 ("Tags", sorted_tags(s.tags)),
-                ("Checks", Value::list(checks.into_iter().map(CheckJson::into_value).collect())),
+                (
+                    "Checks",
+                    Value::list(checks.into_iter().map(CheckJson::into_value).collect()),
+                ),
                 ("Status", Value::string(status)),
                 ("Port", Value::Int(s.port)),
                 (
                     "Weights",
                     Value::record(
                         "api.AgentWeights",
-                        vec![("Passing", Value::Int(weights.passing)), ("Warning", Value::Int(weights.warning))],
+                        vec![
+                            ("Passing", Value::Int(weights.passing)),
+                            ("Warning", Value::Int(weights.warning)),
+                        ],
                     ),
                 ),
             ],
@@ -720,7 +740,10 @@ fn catalog_node(node: Option<CatalogNodeJson>) -> Value {
         .collect();
     Value::record(
         "*dep.CatalogNode",
-        vec![("Node", node.node.into_value()), ("Services", Value::list(services))],
+        vec![
+            ("Node", node.node.into_value()),
+            ("Services", Value::list(services)),
+        ],
     )
 }
 
@@ -750,7 +773,11 @@ impl KvJson {
     /// consul-template's KeyPair: `Key` is relative to the prefix.
     fn into_pair(self, prefix: &str) -> Result<Value, DecodeError> {
         let value = self.bytes()?;
-        let key = self.key.strip_prefix(prefix).unwrap_or(&self.key).trim_start_matches('/');
+        let key = self
+            .key
+            .strip_prefix(prefix)
+            .unwrap_or(&self.key)
+            .trim_start_matches('/');
         Ok(Value::record(
             "*dep.KeyPair",
             vec![
@@ -779,12 +806,25 @@ mod tests {
     fn service_grammar() {
         assert_eq!(svc("web").to_string(), "health.service(web|passing)");
         assert_eq!(svc("web"), svc("web|passing"));
-        assert_eq!(svc("v1.web@dc2~agent|critical,passing").to_string(), "health.service(v1.web@dc2~agent|critical,passing)");
-        let Dependency::HealthService { name, tag, scope, .. } = svc("a.b.web@dc1") else { panic!() };
-        // The name has no dots: everything before the last dot is the tag.
-        assert_eq!((name.as_str(), tag.as_deref(), scope.dc.as_deref()), ("web", Some("a.b"), Some("dc1")));
         assert_eq!(
-            Dependency::health_service("web|bogus").unwrap_err().to_string(),
+            svc("v1.web@dc2~agent|critical,passing").to_string(),
+            "health.service(v1.web@dc2~agent|critical,passing)"
+        );
+        let Dependency::HealthService {
+            name, tag, scope, ..
+        } = svc("a.b.web@dc1")
+        else {
+            panic!()
+        };
+        // The name has no dots: everything before the last dot is the tag.
+        assert_eq!(
+            (name.as_str(), tag.as_deref(), scope.dc.as_deref()),
+            ("web", Some("a.b"), Some("dc1"))
+        );
+        assert_eq!(
+            Dependency::health_service("web|bogus")
+                .unwrap_err()
+                .to_string(),
             r#"health.service: invalid filter: "bogus" in "web|bogus""#
         );
         assert_eq!(
@@ -792,19 +832,32 @@ mod tests {
             r#"health.service: invalid format: "we b""#
         );
         assert!(Dependency::health_service("web?ns=x").is_ok());
-        assert!(Dependency::health_service("web?bogus=x").unwrap_err().to_string().contains("invalid query parameter key \"bogus\""));
+        assert!(Dependency::health_service("web?bogus=x")
+            .unwrap_err()
+            .to_string()
+            .contains("invalid query parameter key \"bogus\""));
     }
 
     #[test]
     fn requests() {
         let (path, params) = svc("v1.web@dc2").request(None);
         assert_eq!(path, "/v1/health/service/web");
-        assert_eq!(params, [("dc".into(), "dc2".into()), ("tag".into(), "v1".into()), ("passing".into(), "1".into())]);
+        assert_eq!(
+            params,
+            [
+                ("dc".into(), "dc2".into()),
+                ("tag".into(), "v1".into()),
+                ("passing".into(), "1".into())
+            ]
+        );
         // Any other status filter is applied here, not by the server.
         let (_, params) = svc("web|any").request(None);
         assert!(params.is_empty());
         let (path, params) = Dependency::kv_list("/app/config").unwrap().request(None);
-        assert_eq!((path.as_str(), params[0].0.as_str()), ("/v1/kv/app/config", "recurse"));
+        assert_eq!(
+            (path.as_str(), params[0].0.as_str()),
+            ("/v1/kv/app/config", "recurse")
+        );
         let (path, _) = Dependency::catalog_node("").unwrap().request(Some("node1"));
         assert_eq!(path, "/v1/catalog/node/node1");
         let (path, _) = Dependency::kv_get("a b").unwrap().request(None);
@@ -814,10 +867,22 @@ mod tests {
     #[test]
     fn aggregated_status_order() {
         assert_eq!(aggregated_status([]), "passing");
-        assert_eq!(aggregated_status([("a", "passing"), ("b", "warning")]), "warning");
-        assert_eq!(aggregated_status([("a", "critical"), ("b", "warning")]), "critical");
-        assert_eq!(aggregated_status([("_node_maintenance", "critical"), ("b", "passing")]), "maintenance");
-        assert_eq!(aggregated_status([("_service_maintenance:web", "critical")]), "maintenance");
+        assert_eq!(
+            aggregated_status([("a", "passing"), ("b", "warning")]),
+            "warning"
+        );
+        assert_eq!(
+            aggregated_status([("a", "critical"), ("b", "warning")]),
+            "critical"
+        );
+        assert_eq!(
+            aggregated_status([("_node_maintenance", "critical"), ("b", "passing")]),
+            "maintenance"
+        );
+        assert_eq!(
+            aggregated_status([("_service_maintenance:web", "critical")]),
+            "maintenance"
+        );
         assert_eq!(aggregated_status([("a", "bogus")]), "");
     }
 
@@ -845,24 +910,44 @@ mod tests {
         // Sorted by node: "a" first; service address wins over the node's.
         assert_eq!(field(&items[0], "Address"), &Value::string("192.168.0.1"));
         assert_eq!(field(&items[1], "Address"), &Value::string("10.0.0.2"));
-        assert_eq!(field(&items[1], "Tags"), &Value::list(vec![Value::string("a"), Value::string("z")]));
+        assert_eq!(
+            field(&items[1], "Tags"),
+            &Value::list(vec![Value::string("a"), Value::string("z")])
+        );
         assert_eq!(field(&items[1], "Status"), &Value::string("warning"));
-        let Value::List(warning) = svc("web|warning").decode(200, HEALTH.as_bytes()).unwrap() else { panic!() };
+        let Value::List(warning) = svc("web|warning").decode(200, HEALTH.as_bytes()).unwrap()
+        else {
+            panic!()
+        };
         assert_eq!(warning.len(), 1);
-        let Value::List(passing) = svc("web").decode(200, HEALTH.as_bytes()).unwrap() else { panic!() };
-        assert_eq!(passing.len(), 1, "the server filters, but so does the client");
+        let Value::List(passing) = svc("web").decode(200, HEALTH.as_bytes()).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            passing.len(),
+            1,
+            "the server filters, but so does the client"
+        );
     }
 
     #[test]
     fn kv_values_keep_their_bytes() {
         let d = Dependency::kv_get("k").unwrap();
         let body = br#"[{"Key":"k","Value":"/wD+","Flags":0}]"#;
-        assert_eq!(d.decode(200, body).unwrap(), Value::from(vec![0xff, 0x00, 0xfe]));
+        assert_eq!(
+            d.decode(200, body).unwrap(),
+            Value::from(vec![0xff, 0x00, 0xfe])
+        );
         assert_eq!(d.decode(404, b"").unwrap(), Value::Nil);
-        assert!(matches!(d.decode(200, br#"[{"Key":"k","Value":"!!"}]"#), Err(DecodeError::Base64(_))));
+        assert!(matches!(
+            d.decode(200, br#"[{"Key":"k","Value":"!!"}]"#),
+            Err(DecodeError::Base64(_))
+        ));
         let list = Dependency::kv_list("app/").unwrap();
         let body = br#"[{"Key":"app/a","Value":"MQ=="},{"Key":"app/sub/b","Value":null}]"#;
-        let Value::List(pairs) = list.decode(200, body).unwrap() else { panic!() };
+        let Value::List(pairs) = list.decode(200, body).unwrap() else {
+            panic!()
+        };
         assert_eq!(field(&pairs[0], "Key"), &Value::string("a"));
         assert_eq!(field(&pairs[0], "Path"), &Value::string("app/a"));
         assert_eq!(field(&pairs[0], "Value"), &Value::string("1"));

@@ -16,16 +16,62 @@ use std::collections::{BTreeSet, HashMap};
 /// Every function name consul-template templates may call here.
 pub const NAMES: &[&str] = &[
     // Consul data.
-    "datacenters", "key", "keyExists", "keyOrDefault", "ls", "safeLs", "node", "nodes", "service",
-    "services", "tree", "safeTree",
+    "datacenters",
+    "key",
+    "keyExists",
+    "keyOrDefault",
+    "ls",
+    "safeLs",
+    "node",
+    "nodes",
+    "service",
+    "services",
+    "tree",
+    "safeTree",
     // Helpers.
-    "base64Decode", "base64Encode", "base64URLDecode", "base64URLEncode", "byKey", "byTag", "contains",
-    "containsAll", "containsAny", "containsNone", "containsNotAll", "env", "envOrDefault", "in", "indent",
-    "join", "parseBool", "parseFloat", "parseInt", "parseJSON", "parseUint", "regexMatch",
-    "regexReplaceAll", "replaceAll", "split", "timestamp", "toJSON", "toJSONPretty", "toLower",
-    "toTitle", "toUpper", "trim", "trimPrefix", "trimSpace", "trimSuffix",
+    "base64Decode",
+    "base64Encode",
+    "base64URLDecode",
+    "base64URLEncode",
+    "byKey",
+    "byTag",
+    "contains",
+    "containsAll",
+    "containsAny",
+    "containsNone",
+    "containsNotAll",
+    "env",
+    "envOrDefault",
+    "in",
+    "indent",
+    "join",
+    "parseBool",
+    "parseFloat",
+    "parseInt",
+    "parseJSON",
+    "parseUint",
+    "regexMatch",
+    "regexReplaceAll",
+    "replaceAll",
+    "split",
+    "timestamp",
+    "toJSON",
+    "toJSONPretty",
+    "toLower",
+    "toTitle",
+    "toUpper",
+    "trim",
+    "trimPrefix",
+    "trimSpace",
+    "trimSuffix",
     // Math.
-    "add", "subtract", "multiply", "divide", "modulo", "minimum", "maximum",
+    "add",
+    "subtract",
+    "multiply",
+    "divide",
+    "modulo",
+    "minimum",
+    "maximum",
 ];
 
 pub fn is_function(name: &str) -> bool {
@@ -108,7 +154,11 @@ impl<'a> Render<'a> {
     }
 
     fn key(&mut self, name: &str, args: &[Value]) -> Result<Value, String> {
-        let (min, max) = if name == "keyOrDefault" { (2, 2) } else { (1, 1) };
+        let (min, max) = if name == "keyOrDefault" {
+            (2, 2)
+        } else {
+            (1, 1)
+        };
         arity(name, args, min, max)?;
         let k = String::from_utf8_lossy(string_arg(args, 0)?).into_owned();
         let default = match name {
@@ -209,7 +259,11 @@ impl<'a> Render<'a> {
 
 /// `env`: the process environment; a variable that is not set is `""`.
 fn env(name: &str, args: &[Value]) -> Result<Value, String> {
-    let (min, max) = if name == "envOrDefault" { (2, 2) } else { (1, 1) };
+    let (min, max) = if name == "envOrDefault" {
+        (2, 2)
+    } else {
+        (1, 1)
+    };
     arity(name, args, min, max)?;
     let var = String::from_utf8_lossy(string_arg(args, 0)?).into_owned();
     match std::env::var_os(&var) {

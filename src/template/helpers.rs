@@ -13,7 +13,12 @@ use std::collections::BTreeMap;
 pub type Result = std::result::Result<Value, String>;
 
 /// Go's complaint when a function gets the wrong number of arguments.
-pub fn arity(name: &str, args: &[Value], min: usize, max: usize) -> std::result::Result<(), String> {
+pub fn arity(
+    name: &str,
+    args: &[Value],
+    min: usize,
+    max: usize,
+) -> std::result::Result<(), String> {
     if args.len() < min || args.len() > max {
         let want = if min == max {
             format!("{min}")
@@ -22,7 +27,10 @@ pub fn arity(name: &str, args: &[Value], min: usize, max: usize) -> std::result:
         } else {
             format!("{min} to {max}")
         };
-        return Err(format!("wrong number of args for {name}: want {want} got {}", args.len()));
+        return Err(format!(
+            "wrong number of args for {name}: want {want} got {}",
+            args.len()
+        ));
     }
     Ok(())
 }
@@ -45,7 +53,12 @@ fn text_arg(args: &[Value], i: usize) -> std::result::Result<String, String> {
 
 /// A list whose items are all strings (Go's `[]string`).
 fn string_list(v: &Value) -> std::result::Result<Vec<Bytes>, String> {
-    let wrong = || format!("wrong type for value; expected []string; got {}", v.type_name());
+    let wrong = || {
+        format!(
+            "wrong type for value; expected []string; got {}",
+            v.type_name()
+        )
+    };
     match v {
         Value::List(items) => items
             .iter()
@@ -83,7 +96,9 @@ pub fn split(args: &[Value]) -> Result {
     }
     if sep.is_empty() {
         let text = String::from_utf8_lossy(&s);
-        return Ok(Value::list(text.chars().map(|c| Value::from(c.to_string())).collect()));
+        return Ok(Value::list(
+            text.chars().map(|c| Value::from(c.to_string())).collect(),
+        ));
     }
     let mut parts = Vec::new();
     let mut rest = &s[..];
@@ -123,7 +138,8 @@ pub fn replace_all(args: &[Value]) -> Result {
 }
 
 fn regex(pattern: &[u8]) -> std::result::Result<regex::bytes::Regex, String> {
-    let pattern = std::str::from_utf8(pattern).map_err(|_| "the pattern is not UTF-8".to_string())?;
+    let pattern =
+        std::str::from_utf8(pattern).map_err(|_| "the pattern is not UTF-8".to_string())?;
     regex::bytes::Regex::new(pattern).map_err(|e| e.to_string())
 }
 
@@ -138,7 +154,10 @@ pub fn regex_replace_all(args: &[Value]) -> Result {
     arity("regexReplaceAll", args, 3, 3)?;
     let re = regex(string_arg(args, 0)?)?;
     let repl = string_arg(args, 1)?;
-    Ok(Value::from(re.replace_all(string_arg(args, 2)?, repl.as_ref()).into_owned()))
+    Ok(Value::from(
+        re.replace_all(string_arg(args, 2)?, repl.as_ref())
+            .into_owned(),
+    ))
 }
 
 /// Go's `strings.TrimSpace` (ASCII and, for UTF-8 text, Unicode spaces).
@@ -158,21 +177,31 @@ pub fn trim(args: &[Value]) -> Result {
     arity("trim", args, 2, 2)?;
     let cutset: Vec<char> = text_arg(args, 0)?.chars().collect();
     let s = text_arg(args, 1)?;
-    Ok(Value::from(s.trim_matches(|c| cutset.contains(&c)).to_string()))
+    Ok(Value::from(
+        s.trim_matches(|c| cutset.contains(&c)).to_string(),
+    ))
 }
 
 pub fn trim_prefix(args: &[Value]) -> Result {
     arity("trimPrefix", args, 2, 2)?;
     let p = string_arg(args, 0)?;
     let s = string_arg(args, 1)?;
-    Ok(Value::Str(if s.starts_with(p) { s.slice(p.len()..) } else { s.clone() }))
+    Ok(Value::Str(if s.starts_with(p) {
+        s.slice(p.len()..)
+    } else {
+        s.clone()
+    }))
 }
 
 pub fn trim_suffix(args: &[Value]) -> Result {
     arity("trimSuffix", args, 2, 2)?;
     let p = string_arg(args, 0)?;
     let s = string_arg(args, 1)?;
-    Ok(Value::Str(if s.ends_with(p) { s.slice(..s.len() - p.len()) } else { s.clone() }))
+    Ok(Value::Str(if s.ends_with(p) {
+        s.slice(..s.len() - p.len())
+    } else {
+        s.clone()
+    }))
 }
 
 /// `toLower`/`toUpper`/`toTitle`: Unicode case mapping; bytes that are not
@@ -205,9 +234,13 @@ fn title(s: &str) -> String {
 pub fn indent(args: &[Value]) -> Result {
     arity("indent", args, 2, 2)?;
     let Value::Int(n) = args[0] else {
-        return Err(format!("wrong type for value; expected int; got {}", args[0].type_name()));
+        return Err(format!(
+            "wrong type for value; expected int; got {}",
+            args[0].type_name()
+        ));
     };
-    let n = usize::try_from(n).map_err(|_| "indent value must be a positive integer".to_string())?;
+    let n =
+        usize::try_from(n).map_err(|_| "indent value must be a positive integer".to_string())?;
     let s = string_arg(args, 1)?;
     let pad = vec![b' '; n];
     let mut out = Vec::with_capacity(s.len() + n);
@@ -246,7 +279,12 @@ pub fn contains_some(name: &str, args: &[Value]) -> Result {
     let needles: &[Value] = match &args[0] {
         Value::List(items) => items,
         Value::Nil => &[],
-        other => return Err(format!("wrong type for value; expected []interface {{}}; got {}", other.type_name())),
+        other => {
+            return Err(format!(
+                "wrong type for value; expected []interface {{}}; got {}",
+                other.type_name()
+            ))
+        }
     };
     let mut found = needles.iter().map(|n| contains_value(&args[1], n));
     Ok(Value::Bool(match name {
@@ -270,7 +308,10 @@ pub fn by_tag(args: &[Value]) -> Result {
                     _ => None,
                 };
                 let Some(Value::List(tags)) = tags else {
-                    return Err(format!("byTag: wrong argument type {}", args[0].type_name()));
+                    return Err(format!(
+                        "byTag: wrong argument type {}",
+                        args[0].type_name()
+                    ));
                 };
                 for t in tags.iter() {
                     if let Some(t) = t.as_text() {
@@ -282,7 +323,10 @@ pub fn by_tag(args: &[Value]) -> Result {
         other => return Err(format!("byTag: wrong argument type {}", other.type_name())),
     }
     Ok(Value::Map(std::sync::Arc::new(super::engine::Map {
-        entries: groups.into_iter().map(|(k, v)| (k, Value::list(v))).collect(),
+        entries: groups
+            .into_iter()
+            .map(|(k, v)| (k, Value::list(v)))
+            .collect(),
         zero: Value::list(Vec::new()),
         type_name: "map[string][]interface {}",
     })))
@@ -296,12 +340,18 @@ pub fn by_key(args: &[Value]) -> Result {
         if args[0] == Value::Nil {
             return Ok(Value::any_map(BTreeMap::new()));
         }
-        return Err(format!("wrong type for value; expected []*dep.KeyPair; got {}", args[0].type_name()));
+        return Err(format!(
+            "wrong type for value; expected []*dep.KeyPair; got {}",
+            args[0].type_name()
+        ));
     };
     let mut groups: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
     for pair in pairs.iter() {
         let Value::Struct(s) = pair else {
-            return Err(format!("wrong type for value; expected []*dep.KeyPair; got {}", args[0].type_name()));
+            return Err(format!(
+                "wrong type for value; expected []*dep.KeyPair; got {}",
+                args[0].type_name()
+            ));
         };
         let key = s.field("Key").and_then(Value::as_text).unwrap_or_default();
         let (top, rest) = key.split_once('/').unwrap_or((&key, ""));
@@ -373,7 +423,8 @@ fn write_json(out: &mut String, v: &Value, pretty: bool, depth: usize) {
             out.push(']');
         }
         Value::Map(m) => {
-            let fields: Vec<(&str, &Value)> = m.entries.iter().map(|(k, v)| (k.as_str(), v)).collect();
+            let fields: Vec<(&str, &Value)> =
+                m.entries.iter().map(|(k, v)| (k.as_str(), v)).collect();
             write_object(out, &fields, pretty, depth);
         }
         Value::Struct(s) => {
@@ -416,7 +467,9 @@ fn json_string(out: &mut String, s: &[u8]) {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => out.push_str(&format!("\\u{:04x}", c as u32)),
+            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
+                out.push_str(&format!("\\u{:04x}", c as u32))
+            }
             c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
             c => out.push(c),
         }
@@ -435,7 +488,9 @@ fn json_float(f: f64) -> String {
         let (mantissa, exp) = s.split_once('e').unwrap_or((&s, "0"));
         let exp: i32 = exp.parse().unwrap_or(0);
         let sign = if exp < 0 { '-' } else { '+' };
-        return format!("{mantissa}e{sign}{:02}", exp.abs()).replace("e-0", "e-").replace("e+0", "e+");
+        return format!("{mantissa}e{sign}{:02}", exp.abs())
+            .replace("e-0", "e-")
+            .replace("e+0", "e+");
     }
     if f == f.trunc() && abs < 1e17 {
         return format!("{}", f as i64);
@@ -461,7 +516,9 @@ fn from_json(v: serde_json::Value) -> Value {
         serde_json::Value::Number(n) => Value::Float(n.as_f64().unwrap_or(0.0)),
         serde_json::Value::String(s) => Value::from(s),
         serde_json::Value::Array(items) => Value::list(items.into_iter().map(from_json).collect()),
-        serde_json::Value::Object(m) => Value::any_map(m.into_iter().map(|(k, v)| (k, from_json(v))).collect()),
+        serde_json::Value::Object(m) => {
+            Value::any_map(m.into_iter().map(|(k, v)| (k, from_json(v))).collect())
+        }
     }
 }
 
@@ -475,7 +532,10 @@ pub fn parse_scalar(name: &str, args: &[Value]) -> Result {
             _ => Value::Int(0),
         });
     }
-    let invalid = |_| format!("{name}: strconv.{}: parsing {s:?}: invalid syntax", &name[..]);
+    let invalid = |_| {
+        let go_name = format!("P{}", &name[1..]);
+        format!("{name}: strconv.{go_name}: parsing {s:?}: invalid syntax")
+    };
     match name {
         "parseBool" => match s.as_str() {
             "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(Value::Bool(true)),
@@ -483,7 +543,10 @@ pub fn parse_scalar(name: &str, args: &[Value]) -> Result {
             _ => Err(invalid(())),
         },
         "parseFloat" => s.parse().map(Value::Float).map_err(|_| invalid(())),
-        "parseUint" => s.parse::<u64>().map(|u| Value::Int(u as i64)).map_err(|_| invalid(())),
+        "parseUint" => s
+            .parse::<u64>()
+            .map(|u| Value::Int(u as i64))
+            .map_err(|_| invalid(())),
         _ => s.parse().map(Value::Int).map_err(|_| invalid(())),
     }
 }
@@ -526,10 +589,28 @@ pub fn timestamp(args: &[Value], now: DateTime<Utc>) -> Result {
 }
 
 const LONG_MONTHS: [&str; 12] = [
-    "January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-    "November", "December",
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
 ];
-const LONG_DAYS: [&str; 7] = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
+const LONG_DAYS: [&str; 7] = [
+    "Sunday",
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+];
 
 /// Formats a UTC time with a Go reference-time layout
 /// (`Mon Jan 2 15:04:05 MST 2006`).
@@ -581,9 +662,15 @@ pub fn go_format(t: DateTime<Utc>, layout: &str) -> String {
     'outer: while !rest.is_empty() {
         // Fractional seconds: `.000` (fixed) or `.999` (trailing zeros cut).
         if let Some(sep @ ('.' | ',')) = rest.chars().next() {
-            let run: String = rest[1..].chars().take_while(|c| *c == '0' || *c == '9').collect();
-            let same = run.chars().all(|c| Some(c) == run.chars().next());
-            let next_digit = rest[1 + run.len()..].chars().next().is_some_and(|c| c.is_ascii_digit());
+            let run: String = rest[1..]
+                .chars()
+                .take_while(|c| *c == '0' || *c == '9')
+                .collect();
+            let same = run.chars().all(|c| run.starts_with(c));
+            let next_digit = rest[1 + run.len()..]
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_digit());
             if !run.is_empty() && same && !next_digit && run.len() <= 9 {
                 let digits = format!("{nanos:09}")[..run.len()].to_string();
                 if run.starts_with('9') {
@@ -637,13 +724,17 @@ pub fn math(name: &str, args: &[Value]) -> Result {
                 "minimum" => Some(*x.min(y)),
                 _ => Some(*x.max(y)),
             };
-            r.map(Value::Int).ok_or_else(|| format!("{name}: integer overflow"))
+            r.map(Value::Int)
+                .ok_or_else(|| format!("{name}: integer overflow"))
         }
         _ => {
             let x = float(a).ok_or_else(|| unknown(a))?;
             let y = float(b).ok_or_else(|| unknown(b))?;
             if name == "modulo" {
-                return Err(format!("{name}: unknown type for {b:?} ({})", b.type_name()));
+                return Err(format!(
+                    "{name}: unknown type for {b:?} ({})",
+                    b.type_name()
+                ));
             }
             Ok(Value::Float(match name {
                 "add" => x + y,
@@ -674,23 +765,46 @@ mod tests {
     #[test]
     fn strings() {
         assert_eq!(join(&[s(","), strs(&["a", "b"])]).unwrap(), s("a,b"));
-        assert!(join(&[s(","), Value::list(vec![Value::Int(1)])]).unwrap_err().contains("expected []string"));
-        assert_eq!(split(&[s(","), s(" a,b,,c \n")]).unwrap(), strs(&["a", "b", "", "c"]));
+        assert!(join(&[s(","), Value::list(vec![Value::Int(1)])])
+            .unwrap_err()
+            .contains("expected []string"));
+        assert_eq!(
+            split(&[s(","), s(" a,b,,c \n")]).unwrap(),
+            strs(&["a", "b", "", "c"])
+        );
         assert_eq!(split(&[s(","), s("  ")]).unwrap(), strs(&[]));
-        assert_eq!(replace_all(&[s("."), s("-"), s("a.b.c")]).unwrap(), s("a-b-c"));
-        assert_eq!(regex_match(&[s("^web-[0-9]+$"), s("web-12")]).unwrap(), Value::Bool(true));
+        assert_eq!(
+            replace_all(&[s("."), s("-"), s("a.b.c")]).unwrap(),
+            s("a-b-c")
+        );
+        assert_eq!(
+            regex_match(&[s("^web-[0-9]+$"), s("web-12")]).unwrap(),
+            Value::Bool(true)
+        );
         assert!(regex_match(&[s("("), s("x")]).is_err());
-        assert_eq!(regex_replace_all(&[s("(\\d+)"), s("<$1>"), s("a1b22")]).unwrap(), s("a<1>b<22>"));
+        assert_eq!(
+            regex_replace_all(&[s("(\\d+)"), s("<$1>"), s("a1b22")]).unwrap(),
+            s("a<1>b<22>")
+        );
         assert_eq!(trim_space(&[s(" \t x y \n")]).unwrap(), s("x y"));
         assert_eq!(case("toLower", &[s("WeB")]).unwrap(), s("web"));
         assert_eq!(case("toUpper", &[s("web")]).unwrap(), s("WEB"));
-        assert_eq!(case("toTitle", &[s("hello wide world")]).unwrap(), s("Hello Wide World"));
+        assert_eq!(
+            case("toTitle", &[s("hello wide world")]).unwrap(),
+            s("Hello Wide World")
+        );
         assert_eq!(trim(&[s("/"), s("/a/b/")]).unwrap(), s("a/b"));
         assert_eq!(trim_prefix(&[s("app/"), s("app/x")]).unwrap(), s("x"));
-        assert_eq!(indent(&[Value::Int(2), s("a\nb\n")]).unwrap(), s("  a\n  b\n"));
+        assert_eq!(
+            indent(&[Value::Int(2), s("a\nb\n")]).unwrap(),
+            s("  a\n  b\n")
+        );
         // Bytes that are not UTF-8 survive what does not need to read them.
         let raw = Value::from(vec![0xffu8, b'.', 0xfe]);
-        assert_eq!(replace_all(&[s("."), s("-"), raw]).unwrap(), Value::from(vec![0xffu8, b'-', 0xfe]));
+        assert_eq!(
+            replace_all(&[s("."), s("-"), raw]).unwrap(),
+            Value::from(vec![0xffu8, b'-', 0xfe])
+        );
     }
 
     #[test]
@@ -700,51 +814,103 @@ mod tests {
         assert!(!contains_value(&tags, &s("c")));
         assert!(contains_value(&s("hello"), &s("ell")));
         assert!(!contains_value(&Value::list(vec![Value::Int(1)]), &s("1")));
-        assert_eq!(contains_some("containsAll", &[strs(&["a", "b"]), tags.clone()]).unwrap(), Value::Bool(true));
-        assert_eq!(contains_some("containsAny", &[strs(&["x", "b"]), tags.clone()]).unwrap(), Value::Bool(true));
-        assert_eq!(contains_some("containsNone", &[strs(&["x"]), tags.clone()]).unwrap(), Value::Bool(true));
-        assert_eq!(contains_some("containsNotAll", &[strs(&["a", "x"]), tags]).unwrap(), Value::Bool(true));
+        assert_eq!(
+            contains_some("containsAll", &[strs(&["a", "b"]), tags.clone()]).unwrap(),
+            Value::Bool(true)
+        );
+        assert_eq!(
+            contains_some("containsAny", &[strs(&["x", "b"]), tags.clone()]).unwrap(),
+            Value::Bool(true)
+        );
+        assert_eq!(
+            contains_some("containsNone", &[strs(&["x"]), tags.clone()]).unwrap(),
+            Value::Bool(true)
+        );
+        assert_eq!(
+            contains_some("containsNotAll", &[strs(&["a", "x"]), tags]).unwrap(),
+            Value::Bool(true)
+        );
     }
 
     #[test]
     fn json_like_go() {
         let m = Value::any_map(BTreeMap::from([
-            ("b".into(), Value::list(vec![Value::Int(1), Value::Float(2.5), Value::Nil])),
+            (
+                "b".into(),
+                Value::list(vec![Value::Int(1), Value::Float(2.5), Value::Nil]),
+            ),
             ("a".into(), s("<&>")),
         ]));
-        assert_eq!(to_json(&m, false), r#"{"a":"\u003c\u0026\u003e","b":[1,2.5,null]}"#);
+        assert_eq!(
+            to_json(&m, false),
+            r#"{"a":"\u003c\u0026\u003e","b":[1,2.5,null]}"#
+        );
         assert_eq!(to_json(&m, true), "{\n  \"a\": \"\\u003c\\u0026\\u003e\",\n  \"b\": [\n    1,\n    2.5,\n    null\n  ]\n}");
         assert_eq!(to_json(&Value::Float(8080.0), false), "8080");
         assert_eq!(to_json(&Value::Float(1e21), false), "1e+21");
         let parsed = parse_json(&[s(r#"{"port": 8080, "tags": ["x"], "on": true}"#)]).unwrap();
-        assert_eq!(to_json(&parsed, false), r#"{"on":true,"port":8080,"tags":["x"]}"#);
-        assert_eq!(parse_json(&[s("")]).unwrap(), Value::any_map(BTreeMap::new()));
+        assert_eq!(
+            to_json(&parsed, false),
+            r#"{"on":true,"port":8080,"tags":["x"]}"#
+        );
+        assert_eq!(
+            parse_json(&[s("")]).unwrap(),
+            Value::any_map(BTreeMap::new())
+        );
         assert!(parse_json(&[s("{")]).is_err());
     }
 
     #[test]
     fn go_layouts() {
-        let t = Utc.with_ymd_and_hms(2024, 3, 5, 14, 7, 9).unwrap() + chrono::Duration::milliseconds(120);
-        assert_eq!(go_format(t, "2006-01-02T15:04:05Z07:00"), "2024-03-05T14:07:09Z");
-        assert_eq!(go_format(t, "Mon Jan _2 3:04PM 2006"), "Tue Mar  5 2:07PM 2024");
-        assert_eq!(go_format(t, "02/01/06 15:04:05.000 MST"), "05/03/24 14:07:09.120 UTC");
+        let t = Utc.with_ymd_and_hms(2024, 3, 5, 14, 7, 9).unwrap()
+            + chrono::Duration::milliseconds(120);
+        assert_eq!(
+            go_format(t, "2006-01-02T15:04:05Z07:00"),
+            "2024-03-05T14:07:09Z"
+        );
+        assert_eq!(
+            go_format(t, "Mon Jan _2 3:04PM 2006"),
+            "Tue Mar  5 2:07PM 2024"
+        );
+        assert_eq!(
+            go_format(t, "02/01/06 15:04:05.000 MST"),
+            "05/03/24 14:07:09.120 UTC"
+        );
         assert_eq!(go_format(t, "15:04:05.999"), "14:07:09.12");
         assert_eq!(go_format(t, "January 2, 2006 -0700"), "March 5, 2024 +0000");
-        assert_eq!(timestamp(&[s("unix")], t).unwrap(), s(&t.timestamp().to_string()));
+        assert_eq!(
+            timestamp(&[s("unix")], t).unwrap(),
+            s(&t.timestamp().to_string())
+        );
     }
 
     #[test]
     fn math_takes_the_pipe_last() {
-        assert_eq!(math("subtract", &[Value::Int(2), Value::Int(5)]).unwrap(), Value::Int(3));
-        assert_eq!(math("add", &[Value::Float(0.5), Value::Int(1)]).unwrap(), Value::Float(1.5));
+        assert_eq!(
+            math("subtract", &[Value::Int(2), Value::Int(5)]).unwrap(),
+            Value::Int(3)
+        );
+        assert_eq!(
+            math("add", &[Value::Float(0.5), Value::Int(1)]).unwrap(),
+            Value::Float(1.5)
+        );
         assert!(math("divide", &[Value::Int(0), Value::Int(1)]).is_err());
-        assert_eq!(math("maximum", &[Value::Int(2), Value::Int(5)]).unwrap(), Value::Int(5));
+        assert_eq!(
+            math("maximum", &[Value::Int(2), Value::Int(5)]).unwrap(),
+            Value::Int(5)
+        );
     }
 
     #[test]
     fn scalars_and_base64() {
-        assert_eq!(parse_scalar("parseInt", &[s("42")]).unwrap(), Value::Int(42));
-        assert_eq!(parse_scalar("parseBool", &[s("")]).unwrap(), Value::Bool(false));
+        assert_eq!(
+            parse_scalar("parseInt", &[s("42")]).unwrap(),
+            Value::Int(42)
+        );
+        assert_eq!(
+            parse_scalar("parseBool", &[s("")]).unwrap(),
+            Value::Bool(false)
+        );
         assert!(parse_scalar("parseInt", &[s("x")]).is_err());
         assert_eq!(base64("base64Encode", &[s("hi")]).unwrap(), s("aGk="));
         assert_eq!(base64("base64Decode", &[s("aGk=")]).unwrap(), s("hi"));

@@ -39,7 +39,11 @@ pub struct Target<'a> {
 pub const DEFAULT_PERMS: u32 = 0o644;
 
 /// Writes `contents` to the target unless it already holds them.
-pub fn render(target: &Target<'_>, contents: &[u8], dry: Option<&mut dyn Write>) -> Result<Outcome, RenderError> {
+pub fn render(
+    target: &Target<'_>,
+    contents: &[u8],
+    dry: Option<&mut dyn Write>,
+) -> Result<Outcome, RenderError> {
     let path = target.path;
     let existing = match std::fs::read(path) {
         Ok(bytes) => Some(bytes),
@@ -94,7 +98,10 @@ fn atomic_write(target: &Target<'_>, contents: &[u8]) -> Result<(), RenderError>
         let _ = std::fs::remove_file(&bak);
         if std::fs::hard_link(path, &bak).is_err() {
             if let Err(e) = std::fs::copy(path, &bak) {
-                tracing::warn!("(runner) could not backup {:?}: {e}", path.display().to_string());
+                tracing::warn!(
+                    "(runner) could not backup {:?}: {e}",
+                    path.display().to_string()
+                );
             }
         }
     }
@@ -125,13 +132,22 @@ mod tests {
     fn writes_only_when_changed() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/out.conf");
-        assert_eq!(render(&target(&path), b"one", None).unwrap(), Outcome::Written);
+        assert_eq!(
+            render(&target(&path), b"one", None).unwrap(),
+            Outcome::Written
+        );
         assert_eq!(std::fs::read(&path).unwrap(), b"one");
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o644);
-        assert_eq!(render(&target(&path), b"one", None).unwrap(), Outcome::Unchanged);
+        assert_eq!(
+            render(&target(&path), b"one", None).unwrap(),
+            Outcome::Unchanged
+        );
         // No temporary files are left behind.
-        let names: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, ["out.conf"]);
     }
 
@@ -145,10 +161,16 @@ mod tests {
         t.backup = true;
         render(&t, b"new", None).unwrap();
         assert_eq!(std::fs::read(backup_path(&path)).unwrap(), b"old");
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o640);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
         t.perms = Some(0o600);
         render(&t, b"newer", None).unwrap();
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         assert_eq!(std::fs::read(backup_path(&path)).unwrap(), b"new");
     }
 
@@ -157,7 +179,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out");
         let mut out = Vec::new();
-        assert_eq!(render(&target(&path), b"x\n", Some(&mut out)).unwrap(), Outcome::Written);
+        assert_eq!(
+            render(&target(&path), b"x\n", Some(&mut out)).unwrap(),
+            Outcome::Written
+        );
         assert_eq!(out, format!("> {}\nx\n", path.display()).into_bytes());
         assert!(!path.exists());
     }
@@ -168,6 +193,9 @@ mod tests {
         let path = dir.path().join("nope/out");
         let mut t = target(&path);
         t.create_dest_dirs = false;
-        assert!(matches!(render(&t, b"x", None), Err(RenderError::NoParent(_))));
+        assert!(matches!(
+            render(&t, b"x", None),
+            Err(RenderError::NoParent(_))
+        ));
     }
 }

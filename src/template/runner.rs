@@ -39,7 +39,10 @@ pub struct Stop {
 
 impl Stop {
     fn ok() -> Stop {
-        Stop { code: EXIT_OK, error: None }
+        Stop {
+            code: EXIT_OK,
+            error: None,
+        }
     }
 
     fn runner(error: String) -> Stop {
@@ -98,7 +101,8 @@ impl Quiet {
 pub fn load(config: &TemplateConfig) -> Result<Template, String> {
     let (name, text) = match (&config.source, &config.contents) {
         (Some(path), _) => {
-            let text = std::fs::read(path).map_err(|e| format!("failed to read template {}: {e}", path.display()))?;
+            let text = std::fs::read(path)
+                .map_err(|e| format!("failed to read template {}: {e}", path.display()))?;
             (path.display().to_string(), text)
         }
         (None, Some(contents)) => ("(dynamic)".to_string(), contents.clone().into_bytes()),
@@ -124,7 +128,12 @@ pub struct Runner {
 }
 
 impl Runner {
-    pub fn new(config: Config, watcher: Watcher, updates: mpsc::UnboundedReceiver<Update>, dry: Box<dyn std::io::Write + Send>) -> Runner {
+    pub fn new(
+        config: Config,
+        watcher: Watcher,
+        updates: mpsc::UnboundedReceiver<Update>,
+        dry: Box<dyn std::io::Write + Send>,
+    ) -> Runner {
         let n = config.templates.len();
         Runner {
             templates: (0..n).map(|_| None).collect(),
@@ -256,7 +265,9 @@ impl Runner {
     }
 
     fn all_rendered(&self) -> bool {
-        self.templates.iter().all(|t| t.as_ref().is_some_and(|t| t.rendered))
+        self.templates
+            .iter()
+            .all(|t| t.as_ref().is_some_and(|t| t.rendered))
     }
 
     /// The wait of template `i` (its own, else the global one). Once a
@@ -281,13 +292,19 @@ impl Runner {
                         tracing::info!("(runner) supervising child {:?}", exec.command);
                         self.child = Some(child);
                     }
-                    Err(e) => return Some(Stop::runner(format!("failed to execute command {:?}: {e}", exec.command))),
+                    Err(e) => {
+                        return Some(Stop::runner(format!(
+                            "failed to execute command {:?}: {e}",
+                            exec.command
+                        )))
+                    }
                 }
                 if self.config.once {
                     let code = wait_child(&mut self.child).await;
                     return Some(Stop {
                         code,
-                        error: (code != 0).then(|| format!("child process exited with code {code}")),
+                        error: (code != 0)
+                            .then(|| format!("child process exited with code {code}")),
                     });
                 }
             }
@@ -310,7 +327,10 @@ impl Runner {
             if written {
                 any_written = true;
                 let t = &self.config.templates[i];
-                if !self.config.dry && !t.command.is_empty() && !commands.iter().any(|c| c.0 == t.command) {
+                if !self.config.dry
+                    && !t.command.is_empty()
+                    && !commands.iter().any(|c| c.0 == t.command)
+                {
                     commands.push((t.command.clone(), t.command_timeout, t.display()));
                 }
             }
@@ -322,7 +342,9 @@ impl Runner {
         for (command, timeout, from) in commands {
             tracing::info!("(runner) executing command {command:?} from {from}");
             if let Err(e) = run_command(&command, timeout).await {
-                errors.push(format!("failed to execute command {command:?} from {from}: {e}"));
+                errors.push(format!(
+                    "failed to execute command {command:?} from {from}: {e}"
+                ));
             }
         }
         if any_written {
@@ -338,9 +360,16 @@ impl Runner {
 
     /// Executes template `i` and writes it if it is ready; `true` when the
     /// destination was written.
-    fn run_template(&mut self, i: usize, quiescence_run: Option<usize>, needed: &mut BTreeSet<Dependency>) -> Result<bool, Stop> {
+    fn run_template(
+        &mut self,
+        i: usize,
+        quiescence_run: Option<usize>,
+        needed: &mut BTreeSet<Dependency>,
+    ) -> Result<bool, Stop> {
         let wait = self.wait_for(i);
-        let fatal = self.config.templates[i].error_fatal.unwrap_or(self.config.template_error_fatal);
+        let fatal = self.config.templates[i]
+            .error_fatal
+            .unwrap_or(self.config.template_error_fatal);
         let Some(t) = self.templates[i].as_mut() else {
             return Ok(false);
         };
@@ -370,7 +399,12 @@ impl Runner {
                 return Ok(false);
             }
             Err(e) => {
-                let source = t.config.source.as_ref().map(|s| s.display().to_string()).unwrap_or_else(|| "(dynamic)".into());
+                let source = t
+                    .config
+                    .source
+                    .as_ref()
+                    .map(|s| s.display().to_string())
+                    .unwrap_or_else(|| "(dynamic)".into());
                 if fatal {
                     return Err(Stop::runner(format!("{source}: execute: {e}")));
                 }
@@ -419,7 +453,11 @@ impl Runner {
             backup: t.config.backup,
             create_dest_dirs: t.config.create_dest_dirs,
         };
-        let dry: Option<&mut dyn std::io::Write> = if self.config.dry { Some(&mut *self.dry) } else { None };
+        let dry: Option<&mut dyn std::io::Write> = if self.config.dry {
+            Some(&mut *self.dry)
+        } else {
+            None
+        };
         let outcome = match render(&target, &output, dry) {
             Ok(o) => o,
             Err(e) => {
@@ -483,7 +521,10 @@ async fn stop_child(child: &mut tokio::process::Child, exec: &ExecConfig) {
             libc::kill(pid as i32, exec.kill_signal);
         }
     }
-    if tokio::time::timeout(exec.kill_timeout, child.wait()).await.is_err() {
+    if tokio::time::timeout(exec.kill_timeout, child.wait())
+        .await
+        .is_err()
+    {
         let _ = child.kill().await;
     }
 }
@@ -508,7 +549,9 @@ async fn wait_child(child: &mut Option<tokio::process::Child>) -> i32 {
 
 fn exit_code(status: std::process::ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt;
-    status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+    status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
 /// consul-template's command forms: one string with spaces runs under

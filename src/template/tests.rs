@@ -50,27 +50,68 @@ fn brain() -> Brain {
     learn(&mut b, Dependency::health_service("web").unwrap(), 200, WEB);
     learn(&mut b, Dependency::health_service("api").unwrap(), 200, API);
     learn(&mut b, Dependency::health_service("db").unwrap(), 200, "[]");
-    learn(&mut b, Dependency::health_service("consul").unwrap(), 200, "[]");
-    learn(&mut b, Dependency::health_service("v1.web").unwrap(), 200, WEB_V1);
-    learn(&mut b, Dependency::catalog_services("").unwrap(), 200, SERVICES);
+    learn(
+        &mut b,
+        Dependency::health_service("consul").unwrap(),
+        200,
+        "[]",
+    );
+    learn(
+        &mut b,
+        Dependency::health_service("v1.web").unwrap(),
+        200,
+        WEB_V1,
+    );
+    learn(
+        &mut b,
+        Dependency::catalog_services("").unwrap(),
+        200,
+        SERVICES,
+    );
     let headers = format!(
         "[{},{},{}]",
         kv("nginx/headers/X-Env", b"prod"),
         kv("nginx/headers/X-Frame-Options", b"DENY"),
         kv("nginx/headers/nested/deep", b"skip")
     );
-    learn(&mut b, Dependency::kv_list("nginx/headers").unwrap(), 200, &headers);
-    learn(&mut b, Dependency::kv_get("nginx/maintenance").unwrap(), 404, "");
-    learn(&mut b, Dependency::kv_get("nginx/config").unwrap(), 200, &format!("[{}]", kv("nginx/config", br#"{"max_body":"10m","workers":4}"#)));
-    learn(&mut b, Dependency::kv_get("blob").unwrap(), 200, &format!("[{}]", kv("blob", b"\xff\xfe\x00raw")));
+    learn(
+        &mut b,
+        Dependency::kv_list("nginx/headers").unwrap(),
+        200,
+        &headers,
+    );
+    learn(
+        &mut b,
+        Dependency::kv_get("nginx/maintenance").unwrap(),
+        404,
+        "",
+    );
+    learn(
+        &mut b,
+        Dependency::kv_get("nginx/config").unwrap(),
+        200,
+        &format!(
+            "[{}]",
+            kv("nginx/config", br#"{"max_body":"10m","workers":4}"#)
+        ),
+    );
+    learn(
+        &mut b,
+        Dependency::kv_get("blob").unwrap(),
+        200,
+        &format!("[{}]", kv("blob", b"\xff\xfe\x00raw")),
+    );
     b
 }
 
 fn render_from(brain: &Brain, src: &str) -> Result<(String, usize), String> {
-    let t = Template::parse("t.ctmpl", src.as_bytes(), &Delims::default(), &is_function).map_err(|e| e.to_string())?;
+    let t = Template::parse("t.ctmpl", src.as_bytes(), &Delims::default(), &is_function)
+        .map_err(|e| e.to_string())?;
     let now = chrono::Utc.with_ymd_and_hms(2024, 5, 6, 7, 8, 9).unwrap();
     let mut r = Render::at(brain, now);
-    let out = t.execute(Value::Nil, &mut r, Options::default()).map_err(|e| e.to_string())?;
+    let out = t
+        .execute(Value::Nil, &mut r, Options::default())
+        .map_err(|e| e.to_string())?;
     Ok((String::from_utf8_lossy(&out).into_owned(), r.missing.len()))
 }
 
@@ -84,9 +125,15 @@ fn render(src: &str) -> String {
 fn seed_example() {
     // The issue's upstream block, with the fallback for no instances.
     let t = "upstream web { {{range service \"web\"}}\n  server {{.Address}}:{{.Port}};{{else}}\n  server 127.0.0.1:65535; # none{{end}}\n}\n";
-    assert_eq!(render(t), "upstream web { \n  server 10.0.0.1:8080;\n  server 10.0.0.2:8081;\n}\n");
+    assert_eq!(
+        render(t),
+        "upstream web { \n  server 10.0.0.1:8080;\n  server 10.0.0.2:8081;\n}\n"
+    );
     let none = t.replace("\"web\"", "\"db\"");
-    assert_eq!(render(&none), "upstream web { \n  server 127.0.0.1:65535; # none\n}\n");
+    assert_eq!(
+        render(&none),
+        "upstream web { \n  server 127.0.0.1:65535; # none\n}\n"
+    );
     // The reference's one-line form: instances sorted by node, then ID.
     assert_eq!(
         render("upstream app { {{range service \"web\"}} server {{.Address}}:{{.Port}}; {{end}} }"),
@@ -127,11 +174,28 @@ upstream web {
 fn tags_and_grouping() {
     let t = r#"{{range $tag, $svcs := service "web" | byTag}}{{$tag}}:{{range $svcs}} {{.ID}}{{end}};{{end}}"#;
     assert_eq!(render(t), "http: web-1 web-2;v1: web-1;v2: web-2;");
-    assert_eq!(render(r#"{{range service "v1.web"}}{{.ID}} {{.Tags}} {{join "," .Tags}}{{end}}"#), "web-1 [http v1] http,v1");
-    assert_eq!(render(r#"{{range services}}{{.Name}}={{len .Tags}} {{end}}"#), "api=1 consul=0 db=1 web=3 ");
-    assert_eq!(render(r#"{{with index (service "web") 0}}{{.Node}} {{.NodeMeta.zone}} {{.Status}}{{end}}"#), "node1 a passing");
-    assert_eq!(render(r#"{{ $s := service "web" }}{{ if gt (len $s) 1 }}many{{ end }}"#), "many");
-    assert_eq!(render(r#"{{range service "web"}}{{if in .Tags "v2"}}{{.ID}}{{end}}{{end}}"#), "web-2");
+    assert_eq!(
+        render(r#"{{range service "v1.web"}}{{.ID}} {{.Tags}} {{join "," .Tags}}{{end}}"#),
+        "web-1 [http v1] http,v1"
+    );
+    assert_eq!(
+        render(r#"{{range services}}{{.Name}}={{len .Tags}} {{end}}"#),
+        "api=1 consul=0 db=1 web=3 "
+    );
+    assert_eq!(
+        render(
+            r#"{{with index (service "web") 0}}{{.Node}} {{.NodeMeta.zone}} {{.Status}}{{end}}"#
+        ),
+        "node1 a passing"
+    );
+    assert_eq!(
+        render(r#"{{ $s := service "web" }}{{ if gt (len $s) 1 }}many{{ end }}"#),
+        "many"
+    );
+    assert_eq!(
+        render(r#"{{range service "web"}}{{if in .Tags "v2"}}{{.ID}}{{end}}{{end}}"#),
+        "web-2"
+    );
 }
 
 #[test]
@@ -156,7 +220,13 @@ false true";
 
 #[test]
 fn byte_values_render_exactly() {
-    let t = Template::parse("t", b"[{{ key \"blob\" }}]", &Delims::default(), &is_function).unwrap();
+    let t = Template::parse(
+        "t",
+        b"[{{ key \"blob\" }}]",
+        &Delims::default(),
+        &is_function,
+    )
+    .unwrap();
     let b = brain();
     let mut r = Render::new(&b);
     let out = t.execute(Value::Nil, &mut r, Options::default()).unwrap();
@@ -165,21 +235,45 @@ fn byte_values_render_exactly() {
 
 #[test]
 fn helpers_in_templates() {
-    assert_eq!(render(r#"{{ "a-b-c" | replaceAll "-" "_" | toUpper }}"#), "A_B_C");
-    assert_eq!(render(r#"{{ range split "," "x,y" }}<{{ . }}>{{ end }}"#), "<x><y>");
+    assert_eq!(
+        render(r#"{{ "a-b-c" | replaceAll "-" "_" | toUpper }}"#),
+        "A_B_C"
+    );
+    assert_eq!(
+        render(r#"{{ range split "," "x,y" }}<{{ . }}>{{ end }}"#),
+        "<x><y>"
+    );
     assert_eq!(render(r#"{{ "  pad  " | trimSpace | toLower }}"#), "pad");
     assert_eq!(render(r#"{{ regexMatch "^web-[0-9]$" "web-1" }}"#), "true");
-    assert_eq!(render(r#"{{ timestamp }} {{ timestamp "2006-01-02" }} {{ timestamp "unix" }}"#), "2024-05-06T07:08:09Z 2024-05-06 1714979289");
-    assert_eq!(render(r#"{{ service "web" | toJSON | len | printf "%d" | ne "0" }}"#), "true");
-    assert_eq!(render(r#"{{ (index (service "api") 0).Weights.Passing }}"#), "1");
+    assert_eq!(
+        render(r#"{{ timestamp }} {{ timestamp "2006-01-02" }} {{ timestamp "unix" }}"#),
+        "2024-05-06T07:08:09Z 2024-05-06 1714979289"
+    );
+    assert_eq!(
+        render(r#"{{ service "web" | toJSON | len | printf "%d" | ne "0" }}"#),
+        "true"
+    );
+    assert_eq!(
+        render(r#"{{ (index (service "api") 0).Weights.Passing }}"#),
+        "1"
+    );
     std::env::set_var("CAIRN_TEMPLATE_TEST_ENV", "from-env");
-    assert_eq!(render(r#"{{ env "CAIRN_TEMPLATE_TEST_ENV" }}|{{ env "CAIRN_TEMPLATE_UNSET" }}|{{ envOrDefault "CAIRN_TEMPLATE_UNSET" "d" }}"#), "from-env||d");
+    assert_eq!(
+        render(
+            r#"{{ env "CAIRN_TEMPLATE_TEST_ENV" }}|{{ env "CAIRN_TEMPLATE_UNSET" }}|{{ envOrDefault "CAIRN_TEMPLATE_UNSET" "d" }}"#
+        ),
+        "from-env||d"
+    );
 }
 
 #[test]
 fn missing_data_is_reported_not_rendered() {
     let empty = Brain::default();
-    let (out, missing) = render_from(&empty, r#"{{range service "web"}}x{{else}}none{{end}} {{key "a"}} {{keyOrDefault "b" "dflt"}}"#).unwrap();
+    let (out, missing) = render_from(
+        &empty,
+        r#"{{range service "web"}}x{{else}}none{{end}} {{key "a"}} {{keyOrDefault "b" "dflt"}}"#,
+    )
+    .unwrap();
     // The first pass sees zero values and names what it needs.
     assert_eq!(out, "none  dflt");
     assert_eq!(missing, 3);
@@ -194,10 +288,17 @@ fn missing_data_is_reported_not_rendered() {
 #[test]
 fn bad_arguments_are_errors() {
     let e = render_from(&brain(), r#"{{ service "web|bogus" }}"#).unwrap_err();
-    assert_eq!(e, r#"template: t.ctmpl:1:4: executing "t.ctmpl" at <service "web|bogus">: error calling service: health.service: invalid filter: "bogus" in "web|bogus""#);
+    assert_eq!(
+        e,
+        r#"template: t.ctmpl:1:4: executing "t.ctmpl" at <service "web|bogus">: error calling service: health.service: invalid filter: "bogus" in "web|bogus""#
+    );
     let e = render_from(&brain(), "{{ servce \"web\" }}").unwrap_err();
     assert_eq!(e, r#"template: t.ctmpl:1:4: function "servce" not defined"#);
-    let e = render_from(&brain(), r#"{{ key "nginx/config" | parseJSON | toJSON | parseJSON | len }}{{ "{" | parseJSON }}"#).unwrap_err();
+    let e = render_from(
+        &brain(),
+        r#"{{ key "nginx/config" | parseJSON | toJSON | parseJSON | len }}{{ "{" | parseJSON }}"#,
+    )
+    .unwrap_err();
     assert!(e.contains("error calling parseJSON"), "{e}");
 }
 

@@ -44,10 +44,17 @@ const DATACENTERS_EVERY: Duration = Duration::from_secs(15);
 impl Client {
     /// A client whose timeout outlasts a blocking query (Consul may hold
     /// one for `wait` plus up to `wait/16` of jitter).
-    pub fn new(base: String, token: Option<String>, max_stale: Duration, block_wait: Duration, retry: Retry) -> Result<Client, String> {
+    pub fn new(
+        base: String,
+        token: Option<String>,
+        max_stale: Duration,
+        block_wait: Duration,
+        retry: Retry,
+    ) -> Result<Client, String> {
         let mut headers = reqwest::header::HeaderMap::new();
         if let Some(t) = token.filter(|t| !t.is_empty()) {
-            let v = reqwest::header::HeaderValue::from_str(&t).map_err(|_| "the ACL token is not a valid header value".to_string())?;
+            let v = reqwest::header::HeaderValue::from_str(&t)
+                .map_err(|_| "the ACL token is not a valid header value".to_string())?;
             headers.insert("X-Consul-Token", v);
         }
         let http = reqwest::Client::builder()
@@ -117,7 +124,9 @@ fn query_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
             b => out.push_str(&format!("%{b:02X}")),
         }
     }
@@ -179,7 +188,12 @@ impl Watcher {
 
     /// Stops every watch not in `keep`; returns the ones stopped.
     pub fn retain(&mut self, keep: &BTreeSet<Dependency>) -> Vec<Dependency> {
-        let gone: Vec<Dependency> = self.tasks.keys().filter(|d| !keep.contains(*d)).cloned().collect();
+        let gone: Vec<Dependency> = self
+            .tasks
+            .keys()
+            .filter(|d| !keep.contains(*d))
+            .cloned()
+            .collect();
         for d in &gone {
             if let Some(task) = self.tasks.remove(d) {
                 tracing::debug!("(watcher) {d} is no longer needed");
@@ -266,7 +280,10 @@ impl View {
             }
             let answer = c.get(&path, &params).await?;
             if allow_stale && answer.last_contact > c.max_stale {
-                tracing::trace!("(view) {} stale data (last contact exceeded max_stale)", self.dep);
+                tracing::trace!(
+                    "(view) {} stale data (last contact exceeded max_stale)",
+                    self.dep
+                );
                 allow_stale = false;
                 continue;
             }
@@ -289,11 +306,19 @@ impl View {
                 }
             }
             let data = match &self.dep {
-                Dependency::Datacenters { only_reachable: true } => {
-                    let all = self.dep.decode(answer.status, &answer.body).map_err(|e| e.to_string())?;
+                Dependency::Datacenters {
+                    only_reachable: true,
+                } => {
+                    let all = self
+                        .dep
+                        .decode(answer.status, &answer.body)
+                        .map_err(|e| e.to_string())?;
                     self.reachable(all).await
                 }
-                _ => self.dep.decode(answer.status, &answer.body).map_err(|e| e.to_string())?,
+                _ => self
+                    .dep
+                    .decode(answer.status, &answer.body)
+                    .map_err(|e| e.to_string())?,
             };
             if last.as_ref() != Some(&data) {
                 last = Some(data.clone());
@@ -321,7 +346,8 @@ impl View {
                 String::from_utf8_lossy(&answer.body).trim()
             ));
         }
-        let v: serde_json::Value = serde_json::from_slice(&answer.body).map_err(|e| e.to_string())?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&answer.body).map_err(|e| e.to_string())?;
         v.pointer("/Config/NodeName")
             .and_then(|n| n.as_str())
             .map(str::to_string)
@@ -353,13 +379,26 @@ mod tests {
 
     #[test]
     fn urls_carry_bare_flags_and_escaped_values() {
-        let c = Client::new("http://127.0.0.1:8500/".into(), None, Duration::from_secs(2), Duration::from_secs(60), Retry::default()).unwrap();
+        let c = Client::new(
+            "http://127.0.0.1:8500/".into(),
+            None,
+            Duration::from_secs(2),
+            Duration::from_secs(60),
+            Retry::default(),
+        )
+        .unwrap();
         let params = vec![
             ("tag".to_string(), "a b".to_string()),
             ("passing".to_string(), "1".to_string()),
             ("stale".to_string(), String::new()),
         ];
-        assert_eq!(c.url("/v1/health/service/web", &params), "http://127.0.0.1:8500/v1/health/service/web?tag=a%20b&passing=1&stale");
-        assert_eq!(c.url("/v1/kv/app", &[("recurse".into(), String::new())]), "http://127.0.0.1:8500/v1/kv/app?recurse");
+        assert_eq!(
+            c.url("/v1/health/service/web", &params),
+            "http://127.0.0.1:8500/v1/health/service/web?tag=a%20b&passing=1&stale"
+        );
+        assert_eq!(
+            c.url("/v1/kv/app", &[("recurse".into(), String::new())]),
+            "http://127.0.0.1:8500/v1/kv/app?recurse"
+        );
     }
 }

@@ -28,7 +28,9 @@ pub fn call(name: &str, args: &[Value]) -> Option<Result> {
             None => Err("wrong number of args for printf: want at least 1 got 0".into()),
         },
         "eq" => eq(args),
-        "ne" => arity(name, args, 2).and_then(|_| equal(&args[0], &args[1]).map(|b| Value::Bool(!b))),
+        "ne" => {
+            arity(name, args, 2).and_then(|_| equal(&args[0], &args[1]).map(|b| Value::Bool(!b)))
+        }
         "lt" => ordered(name, args, |o| o == Ordering::Less),
         "le" => ordered(name, args, |o| o != Ordering::Greater),
         "gt" => ordered(name, args, |o| o == Ordering::Greater),
@@ -66,7 +68,10 @@ fn int_index(v: &Value, what: &str) -> std::result::Result<i64, String> {
     match v {
         Value::Int(i) => Ok(*i),
         Value::Nil => Err(format!("cannot index {what} with nil")),
-        other => Err(format!("cannot index {what} with type {}", other.type_name())),
+        other => Err(format!(
+            "cannot index {what} with type {}",
+            other.type_name()
+        )),
     }
 }
 
@@ -96,7 +101,10 @@ fn index(args: &[Value]) -> Result {
             Value::Map(m) => match idx {
                 Value::Str(k) => {
                     let key = String::from_utf8_lossy(k);
-                    m.entries.get(key.as_ref()).cloned().unwrap_or_else(|| m.zero.clone())
+                    m.entries
+                        .get(key.as_ref())
+                        .cloned()
+                        .unwrap_or_else(|| m.zero.clone())
                 }
                 other => {
                     return Err(format!(
@@ -185,9 +193,10 @@ fn ordered(name: &str, args: &[Value], want: impl Fn(Ordering) -> bool) -> Resul
             None => return Ok(Value::Bool(false)),
         },
         (Value::Str(x), Value::Str(y)) => x.cmp(y),
-        (Value::Int(_) | Value::Float(_) | Value::Str(_), Value::Int(_) | Value::Float(_) | Value::Str(_)) => {
-            return Err("incompatible types for comparison".into())
-        }
+        (
+            Value::Int(_) | Value::Float(_) | Value::Str(_),
+            Value::Int(_) | Value::Float(_) | Value::Str(_),
+        ) => return Err("incompatible types for comparison".into()),
         _ => return Err("invalid type for comparison".into()),
     };
     Ok(Value::Bool(want(ord)))

@@ -107,9 +107,11 @@ impl<'t> State<'t> {
                     }
                 }
                 Node::Range(b) => self.range(dot, b)?,
-                Node::Template { name, pipe, pos } => self.template(dot, name, pipe.as_ref(), *pos)?,
-                Node::Break(_) => return Ok(Flow::Break),
-                Node::Continue(_) => return Ok(Flow::Continue),
+                Node::Template { name, pipe, pos } => {
+                    self.template(dot, name, pipe.as_ref(), *pos)?
+                }
+                Node::Break => return Ok(Flow::Break),
+                Node::Continue => return Ok(Flow::Continue),
             }
         }
         Ok(Flow::Normal)
@@ -147,7 +149,10 @@ impl<'t> State<'t> {
             Value::Int(n) => (0..*n).map(|i| (Value::Int(i), Value::Int(i))).collect(),
             Value::Nil => Vec::new(),
             other => {
-                self.at = (b.pipe.pos, b.pipe.cmds.first().map(|c| c.text.as_str()).unwrap_or(""));
+                self.at = (
+                    b.pipe.pos,
+                    b.pipe.cmds.first().map(|c| c.text.as_str()).unwrap_or(""),
+                );
                 return Err(self.fail(format!("range can't iterate over {}", shown(other))));
             }
         };
@@ -180,7 +185,13 @@ impl<'t> State<'t> {
         Ok(())
     }
 
-    fn template(&mut self, dot: &Value, name: &str, pipe: Option<&'t Pipeline>, pos: usize) -> Result<()> {
+    fn template(
+        &mut self,
+        dot: &Value,
+        name: &str,
+        pipe: Option<&'t Pipeline>,
+        pos: usize,
+    ) -> Result<()> {
         let Some(body) = self.tree.defines.get(name) else {
             self.at = (pos, "template");
             return Err(self.fail(format!("no such template {name:?}")));
@@ -295,10 +306,15 @@ impl<'t> State<'t> {
             Value::Struct(s) => match s.field(name) {
                 Some(v) if has_args => {
                     let _ = v;
-                    Err(self.fail(format!("{name} has arguments but cannot be invoked as function")))
+                    Err(self.fail(format!(
+                        "{name} has arguments but cannot be invoked as function"
+                    )))
                 }
                 Some(v) => Ok(v.clone()),
-                None => Err(self.fail(format!("can't evaluate field {name} in type {}", s.type_name))),
+                None => Err(self.fail(format!(
+                    "can't evaluate field {name} in type {}",
+                    s.type_name
+                ))),
             },
             Value::Map(m) => {
                 if has_args {
@@ -316,7 +332,10 @@ impl<'t> State<'t> {
                 Err(self.fail(format!("nil data; no entry for key {name:?}")))
             }
             Value::Nil => Ok(Value::Nil),
-            other => Err(self.fail(format!("can't evaluate field {name} in type {}", other.type_name()))),
+            other => Err(self.fail(format!(
+                "can't evaluate field {name} in type {}",
+                other.type_name()
+            ))),
         }
     }
 
@@ -344,7 +363,13 @@ impl<'t> State<'t> {
         })
     }
 
-    fn function(&mut self, dot: &Value, name: &str, args: &'t [Arg], fin: Option<Value>) -> Result<Value> {
+    fn function(
+        &mut self,
+        dot: &Value,
+        name: &str,
+        args: &'t [Arg],
+        fin: Option<Value>,
+    ) -> Result<Value> {
         let saved = self.at;
         if name == "and" || name == "or" {
             return self.and_or(dot, name == "and", args, fin);
@@ -363,10 +388,18 @@ impl<'t> State<'t> {
     }
 
     /// `and`/`or`: the first argument that decides, else the last.
-    fn and_or(&mut self, dot: &Value, and: bool, args: &'t [Arg], fin: Option<Value>) -> Result<Value> {
+    fn and_or(
+        &mut self,
+        dot: &Value,
+        and: bool,
+        args: &'t [Arg],
+        fin: Option<Value>,
+    ) -> Result<Value> {
         let name = if and { "and" } else { "or" };
         if args.is_empty() && fin.is_none() {
-            return Err(self.fail(format!("wrong number of args for {name}: want at least 1 got 0")));
+            return Err(self.fail(format!(
+                "wrong number of args for {name}: want at least 1 got 0"
+            )));
         }
         let mut last = Value::Nil;
         for a in args {

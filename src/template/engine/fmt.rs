@@ -134,7 +134,12 @@ pub fn sprintf(format: &[u8], args: &[Value]) -> Vec<u8> {
         };
         next += 1;
         let body = format_verb(verb, &spec, arg);
-        pad(&mut out, &body, &spec, matches!(arg, Value::Int(_) | Value::Float(_)));
+        pad(
+            &mut out,
+            &body,
+            &spec,
+            matches!(arg, Value::Int(_) | Value::Float(_)),
+        );
     }
     if next < args.len() {
         out.extend_from_slice(b"%!(EXTRA ");
@@ -334,7 +339,11 @@ pub fn format_g(f: f64, prec: Option<usize>) -> String {
         return "NaN".into();
     }
     if f.is_infinite() {
-        return if f > 0.0 { "+Inf".into() } else { "-Inf".into() };
+        return if f > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
     }
     let neg = if f.is_sign_negative() && f != 0.0 {
         "-"
@@ -352,7 +361,11 @@ pub fn format_g(f: f64, prec: Option<usize>) -> String {
             let (mantissa, exp) = s.split_once('e').unwrap_or((&s, "0"));
             let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
             let digits = digits.trim_end_matches('0').to_string();
-            let digits = if digits.is_empty() { "0".into() } else { digits };
+            let digits = if digits.is_empty() {
+                "0".into()
+            } else {
+                digits
+            };
             (digits, exp.parse().unwrap_or(0))
         }
     };
@@ -456,8 +469,26 @@ mod tests {
         let s = Value::string;
         assert_eq!(printf("%s:%d", &[s("web"), Value::Int(80)]), "web:80");
         assert_eq!(printf("%5s|%-5s|", &[s("a"), s("b")]), "    a|b    |");
-        assert_eq!(printf("%05d %+d %x %X %o", &[Value::Int(-42), Value::Int(3), Value::Int(255), Value::Int(255), Value::Int(8)]), "-0042 +3 ff FF 10");
-        assert_eq!(printf("%.2f %v %t", &[Value::Float(3.14159), Value::Float(2.0), Value::Bool(true)]), "3.14 2 true");
+        assert_eq!(
+            printf(
+                "%05d %+d %x %X %o",
+                &[
+                    Value::Int(-42),
+                    Value::Int(3),
+                    Value::Int(255),
+                    Value::Int(255),
+                    Value::Int(8)
+                ]
+            ),
+            "-0042 +3 ff FF 10"
+        );
+        assert_eq!(
+            printf(
+                "%.2f %v %t",
+                &[Value::Float(1.23456), Value::Float(2.0), Value::Bool(true)]
+            ),
+            "1.23 2 true"
+        );
         assert_eq!(printf("%q", &[s("a\"b\n")]), r#""a\"b\n""#);
         assert_eq!(printf("%v", &[Value::list(vec![s("a"), s("b")])]), "[a b]");
         assert_eq!(printf("100%%", &[]), "100%");
@@ -469,7 +500,12 @@ mod tests {
 
     #[test]
     fn sprint_spaces_only_between_non_strings() {
-        let out = sprint(&[Value::Int(1), Value::Int(2), Value::string("a"), Value::Int(3)]);
+        let out = sprint(&[
+            Value::Int(1),
+            Value::Int(2),
+            Value::string("a"),
+            Value::Int(3),
+        ]);
         assert_eq!(out, b"1 2a3");
         assert_eq!(sprintln(&[Value::string("a"), Value::Int(1)]), b"a 1\n");
     }

@@ -458,7 +458,10 @@ impl<'a> Lexer<'a> {
         match c {
             b'x' => out.push(hex(self, 2)? as u8),
             b'0'..=b'7' => {
-                let digits = self.src.get(self.pos - 1..self.pos + 2).ok_or_else(|| bad(self))?;
+                let digits = self
+                    .src
+                    .get(self.pos - 1..self.pos + 2)
+                    .ok_or_else(|| bad(self))?;
                 let text = std::str::from_utf8(digits).map_err(|_| bad(self))?;
                 let v = u32::from_str_radix(text, 8).map_err(|_| bad(self))?;
                 if v > 255 {
@@ -562,12 +565,24 @@ mod tests {
     fn trim_markers_eat_whitespace_including_newlines() {
         assert_eq!(
             toks("a \n {{- .X -}} \n\t b"),
-            vec![text("a"), Tok::Open, Tok::Field("X".into()), Tok::Close, text("b")]
+            vec![
+                text("a"),
+                Tok::Open,
+                Tok::Field("X".into()),
+                Tok::Close,
+                text("b")
+            ]
         );
         // Without the space `{{-3}}` is the number -3.
         assert_eq!(
             toks("a {{-3}} b"),
-            vec![text("a "), Tok::Open, Tok::Number("-3".into()), Tok::Close, text(" b")]
+            vec![
+                text("a "),
+                Tok::Open,
+                Tok::Number("-3".into()),
+                Tok::Close,
+                text(" b")
+            ]
         );
     }
 
@@ -617,7 +632,13 @@ mod tests {
     fn custom_delimiters() {
         assert_eq!(
             toks_with("a [[.X]] {{b}}", b"[[", b"]]"),
-            vec![text("a "), Tok::Open, Tok::Field("X".into()), Tok::Close, text(" {{b}}")]
+            vec![
+                text("a "),
+                Tok::Open,
+                Tok::Field("X".into()),
+                Tok::Close,
+                text(" {{b}}")
+            ]
         );
     }
 
@@ -631,8 +652,17 @@ mod tests {
 
     #[test]
     fn unclosed_action_and_parens() {
-        assert_eq!(lex(b"{{ .X ", b"{{", b"}}").unwrap_err().msg, "unclosed action");
-        assert_eq!(lex(b"{{ (.X }}", b"{{", b"}}").unwrap_err().msg, "unclosed left paren");
-        assert_eq!(lex(b"{{ .X) }}", b"{{", b"}}").unwrap_err().msg, "unexpected right paren");
+        assert_eq!(
+            lex(b"{{ .X ", b"{{", b"}}").unwrap_err().msg,
+            "unclosed action"
+        );
+        assert_eq!(
+            lex(b"{{ (.X }}", b"{{", b"}}").unwrap_err().msg,
+            "unclosed left paren"
+        );
+        assert_eq!(
+            lex(b"{{ .X) }}", b"{{", b"}}").unwrap_err().msg,
+            "unexpected right paren"
+        );
     }
 }

@@ -23,8 +23,8 @@ pub enum Node {
         pipe: Option<Pipeline>,
         pos: usize,
     },
-    Break(usize),
-    Continue(usize),
+    Break,
+    Continue,
 }
 
 /// The parts an `if`, `range` or `with` share.
@@ -78,7 +78,7 @@ pub struct Tree {
 }
 
 /// What ended a list of nodes.
-enum End {
+enum Terminator {
     Eof,
     End(usize),
     /// `{{else}}`, or `{{else if ...}}` / `{{else with ...}}` (the keyword).
@@ -112,9 +112,9 @@ pub fn parse(
     };
     let (root, end) = p.list()?;
     match end {
-        End::Eof => {}
-        End::End(pos) => return Err(p.err(pos, "unexpected {{end}}")),
-        End::Else(pos, _) => return Err(p.err(pos, "unexpected {{else}}")),
+        Terminator::Eof => {}
+        Terminator::End(pos) => return Err(p.err(pos, "unexpected {{end}}")),
+        Terminator::Else(pos, _) => return Err(p.err(pos, "unexpected {{else}}")),
     }
     Ok(Tree {
         root,
@@ -155,13 +155,16 @@ impl<'a> Parser<'a> {
             Some(Token {
                 tok: Tok::Close, ..
             }) => Ok(()),
-            Some(t) => Err(self.err(t.pos, format!("unexpected {} in {context}", describe(&t.tok)))),
+            Some(t) => Err(self.err(
+                t.pos,
+                format!("unexpected {} in {context}", describe(&t.tok)),
+            )),
             None => Err(self.err(self.eof_pos(), format!("unexpected EOF in {context}"))),
         }
     }
 
     /// Nodes up to EOF, `{{end}}` or `{{else}}`.
-    fn list(&mut self) -> Result<(Vec<Node>, End), SyntaxError> {
+    fn list(&mut self) -> Result<(Vec<Node>, Terminator), SyntaxError> {
         let mut nodes = Vec::new();
         while let Some(t) = self.next() {
             match t.tok {
@@ -174,11 +177,11 @@ impl<'a> Parser<'a> {
                 other => return Err(self.err(t.pos, format!("unexpected {}", describe(&other)))),
             }
         }
-        Ok((nodes, End::Eof))
+        Ok((nodes, Terminator::Eof))
     }
 
     /// One action after its `{{`; `Some` when it ends the enclosing list.
-    fn action(&mut self, nodes: &mut Vec<Node>) -> Result<Option<End>, SyntaxError> {
+    fn action(&mut self, nodes: &mut Vec<Node>) -> Result<Option<Terminator>, SyntaxError> {
         let Some(t) = self.peek().cloned() else {
             return Err(self.err(self.eof_pos(), "unclosed action"));
         };
@@ -187,7 +190,7 @@ impl<'a> Parser<'a> {
             match kw {
                 Keyword::End => {
                     self.expect_close("end")?;
-                    return Ok(Some(End::End(t.pos)));
+                    return Ok(Some(Terminator::End(t.pos)));
                 }
                 Keyword::Else => {
                     let chained = match self.peek().map(|t| &t.tok) {
@@ -197,7 +200,7 @@ impl<'a> Parser<'a> {
                             None
                         }
                     };
-                    return Ok(Some(End::Else(t.pos, chained)));
+                    return Ok(Some(Terminator::Else(t.pos, chained)));
                 }
                 Keyword::If => nodes.push(Node::If(self.control(Keyword::If, t.pos)?)),
                 Keyword::Range => nodes.push(Node::Range(self.control(Keyword::Range, t.pos)?)),
@@ -209,13 +212,15 @@ impl<'a> Parser<'a> {
                         "continue"
                     };
                     if self.range_depth == 0 {
-                        return Err(self.err(t.pos, format!("{{{{{name}}}}} outside {{{{range}}}}")));
+                        return Err(
+                            self.err(t.pos, format!("{{{{{name}}}}} outside {{{{range}}}}"))
+                        );
                     }
                     self.expect_close(name)?;
                     nodes.push(if kw == Keyword::Break {
-                        Node::Break(t.pos)
+                        Node::Break
                     } else {
-                        Node::Continue(t.pos)
+                        Node::Continue
                     });
                 }
                 Keyword::Template => nodes.push(self.template_call(t.pos)?),
@@ -242,7 +247,10 @@ impl<'a> Parser<'a> {
             Some(Token {
                 tok: Tok::Str(s), ..
             }) => Ok(String::from_utf8_lossy(&s).into_owned()),
-            Some(t) => Err(self.err(t.pos, format!("unexpected {} in {context}", describe(&t.tok)))),
+            Some(t) => Err(self.err(
+                t.pos,
+                format!("unexpected {} in {context}", describe(&t.tok)),
+            )),
             None => Err(self.err(self.eof_pos(), format!("unexpected EOF in {context}"))),
         }
     }
@@ -274,9 +282,9 @@ impl<'a> Parser<'a> {
         self.vars = saved_vars;
         self.range_depth = saved_depth;
         match result? {
-            (body, End::End(_)) => Ok(body),
-            (_, End::Else(p, _)) => Err(self.err(p, "unexpected {{else}} in define")),
-            (_, End::Eof) => Err(self.err(pos, "unexpected EOF in define")),
+            (body, Terminator::End(_)) => Ok(body),
+            (_, Terminator::Else(p, _)) => Err(self.err(p, "unexpected {{else}} in define")),
+            (_, Terminator::Eof) => Err(self.err(pos, "unexpected EOF in define")),
         }
     }
 
@@ -293,7 +301,12 @@ impl<'a> Parser<'a> {
         result
     }
 
-    fn control_body(&mut self, kw: Keyword, context: &str, pos: usize) -> Result<Branch, SyntaxError> {
+    fn control_body(
+        &mut self,
+        kw: Keyword,
+        context: &str,
+        pos: usize,
+    ) -> Result<Branch, SyntaxError> {
         let pipe = self.pipeline(context, kw == Keyword::Range)?;
         if kw == Keyword::Range {
             self.range_depth += 1;
@@ -304,21 +317,28 @@ impl<'a> Parser<'a> {
         }
         let (list, end) = listed?;
         let else_list = match end {
-            End::End(_) => None,
-            End::Eof => return Err(self.err(pos, format!("unexpected EOF in {context}"))),
-            End::Else(_, None) => {
+            Terminator::End(_) => None,
+            Terminator::Eof => return Err(self.err(pos, format!("unexpected EOF in {context}"))),
+            Terminator::Else(_, None) => {
                 let (else_list, end) = self.list()?;
                 match end {
-                    End::End(_) => Some(else_list),
-                    End::Else(p, _) => {
-                        return Err(self.err(p, format!("expected end; found {{{{else}}}} in {context}")))
+                    Terminator::End(_) => Some(else_list),
+                    Terminator::Else(p, _) => {
+                        return Err(
+                            self.err(p, format!("expected end; found {{{{else}}}} in {context}"))
+                        )
                     }
-                    End::Eof => return Err(self.err(pos, format!("unexpected EOF in {context}"))),
+                    Terminator::Eof => {
+                        return Err(self.err(pos, format!("unexpected EOF in {context}")))
+                    }
                 }
             }
-            End::Else(p, Some(chained)) => {
+            Terminator::Else(p, Some(chained)) => {
                 if kw == Keyword::Range || (kw == Keyword::With) != (chained == Keyword::With) {
-                    return Err(self.err(p, format!("unexpected else {} in {context}", keyword_name(chained))));
+                    return Err(self.err(
+                        p,
+                        format!("unexpected else {} in {context}", keyword_name(chained)),
+                    ));
                 }
                 // `{{else if x}}...{{end}}` is `{{else}}{{if x}}...{{end}}{{end}}`:
                 // the nested control consumes the shared `{{end}}`.
@@ -343,7 +363,12 @@ impl<'a> Parser<'a> {
         self.pipeline_until(context, is_range, false)
     }
 
-    fn pipeline_until(&mut self, context: &str, is_range: bool, paren: bool) -> Result<Pipeline, SyntaxError> {
+    fn pipeline_until(
+        &mut self,
+        context: &str,
+        is_range: bool,
+        paren: bool,
+    ) -> Result<Pipeline, SyntaxError> {
         let pos = self.peek().map(|t| t.pos).unwrap_or(self.eof_pos());
         let mut pipe = Pipeline {
             pos,
@@ -377,9 +402,14 @@ impl<'a> Parser<'a> {
         for (n, cmd) in pipe.cmds.iter().enumerate().skip(1) {
             if matches!(
                 cmd.args.first(),
-                Some(Arg::Bool(_) | Arg::Dot | Arg::Nil | Arg::Int(_) | Arg::Float(_) | Arg::Str(_))
+                Some(
+                    Arg::Bool(_) | Arg::Dot | Arg::Nil | Arg::Int(_) | Arg::Float(_) | Arg::Str(_)
+                )
             ) {
-                return Err(self.err(cmd.pos, format!("non executable command in pipeline stage {}", n + 1)));
+                return Err(self.err(
+                    cmd.pos,
+                    format!("non executable command in pipeline stage {}", n + 1),
+                ));
             }
         }
         // Declared variables come into scope after the pipeline.
@@ -390,7 +420,12 @@ impl<'a> Parser<'a> {
     }
 
     /// `$x :=`, `$x =`, and in a range `$i, $e :=`.
-    fn declarations(&mut self, pipe: &mut Pipeline, context: &str, is_range: bool) -> Result<(), SyntaxError> {
+    fn declarations(
+        &mut self,
+        pipe: &mut Pipeline,
+        context: &str,
+        is_range: bool,
+    ) -> Result<(), SyntaxError> {
         let Some(Token {
             tok: Tok::Variable(first),
             ..
@@ -524,7 +559,8 @@ impl<'a> Parser<'a> {
             Tok::Bool(b) => Arg::Bool(b),
             Tok::Str(s) => Arg::Str(s),
             Tok::Char(c) => Arg::Int(c),
-            Tok::Number(text) => number(&text).ok_or_else(|| self.err(t.pos, format!("bad number syntax: {text:?}")))?,
+            Tok::Number(text) => number(&text)
+                .ok_or_else(|| self.err(t.pos, format!("bad number syntax: {text:?}")))?,
             Tok::Field(f) => Arg::Field(vec![f]),
             Tok::Variable(v) => {
                 if !self.vars.contains(&v) {
@@ -536,7 +572,9 @@ impl<'a> Parser<'a> {
                 let pipe = self.pipeline_until("parenthesized pipeline", false, true)?;
                 Arg::Pipe(Box::new(pipe), Vec::new())
             }
-            other => return Err(self.err(t.pos, format!("unexpected {} in operand", describe(&other)))),
+            other => {
+                return Err(self.err(t.pos, format!("unexpected {} in operand", describe(&other))))
+            }
         };
         Ok((arg, t.pos))
     }
@@ -562,7 +600,8 @@ fn number(text: &str) -> Option<Arg> {
         radix_int(o, 8)
     } else if let Some(b) = lower.strip_prefix("0b") {
         radix_int(b, 2)
-    } else if lower.len() > 1 && lower.starts_with('0') && lower.bytes().all(|b| b.is_ascii_digit()) {
+    } else if lower.len() > 1 && lower.starts_with('0') && lower.bytes().all(|b| b.is_ascii_digit())
+    {
         radix_int(&lower[1..], 8)
     } else if lower.bytes().all(|b| b.is_ascii_digit()) && !lower.is_empty() {
         lower.parse().ok()

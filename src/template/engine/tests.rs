@@ -81,27 +81,69 @@ fn text_and_trim_markers() {
 
 #[test]
 fn pipelines_pass_the_value_as_the_last_argument() {
-    assert_eq!(render(r#"{{"output" | printf "%q"}}"#, Value::Nil), r#""output""#);
-    assert_eq!(render(r#"{{printf "%q" "output"}}"#, Value::Nil), r#""output""#);
-    assert_eq!(render(r#"{{printf "%q" (print "out" "put")}}"#, Value::Nil), r#""output""#);
-    assert_eq!(render(r#"{{"put" | printf "%s%s" "out" | printf "%q"}}"#, Value::Nil), r#""output""#);
-    assert_eq!(render(r#"{{"abc" | upper | printf "<%s>"}}"#, Value::Nil), "<ABC>");
+    assert_eq!(
+        render(r#"{{"output" | printf "%q"}}"#, Value::Nil),
+        r#""output""#
+    );
+    assert_eq!(
+        render(r#"{{printf "%q" "output"}}"#, Value::Nil),
+        r#""output""#
+    );
+    assert_eq!(
+        render(r#"{{printf "%q" (print "out" "put")}}"#, Value::Nil),
+        r#""output""#
+    );
+    assert_eq!(
+        render(
+            r#"{{"put" | printf "%s%s" "out" | printf "%q"}}"#,
+            Value::Nil
+        ),
+        r#""output""#
+    );
+    assert_eq!(
+        render(r#"{{"abc" | upper | printf "<%s>"}}"#, Value::Nil),
+        "<ABC>"
+    );
 }
 
 #[test]
 fn variables_declare_assign_and_scope() {
     assert_eq!(
-        render(r#"{{with $x := "output" | printf "%q"}}{{$x}}{{end}}"#, Value::Nil),
+        render(
+            r#"{{with $x := "output" | printf "%q"}}{{$x}}{{end}}"#,
+            Value::Nil
+        ),
         r#""output""#
     );
-    assert_eq!(render(r#"{{with $x := "output"}}{{printf "%q" $x}}{{end}}"#, Value::Nil), r#""output""#);
-    assert_eq!(render(r#"{{with $x := "output"}}{{$x | printf "%q"}}{{end}}"#, Value::Nil), r#""output""#);
-    assert_eq!(render(r#"{{$x := 1}}{{if true}}{{$x = 2}}{{end}}{{$x}}"#, Value::Nil), "2");
+    assert_eq!(
+        render(
+            r#"{{with $x := "output"}}{{printf "%q" $x}}{{end}}"#,
+            Value::Nil
+        ),
+        r#""output""#
+    );
+    assert_eq!(
+        render(
+            r#"{{with $x := "output"}}{{$x | printf "%q"}}{{end}}"#,
+            Value::Nil
+        ),
+        r#""output""#
+    );
+    assert_eq!(
+        render(
+            r#"{{$x := 1}}{{if true}}{{$x = 2}}{{end}}{{$x}}"#,
+            Value::Nil
+        ),
+        "2"
+    );
     // A variable's scope ends at the {{end}} of the structure declaring it.
     let e = err(r#"{{if true}}{{$y := 1}}{{end}}{{$y}}"#, Value::Nil);
     assert_eq!(e, r#"template: t:1:32: undefined variable "$y""#);
     // `$` is the data even inside range.
-    let data = Value::any_map(BTreeMap::from([("name".into(), s("root")), ("xs".into(), Value::list(vec![Value::Int(1)]))]));
+    let data = Value::any_map(BTreeMap::from([
+        ("name".into(), s("root")),
+        ("xs".into(), Value::list(vec![Value::Int(1)])),
+    ]));
     assert_eq!(render("{{range .xs}}{{$.name}}{{.}}{{end}}", data), "root1");
 }
 
@@ -109,13 +151,28 @@ fn variables_declare_assign_and_scope() {
 fn range_forms() {
     let xs = Value::list(vec![s("a"), s("b"), s("c")]);
     assert_eq!(render("{{range .}}[{{.}}]{{end}}", xs.clone()), "[a][b][c]");
-    assert_eq!(render("{{range $i, $e := .}}{{$i}}={{$e}} {{end}}", xs.clone()), "0=a 1=b 2=c ");
+    assert_eq!(
+        render("{{range $i, $e := .}}{{$i}}={{$e}} {{end}}", xs.clone()),
+        "0=a 1=b 2=c "
+    );
     assert_eq!(render("{{range $e := .}}{{$e}}{{end}}", xs.clone()), "abc");
-    assert_eq!(render("{{range .}}x{{else}}empty{{end}}", Value::list(vec![])), "empty");
-    assert_eq!(render("{{range .}}x{{else}}empty{{end}}", Value::Nil), "empty");
+    assert_eq!(
+        render("{{range .}}x{{else}}empty{{end}}", Value::list(vec![])),
+        "empty"
+    );
+    assert_eq!(
+        render("{{range .}}x{{else}}empty{{end}}", Value::Nil),
+        "empty"
+    );
     // Maps range in sorted key order.
-    let m = Value::any_map(BTreeMap::from([("b".into(), Value::Int(2)), ("a".into(), Value::Int(1))]));
-    assert_eq!(render("{{range $k, $v := .}}{{$k}}:{{$v}};{{end}}", m), "a:1;b:2;");
+    let m = Value::any_map(BTreeMap::from([
+        ("b".into(), Value::Int(2)),
+        ("a".into(), Value::Int(1)),
+    ]));
+    assert_eq!(
+        render("{{range $k, $v := .}}{{$k}}:{{$v}};{{end}}", m),
+        "a:1;b:2;"
+    );
     assert_eq!(
         render("{{range .}}{{if eq . \"b\"}}{{continue}}{{end}}{{if eq . \"c\"}}{{break}}{{end}}{{.}}{{end}}", xs),
         "a"
@@ -136,7 +193,13 @@ fn if_else_if_and_with_else() {
     assert_eq!(render("{{with .}}{{.}}{{else}}none{{end}}", s("")), "none");
     assert_eq!(render("{{with .}}{{.}}{{else}}none{{end}}", s("x")), "x");
     assert_eq!(render("{{with $v := .}}{{$v}}{{end}}", s("y")), "y");
-    assert_eq!(render("{{with .A}}a{{else with .B}}{{.}}{{end}}", Value::any_map(BTreeMap::from([("B".into(), s("b"))]))), "b");
+    assert_eq!(
+        render(
+            "{{with .A}}a{{else with .B}}{{.}}{{end}}",
+            Value::any_map(BTreeMap::from([("B".into(), s("b"))]))
+        ),
+        "b"
+    );
 }
 
 #[test]
@@ -153,23 +216,45 @@ fn truthiness_follows_go() {
         (s("x"), "T"),
         (Value::record("T", vec![]), "T"),
     ] {
-        assert_eq!(render("{{if .}}T{{else}}F{{end}}", v.clone()), want, "{v:?}");
+        assert_eq!(
+            render("{{if .}}T{{else}}F{{end}}", v.clone()),
+            want,
+            "{v:?}"
+        );
     }
 }
 
 #[test]
 fn comparisons_and_logic() {
     assert_eq!(render("{{eq 1 2 3 1}}", Value::Nil), "true");
-    assert_eq!(render(r#"{{eq "a" "b"}} {{ne "a" "b"}}"#, Value::Nil), "false true");
-    assert_eq!(render("{{lt 1 2}} {{le 2 2}} {{gt 1 2}} {{ge 3 2}}", Value::Nil), "true true false true");
+    assert_eq!(
+        render(r#"{{eq "a" "b"}} {{ne "a" "b"}}"#, Value::Nil),
+        "false true"
+    );
+    assert_eq!(
+        render("{{lt 1 2}} {{le 2 2}} {{gt 1 2}} {{ge 3 2}}", Value::Nil),
+        "true true false true"
+    );
     assert_eq!(render(r#"{{lt "a" "b"}}"#, Value::Nil), "true");
-    assert_eq!(render("{{and 1 0 2}} {{and 1 2}} {{or 0 \"\" 3}} {{or 0 \"\"}} {{not 0}}", Value::Nil), "0 2 3  true");
+    assert_eq!(
+        render(
+            "{{and 1 0 2}} {{and 1 2}} {{or 0 \"\" 3}} {{or 0 \"\"}} {{not 0}}",
+            Value::Nil
+        ),
+        "0 2 3  true"
+    );
     // `and` stops at the first false argument: the failing call never runs.
     assert_eq!(render("{{and false (fail)}}", Value::Nil), "false");
     assert_eq!(render("{{or true (fail)}}", Value::Nil), "true");
-    assert_eq!(render("{{eq .X nil}}", Value::any_map(BTreeMap::new())), "true");
+    assert_eq!(
+        render("{{eq .X nil}}", Value::any_map(BTreeMap::new())),
+        "true"
+    );
     let e = err("{{eq 1 1.5}}", Value::Nil);
-    assert!(e.ends_with("error calling eq: incompatible types for comparison"), "{e}");
+    assert!(
+        e.ends_with("error calling eq: incompatible types for comparison"),
+        "{e}"
+    );
     let e = err("{{lt true false}}", Value::Nil);
     assert!(e.ends_with("invalid type for comparison"), "{e}");
 }
@@ -177,38 +262,78 @@ fn comparisons_and_logic() {
 #[test]
 fn builtins_len_index_slice_print() {
     let xs = Value::list(vec![s("a"), s("b"), s("c")]);
-    assert_eq!(render("{{len .}} {{index . 1}} {{slice . 1 3}}", xs.clone()), "3 b [b c]");
+    assert_eq!(
+        render("{{len .}} {{index . 1}} {{slice . 1 3}}", xs.clone()),
+        "3 b [b c]"
+    );
     assert_eq!(render(r#"{{len "héllo"}}"#, Value::Nil), "6");
     let m = Value::string_map(BTreeMap::from([("k".into(), s("v"))]));
-    assert_eq!(render(r#"{{index . "k"}}|{{index . "missing"}}|"#, m), "v||");
+    assert_eq!(
+        render(r#"{{index . "k"}}|{{index . "missing"}}|"#, m),
+        "v||"
+    );
     assert_eq!(render(r#"{{print 1 2 "a" "b" 3}}"#, Value::Nil), "1 2ab3");
     assert_eq!(render(r#"{{println "a" 1}}"#, Value::Nil), "a 1\n");
     assert_eq!(render(r#"{{printf "%s:%d" "h" 80}}"#, Value::Nil), "h:80");
-    assert_eq!(render(r#"{{html "<a href='x'>"}} {{urlquery "a b&c"}} {{js "it's"}}"#, Value::Nil), "&lt;a href=&#39;x&#39;&gt; a+b%26c it\\'s");
+    assert_eq!(
+        render(
+            r#"{{html "<a href='x'>"}} {{urlquery "a b&c"}} {{js "it's"}}"#,
+            Value::Nil
+        ),
+        "&lt;a href=&#39;x&#39;&gt; a+b%26c it\\'s"
+    );
     let e = err("{{index . 5}}", xs);
-    assert_eq!(e, r#"template: t:1:3: executing "t" at <index . 5>: error calling index: index out of range: 5"#);
+    assert_eq!(
+        e,
+        r#"template: t:1:3: executing "t" at <index . 5>: error calling index: index out of range: 5"#
+    );
 }
 
 #[test]
 fn fields_on_structs_maps_and_nil() {
     let svc = service("n1", "10.0.0.1", 80, &["a"]);
-    assert_eq!(render("{{.Address}}:{{.Port}} {{.Tags}}", svc.clone()), "10.0.0.1:80 [a]");
+    assert_eq!(
+        render("{{.Address}}:{{.Port}} {{.Tags}}", svc.clone()),
+        "10.0.0.1:80 [a]"
+    );
     let e = err("{{.Bogus}}", svc);
-    assert_eq!(e, r#"template: t:1:3: executing "t" at <.Bogus>: can't evaluate field Bogus in type *dep.HealthService"#);
+    assert_eq!(
+        e,
+        r#"template: t:1:3: executing "t" at <.Bogus>: can't evaluate field Bogus in type *dep.HealthService"#
+    );
     // consul-template runs with missingkey=zero: a string map gives "", an
     // interface map gives nil, which prints <no value>.
     let meta = Value::string_map(BTreeMap::from([("k".into(), s("v"))]));
     assert_eq!(render("[{{.k}}][{{.x}}]", meta), "[v][]");
-    assert_eq!(render("[{{.x}}]", Value::any_map(BTreeMap::new())), "[<no value>]");
+    assert_eq!(
+        render("[{{.x}}]", Value::any_map(BTreeMap::new())),
+        "[<no value>]"
+    );
     // The root data is nil: fields of it are nil.
-    assert_eq!(render("{{.Foo}} {{.Foo.Bar}}", Value::Nil), "<no value> <no value>");
-    let strict = Options { missing_key_error: true };
-    let e = render_with("{{.x}}", Value::any_map(BTreeMap::new()), strict).unwrap_err().to_string();
+    assert_eq!(
+        render("{{.Foo}} {{.Foo.Bar}}", Value::Nil),
+        "<no value> <no value>"
+    );
+    let strict = Options {
+        missing_key_error: true,
+    };
+    let e = render_with("{{.x}}", Value::any_map(BTreeMap::new()), strict)
+        .unwrap_err()
+        .to_string();
     assert!(e.ends_with(r#"map has no entry for key "x""#), "{e}");
     // A field chain on a parenthesized pipeline and on a variable.
     let list = Value::list(vec![service("n1", "10.0.0.1", 80, &[])]);
-    assert_eq!(render("{{(index . 0).Address}} {{$s := index . 0}}{{$s.Port}}", list), "10.0.0.1 80");
-    assert_eq!(err("{{.Port 1}}", service("n", "a", 1, &[])), r#"template: t:1:3: executing "t" at <.Port 1>: Port has arguments but cannot be invoked as function"#);
+    assert_eq!(
+        render(
+            "{{(index . 0).Address}} {{$s := index . 0}}{{$s.Port}}",
+            list
+        ),
+        "10.0.0.1 80"
+    );
+    assert_eq!(
+        err("{{.Port 1}}", service("n", "a", 1, &[])),
+        r#"template: t:1:3: executing "t" at <.Port 1>: Port has arguments but cannot be invoked as function"#
+    );
 }
 
 #[test]
@@ -216,32 +341,62 @@ fn define_template_and_block() {
     let t = r#"{{define "T1"}}ONE{{end}}{{define "T2"}}TWO {{template "T1"}}{{end}}{{define "T3"}}{{template "T1"}} {{template "T2"}}{{end}}{{template "T3"}}"#;
     assert_eq!(render(t, Value::Nil), "ONE TWO ONE");
     assert_eq!(render(r#"{{block "b" .}}[{{.}}]{{end}}"#, s("x")), "[x]");
-    assert_eq!(render(r#"{{define "p"}}<{{.}}>{{end}}{{range .}}{{template "p" .}}{{end}}"#, Value::list(vec![s("a"), s("b")])), "<a><b>");
+    assert_eq!(
+        render(
+            r#"{{define "p"}}<{{.}}>{{end}}{{range .}}{{template "p" .}}{{end}}"#,
+            Value::list(vec![s("a"), s("b")])
+        ),
+        "<a><b>"
+    );
     let e = err(r#"{{template "nope"}}"#, Value::Nil);
     assert!(e.contains(r#"no such template "nope""#), "{e}");
 }
 
 #[test]
 fn literals() {
-    assert_eq!(render(r#"{{"a\tb"}}|{{`raw\n`}}|{{'a'}}|{{0x10}}|{{1.5}}|{{1e3}}|{{-7}}|{{true}}|{{1_000}}"#, Value::Nil), "a\tb|raw\\n|97|16|1.5|1000|-7|true|1000");
+    assert_eq!(
+        render(
+            r#"{{"a\tb"}}|{{`raw\n`}}|{{'a'}}|{{0x10}}|{{1.5}}|{{1e3}}|{{-7}}|{{true}}|{{1_000}}"#,
+            Value::Nil
+        ),
+        "a\tb|raw\\n|97|16|1.5|1000|-7|true|1000"
+    );
 }
 
 #[test]
 fn syntax_errors_name_line_and_column() {
     let cases = [
-        ("line1\n  {{servce \"web\"}}", r#"template: t:2:5: function "servce" not defined"#),
+        (
+            "line1\n  {{servce \"web\"}}",
+            r#"template: t:2:5: function "servce" not defined"#,
+        ),
         ("{{if .}}x", "template: t:1:3: unexpected EOF in if"),
         ("{{end}}", "template: t:1:3: unexpected {{end}}"),
-        ("{{range .}}{{else}}{{else}}{{end}}", "template: t:1:22: expected end; found {{else}} in range"),
+        (
+            "{{range .}}{{else}}{{else}}{{end}}",
+            "template: t:1:22: expected end; found {{else}} in range",
+        ),
         ("a\nb {{ .X", "template: t:2:3: unclosed action"),
         ("{{$x}}", r#"template: t:1:3: undefined variable "$x""#),
         ("{{break}}", "template: t:1:3: {{break}} outside {{range}}"),
-        ("{{.X | 3}}", "template: t:1:8: non executable command in pipeline stage 2"),
+        (
+            "{{.X | 3}}",
+            "template: t:1:8: non executable command in pipeline stage 2",
+        ),
         ("{{}}", "template: t:1:3: missing value for command"),
-        ("{{\"a\"\"b\"}}", r#"template: t:1:6: unexpected "b" in operand"#),
+        (
+            "{{\"a\"\"b\"}}",
+            r#"template: t:1:6: unexpected "b" in operand"#,
+        ),
         ("{{ (1 }}", "template: t:1:7: unclosed left paren"),
-        ("{{ 3abc }}", r#"template: t:1:4: bad number syntax: "3abc""#),
-        ("{{ $x = 1 }}", r#"template: t:1:4: undefined variable "$x""#),
+        (
+            "{{ 3abc }}",
+            r#"template: t:1:4: bad number syntax: "3abc""#,
+        ),
+        (
+            "{{ $x = 1 }}",
+            r#"template: t:1:4: undefined variable "$x""#,
+        ),
     ];
     for (src, want) in cases {
         let got = Template::parse("t", src.as_bytes(), &Delims::default(), &known)
@@ -254,17 +409,33 @@ fn syntax_errors_name_line_and_column() {
 #[test]
 fn exec_errors_name_the_command() {
     let e = err("x\n  {{fail}}", Value::Nil);
-    assert_eq!(e, r#"template: t:2:5: executing "t" at <fail>: error calling fail: it failed"#);
-    assert_eq!(err("{{nil}}", Value::Nil), r#"template: t:1:3: executing "t" at <nil>: nil is not a command"#);
-    assert_eq!(err(r#"{{"a" 1}}"#, Value::Nil), r#"template: t:1:3: executing "t" at <"a" 1>: can't give argument to non-function "a""#);
+    assert_eq!(
+        e,
+        r#"template: t:2:5: executing "t" at <fail>: error calling fail: it failed"#
+    );
+    assert_eq!(
+        err("{{nil}}", Value::Nil),
+        r#"template: t:1:3: executing "t" at <nil>: nil is not a command"#
+    );
+    assert_eq!(
+        err(r#"{{"a" 1}}"#, Value::Nil),
+        r#"template: t:1:3: executing "t" at <"a" 1>: can't give argument to non-function "a""#
+    );
 }
 
 #[test]
 fn custom_delimiters() {
-    let d = Delims { left: "[[".into(), right: "]]".into() };
+    let d = Delims {
+        left: "[[".into(),
+        right: "]]".into(),
+    };
     let t = Template::parse("t", b"{{ literal }} [[ .X ]] [[- \" y\" ]]", &d, &known).unwrap();
     let out = t
-        .execute(Value::any_map(BTreeMap::from([("X".into(), s("x"))])), &mut TestFuncs, Options::default())
+        .execute(
+            Value::any_map(BTreeMap::from([("X".into(), s("x"))])),
+            &mut TestFuncs,
+            Options::default(),
+        )
         .unwrap();
     assert_eq!(out, b"{{ literal }} x y");
 }
@@ -277,12 +448,28 @@ fn bytes_that_are_not_utf8_render_exactly() {
     assert_eq!(out, b"[\xff\x00\xfe]");
     // Template text itself may hold such bytes too.
     let t = Template::parse("t", b"\xfe{{\"\\xff\"}}", &Delims::default(), &known).unwrap();
-    assert_eq!(t.execute(Value::Nil, &mut TestFuncs, Options::default()).unwrap(), b"\xfe\xff");
+    assert_eq!(
+        t.execute(Value::Nil, &mut TestFuncs, Options::default())
+            .unwrap(),
+        b"\xfe\xff"
+    );
 }
 
 #[test]
 fn nested_functions_and_parens() {
-    assert_eq!(render(r#"{{len (list 1 2 3)}} {{index (list "a" "b") 1}}"#, Value::Nil), "3 b");
+    assert_eq!(
+        render(
+            r#"{{len (list 1 2 3)}} {{index (list "a" "b") 1}}"#,
+            Value::Nil
+        ),
+        "3 b"
+    );
     assert_eq!(render(r#"{{(dict "a" 1).a}}"#, Value::Nil), "1");
-    assert_eq!(render(r#"{{range $k, $v := dict "x" 1 "y" 2}}{{$k}}{{$v}}{{end}}"#, Value::Nil), "x1y2");
+    assert_eq!(
+        render(
+            r#"{{range $k, $v := dict "x" 1 "y" 2}}{{$k}}{{$v}}{{end}}"#,
+            Value::Nil
+        ),
+        "x1y2"
+    );
 }
