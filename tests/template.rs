@@ -545,3 +545,177 @@ fn an_unreachable_agent_is_retried_with_a_log_line() {
         run.log()
     );
 }
+
+#[test]
+fn wait_collapses_a_burst_of_changes_into_one_render() {
+    let agent = TestAgent::dev();
+    let files = Files::new();
+    let src = files.write("upstream.ctmpl", UPSTREAM);
+    let out = files.path("upstream.conf");
+    let run = Running::start(
+        &[
+            "-consul-addr".into(),
+            addr(&agent),
+            "-wait=800ms:5s".into(),
+            "-template".into(),
+            format!("{src}:{}:{}", out.display(), files.command()),
+        ],
+        files.path("template.log"),
+    );
+    let limit = Duration::from_secs(10);
+    // The first render does not wait.
+    assert!(
+        wait_for(&files, "upstream.conf", |c| c.contains("# none"), limit).is_some(),
+        "{}",
+        run.log()
+    );
+    for (i, port) in [8081u16, 8082, 8083].into_iter().enumerate() {
+        register(&agent, &format!("web-{i}"), port);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        files.read("upstream.conf").contains("# none"),
+        "rendered before the changes settled"
+    );
+    let all = |c: &str| c.contains(":8081;") && c.contains(":8082;") && c.contains(":8083;");
+    assert!(
+        wait_for(&files, "upstream.conf", all, limit).is_some(),
+        "{}",
+        run.log()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        files.runs(),
+        2,
+        "one render for the start and one for the burst"
+    );
+}
+
+#[test]
+fn a_reload_with_a_broken_template_keeps_the_running_one() {
+    let agent = TestAgent::dev();
+    let files = Files::new();
+    let src = files.write("upstream.ctmpl", UPSTREAM);
+    let out = files.path("upstream.conf");
+    let mut run = Running::start(
+        &[
+            "-consul-addr".into(),
+            addr(&agent),
+            "-template".into(),
+            format!("{src}:{}", out.display()),
+        ],
+        files.path("template.log"),
+    );
+    let limit = Duration::from_secs(10);
+    assert!(
+        wait_for(&files, "upstream.conf", |c| c.contains("# none"), limit).is_some(),
+        "{}",
+        run.log()
+    );
+    let hup = |run: &Running| {
+        // SAFETY: signalling the child this test started.
+        unsafe {
+            libc::kill(run.child.id() as i32, libc::SIGHUP);
+        }
+    };
+    files.write("upstream.ctmpl", "{{ range service \"web\" }\n");
+    hup(&run);
+    assert!(
+        eventually(limit, || run.log().contains("reload failed")),
+        "{}",
+        run.log()
+    );
+    assert!(
+        run.log().contains(&format!("template: {src}:1:")),
+        "{}",
+        run.log()
+    );
+    assert_eq!(run.exited(), None, "{}", run.log());
+    register(&agent, "web-1", 8081);
+    assert!(
+        wait_for(
+            &files,
+            "upstream.conf",
+            |c| c.contains("10.0.0.81:8081"),
+            limit
+        )
+        .is_some(),
+        "{}",
+        run.log()
+    );
+    files.write(
+        "upstream.ctmpl",
+        "{{ range service \"web\" }}{{ .ID }} {{ end }}\n",
+    );
+    hup(&run);
+    assert!(
+        wait_for(&files, "upstream.conf", |c| c == "web-1 \n", limit).is_some(),
+        "{}",
+        run.log()
+    );
+}
+
+#[test]
+fn exec_supervises_a_child_and_exits_with_its_code() {
+    let agent = TestAgent::dev();
+    let files = Files::new();
+    let src = files.write("upstream.ctmpl", UPSTREAM);
+    let out = files.path("upstream.conf");
+    let spec = format!("{src}:{}", out.display());
+    let (code, _, stderr) = run_once(&[
+        "-consul-addr".into(),
+        addr(&agent),
+        "-once".into(),
+        "-exec".into(),
+        "sh -c 'exit 3'".into(),
+        "-template".into(),
+        spec.clone(),
+    ]);
+    assert_eq!(code, 3, "{stderr}");
+    assert!(
+        out.exists(),
+        "the child starts after the templates rendered"
+    );
+    // A change re-renders and sends the child its reload signal (SIGHUP).
+    let hups = files.path("hups.log");
+    let child = format!(
+        "trap 'echo hup >> {}' HUP; while true; do sleep 0.05; done",
+        hups.display()
+    );
+    let mut run = Running::start(
+        &[
+            "-consul-addr".into(),
+            addr(&agent),
+            "-exec".into(),
+            child,
+            "-template".into(),
+            spec,
+        ],
+        files.path("template.log"),
+    );
+    let limit = Duration::from_secs(10);
+    assert!(
+        wait_for(&files, "upstream.conf", |c| c.contains("# none"), limit).is_some(),
+        "{}",
+        run.log()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    register(&agent, "web-1", 8081);
+    assert!(
+        eventually(limit, || files.read("hups.log").contains("hup")),
+        "{}",
+        run.log()
+    );
+    assert_eq!(run.exited(), None);
+    // SIGTERM stops cairn template (and its child) with the interrupt code.
+    // SAFETY: signalling the child this test started.
+    unsafe {
+        libc::kill(run.child.id() as i32, libc::SIGTERM);
+    }
+    assert!(
+        eventually(limit, || run.exited().is_some()),
+        "{}",
+        run.log()
+    );
+    assert_eq!(run.exited(), Some(12));
+}

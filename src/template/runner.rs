@@ -228,9 +228,7 @@ impl Runner {
                     }
                     Some(Event::Reload) => {
                         eprintln!("Reloading configuration...");
-                        if let Err(stop) = self.reload(reload) {
-                            return stop;
-                        }
+                        self.reload(reload);
                     }
                     Some(Event::Forward(sig)) => self.signal_child(sig),
                 },
@@ -477,19 +475,38 @@ impl Runner {
     }
 
     /// Re-reads the configuration and every template; the data watched so
-    /// far stays.
-    fn reload(&mut self, reload: &impl Fn() -> Result<Config, String>) -> Result<(), Stop> {
-        let config = reload().map_err(|e| Stop {
-            code: EXIT_CONFIG,
-            error: Some(e),
-        })?;
-        let n = config.templates.len();
-        let exec = config.exec.clone();
+    /// far stays. A configuration or template that no longer parses is
+    /// logged and the running one kept, so a typo does not take the
+    /// process (and the files it maintains) down.
+    fn reload(&mut self, reload: &impl Fn() -> Result<Config, String>) {
+        let config = match reload() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("(runner) reload failed, keeping the running configuration: {e}");
+                return;
+            }
+        };
+        let mut templates = Vec::with_capacity(config.templates.len());
+        for t in &config.templates {
+            match load(t) {
+                Ok(template) => templates.push(Some(Loaded {
+                    config: t.clone(),
+                    template,
+                    rendered: false,
+                    used: BTreeSet::new(),
+                })),
+                Err(e) => {
+                    tracing::error!("(runner) reload failed, keeping the running templates: {e}");
+                    return;
+                }
+            }
+        }
+        // The supervised child keeps running under its original command.
+        let exec = self.config.exec.clone();
+        self.quiet = (0..templates.len()).map(|_| None).collect();
+        self.templates = templates;
         self.config = config;
         self.config.exec = exec;
-        self.templates = (0..n).map(|_| None).collect();
-        self.quiet = (0..n).map(|_| None).collect();
-        self.load_all()
     }
 
     fn signal_child(&self, sig: i32) {
@@ -497,9 +514,11 @@ impl Runner {
             return;
         };
         tracing::debug!("(runner) sending signal {sig} to the child");
-        // SAFETY: signalling our own child, whose pid we hold.
+        // The child leads its own process group, so that a command wrapped
+        // in `sh -c` gets the signal too, as consul-template delivers it.
+        // SAFETY: signalling our own child's group, whose id we hold.
         unsafe {
-            libc::kill(pid as i32, sig);
+            libc::kill(-(pid as i32), sig);
         }
     }
 
@@ -516,9 +535,9 @@ impl Runner {
 
 async fn stop_child(child: &mut tokio::process::Child, exec: &ExecConfig) {
     if let Some(pid) = child.id() {
-        // SAFETY: signalling our own child, whose pid we hold.
+        // SAFETY: signalling our own child's process group.
         unsafe {
-            libc::kill(pid as i32, exec.kill_signal);
+            libc::kill(-(pid as i32), exec.kill_signal);
         }
     }
     if tokio::time::timeout(exec.kill_timeout, child.wait())
@@ -575,7 +594,9 @@ fn command(args: &[String]) -> Result<tokio::process::Command, String> {
 fn spawn(args: &[String], supervised: bool) -> Result<tokio::process::Child, String> {
     let mut c = command(args)?;
     c.stdin(std::process::Stdio::null());
-    if !supervised {
+    if supervised {
+        c.process_group(0);
+    } else {
         c.kill_on_drop(true);
     }
     c.spawn().map_err(|e| e.to_string())
