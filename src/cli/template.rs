@@ -60,6 +60,7 @@ struct TemplateArgs {
     right_delim: Option<String>,
     kill_signal: Option<String>,
     reload_signal: Option<String>,
+    pid_file: Option<PathBuf>,
 }
 
 fn flag_set() -> FlagSet<TemplateArgs> {
@@ -158,6 +159,9 @@ fn flag_set() -> FlagSet<TemplateArgs> {
             Flag::text("kill-signal", "The `signal` that stops cairn template (default SIGINT; SIGTERM always does).", |o, v| {
                 o.kill_signal = Some(v)
             }),
+            Flag::text("pid-file", "A `path` to write the process id to while running.", |o, v| {
+                o.pid_file = Some(PathBuf::from(v))
+            }),
             Flag::text("reload-signal", "The `signal` that reloads the configuration and templates (default SIGHUP).", |o, v| {
                 o.reload_signal = Some(v)
             }),
@@ -242,6 +246,9 @@ impl TemplateArgs {
         }
         if let Some(s) = &self.reload_signal {
             c.reload_signal = if s.is_empty() { None } else { Some(signal(s)?) };
+        }
+        if let Some(p) = &self.pid_file {
+            c.pid_file = Some(p.clone());
         }
         Ok(c)
     }

@@ -39,6 +39,8 @@ pub enum ConfigError {
     Signal(String),
     #[error("error reading config at {path}: {msg}")]
     Read { path: String, msg: String },
+    #[error("{0} is not supported")]
+    Unsupported(&'static str),
     #[error("error decoding config at {path}: {msg}")]
     Decode { path: String, msg: String },
 }
@@ -270,6 +272,8 @@ pub struct Config {
     pub kill_signal: i32,
     pub reload_signal: Option<i32>,
     pub log_level: String,
+    /// Where to write the process id while running.
+    pub pid_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -289,6 +293,7 @@ impl Default for Config {
             kill_signal: libc::SIGINT,
             reload_signal: Some(libc::SIGHUP),
             log_level: "warn".into(),
+            pid_file: None,
         }
     }
 }
@@ -519,7 +524,9 @@ impl Config {
         if let Some(b) = f.template_error_fatal {
             self.template_error_fatal = b;
         }
-        let _ = f.pid_file;
+        if let Some(p) = f.pid_file.filter(|p| !p.is_empty()) {
+            self.pid_file = Some(PathBuf::from(p));
+        }
         if let Some(e) = f.exec {
             self.exec = exec_config(e)?;
         }
@@ -535,7 +542,12 @@ fn exec_config(e: ExecFile) -> Result<Option<ExecConfig>, ConfigError> {
     if command.is_empty() {
         return Ok(None);
     }
-    let _ = (e.timeout, e.splay);
+    if e.splay.is_some() {
+        return Err(ConfigError::Unsupported("exec.splay"));
+    }
+    if e.timeout.is_some() {
+        return Err(ConfigError::Unsupported("a timeout for the exec child"));
+    }
     Ok(Some(ExecConfig {
         command,
         reload_signal: match e.reload_signal {
