@@ -97,6 +97,14 @@ impl Quiet {
     }
 }
 
+/// How errors name a template: its source file, or `(dynamic)`.
+fn source_name(t: &TemplateConfig) -> String {
+    t.source
+        .as_ref()
+        .map(|s| s.display().to_string())
+        .unwrap_or_else(|| "(dynamic)".into())
+}
+
 /// Reads and parses a template's source with the template's delimiters.
 pub fn load(config: &TemplateConfig) -> Result<Template, String> {
     let (name, text) = match (&config.source, &config.contents) {
@@ -364,16 +372,62 @@ impl Runner {
         quiescence_run: Option<usize>,
         needed: &mut BTreeSet<Dependency>,
     ) -> Result<bool, Stop> {
-        let wait = self.wait_for(i);
-        let fatal = self.config.templates[i]
-            .error_fatal
-            .unwrap_or(self.config.template_error_fatal);
+        if self.templates[i]
+            .as_ref()
+            .is_none_or(|t| self.config.once && t.rendered)
+        {
+            return Ok(false);
+        }
+        let (result, used, missing) = self.execute(i);
+        needed.extend(used.iter().cloned());
         let Some(t) = self.templates[i].as_mut() else {
             return Ok(false);
         };
-        if self.config.once && t.rendered {
+        let output = match result {
+            Ok(output) => output,
+            // Keep watching what it used before, so that a change in the
+            // data renders it again.
+            Err(e) => {
+                needed.extend(t.used.iter().cloned());
+                // An error while data is still missing may come from the
+                // zero values standing in for it (`index (service "x") 0`):
+                // wait for the data before calling it an error.
+                if !missing.is_empty() {
+                    tracing::debug!("(runner) {} not ready: {e}", t.config.display());
+                    return Ok(false);
+                }
+                let msg = format!("{}: execute: {e}", source_name(&t.config));
+                return self.failed(i, msg);
+            }
+        };
+        t.used = used;
+        if !missing.is_empty() {
+            tracing::debug!("(runner) missing data for {} dependencies", missing.len());
+            for d in &missing {
+                tracing::trace!("(runner) missing dependency: {d}");
+            }
             return Ok(false);
         }
+        if quiescence_run.is_some_and(|q| q != i) || self.defer(i, quiescence_run, &output) {
+            return Ok(false);
+        }
+        self.write(i, &output)
+    }
+
+    /// Runs template `i` against the data so far, watching every
+    /// dependency it used; a dependency not watched yet counts as missing.
+    #[allow(clippy::type_complexity)]
+    fn execute(
+        &mut self,
+        i: usize,
+    ) -> (
+        Result<Vec<u8>, super::engine::Error>,
+        BTreeSet<Dependency>,
+        BTreeSet<Dependency>,
+    ) {
+        let Some(t) = self.templates[i].as_ref() else {
+            return (Ok(Vec::new()), BTreeSet::new(), BTreeSet::new());
+        };
         let opts = Options {
             missing_key_error: t.config.error_on_missing_key,
         };
@@ -386,65 +440,49 @@ impl Runner {
                 missing.insert(d.clone());
             }
         }
-        let output = match result {
-            // An error while data is still missing may come from the zero
-            // values standing in for it (`index (service "x") 0`): wait
-            // for the data before calling it an error.
-            Err(e) if !missing.is_empty() => {
-                tracing::debug!("(runner) {} not ready: {e}", t.config.display());
-                needed.extend(used.iter().cloned());
-                needed.extend(t.used.iter().cloned());
-                return Ok(false);
-            }
-            Err(e) => {
-                let source = t
-                    .config
-                    .source
-                    .as_ref()
-                    .map(|s| s.display().to_string())
-                    .unwrap_or_else(|| "(dynamic)".into());
-                if fatal {
-                    return Err(Stop::runner(format!("{source}: execute: {e}")));
-                }
-                tracing::error!("(runner) {source}: execute: {e}");
-                // Keep watching what it used so that a fix in the data
-                // renders it again.
-                needed.extend(used.iter().cloned());
-                needed.extend(t.used.iter().cloned());
-                return Ok(false);
-            }
-            Ok(output) => output,
+        (result, used, missing)
+    }
+
+    /// A template that failed: fatal unless `error_fatal = false`, when the
+    /// error is logged and the old output kept.
+    fn failed(&self, i: usize, msg: String) -> Result<bool, Stop> {
+        let fatal = self.config.templates[i]
+            .error_fatal
+            .unwrap_or(self.config.template_error_fatal);
+        if fatal {
+            return Err(Stop::runner(msg));
+        }
+        tracing::error!("(runner) {msg}");
+        Ok(false)
+    }
+
+    /// Whether a rendered template with a wait holds its new content back
+    /// for quiescence (starting or pushing back its timer when the content
+    /// changed).
+    fn defer(&mut self, i: usize, quiescence_run: Option<usize>, output: &[u8]) -> bool {
+        let Some(wait) = self.wait_for(i) else {
+            return false;
         };
-        needed.extend(used.iter().cloned());
-        t.used = used;
-        if !missing.is_empty() {
-            tracing::debug!("(runner) missing data for {} dependencies", missing.len());
-            for d in &missing {
-                tracing::trace!("(runner) missing dependency: {d}");
-            }
-            return Ok(false);
+        let Some(t) = self.templates[i].as_ref() else {
+            return false;
+        };
+        if !t.rendered || quiescence_run == Some(i) {
+            return false;
         }
-        if quiescence_run.is_some_and(|q| q != i) {
-            return Ok(false);
-        }
-        if t.rendered && quiescence_run != Some(i) {
-            if let Some(w) = wait {
-                // Content may have changed: (re)start the quiet period.
-                let target = Target {
-                    path: &t.config.destination,
-                    perms: t.config.perms,
-                    backup: t.config.backup,
-                    create_dest_dirs: t.config.create_dest_dirs,
-                };
-                if std::fs::read(target.path).ok().as_deref() != Some(&output[..]) {
-                    match self.quiet[i].as_mut() {
-                        Some(q) => q.tick(),
-                        None => self.quiet[i] = Some(Quiet::new(w)),
-                    }
-                }
-                return Ok(false);
+        if std::fs::read(&t.config.destination).ok().as_deref() != Some(output) {
+            match self.quiet[i].as_mut() {
+                Some(q) => q.tick(),
+                None => self.quiet[i] = Some(Quiet::new(wait)),
             }
         }
+        true
+    }
+
+    /// Writes template `i`'s output (or prints it, dry); `true` when written.
+    fn write(&mut self, i: usize, output: &[u8]) -> Result<bool, Stop> {
+        let Some(t) = self.templates[i].as_mut() else {
+            return Ok(false);
+        };
         let target = Target {
             path: &t.config.destination,
             perms: t.config.perms,
@@ -456,22 +494,19 @@ impl Runner {
         } else {
             None
         };
-        let outcome = match render(&target, &output, dry) {
-            Ok(o) => o,
+        match render(&target, output, dry) {
+            Ok(outcome) => {
+                t.rendered = true;
+                if outcome == Outcome::Written {
+                    tracing::info!("(runner) rendered {}", t.config.display());
+                }
+                Ok(outcome == Outcome::Written)
+            }
             Err(e) => {
                 let msg = format!("error rendering {}: {e}", t.config.display());
-                if fatal {
-                    return Err(Stop::runner(msg));
-                }
-                tracing::error!("(runner) {msg}");
-                return Ok(false);
+                self.failed(i, msg)
             }
-        };
-        t.rendered = true;
-        if outcome == Outcome::Written {
-            tracing::info!("(runner) rendered {}", t.config.display());
         }
-        Ok(outcome == Outcome::Written)
     }
 
     /// Re-reads the configuration and every template; the data watched so

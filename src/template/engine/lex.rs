@@ -216,109 +216,75 @@ impl<'a> Lexer<'a> {
                 }
                 return Err(self.error(start, "invalid UTF-8 in action"));
             };
-            match c {
-                c if c.is_whitespace() => {
-                    self.pos += c.len_utf8();
-                    spaced = true;
-                    continue;
-                }
-                '|' => {
-                    self.pos += 1;
-                    self.emit(Tok::Pipe, start, spaced);
-                }
-                ',' => {
-                    self.pos += 1;
-                    self.emit(Tok::Comma, start, spaced);
-                }
-                '(' => {
-                    self.pos += 1;
-                    self.paren_depth += 1;
-                    self.emit(Tok::LParen, start, spaced);
-                }
-                ')' => {
-                    if self.paren_depth == 0 {
-                        return Err(self.error(start, "unexpected right paren"));
-                    }
-                    self.pos += 1;
-                    self.paren_depth -= 1;
-                    self.emit(Tok::RParen, start, spaced);
-                }
-                ':' => {
-                    if self.src.get(self.pos + 1) != Some(&b'=') {
-                        return Err(self.error(start, "expected :="));
-                    }
-                    self.pos += 2;
-                    self.emit(Tok::Declare, start, spaced);
-                }
-                '=' => {
-                    self.pos += 1;
-                    self.emit(Tok::Assign, start, spaced);
-                }
-                '"' => {
-                    let s = self.quoted()?;
-                    self.emit(Tok::Str(s), start, spaced);
-                }
-                '`' => {
-                    let s = self.raw()?;
-                    self.emit(Tok::Str(s), start, spaced);
-                }
-                '\'' => {
-                    let ch = self.char_const()?;
-                    self.emit(Tok::Char(ch), start, spaced);
-                }
-                '$' => {
-                    self.pos += 1;
-                    let name = self.word();
-                    self.check_terminator()?;
-                    self.emit(Tok::Variable(format!("${name}")), start, spaced);
-                }
-                '.' => {
-                    let next = self.src.get(self.pos + 1).copied();
-                    if next.is_some_and(|b| b.is_ascii_digit()) {
-                        let n = self.number()?;
-                        self.emit(Tok::Number(n), start, spaced);
-                    } else {
-                        self.pos += 1;
-                        let name = self.word();
-                        self.check_terminator()?;
-                        let tok = if name.is_empty() {
-                            Tok::Dot
-                        } else {
-                            Tok::Field(name)
-                        };
-                        self.emit(tok, start, spaced);
-                    }
-                }
-                '+' | '-' | '0'..='9' => {
-                    let n = self.number()?;
-                    self.emit(Tok::Number(n), start, spaced);
-                }
-                c if is_alnum(c) => {
-                    let word = self.word();
-                    self.check_terminator()?;
-                    let tok = match word.as_str() {
-                        "if" => Tok::Keyword(Keyword::If),
-                        "else" => Tok::Keyword(Keyword::Else),
-                        "end" => Tok::Keyword(Keyword::End),
-                        "range" => Tok::Keyword(Keyword::Range),
-                        "with" => Tok::Keyword(Keyword::With),
-                        "define" => Tok::Keyword(Keyword::Define),
-                        "template" => Tok::Keyword(Keyword::Template),
-                        "block" => Tok::Keyword(Keyword::Block),
-                        "break" => Tok::Keyword(Keyword::Break),
-                        "continue" => Tok::Keyword(Keyword::Continue),
-                        "true" => Tok::Bool(true),
-                        "false" => Tok::Bool(false),
-                        "nil" => Tok::Nil,
-                        _ => Tok::Ident(word),
-                    };
-                    self.emit(tok, start, spaced);
-                }
-                other => {
-                    return Err(self.error(start, format!("unexpected {other:?} in command")));
-                }
+            if c.is_whitespace() {
+                self.pos += c.len_utf8();
+                spaced = true;
+                continue;
             }
+            let tok = self.token(c, start)?;
+            self.emit(tok, start, spaced);
             spaced = false;
+        }
+    }
+
+    /// One token of an action, starting with `c` at `start`.
+    fn token(&mut self, c: char, start: usize) -> Result<Tok, SyntaxError> {
+        let single = |l: &mut Self, tok: Tok| {
+            l.pos += 1;
+            Ok(tok)
+        };
+        match c {
+            '|' => single(self, Tok::Pipe),
+            ',' => single(self, Tok::Comma),
+            '=' => single(self, Tok::Assign),
+            '(' => {
+                self.paren_depth += 1;
+                single(self, Tok::LParen)
+            }
+            ')' => {
+                if self.paren_depth == 0 {
+                    return Err(self.error(start, "unexpected right paren"));
+                }
+                self.paren_depth -= 1;
+                single(self, Tok::RParen)
+            }
+            ':' => {
+                if self.src.get(self.pos + 1) != Some(&b'=') {
+                    return Err(self.error(start, "expected :="));
+                }
+                self.pos += 2;
+                Ok(Tok::Declare)
+            }
+            '"' => Ok(Tok::Str(self.quoted()?)),
+            '`' => Ok(Tok::Str(self.raw()?)),
+            '\'' => Ok(Tok::Char(self.char_const()?)),
+            '$' => {
+                self.pos += 1;
+                let name = self.word();
+                self.check_terminator()?;
+                Ok(Tok::Variable(format!("${name}")))
+            }
+            '.' if !self
+                .src
+                .get(self.pos + 1)
+                .is_some_and(|b| b.is_ascii_digit()) =>
+            {
+                self.pos += 1;
+                let name = self.word();
+                self.check_terminator()?;
+                Ok(if name.is_empty() {
+                    Tok::Dot
+                } else {
+                    Tok::Field(name)
+                })
+            }
+            '.' | '+' | '-' | '0'..='9' => Ok(Tok::Number(self.number()?)),
+            c if is_alnum(c) => {
+                let word = self.word();
+                self.check_terminator()?;
+                Ok(word_token(word))
+            }
+            other => Err(self.error(start, format!("unexpected {other:?} in command"))),
         }
     }
 
@@ -525,6 +491,26 @@ impl<'a> Lexer<'a> {
             _ => None,
         };
         value.ok_or_else(|| self.error(start, "invalid character constant"))
+    }
+}
+
+/// A keyword, a boolean, `nil`, or a function name.
+fn word_token(word: String) -> Tok {
+    match word.as_str() {
+        "if" => Tok::Keyword(Keyword::If),
+        "else" => Tok::Keyword(Keyword::Else),
+        "end" => Tok::Keyword(Keyword::End),
+        "range" => Tok::Keyword(Keyword::Range),
+        "with" => Tok::Keyword(Keyword::With),
+        "define" => Tok::Keyword(Keyword::Define),
+        "template" => Tok::Keyword(Keyword::Template),
+        "block" => Tok::Keyword(Keyword::Block),
+        "break" => Tok::Keyword(Keyword::Break),
+        "continue" => Tok::Keyword(Keyword::Continue),
+        "true" => Tok::Bool(true),
+        "false" => Tok::Bool(false),
+        "nil" => Tok::Nil,
+        _ => Tok::Ident(word),
     }
 }
 
