@@ -310,3 +310,39 @@ fn two_calls_of_one_query_share_a_dependency() {
     t.execute(Value::Nil, &mut r, Options::default()).unwrap();
     assert_eq!(r.used.len(), 2);
 }
+
+#[test]
+fn consul_template_documented_examples() {
+    let mut b = brain();
+    let groups = format!(
+        "[{},{},{}]",
+        kv("groups/elasticsearch/es1", b"1.2.3.4"),
+        kv("groups/elasticsearch/es2", b"1.2.3.5"),
+        kv("groups/web/web1", b"1.2.3.6")
+    );
+    learn(&mut b, Dependency::kv_list("groups").unwrap(), 200, &groups);
+    let by_key = r#"{{ range $key, $pairs := tree "groups" | byKey }}{{ $key }}:
+{{ range $pair := $pairs }}  {{ .Key }}={{ .Value }}
+{{ end }}{{ end }}"#;
+    let (out, missing) = render_from(&b, by_key).unwrap();
+    assert_eq!(missing, 0);
+    assert_eq!(
+        out,
+        "elasticsearch:\n  es1=1.2.3.4\n  es2=1.2.3.5\nweb:\n  web1=1.2.3.6\n"
+    );
+    // `services` then `service .Name`, the docs' nested form.
+    let (out, _) = render_from(
+        &b,
+        r#"{{ range services }}{{ .Name }}:{{ range .Tags }} {{ . }}{{ end }};{{ end }}"#,
+    )
+    .unwrap();
+    assert_eq!(out, "api: http;consul:;db: tcp;web: http v1 v2;");
+    let (out, _) = render_from(&b, r#"{{ range service "web" }}{{ if .Tags | contains "v2" }}{{ .ID }}{{ end }}{{ if containsAny (split "," "v1,v9") .Tags }}+{{ end }}{{ end }}"#).unwrap();
+    assert_eq!(out, "+web-2");
+    let (out, _) = render_from(
+        &b,
+        r#"{{ with $d := key "nginx/config" | parseJSON }}{{ $d.max_body }}{{ end }}"#,
+    )
+    .unwrap();
+    assert_eq!(out, "10m");
+}

@@ -401,4 +401,33 @@ mod tests {
             "http://127.0.0.1:8500/v1/kv/app?recurse"
         );
     }
+
+    #[test]
+    fn one_watch_per_distinct_dependency() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            // Nothing listens there; the watches retry until stopped.
+            let c = Client::new(
+                "http://127.0.0.1:9".into(),
+                None,
+                Duration::from_secs(2),
+                Duration::from_secs(60),
+                Retry::default(),
+            )
+            .unwrap();
+            let (mut w, _rx) = Watcher::new(c);
+            let web = Dependency::health_service("web").unwrap();
+            w.watch(web.clone());
+            w.watch(Dependency::health_service("web|passing").unwrap());
+            w.watch(Dependency::kv_get("k").unwrap());
+            assert_eq!(w.len(), 2);
+            let stopped = w.retain(&BTreeSet::from([web.clone()]));
+            assert_eq!(stopped, [Dependency::kv_get("k").unwrap()]);
+            assert!(w.watching(&web));
+            assert_eq!(w.len(), 1);
+        });
+    }
 }

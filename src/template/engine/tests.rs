@@ -473,3 +473,34 @@ fn nested_functions_and_parens() {
         "x1y2"
     );
 }
+
+#[test]
+fn assignment_reaches_outer_variables() {
+    let xs = Value::list(vec![s("a"), s("b")]);
+    assert_eq!(
+        render(
+            "{{ $x := \"none\" }}{{ range . }}{{ $x = . }}{{ end }}{{ $x }}",
+            xs.clone()
+        ),
+        "b"
+    );
+    // A variable declared inside the body lives for one iteration.
+    assert_eq!(
+        render("{{ range . }}{{ $y := . }}{{ $y }}{{ end }}", xs),
+        "ab"
+    );
+    assert_eq!(
+        render(
+            "{{ if and .A .B }}both{{ else }}not{{ end }}",
+            Value::any_map(BTreeMap::from([
+                ("A".into(), Value::Int(1)),
+                ("B".into(), Value::Int(0))
+            ]))
+        ),
+        "not"
+    );
+    assert_eq!(
+        render("{{ printf \"%v\" . }}", service("n", "a", 1, &["t"])),
+        "{n a 1 [t]}"
+    );
+}
