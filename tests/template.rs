@@ -679,8 +679,9 @@ fn exec_supervises_a_child_and_exits_with_its_code() {
     // A change re-renders and sends the child its reload signal (SIGHUP).
     let hups = files.path("hups.log");
     let child = format!(
-        "trap 'echo hup >> {}' HUP; while true; do sleep 0.05; done",
-        hups.display()
+        "trap 'echo hup >> {}' HUP; echo ready > {}; while true; do sleep 0.05; done",
+        hups.display(),
+        files.path("ready").display()
     );
     let mut run = Running::start(
         &[
@@ -699,7 +700,8 @@ fn exec_supervises_a_child_and_exits_with_its_code() {
         "{}",
         run.log()
     );
-    std::thread::sleep(Duration::from_millis(300));
+    // The child has set its trap.
+    assert!(wait_for(&files, "ready", |c| c.contains("ready"), limit).is_some());
     register(&agent, "web-1", 8081);
     assert!(
         eventually(limit, || files.read("hups.log").contains("hup")),
