@@ -13,7 +13,9 @@
 //! that exits non-zero or outlives its timeout, a watch that exhausted its
 //! retries, or a template error (unless `error_fatal = false`, which logs
 //! it and keeps the old output) is a runner error (14); an interrupt is
-//! 12; in exec mode the child's exit code is the process's.
+//! 12; in exec mode the child's exit code is the process's. The reload
+//! signal re-reads the configuration and templates, keeping the running
+//! ones when the new ones do not parse.
 
 use super::config::{Config, ExecConfig, TemplateConfig, Wait};
 use super::deps::Dependency;
