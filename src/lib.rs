@@ -17,3 +17,4 @@ pub mod raft;
 pub mod rpc;
 pub mod run;
 pub mod store;
+pub mod template;
