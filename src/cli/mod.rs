@@ -7,6 +7,7 @@ mod client;
 mod flags;
 mod http;
 mod lock;
+mod registrator;
 mod watch;
 
 use anyhow::Result;
@@ -24,6 +25,7 @@ Available commands are:
     lock           Execute a command holding a lock
     members        Lists the members of the cluster
     operator       Provides cluster-level tools (raft list-peers, raft remove-peer)
+    registrator    Registers Docker containers' published ports as services
     version        Prints the cairn version
     watch          Watch for changes in the catalog or KV and run a handler
 ";
@@ -45,6 +47,7 @@ pub fn main(argv: Vec<String>) -> Result<i32> {
             client::run(&cmd, rest)
         }
         "lock" => lock::run(rest),
+        "registrator" => registrator::run(rest),
         "watch" => watch::run(rest),
         "keygen" => without_flags(
             "Usage: cairn keygen\n\n  Prints a new 32-byte key for -encrypt, base64-encoded.\n",
