@@ -146,7 +146,9 @@ impl Bridge {
         }
         let all: Vec<Registration> = self.tracked.values().flatten().cloned().collect();
         for r in &all {
-            self.register(r).await;
+            if self.register(r).await {
+                info!("added: {} {}", short_id(&r.origin.container_id), r.id);
+            }
         }
         if docker_synced {
             self.clean_up().await;
