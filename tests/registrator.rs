@@ -236,26 +236,32 @@ struct Registrator {
     child: Option<Child>,
     args: Vec<String>,
     log: PathBuf,
-    docker_host: String,
+    env: Vec<(String, String)>,
 }
 
 impl Registrator {
-    fn start(args: &[String], log: &Path, docker_host: &str) -> Registrator {
+    /// Starts `cairn <args>` with `DOCKER_HOST` and any other `env`.
+    fn start(args: &[String], log: &Path, docker_host: &str, env: &[(&str, &str)]) -> Registrator {
         let mut r = Registrator {
             child: None,
             args: args.to_vec(),
             log: log.to_path_buf(),
-            docker_host: docker_host.to_string(),
+            env: [("DOCKER_HOST", docker_host), ("CAIRN_LOG", "debug")]
+                .iter()
+                .chain(env)
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         r.restart();
         r
     }
 
     fn restart(&mut self) {
-        let env = [
-            ("DOCKER_HOST", self.docker_host.as_str()),
-            ("CAIRN_LOG", "debug"),
-        ];
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         self.child = Some(spawn_logged(&self.args, &self.log, &env));
     }
 
@@ -397,7 +403,8 @@ fn registers_follows_docker_and_survives_outages_and_restarts() {
     .chain([format!("consul://127.0.0.1:{}", agent.ports.http)])
     .collect();
     let docker_host = format!("unix://{}", socket.display());
-    let mut reg = Registrator::start(&args, &tmp.path().join("registrator.log"), &docker_host);
+    let log = tmp.path().join("registrator.log");
+    let mut reg = Registrator::start(&args, &log, &docker_host, &[]);
     reg.wait_log("cannot reach the agent", Duration::from_secs(10));
     reg.wait_log("Listening for Docker events", Duration::from_secs(10));
 
@@ -588,4 +595,143 @@ fn registers_follows_docker_and_survives_outages_and_restarts() {
         .log()
         .contains(&format!("dangling: {}", id("f", "8080"))));
     drop(proxy);
+}
+
+/// Runs `openssl <args>` in `dir`.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl must be installed for the TLS test");
+    assert!(
+        out.status.success(),
+        "openssl {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `openssl s_server -www`, which answers a GET with a status page: enough
+/// for registrator's `GET /v1/status/leader`.
+struct TlsServer(Child);
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn consul_tls_trusts_consul_cacert() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    // A CA and a leaf certificate for localhost, signed by it.
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=cairn test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "leaf.key",
+            "-out",
+            "leaf.csr",
+        ],
+    );
+    std::fs::write(
+        dir.join("ext"),
+        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("ext");
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "ext",
+            "-out",
+            "leaf.pem",
+        ],
+    );
+    let port = free_port();
+    let server = Command::new("openssl")
+        .current_dir(dir)
+        .args([
+            "s_server", "-quiet", "-www", "-cert", "leaf.pem", "-key", "leaf.key",
+        ])
+        .args(["-accept", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("openssl s_server");
+    let _server = TlsServer(server);
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        }),
+        "openssl s_server did not listen"
+    );
+    let uri = format!("consul-tls://localhost:{port}");
+
+    // Without CONSUL_CACERT the system roots do not trust it.
+    let out = Command::new(BIN)
+        .args(["registrator", "-retry-attempts=0", &uri])
+        .env_remove("CONSUL_CACERT")
+        .output()
+        .expect("run cairn");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("did not answer after 1 attempt:"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("certificate"), "{stderr}");
+
+    // With it, the agent is reached over TLS.
+    let args = ["registrator".to_string(), "-retry-attempts=0".into(), uri];
+    let ca = dir.join("ca.pem").to_string_lossy().into_owned();
+    let mut reg = Registrator::start(
+        &args,
+        &dir.join("registrator.log"),
+        &format!("unix://{DOCKER_SOCKET}"),
+        &[("CONSUL_CACERT", ca.as_str())],
+    );
+    reg.wait_log(
+        &format!("consul: reached the agent at https://localhost:{port}"),
+        Duration::from_secs(10),
+    );
+    assert_eq!(reg.terminate(), Some(0));
 }

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 pub enum DockerError {
     /// The daemon cannot be reached (socket gone, connection refused or
     /// cut, timeout): the caller reconnects.
-    #[error("{0}")]
+    #[error("{}", super::registry::causes(.0))]
     Unavailable(BollardError),
     /// The daemon answered with an error, or with data that does not decode.
     #[error("{0}")]

@@ -83,7 +83,7 @@ pub struct Options {
 pub enum RunError {
     #[error(transparent)]
     Setup(#[from] registry::SetupError),
-    #[error("consul: the agent at {base} did not answer after {attempts} attempts: {last}")]
+    #[error("consul: the agent at {base} did not answer after {attempts} attempt{}: {last}", if *.attempts == 1 { "" } else { "s" })]
     AgentUnreachable {
         base: String,
         attempts: u64,
@@ -137,8 +137,20 @@ struct AgentWatch {
 }
 
 /// Runs until `shutdown` completes, then returns without deregistering
-/// anything (so a restart leaves running containers registered).
+/// anything (so a restart leaves running containers registered). A call in
+/// flight is abandoned: nothing half-done needs undoing.
 pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+    tokio::select! {
+        r = serve(options) => r,
+        _ = shutdown => {
+            info!("Stopping; registrations are left in place");
+            Ok(())
+        }
+    }
+}
+
+/// The loop: Docker events, reconnections, agent retries and resyncs.
+async fn serve(options: Options) -> Result<(), RunError> {
     let registry = Registry::new(
         options.registry.clone(),
         options.token.as_deref(),
@@ -166,7 +178,6 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         i.set_missed_tick_behavior(MissedTickBehavior::Delay);
         i
     });
-    tokio::pin!(shutdown);
     loop {
         if !bridge.agent_up() && agent.next_ping.is_none() {
             agent.next_ping = Some(Instant::now() + agent.backoff.next());
@@ -174,10 +185,6 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         let ping_at = agent.next_ping.unwrap_or_else(Instant::now);
         tokio::select! {
             biased;
-            _ = &mut shutdown => {
-                info!("Stopping; registrations are left in place");
-                return Ok(());
-            }
             _ = sleep_until(ping_at), if !bridge.agent_up() => {
                 ping(&mut bridge, &mut agent, connection.is_some()).await?;
             }

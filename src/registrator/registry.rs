@@ -95,7 +95,7 @@ impl RegistryUri {
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
     /// No answer: the agent is down or unreachable. Worth retrying.
-    #[error("{0}")]
+    #[error("{}", causes(.0))]
     Unreachable(reqwest::Error),
     /// The agent answered and refused; retrying the same call will not help.
     #[error("Unexpected response code: {status} ({body})")]
@@ -106,6 +106,22 @@ impl CallError {
     pub fn is_unreachable(&self) -> bool {
         matches!(self, CallError::Unreachable(_))
     }
+}
+
+/// An error with its causes (`error sending request: ... Connection
+/// refused`), each said once.
+pub fn causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text
 }
 
 /// Setting up the HTTP client failed.
