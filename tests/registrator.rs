@@ -594,6 +594,41 @@ fn registers_follows_docker_and_survives_outages_and_restarts() {
     assert!(reg
         .log()
         .contains(&format!("dangling: {}", id("f", "8080"))));
+
+    // The agent restarts with none of its services (-dev keeps no state)
+    // while e stops and g starts: registrator notices the agent is gone,
+    // and once it is back registers what runs and nothing that stopped.
+    agent.kill9();
+    docker_ok(&["stop", "-t", "5", &made.name("e")]);
+    made.run(
+        "g",
+        &[
+            "-p",
+            "8080",
+            "-e",
+            "LISTEN=8080",
+            "-e",
+            "SERVICE_NAME=second",
+        ],
+    );
+    reg.wait_log("consul: lost the agent", Duration::from_secs(10));
+    agent.start();
+    let after_agent_restart = [id("d", "8080"), id("g", "8080")];
+    wait_ids(
+        &agent,
+        &mut reg,
+        &prefix,
+        &after_agent_restart,
+        Duration::from_secs(20),
+    );
+
+    // Only the proxy's outage cost the Docker connection.
+    let log = reg.log();
+    assert_eq!(
+        log.matches("docker: lost the connection").count(),
+        1,
+        "events are handled on one connection:\n{log}"
+    );
     drop(proxy);
 }
 

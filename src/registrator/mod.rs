@@ -170,73 +170,97 @@ async fn serve(options: Options) -> Result<(), RunError> {
         ever_up: false,
         retry_attempts: options.retry_attempts,
     };
-    let mut docker_backoff = Backoff::new(DOCKER_FIRST_BACKOFF, MAX_BACKOFF);
-    let mut next_connect = Instant::now();
-    let mut connection: Option<Connection> = None;
+    let mut docker = DockerWatch {
+        backoff: Backoff::new(DOCKER_FIRST_BACKOFF, MAX_BACKOFF),
+        next_connect: Instant::now(),
+        connection: None,
+    };
     let mut resync = options.resync.map(|every| {
         let mut i = tokio::time::interval_at(Instant::now() + every, every);
         i.set_missed_tick_behavior(MissedTickBehavior::Delay);
         i
     });
     loop {
+        // A call that found the agent gone marked it down: try it again.
         if !bridge.agent_up() && agent.next_ping.is_none() {
             agent.next_ping = Some(Instant::now() + agent.backoff.next());
         }
         let ping_at = agent.next_ping.unwrap_or_else(Instant::now);
+        let connected = docker.connection.is_some();
         tokio::select! {
             biased;
             _ = sleep_until(ping_at), if !bridge.agent_up() => {
-                ping(&mut bridge, &mut agent, connection.is_some()).await?;
+                ping(&mut bridge, &mut agent, connected).await?;
             }
-            _ = sleep_until(next_connect), if connection.is_none() => {
-                match connect(&mut bridge).await {
-                    Ok(c) => {
-                        connection = Some(c);
-                        docker_backoff.reset();
-                        info!("Listening for Docker events ...");
-                    }
-                    Err(e) => {
-                        let wait = docker_backoff.next();
-                        warn!(
-                            "docker: cannot reach the daemon at {}: {e}; retrying in {}",
-                            docker::host(),
-                            crate::duration::format(wait)
-                        );
-                        next_connect = Instant::now() + wait;
-                    }
-                }
+            _ = sleep_until(docker.next_connect), if !connected => docker.connect(&mut bridge).await,
+            event = next_event(&mut docker.connection) => docker.on_event(&mut bridge, event).await,
+            _ = tick(&mut resync), if connected => docker.resync(&mut bridge).await,
+        }
+    }
+}
+
+/// The Docker side of the loop: the connection, and when to reconnect.
+struct DockerWatch {
+    backoff: Backoff,
+    next_connect: Instant,
+    connection: Option<Connection>,
+}
+
+impl DockerWatch {
+    async fn connect(&mut self, bridge: &mut Bridge) {
+        match connect(bridge).await {
+            Ok(c) => {
+                self.connection = Some(c);
+                self.backoff.reset();
+                info!("Listening for Docker events ...");
             }
-            event = next_event(&mut connection) => {
-                let failure = match (event, &connection) {
-                    (Some(Ok(event)), Some(c)) => {
-                        bridge.handle(&c.docker, event).await.err().map(|e| e.to_string())
-                    }
-                    (Some(Ok(_)), None) => None,
-                    (Some(Err(e)), _) => Some(e.to_string()),
-                    (None, _) => Some("the event stream ended".to_string()),
-                };
-                if let Some(reason) = failure {
-                    connection = None;
-                    docker_backoff.reset();
-                    let wait = docker_backoff.next();
-                    warn!(
-                        "docker: lost the connection to {} ({reason}); reconnecting in {}",
-                        docker::host(),
-                        crate::duration::format(wait)
-                    );
-                    next_connect = Instant::now() + wait;
-                }
-            }
-            _ = tick(&mut resync), if connection.is_some() => {
-                if let Some(c) = connection.as_ref() {
-                    if let Err(e) = bridge.sync(&c.docker, true).await {
-                        warn!("docker: resync failed: {e}; reconnecting");
-                        connection = None;
-                        next_connect = Instant::now();
-                    }
-                }
+            Err(e) => {
+                let wait = self.backoff.next();
+                warn!(
+                    "docker: cannot reach the daemon at {}: {e}; retrying in {}",
+                    docker::host(),
+                    crate::duration::format(wait)
+                );
+                self.next_connect = Instant::now() + wait;
             }
         }
+    }
+
+    /// Handles one event; a failure, or the stream's end, means the
+    /// connection is lost.
+    async fn on_event(&mut self, bridge: &mut Bridge, event: Option<Result<Event, DockerError>>) {
+        let reason = match (event, &self.connection) {
+            (Some(Ok(event)), Some(c)) => match bridge.handle(&c.docker, event).await {
+                Ok(()) => return,
+                Err(e) => e.to_string(),
+            },
+            (Some(Ok(_)), None) => return,
+            (Some(Err(e)), _) => e.to_string(),
+            (None, _) => "the event stream ended".to_string(),
+        };
+        self.lost(&reason);
+    }
+
+    async fn resync(&mut self, bridge: &mut Bridge) {
+        let Some(c) = self.connection.as_ref() else {
+            return;
+        };
+        if let Err(e) = bridge.sync(&c.docker, true).await {
+            self.lost(&format!("resync failed: {e}"));
+        }
+    }
+
+    /// Drops the connection and schedules the first reconnection.
+    fn lost(&mut self, reason: &str) {
+        self.connection = None;
+        self.backoff.reset();
+        let wait = self.backoff.next();
+        warn!(
+            "docker: lost the connection to {} ({reason}); reconnecting in {}",
+            docker::host(),
+            crate::duration::format(wait)
+        );
+        self.next_connect = Instant::now() + wait;
     }
 }
 
