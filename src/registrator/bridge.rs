@@ -473,7 +473,7 @@ mod tests {
         assert!(policy.should_remove(Ok(None)), "removed with --rm");
         c.running = true;
         assert!(!policy.should_remove(Ok(Some(&c))), "restarted already");
-        let err = DockerError::Clock("x".into());
+        let err = DockerError::Api(bollard::errors::Error::RequestTimeoutError);
         assert!(!policy.should_remove(Err(&err)));
         assert!(DeregisterPolicy::Always.should_remove(Err(&err)));
         assert_eq!(DeregisterPolicy::parse("on-success"), Some(policy));

@@ -21,8 +21,6 @@ pub enum DockerError {
     Api(BollardError),
     #[error(transparent)]
     Incomplete(#[from] IncompleteInspect),
-    #[error("the daemon's clock {0:?} is not an RFC 3339 time")]
-    Clock(String),
 }
 
 impl DockerError {
@@ -83,17 +81,27 @@ impl Docker {
 
     /// The daemon's clock as the event stream's `since` wants it
     /// (`<seconds>.<nanoseconds>`), so that events from this instant on
-    /// are replayed whatever the local clock says.
+    /// are replayed whatever the local clock says. A daemon that does not
+    /// report its clock gets this host's, less a few seconds (replaying a
+    /// few events twice is harmless; missing one is not).
     pub async fn now(&self) -> Result<String, DockerError> {
         let info = self.client.info().await?;
         let text = info.system_time.unwrap_or_default();
-        let t = chrono::DateTime::parse_from_rfc3339(&text)
-            .map_err(|_| DockerError::Clock(text.clone()))?;
-        Ok(format!(
-            "{}.{:09}",
-            t.timestamp(),
-            t.timestamp_subsec_nanos()
-        ))
+        if let Ok(t) = chrono::DateTime::parse_from_rfc3339(&text) {
+            return Ok(format!(
+                "{}.{:09}",
+                t.timestamp(),
+                t.timestamp_subsec_nanos()
+            ));
+        }
+        tracing::warn!(
+            "docker: the daemon's clock {text:?} is not an RFC 3339 time; using this host's"
+        );
+        let local = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .saturating_sub(std::time::Duration::from_secs(5));
+        Ok(format!("{}.{:09}", local.as_secs(), local.subsec_nanos()))
     }
 
     /// The IDs of the running containers.
