@@ -14,6 +14,7 @@ pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod raft;
+pub mod registrator;
 pub mod rpc;
 pub mod run;
 pub mod store;

@@ -7,6 +7,7 @@ mod client;
 mod flags;
 mod http;
 mod lock;
+mod registrator;
 mod template;
 mod watch;
 
@@ -25,6 +26,7 @@ Available commands are:
     lock           Execute a command holding a lock
     members        Lists the members of the cluster
     operator       Provides cluster-level tools (raft list-peers, raft remove-peer)
+    registrator    Registers Docker containers' published ports as services
     template       Renders templates from the catalog and KV, as consul-template does
     version        Prints the cairn version
     watch          Watch for changes in the catalog or KV and run a handler
@@ -48,6 +50,7 @@ pub fn main(argv: Vec<String>) -> Result<i32> {
         }
         "lock" => lock::run(rest),
         "template" => template::run(rest),
+        "registrator" => registrator::run(rest),
         "watch" => watch::run(rest),
         "keygen" => without_flags(
             "Usage: cairn keygen\n\n  Prints a new 32-byte key for -encrypt, base64-encoded.\n",
