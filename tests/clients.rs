@@ -164,14 +164,15 @@ fn client_agents_stay_out_of_raft_and_answer_dns_from_their_view() {
         );
     }
 
-    // Stale reads come from the view with the headers Consul sends;
-    // default and consistent reads go through a server.
+    // Default and consistent reads go through a server (and so see a write
+    // made on another agent at once); stale reads come from the view, with
+    // the headers Consul sends: after the default read the view has it.
     let r = clients[1].put("/v1/kv/app/config", "v1").unwrap();
     assert_eq!(r.body.trim(), "true");
     for (q, mode) in [
-        ("?stale", "stale"),
         ("", "leader"),
         ("?consistent", "consistent"),
+        ("?stale", "stale"),
     ] {
         let r = clients[2].get(&format!("/v1/kv/app/config{q}")).unwrap();
         assert_eq!(r.status, 200, "{q}: {}", r.body);
