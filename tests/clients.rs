@@ -237,6 +237,11 @@ fn a_client_follows_changes_when_its_server_dies_and_never_goes_back() {
             .filter(|r| r.status == 200)
             .map(|r| r.index())
     };
+    let own_node = |n: &Node| n.dig(&["+short", "c5.node.consul", "A"]).contains(&n.ip);
+    assert!(
+        eventually(Duration::from_secs(10), || own_node(watcher)),
+        "c5 never registered itself"
+    );
     let before = stale_index(watcher).expect("stale read");
     let victim = servers
         .iter_mut()
@@ -247,9 +252,8 @@ fn a_client_follows_changes_when_its_server_dies_and_never_goes_back() {
 
     // DNS keeps answering from the view meanwhile (the node itself is
     // always there), and the view follows a change made after the kill.
-    assert!(watcher
-        .dig(&["+short", "c5.node.consul", "A"])
-        .contains(&watcher.ip));
+    let answer = watcher.dig(&["c5.node.consul", "A"]);
+    assert!(answer.contains(&watcher.ip), "{answer}");
     let rest: Vec<&Node> = servers.iter().filter(|s| s.child.is_some()).collect();
     let new_leader = wait_leader(&rest, Duration::from_secs(15)).expect("leader after the kill");
     let target = rest.iter().find(|s| new_leader.starts_with(&s.ip)).unwrap();
