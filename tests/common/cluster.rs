@@ -100,6 +100,24 @@ impl Node {
         code
     }
 
+    /// SIGSTOP: the process stays alive but stops answering anything.
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// SIGCONT after [`Node::pause`].
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, sig: i32) {
+        if let Some(c) = self.child.as_ref() {
+            unsafe {
+                libc::kill(c.id() as i32, sig);
+            }
+        }
+    }
+
     pub fn running(&mut self) -> bool {
         match self.child.as_mut() {
             Some(c) => matches!(c.try_wait(), Ok(None)),
