@@ -319,3 +319,4 @@ pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
 pub mod checks;
 pub mod cluster;
 pub mod docker;
+pub mod linear;
