@@ -902,3 +902,51 @@ fn kv_stays_linearizable_under_faults() {
         "too few operations succeeded ({reads_ok} reads, {writes_ok} writes): {summary}"
     );
 }
+
+/// A leader cut off from the other servers must stop answering default
+/// reads from its own state once its lease runs out: the others elect a
+/// new leader and take writes it never sees.
+#[test]
+fn isolated_leader_stops_serving_default_reads() {
+    let net = env_u64("CAIRN_CHAOS_NET", 60) as u8 + 1;
+    let mut servers: Vec<Node> = (1..=3)
+        .map(|h| Node::server(net, h, 3, &[1, 2, 3], &[]))
+        .collect();
+    for s in servers.iter_mut() {
+        s.spawn();
+    }
+    let all: Vec<&Node> = servers.iter().collect();
+    let leader = wait_leader(&all, Duration::from_secs(60)).expect("a leader");
+    let l = servers
+        .iter()
+        .position(|n| leader.starts_with(&format!("{}:", n.ip)))
+        .unwrap();
+    let old = servers[l].put("/v1/kv/lease", "old").unwrap();
+    assert_eq!(old.status, 200);
+    let others: Vec<&Node> = (0..3).filter(|&i| i != l).map(|i| &servers[i]).collect();
+    let pairs: Vec<(&str, &str)> = others
+        .iter()
+        .map(|o| (servers[l].ip.as_str(), o.ip.as_str()))
+        .collect();
+    let _cut = Partition::cut(&pairs);
+    assert!(
+        common::eventually(Duration::from_secs(30), || others[0]
+            .put("/v1/kv/lease", "new")
+            .is_ok_and(|r| r.status == 200)),
+        "the majority never took the write"
+    );
+    let read = servers[l].get("/v1/kv/lease").unwrap();
+    let value = (read.status == 200).then(|| read.json()[0]["Value"].to_string());
+    assert!(
+        read.status != 200,
+        "the cut-off leader answered a default read with {value:?} (status {}) after the \
+         majority wrote a newer value",
+        read.status
+    );
+    assert!(
+        read.body.contains("No cluster leader"),
+        "expected Consul's 500 No cluster leader, got {} {}",
+        read.status,
+        read.body
+    );
+}

@@ -42,13 +42,17 @@ pub fn raft_id(node_uuid: &str) -> NodeId {
     }
 }
 
+/// A follower waits at least this long without hearing from the leader
+/// before it stands for election (milliseconds).
+pub const ELECTION_TIMEOUT_MIN_MS: u64 = 400;
+
 /// Timing tuned for a LAN: elections in well under a second, not Consul's
 /// `raft_multiplier=5` defaults.
 pub fn raft_config(config: &crate::config::Config) -> openraft::Config {
     openraft::Config {
         cluster_name: "cairn".into(),
         heartbeat_interval: 100,
-        election_timeout_min: 400,
+        election_timeout_min: ELECTION_TIMEOUT_MIN_MS,
         election_timeout_max: 800,
         install_snapshot_timeout: 5000,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.raft_snapshot_threshold),

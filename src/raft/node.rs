@@ -32,6 +32,36 @@ const FORWARD_TIMEOUT: Duration = Duration::from_secs(12);
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(7);
 /// How long a read waits for the local replica to reach its read index.
 const APPLY_WAIT: Duration = Duration::from_secs(10);
+/// How long after a quorum last acknowledged it a leader answers default
+/// reads from its own state without asking the quorum again. Shorter than
+/// the election timeout: a quorum that acknowledged this leader at `t`
+/// elects no other before `t` + [`super::ELECTION_TIMEOUT_MIN_MS`], so no
+/// write can commit elsewhere while the lease holds. Consul's leader steps
+/// down after its 500 ms leader lease for the same reason.
+const LEADER_LEASE: Duration = Duration::from_millis(super::ELECTION_TIMEOUT_MIN_MS * 3 / 4);
+
+/// The leader's lease: the term and the instant before the last request a
+/// quorum acknowledged (a committed write or a leadership confirmation).
+#[derive(Clone, Copy, Debug, Default)]
+struct Lease(Option<(u64, Instant)>);
+
+impl Lease {
+    /// Whether a default read may be answered from the leader's state in
+    /// `term` at `now`.
+    fn holds(self, term: u64, now: Instant) -> bool {
+        self.0
+            .is_some_and(|(t, at)| t == term && now.saturating_duration_since(at) < LEADER_LEASE)
+    }
+
+    /// Records that a quorum acknowledged a request of `term` sent after
+    /// `asked`.
+    fn renew(&mut self, term: u64, asked: Instant) {
+        match self.0 {
+            Some((t, at)) if t == term && at >= asked => {}
+            _ => self.0 = Some((term, asked)),
+        }
+    }
+}
 
 pub struct RaftNode {
     pub(crate) raft: Raft,
@@ -45,6 +75,7 @@ pub struct RaftNode {
     /// Names the servers in the raft configuration.
     gossip: Gossip,
     leader_tx: watch::Sender<Option<String>>,
+    lease: parking_lot::Mutex<Lease>,
 }
 
 impl RaftNode {
@@ -64,6 +95,7 @@ impl RaftNode {
             catalog,
             gossip,
             leader_tx: watch::channel(None).0,
+            lease: parking_lot::Mutex::new(Lease::default()),
         });
         let weak = Arc::downgrade(&node);
         let mut metrics = node.raft.metrics();
@@ -176,6 +208,24 @@ impl RaftNode {
         }
     }
 
+    fn current_term(&self) -> u64 {
+        self.raft.metrics().borrow().current_term
+    }
+
+    /// Whether this leader's lease holds and it applied an entry of its
+    /// term.
+    fn lease_holds(&self) -> bool {
+        let (term, own_applied) = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            let own = m
+                .last_applied
+                .is_some_and(|l| l.leader_id.term == m.current_term);
+            (m.current_term, own)
+        };
+        own_applied && self.lease.lock().holds(term, Instant::now())
+    }
+
     fn applied_index(&self) -> u64 {
         self.raft
             .metrics()
@@ -209,6 +259,7 @@ impl RaftNode {
             _ => None,
         };
         let name = cmd.name();
+        let term = self.current_term();
         let started = Instant::now();
         let res = tokio::time::timeout(COMMIT_TIMEOUT, self.raft.client_write(cmd))
             .await
@@ -216,6 +267,9 @@ impl RaftNode {
         crate::metrics::raft_apply(name, started.elapsed());
         match res {
             Ok(resp) => {
+                if resp.log_id.leader_id.term == term {
+                    self.lease.lock().renew(term, started);
+                }
                 if let Some(op) = &session_op {
                     self.after_commit(op, &resp.data);
                 }
@@ -233,12 +287,22 @@ impl RaftNode {
     pub async fn leader_index(&self, linearizable: bool, hops: u8) -> Result<u64, ConsensusError> {
         let leader = self.await_leader().await?;
         if leader.0 == self.id {
-            if !linearizable {
+            // A default read is answered from this leader's state while its
+            // lease holds and it has applied an entry of its own term (so
+            // everything its predecessors committed); otherwise, like a
+            // `?consistent` one, once a quorum confirms the leadership. A
+            // leader cut off from its quorum so stops serving old data
+            // within the lease instead of for as long as the partition lasts.
+            if !linearizable && self.lease_holds() {
                 return Ok(self.applied_index());
             }
+            let term = self.current_term();
+            let asked = Instant::now();
             return match self.raft.ensure_linearizable().await {
-                Ok(Some(l)) => Ok(l.index),
-                Ok(None) => Ok(0),
+                Ok(l) => {
+                    self.lease.lock().renew(term, asked);
+                    Ok(l.map_or(0, |l| l.index))
+                }
                 Err(_) => Err(ConsensusError::NoLeader),
             };
         }
@@ -594,5 +658,42 @@ impl Backend for RaftNode {
                 }
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lease_holds_only_in_its_term_and_for_less_than_an_election_timeout() {
+        let t0 = Instant::now();
+        let mut lease = Lease::default();
+        assert!(
+            !lease.holds(1, t0),
+            "no quorum has acknowledged anything yet"
+        );
+        lease.renew(1, t0);
+        assert!(lease.holds(1, t0 + LEADER_LEASE / 2));
+        assert!(!lease.holds(1, t0 + LEADER_LEASE));
+        assert!(
+            !lease.holds(2, t0),
+            "a lease is for the term it was granted in"
+        );
+        assert!(LEADER_LEASE < Duration::from_millis(crate::raft::ELECTION_TIMEOUT_MIN_MS));
+    }
+
+    #[test]
+    fn lease_renewal_never_moves_it_back() {
+        let t0 = Instant::now();
+        let later = t0 + Duration::from_millis(200);
+        let mut lease = Lease::default();
+        lease.renew(1, later);
+        // A slower request that was sent earlier completes afterwards.
+        lease.renew(1, t0);
+        assert!(lease.holds(1, later + LEADER_LEASE - Duration::from_millis(1)));
+        // A new term replaces it whatever its time.
+        lease.renew(2, t0);
+        assert!(lease.holds(2, t0) && !lease.holds(1, later));
     }
 }

@@ -702,6 +702,10 @@ fn explain(key: &str, ops: &[Operation], stuck: usize) -> Violation {
                 _ => {}
             }
         }
+        // The writes of the values the window observes, for the reader.
+        let writes_observed = |o: &Operation| {
+            !o.is_indeterminate() && o.written().iter().flatten().any(|v| observed.contains(v))
+        };
         let mut classes_taken = HashSet::new();
         let window: Vec<Operation> = prefix
             .iter()
@@ -709,6 +713,7 @@ fn explain(key: &str, ops: &[Operation], stuck: usize) -> Violation {
             .filter(|(i, o)| {
                 *i >= start
                     || (o.completed >= opens && !o.is_indeterminate())
+                    || writes_observed(o)
                     || (o.is_indeterminate()
                         && (o.written().iter().flatten().any(|v| observed.contains(v))
                             || classes_taken.insert(std::mem::discriminant(&o.call))))
