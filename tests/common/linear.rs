@@ -13,7 +13,11 @@
 //! When a key's history is not linearizable, the [`Violation`] holds the
 //! smallest window of that key's operations, around the return the search
 //! could not get past, that is not linearizable from any state the key
-//! could have had when the window opened.
+//! could have had when the window opened. The window holds every operation
+//! that overlaps it, the writes of the values it observes and, of the
+//! indeterminate operations begun earlier (which may still take effect),
+//! those writing an observed value and one of each kind of the others. The
+//! verdict is always the whole history's; the window only explains it.
 //!
 //! Reads that promise less are checked with what they promise:
 //! [`check_bounded_staleness`] for reads that may be served by a leader
