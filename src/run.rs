@@ -425,7 +425,17 @@ impl Running {
         // agents leave gracefully.
         let leave_on_int = !config.skip_leave_on_interrupt.unwrap_or(config.server);
         let leave_on_term = config.leave_on_terminate.unwrap_or(!config.server);
+        let raft = self.core.server.as_ref().map(|s| s.raft.clone());
         Ok(tokio::select! {
+            // A raft core that stopped on its own (a panic or a storage
+            // error) leaves a server that still claims the leadership it
+            // had and answers nothing correctly: exit, so a supervisor
+            // restarts it from its data dir.
+            reason = raft_stopped(raft) => {
+                eprintln!("==> {reason}");
+                tracing::error!("{reason}");
+                (false, 1)
+            }
             _ = tokio::signal::ctrl_c() => { tracing::info!("caught interrupt, shutting down"); (leave_on_int, 0) }
             _ = sigterm.recv() => { tracing::info!("caught terminate, shutting down"); (leave_on_term, 0) }
             _ = shutdown.wait_for(|s| *s) => { tracing::info!("graceful leave requested"); (true, 0) }
@@ -513,5 +523,21 @@ async fn gauges_loop(catalog: Arc<Catalog>, consensus: Consensus) {
         }
         crate::metrics::is_leader(consensus.is_leader());
         tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+}
+
+/// Resolves when `raft`'s core stops by itself (never without a server).
+async fn raft_stopped(raft: Option<Raft>) -> String {
+    let Some(raft) = raft else {
+        return std::future::pending().await;
+    };
+    let mut metrics = raft.metrics();
+    loop {
+        if let Err(fatal) = &metrics.borrow().running_state {
+            return format!("raft stopped: {fatal}");
+        }
+        if metrics.changed().await.is_err() {
+            return "raft stopped: its core exited".to_string();
+        }
     }
 }
