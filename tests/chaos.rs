@@ -434,6 +434,8 @@ struct Nemesis {
     rng: Rng,
     next_host: u8,
     faults: usize,
+    /// Panics in the logs of servers that are gone by the end.
+    panics: Vec<String>,
 }
 
 impl Nemesis {
@@ -632,6 +634,11 @@ impl Nemesis {
                     out.status
                 ));
                 node.kill9();
+                if let Some(i) = node.log_text().find("panicked") {
+                    let text = node.log_text();
+                    let excerpt: Vec<&str> = text[i..].lines().take(8).collect();
+                    self.panics.push(format!("{name}:\n{}", excerpt.join("\n")));
+                }
                 let gone = common::eventually(Duration::from_secs(30), || {
                     let s = raft_servers(&self.servers);
                     !s.is_empty() && !s.contains(&format!("{}:8300", node.ip))
@@ -770,6 +777,7 @@ fn kv_stays_linearizable_under_faults() {
         rng: Rng(seeder.next()),
         next_host: n_servers + 10,
         faults: 0,
+        panics: Vec::new(),
     };
     let until = Instant::now() + Duration::from_secs(secs);
     // CAIRN_CHAOS_FAULTS=KillLeader,Bridge runs only those kinds.
@@ -879,21 +887,23 @@ fn kv_stays_linearizable_under_faults() {
     );
     eprintln!("chaos: {summary}");
     let fault_log = nemesis.log.join("\n");
-    let panics: Vec<String> = nemesis
-        .servers
-        .iter()
-        .chain(nemesis.clients.iter())
-        .filter_map(|n| {
-            let log = n.log_text();
-            log.lines().position(|l| l.contains("panicked")).map(|i| {
-                format!(
-                    "{}:\n{}",
-                    n.name,
-                    log.lines().skip(i).take(8).collect::<Vec<_>>().join("\n")
-                )
-            })
-        })
-        .collect();
+    let mut panics: Vec<String> = nemesis.panics.clone();
+    panics.extend(
+        nemesis
+            .servers
+            .iter()
+            .chain(nemesis.clients.iter())
+            .filter_map(|n| {
+                let log = n.log_text();
+                log.lines().position(|l| l.contains("panicked")).map(|i| {
+                    format!(
+                        "{}:\n{}",
+                        n.name,
+                        log.lines().skip(i).take(8).collect::<Vec<_>>().join("\n")
+                    )
+                })
+            }),
+    );
     assert!(
         panics.is_empty(),
         "an agent panicked:\n{}",
