@@ -41,7 +41,7 @@ mod common;
 
 use common::cluster::{wait_leader, Node, Partition};
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -108,6 +108,8 @@ struct Run {
     holdings: Mutex<Vec<Holding>>,
     /// session id -> contender index.
     sessions: Mutex<HashMap<String, usize>>,
+    /// Sessions whose contender has confirmed its hold and acted.
+    acting: Mutex<HashSet<String>>,
 }
 
 impl Run {
@@ -266,7 +268,10 @@ impl Contender {
             if token.is_some() {
                 let now = run.now();
                 if !self.bounded || now < last_confirm + LOCK_DELAY {
-                    start.get_or_insert(now);
+                    if start.is_none() {
+                        start = Some(now);
+                        run.acting.lock().unwrap().insert(session.to_string());
+                    }
                     end = Some(now);
                 }
             }
@@ -307,7 +312,8 @@ fn current_session(servers: &[Node]) -> Option<String> {
     None
 }
 
-/// Waits for a holder other than `old`; returns it and its contender.
+/// Waits for a holder other than `old` that has started acting; returns
+/// its session and its contender.
 fn wait_new_holder(
     servers: &[Node],
     run: &Run,
@@ -317,13 +323,32 @@ fn wait_new_holder(
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
         if let Some(s) = current_session(servers).filter(|s| Some(s.as_str()) != old) {
-            if let Some(&idx) = run.sessions.lock().unwrap().get(&s) {
+            let acting = run.acting.lock().unwrap().contains(&s);
+            if let Some(&idx) = run.sessions.lock().unwrap().get(&s).filter(|_| acting) {
                 return Some((s, idx));
             }
         }
         std::thread::sleep(Duration::from_millis(100));
     }
     None
+}
+
+/// What the nemesis saw when the lock did not move on.
+fn diagnose(servers: &[Node], clients: &[Node], run: &Run) {
+    eprintln!(
+        "[{:?}] holder {:?}, sessions {:?}, acting {:?}",
+        run.now(),
+        current_session(servers),
+        run.sessions.lock().unwrap(),
+        run.acting.lock().unwrap()
+    );
+    for n in servers.iter().chain(clients) {
+        let log = n.log_text();
+        let lines: Vec<&str> = log.lines().filter(|l| !l.contains("lock-delay")).collect();
+        for l in &lines[lines.len().saturating_sub(15)..] {
+            eprintln!("{}: {l}", n.name);
+        }
+    }
 }
 
 fn leader_index(servers: &[Node]) -> usize {
@@ -360,6 +385,7 @@ fn lock_holders_never_overlap_beyond_lock_delay_under_faults() {
         stop: AtomicBool::new(false),
         holdings: Mutex::new(Vec::new()),
         sessions: Mutex::new(HashMap::new()),
+        acting: Mutex::new(HashSet::new()),
     });
     let threads: Vec<_> = clients
         .iter()
@@ -430,7 +456,10 @@ fn lock_holders_never_overlap_beyond_lock_delay_under_faults() {
         let next = wait_new_holder(&servers, &run, Some(&holder), Duration::from_secs(40));
         std::thread::sleep(Duration::from_secs(2));
         drop(cut);
-        let (h, w) = next.expect("the lock moves on while its holder is partitioned");
+        let (h, w) = next.unwrap_or_else(|| {
+            diagnose(&servers, &clients, &run);
+            panic!("the lock moves on while its holder is partitioned")
+        });
         handovers.push(format!(
             "partition {} -> {}",
             clients[who].name, clients[w].name
