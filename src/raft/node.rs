@@ -76,6 +76,29 @@ pub struct RaftNode {
     gossip: Gossip,
     leader_tx: watch::Sender<Option<String>>,
     lease: parking_lot::Mutex<Lease>,
+    /// Held while the leader decides on a command and hands it to raft, so
+    /// entries enter the log in the order they were decided (see
+    /// [`RaftNode::submit`]).
+    submit_order: tokio::sync::Mutex<()>,
+    /// Commands this leader handed to raft that have not been applied (or
+    /// failed) yet.
+    unapplied: Arc<watch::Sender<usize>>,
+}
+
+type ClientWriteResult = Result<
+    openraft::raft::ClientWriteResponse<super::TypeConfig>,
+    ClientWriteError<NodeId, BasicNode>,
+>;
+
+/// Whether `cmd` acquires a lock (alone or inside a transaction).
+fn takes_lock(cmd: &Command) -> bool {
+    match cmd {
+        Command::Kv(KvOp::Lock { .. }) => true,
+        Command::Txn(ops) => ops
+            .iter()
+            .any(|op| matches!(op, TxnOp::Write(KvOp::Lock { .. }))),
+        _ => false,
+    }
 }
 
 impl RaftNode {
@@ -96,6 +119,8 @@ impl RaftNode {
             gossip,
             leader_tx: watch::channel(None).0,
             lease: parking_lot::Mutex::new(Lease::default()),
+            submit_order: tokio::sync::Mutex::new(()),
+            unapplied: Arc::new(watch::channel(0).0),
         });
         let weak = Arc::downgrade(&node);
         let mut metrics = node.raft.metrics();
@@ -251,9 +276,6 @@ impl RaftNode {
                 _ => Err(mismatched()),
             };
         }
-        if let Some(resp) = self.before_propose(&cmd) {
-            return Ok((self.applied_index(), resp));
-        }
         let session_op = match &cmd {
             Command::Session(op) => Some(op.clone()),
             _ => None,
@@ -261,9 +283,20 @@ impl RaftNode {
         let name = cmd.name();
         let term = self.current_term();
         let started = Instant::now();
-        let res = tokio::time::timeout(COMMIT_TIMEOUT, self.raft.client_write(cmd))
+        let applied = {
+            let _order = self.submit_order.lock().await;
+            if takes_lock(&cmd) {
+                self.wait_all_applied().await?;
+            }
+            if let Some(resp) = self.before_propose(&cmd) {
+                return Ok((self.applied_index(), resp));
+            }
+            self.submit(cmd).await?
+        };
+        let res = tokio::time::timeout(COMMIT_TIMEOUT, applied)
             .await
-            .map_err(|_| ConsensusError::CommitTimeout)?;
+            .map_err(|_| ConsensusError::CommitTimeout)?
+            .map_err(|_| ConsensusError::Raft("raft stopped".into()))?;
         crate::metrics::raft_apply(name, started.elapsed());
         match res {
             Ok(resp) => {
@@ -275,10 +308,60 @@ impl RaftNode {
                 }
                 Ok((resp.log_id.index, resp.data))
             }
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
-                Err(ConsensusError::NoLeader)
-            }
+            Err(ClientWriteError::ForwardToLeader(_)) => Err(ConsensusError::NoLeader),
             Err(e) => Err(ConsensusError::Raft(e.to_string())),
+        }
+    }
+
+    /// Hands `cmd` to raft (it is appended in the order of these calls) and
+    /// returns its result once this server has applied it. Counted in
+    /// `unapplied` until then.
+    async fn submit(
+        &self,
+        cmd: Command,
+    ) -> Result<tokio::sync::oneshot::Receiver<ClientWriteResult>, ConsensusError> {
+        let rx = self
+            .raft
+            .client_write_ff(cmd)
+            .await
+            .map_err(|e| ConsensusError::Raft(e.to_string()))?;
+        self.unapplied.send_modify(|n| *n += 1);
+        let unapplied = self.unapplied.clone();
+        let (tx, out) = tokio::sync::oneshot::channel();
+        // A task of its own, so the count drops when raft is done with the
+        // entry even if the caller has given up waiting.
+        tokio::spawn(async move {
+            let res = rx.await;
+            unapplied.send_modify(|n| *n = n.saturating_sub(1));
+            if let Ok(res) = res {
+                let _ = tx.send(res);
+            }
+        });
+        Ok(out)
+    }
+
+    /// Waits until every entry in this leader's log, and every command it
+    /// has handed to raft, has been applied here. An acquire is checked
+    /// against lock-delay only after this: an invalidation that entered the
+    /// log before the acquire has then started its lock-delay. Without it an
+    /// acquire decided while the release was committing went through at
+    /// once, and a second holder took a lock its invalidated holder could
+    /// still own (tests/lock_faults.rs). Called with `submit_order` held,
+    /// so nothing enters the log meanwhile.
+    async fn wait_all_applied(&self) -> Result<(), ConsensusError> {
+        let last_log = self.raft.metrics().borrow().last_log_index;
+        let mut unapplied = self.unapplied.subscribe();
+        let wait = async {
+            let _ = unapplied.wait_for(|n| *n == 0).await;
+            self.raft
+                .wait(None)
+                .applied_index_at_least(last_log, "lock-delay barrier")
+                .await
+        };
+        match tokio::time::timeout(COMMIT_TIMEOUT, wait).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(ConsensusError::Raft(e.to_string())),
+            Err(_) => Err(ConsensusError::CommitTimeout),
         }
     }
 
