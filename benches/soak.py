@@ -39,6 +39,7 @@ CLIENTS = [f"{NET}.{i}" for i in (11, 12, 13)]
 SERVICES = 100
 PAGE = os.sysconf("SC_PAGE_SIZE")
 WAIT_S = 20
+REPLACED = [0]                        # kept-alive connections found closed and replaced
 
 
 # ---------------------------------------------------------------- sampling
@@ -82,13 +83,22 @@ class Conn:
             self.r = self.w = None
 
     async def request(self, method, path, body=b"", timeout=10.0):
-        """(status, headers, body); raises on a connection failure or timeout."""
-        if self.w is None:
+        """(status, headers, body); raises on a connection failure or timeout.
+        A kept-alive connection the server closed while idle is replaced
+        once, as HTTP clients do (every request sent here is idempotent)."""
+        reused = self.w is not None
+        if not reused:
             self.r, self.w = await asyncio.wait_for(asyncio.open_connection(self.ip, self.port), 5)
         head = f"{method} {path} HTTP/1.1\r\nHost: {self.ip}\r\nContent-Length: {len(body)}\r\n\r\n"
         self.w.write(head.encode() + body)
         try:
             return await asyncio.wait_for(self._response(), timeout)
+        except asyncio.IncompleteReadError as e:
+            await self.close()
+            if reused and not e.partial:
+                REPLACED[0] += 1
+                return await self.request(method, path, body, timeout)
+            raise
         except BaseException:
             await self.close()
             raise
@@ -159,6 +169,7 @@ class Load:
         self.stop = False
         self.kv_acked = {}            # key -> value of its acknowledged write
         self.kv_sent = 0
+        self.kv_lat = {"server": [], "client": []}
         self.watch_acked = {}         # soak/watch/j -> last acknowledged value
         self.check_state = {}         # (client ip, service n) -> "passing" | "critical"
         self.flaps_acked = 0
@@ -200,6 +211,7 @@ class Load:
             key = f"soak/kv/w{w}/m{minute}/{n}"
             value = f"v{w}-{n}-{random.getrandbits(32):08x}"
             self.kv_sent += 1
+            t = time.monotonic()
             try:
                 st, _, body = await pool.request("PUT", f"/v1/kv/{key}", value.encode())
             except Exception as e:
@@ -207,9 +219,10 @@ class Load:
                 return
             if st == 200 and body.strip() == b"true":
                 self.kv_acked[key] = value
+                self.kv_lat["server" if ip in SERVERS else "client"].append(time.monotonic() - t)
             else:
                 self.err.add("kv write", f"{ip} {key}: {st} {body[:200]!r}")
-        await self.paced(rate, step, in_flight=16)
+        await self.paced(rate, step, in_flight=64)
         await pool.close()
 
     async def watch_writer(self, rate):
@@ -398,7 +411,7 @@ def main():
     ap.add_argument("--kv-rate", type=float, default=200)
     ap.add_argument("--dns-qps", type=int, default=800, help="per agent")
     ap.add_argument("--watchers", type=int, default=1000)
-    ap.add_argument("--flaps", type=float, default=50, help="check status changes per second")
+    ap.add_argument("--flaps", type=float, default=5, help="check status changes per second")
     ap.add_argument("--no-doc", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, data)")
     ap.add_argument("--bin", help="the cairn binary to run (default: build and run the release binary)")
@@ -447,12 +460,25 @@ def main():
         samples = {a.name: [] for a in agents}
         sampler_stop = threading.Event()
 
+        terms = []
+
+        def raft_term():
+            ts = []
+            for ip in SERVERS:
+                code, body = http("GET", f"http://{ip}:8500/v1/agent/self", timeout=2)
+                if code == 200:
+                    ts.append(int(json.loads(body)["Stats"]["raft"]["term"]))
+            return max(ts) if ts else None
+
         def sampler():
             while True:
                 now = time.monotonic() - t0
                 for a in agents:
                     if a.proc and a.proc.poll() is None:
                         samples[a.name].append((now,) + proc_sample(a.proc.pid))
+                t = raft_term()
+                if t is not None:
+                    terms.append(t)
                 if sampler_stop.wait(10):
                     return
         st = threading.Thread(target=sampler, daemon=True)
@@ -487,6 +513,7 @@ def main():
                           f"wakes {load.wakes}, armed {load.watchers_armed}, dns {q / 60:.0f}/s p99 {p99 * 1000:.2f} ms, "
                           f"errors {load.err.counts}", flush=True)
             load.stop = True
+            load.end = time.monotonic() - t0
             await asyncio.wait(tasks, timeout=WAIT_S * 1.2 + 15)
             for t in tasks:
                 t.cancel()
@@ -590,12 +617,15 @@ def main():
 
     mem_rows = []
     for a in agents:
-        s = samples[a.name]
+        s = [x for x in samples[a.name] if x[0] <= load.end]
         if not s:
             continue
-        mem_rows.append((a.name, s[0][1] / 1024, s[-1][1] / 1024, slope_per_hour([(t, v / 1024) for t, v, _, _ in s]),
-                         s[0][2] / 1024, s[-1][2] / 1024, slope_per_hour([(t, v / 1024) for t, _, v, _ in s]),
-                         s[0][3], s[-1][3], slope_per_hour([(t, v) for t, _, _, v in s])))
+        half = [x for x in s if x[0] >= s[-1][0] / 2]
+        mib = lambda rows, i: [(x[0], x[i] / 1024) for x in rows]
+        mem_rows.append((a.name, s[0][1] / 1024, s[-1][1] / 1024, slope_per_hour(mib(s, 1)), slope_per_hour(mib(half, 1)),
+                         s[0][2] / 1024, s[-1][2] / 1024, slope_per_hour(mib(s, 2)),
+                         s[0][3], s[-1][3], slope_per_hour([(x[0], x[3]) for x in s]),
+                         slope_per_hour([(x[0], x[3]) for x in half])))
     date = time.strftime('%Y-%m-%d', time.gmtime())
     load_avg = os.getloadavg()
     lines = [
@@ -608,12 +638,17 @@ def main():
         f"{args.watchers} blocking queries (half KV keys rewritten 20 times a second, half `/v1/health/service/<svc>?passing`), "
         f"re-armed on every wake; {args.flaps:g} TTL-check status changes a second over 100 services x 3 client agents.",
         "",
+        f"- KV writes: {len(load.kv_acked)} of {load.kv_sent} acknowledged ({len(load.kv_acked) / elapsed:.0f}/s); latency through a server "
+        f"p50 {pct(load.kv_lat['server'], 0.5) * 1000:.1f} ms, p99 {pct(load.kv_lat['server'], 0.99) * 1000:.1f} ms, "
+        f"through a client agent p50 {pct(load.kv_lat['client'], 0.5) * 1000:.1f} ms, p99 {pct(load.kv_lat['client'], 0.99) * 1000:.1f} ms",
         f"- KV writes acknowledged: {len(load.kv_acked) + len(load.watch_acked)} unique keys checked "
         f"({len(load.kv_acked)} written once, {len(load.watch_acked)} rewritten); "
         f"missing or wrong at the end (`?consistent`): **{missing + wrong}**",
         f"- check status changes acknowledged: {load.flaps_acked}; services whose final health differs from the last "
         f"acknowledged status: catalog **{check_bad}**, DNS of any agent **{dns_bad}**",
         f"- watcher wakes: {load.wakes}; errors: **{err.total('watcher')}**",
+        f"- kept-alive connections found closed by an agent and replaced: {REPLACED[0]}",
+        f"- raft terms started during the run (leader elections): {terms[-1] - terms[0] if terms else '?'}",
         f"- errors: KV writes **{err.total('kv write')}**, check updates **{err.total('check update')}**, "
         f"DNS **{dns_errors}** of {answered + dns_timeouts} queries (rcodes {rcodes}, timeouts {dns_timeouts})",
         "",
@@ -623,10 +658,11 @@ def main():
         "",
         "Every agent sampled every 10 s (`/proc/<pid>/status`, `/proc/<pid>/fd`); slope: least squares, per hour:",
         "",
-        "| agent | RSS anon start → end | slope | RSS file start → end | slope | fds start → end | slope |",
-        "|---|---|---|---|---|---|---|",
-    ] + [f"| {n} | {a0:.1f} → {a1:.1f} MiB | {sa:+.1f} MiB/h | {f0:.1f} → {f1:.1f} MiB | {sf:+.1f} MiB/h | "
-         f"{d0} → {d1} | {sd:+.0f}/h |" for n, a0, a1, sa, f0, f1, sf, d0, d1, sd in mem_rows] + [
+        "| agent | RSS anon start → end | slope | 2nd half | RSS file start → end | slope | fds start → end | slope | 2nd half |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ] + [f"| {n} | {a0:.1f} → {a1:.1f} MiB | {sa:+.1f} MiB/h | {sa2:+.1f} MiB/h | {f0:.1f} → {f1:.1f} MiB | "
+         f"{sf:+.1f} MiB/h | {d0} → {d1} | {sd:+.0f}/h | {sd2:+.0f}/h |"
+         for n, a0, a1, sa, sa2, f0, f1, sf, d0, d1, sd, sd2 in mem_rows] + [
         "",
         f"Checks: {'all passed' if not failures else 'FAILED: ' + '; '.join(failures)}.",
     ]
