@@ -73,8 +73,8 @@ def slope_per_hour(points):
 class Conn:
     """One keep-alive HTTP/1.1 connection (asyncio streams)."""
 
-    def __init__(self, ip, port=8500):
-        self.ip, self.port = ip, port
+    def __init__(self, ip, src=None, port=8500):
+        self.ip, self.src, self.port = ip, src, port
         self.r = self.w = None
 
     async def close(self):
@@ -88,7 +88,9 @@ class Conn:
         once, as HTTP clients do (every request sent here is idempotent)."""
         reused = self.w is not None
         if not reused:
-            self.r, self.w = await asyncio.wait_for(asyncio.open_connection(self.ip, self.port), 5)
+            local = (self.src, 0) if self.src else None
+            self.r, self.w = await asyncio.wait_for(
+                asyncio.open_connection(self.ip, self.port, local_addr=local), 5)
         head = f"{method} {path} HTTP/1.1\r\nHost: {self.ip}\r\nContent-Length: {len(body)}\r\n\r\n"
         self.w.write(head.encode() + body)
         try:
@@ -130,12 +132,12 @@ class Conn:
 class Pool:
     """Keep-alive connections to one agent, one per request in flight."""
 
-    def __init__(self, ip):
-        self.ip = ip
+    def __init__(self, ip, src=None):
+        self.ip, self.src = ip, src
         self.idle = []
 
     async def request(self, method, path, body=b"", timeout=10.0):
-        conn = self.idle.pop() if self.idle else Conn(self.ip)
+        conn = self.idle.pop() if self.idle else Conn(self.ip, self.src)
         result = await conn.request(method, path, body, timeout)
         self.idle.append(conn)
         return result
@@ -144,6 +146,18 @@ class Pool:
         for c in self.idle:
             await c.close()
         self.idle = []
+
+
+def source(role, i):
+    """The local address a load connection comes from. Agents allow 200
+    connections per client IP (Consul's limits.http_max_conns_per_client),
+    so the load, standing in for many clients, spreads over addresses:
+    four watchers per address, one address per writer."""
+    if role == "watcher":
+        return f"127.0.111.{1 + i % 250}"
+    if role == "kv":
+        return f"127.0.112.{1 + i}"
+    return f"127.0.113.{1 + i + (100 if role == 'flapper' else 0)}"
 
 
 class Errors:
@@ -204,7 +218,7 @@ class Load:
             await asyncio.wait(running)
 
     async def kv_writer(self, w, ip, rate):
-        pool = Pool(ip)
+        pool = Pool(ip, source("kv", w))
 
         async def step(n):
             minute = int((time.monotonic() - self.t0) // 60)
@@ -227,7 +241,7 @@ class Load:
 
     async def watch_writer(self, rate):
         """Updates the keys the KV watchers block on."""
-        conns = [Conn(ip) for ip in self.ips]
+        conns = [Conn(ip, source("watch-writer", 0)) for ip in self.ips]
 
         async def step(n):
             j = n % 100
@@ -261,8 +275,8 @@ class Load:
         return True
 
     async def flapper(self, rate):
-        pools = {ip: Pool(ip) for ip in CLIENTS}
-        conns = {ip: Conn(ip) for ip in CLIENTS}
+        pools = {ip: Pool(ip, source("flapper", k)) for k, ip in enumerate(CLIENTS)}
+        conns = {ip: Conn(ip, source("flapper", 10 + k)) for k, ip in enumerate(CLIENTS)}
 
         async def step(_):
             ip, n = random.choice(CLIENTS), random.randrange(SERVICES)
@@ -278,9 +292,9 @@ class Load:
         for c in conns.values():
             await c.close()
 
-    async def watcher(self, ip, path):
+    async def watcher(self, i, ip, path):
         """A blocking query re-armed on every wake, on its own connection."""
-        conn = Conn(ip)
+        conn = Conn(ip, source("watcher", i))
         index = 0
         while not self.stop:
             sep = "&" if "?" in path else "?"
@@ -461,6 +475,7 @@ def main():
         sampler_stop = threading.Event()
 
         terms = []
+        loads = []
 
         def raft_term():
             ts = []
@@ -479,6 +494,7 @@ def main():
                 t = raft_term()
                 if t is not None:
                     terms.append(t)
+                loads.append(os.getloadavg()[0])
                 if sampler_stop.wait(10):
                     return
         st = threading.Thread(target=sampler, daemon=True)
@@ -493,7 +509,7 @@ def main():
                 ip = ips[i % len(ips)]
                 path = (f"/v1/kv/soak/watch/{i % 100}" if i < half
                         else f"/v1/health/service/svc-{i % SERVICES}?passing")
-                tasks.append(asyncio.create_task(load.watcher(ip, path)))
+                tasks.append(asyncio.create_task(load.watcher(i, ip, path)))
                 if i % 100 == 99:
                     await asyncio.sleep(0.05)
             per = args.kv_rate / len(ips)
@@ -627,12 +643,12 @@ def main():
                          s[0][3], s[-1][3], slope_per_hour([(x[0], x[3]) for x in s]),
                          slope_per_hour([(x[0], x[3]) for x in half])))
     date = time.strftime('%Y-%m-%d', time.gmtime())
-    load_avg = os.getloadavg()
     lines = [
         "## Soak: 10 minutes of mixed load" if args.minutes == 10 else f"## Soak: {args.minutes:g} minutes of mixed load",
         "",
         f"Command: `benches/soak.py --minutes {args.minutes:g}` (release build; 3 servers + 3 client agents on loopback; "
-        f"run on {date}, {os.cpu_count()} cores shared with other work: load average {load_avg[0]:.1f} at the end). "
+        f"run on {date}, {os.cpu_count()} cores shared with other work: 1-minute load average "
+        f"{sum(loads) / max(len(loads), 1):.1f} on average over the run, {max(loads, default=0):.1f} at most). "
         f"All at once for {elapsed / 60:.1f} minutes: KV PUTs at {args.kv_rate:g}/s spread over the six agents; "
         f"dnsperf against every agent at {args.dns_qps}/s each (A and SRV of the 100 services); "
         f"{args.watchers} blocking queries (half KV keys rewritten 20 times a second, half `/v1/health/service/<svc>?passing`), "
