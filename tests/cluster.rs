@@ -214,6 +214,62 @@ fn partitioned_leader_stops_acknowledging_writes() {
     );
 }
 
+/// Writes that reach a leader while it is being deposed are taken by the
+/// next leader: none fails with "No cluster leader" (Consul holds an RPC
+/// through an election) and every acknowledged one is there afterwards.
+#[test]
+fn writes_caught_by_a_leader_change_go_to_the_next_leader() {
+    let net = 111;
+    let mut s1 = Node::server(net, 1, 3, &[2, 3], &[]);
+    let mut s2 = Node::server(net, 2, 3, &[1, 3], &[]);
+    let mut s3 = Node::server(net, 3, 3, &[1, 2], &[]);
+    for n in [&mut s1, &mut s2, &mut s3] {
+        n.spawn();
+    }
+    let leader = wait_leader(&[&s1, &s2, &s3], Duration::from_secs(20)).expect("leader");
+    let nodes = [&s1, &s2, &s3];
+    let old = *nodes.iter().find(|n| leader.starts_with(&n.ip)).unwrap();
+    let others: Vec<&Node> = nodes
+        .iter()
+        .copied()
+        .filter(|n| !leader.starts_with(&n.ip))
+        .collect();
+    // The leader stops; writes sent to it wait in its sockets while the
+    // other two elect a new leader, and reach it when it runs again, still
+    // believing it leads.
+    old.pause();
+    let writes: Vec<_> = (0..20)
+        .map(|i| {
+            let ip = old.ip.clone();
+            std::thread::spawn(move || {
+                let url = format!("http://{ip}:8500/v1/kv/held/{i}");
+                common::http_request("PUT", &url, Some(format!("v{i}").as_bytes()), &[])
+            })
+        })
+        .collect();
+    let elected = eventually(Duration::from_secs(15), || {
+        let l = others[0].leader();
+        !l.is_empty() && l != leader && others[1].leader() == l
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    old.resume();
+    assert!(elected, "the other two elect a new leader");
+    for (i, w) in writes.into_iter().enumerate() {
+        let r = w.join().unwrap().expect("an answer");
+        assert_eq!(
+            (r.status, r.body.trim()),
+            (200, "true"),
+            "write {i} sent to the deposed leader"
+        );
+    }
+    for i in 0..20 {
+        let r = others[0]
+            .get(&format!("/v1/kv/held/{i}?raw&consistent"))
+            .unwrap();
+        assert_eq!((r.status, r.body.as_str()), (200, format!("v{i}").as_str()));
+    }
+}
+
 #[test]
 fn second_agent_with_a_taken_name_is_refused() {
     let net = 14;

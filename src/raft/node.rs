@@ -30,6 +30,9 @@ const FORWARD_TIMEOUT: Duration = Duration::from_secs(12);
 /// Consul's RPC hold timeout, instead of hanging a client when it has lost
 /// its quorum.
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(7);
+/// The pause before a write no leader took is sent again (the new leader
+/// may not be known yet).
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
 /// How long a read waits for the local replica to reach its read index.
 const APPLY_WAIT: Duration = Duration::from_secs(10);
 /// How long after a quorum last acknowledged it a leader answers default
@@ -260,9 +263,34 @@ impl RaftNode {
             .unwrap_or(0)
     }
 
-    /// Proposes on the leader, or forwards there.
+    /// Proposes on the leader, or forwards there. A write that no leader
+    /// took is tried again on the next one until [`LEADER_HOLD`] has passed,
+    /// as Consul holds an RPC through an election: "No cluster leader" means
+    /// the entry never entered a leader's log (this server lost the lead
+    /// before appending it, or the new leader truncated it; raft answers
+    /// both with `ForwardToLeader`), so sending it again cannot apply it
+    /// twice.
     pub async fn propose(&self, cmd: Command, hops: u8) -> Result<(u64, Response), ConsensusError> {
-        let leader = self.await_leader().await?;
+        let deadline = tokio::time::Instant::now() + LEADER_HOLD;
+        loop {
+            match self.propose_once(cmd.clone(), hops, deadline).await {
+                Err(ConsensusError::NoLeader)
+                    if tokio::time::Instant::now() + RETRY_PAUSE < deadline =>
+                {
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    async fn propose_once(
+        &self,
+        cmd: Command,
+        hops: u8,
+        deadline: tokio::time::Instant,
+    ) -> Result<(u64, Response), ConsensusError> {
+        let leader = self.await_leader_until(deadline).await?;
         if leader.0 != self.id {
             if hops >= MAX_HOPS {
                 return Err(ConsensusError::NoLeader);
@@ -411,11 +439,18 @@ impl RaftNode {
 
     /// The leader's ID and RPC address, waiting up to [`LEADER_HOLD`] for one.
     async fn await_leader(&self) -> Result<(NodeId, String), ConsensusError> {
+        self.await_leader_until(tokio::time::Instant::now() + LEADER_HOLD)
+            .await
+    }
+
+    async fn await_leader_until(
+        &self,
+        deadline: tokio::time::Instant,
+    ) -> Result<(NodeId, String), ConsensusError> {
         if let Some(l) = self.leader() {
             return Ok(l);
         }
         let mut rx = self.raft.metrics();
-        let deadline = tokio::time::Instant::now() + LEADER_HOLD;
         loop {
             tokio::select! {
                 r = rx.changed() => {
