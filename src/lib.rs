@@ -9,6 +9,8 @@ pub mod consensus;
 pub mod dns;
 pub mod duration;
 pub mod feed;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gossip;
 pub mod health;
 pub mod http;

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 /// What `cairn agent`'s command line says.
 #[derive(Default)]
-struct AgentArgs {
+pub(crate) struct AgentArgs {
     dev: bool,
     /// `-config-file` and `-config-dir`, in the order given: both name a
     /// file or a directory, as in Consul.
@@ -23,7 +23,7 @@ const SYNOPSIS: &str = "Usage: cairn agent [options]
   and directories are read in the order given; flags override them.
 ";
 
-fn flag_set() -> FlagSet<AgentArgs> {
+pub(crate) fn flag_set() -> FlagSet<AgentArgs> {
     FlagSet::new(
         SYNOPSIS,
         vec![
@@ -206,7 +206,7 @@ fn flag_set() -> FlagSet<AgentArgs> {
 
 /// Why `cairn agent`'s command line does not give a configuration.
 #[derive(Debug, thiserror::Error)]
-enum AgentArgsError {
+pub(crate) enum AgentArgsError {
     #[error(transparent)]
     Flag(#[from] super::flags::FlagError),
     #[error("unexpected arguments: {}", .0.join(" "))]
@@ -216,7 +216,10 @@ enum AgentArgsError {
 }
 
 /// Builds the agent's configuration from its command line.
-fn build_config(set: &FlagSet<AgentArgs>, args: &[String]) -> Result<Config, AgentArgsError> {
+pub(crate) fn build_config(
+    set: &FlagSet<AgentArgs>,
+    args: &[String],
+) -> Result<Config, AgentArgsError> {
     let mut a = AgentArgs::default();
     let rest = set.parse(&mut a, args)?;
     if !rest.is_empty() {

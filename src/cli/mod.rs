@@ -2,7 +2,7 @@
 //! Go-style flags as Consul's CLI parses them (`flags.rs`): `-flag=v`,
 //! `-flag v`, `--flag v`, bare booleans, and flags before positionals.
 
-mod agent;
+pub(crate) mod agent;
 mod client;
 mod flags;
 mod http;

@@ -106,7 +106,7 @@ pub struct GossipConfig {
 
 /// Intentions spread as custom broadcasts.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-enum Intent {
+pub(crate) enum Intent {
     /// The named member is leaving gracefully: its coming "down" means left.
     Leave { name: String, bump: u64 },
     /// An operator asked to treat a failed member as left (and maybe forget it).
@@ -118,7 +118,7 @@ enum Intent {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-struct IntentKey {
+pub(crate) struct IntentKey {
     name: String,
     kind: u8,
     version: u64,
@@ -132,10 +132,10 @@ impl Invalidates for IntentKey {
 
 #[derive(Debug, thiserror::Error)]
 #[error("bad broadcast: {0}")]
-struct BadBroadcast(String);
+pub(crate) struct BadBroadcast(String);
 
 /// Receives intents; remembers them so repeats are not re-broadcast.
-struct IntentHandler {
+pub(crate) struct IntentHandler {
     seen: HashSet<IntentKey>,
     intents: Arc<Mutex<Vec<Intent>>>,
 }
@@ -224,6 +224,30 @@ fn foca_config(cluster_size: u32) -> FocaConfig {
     c
 }
 
+/// The foca instance an agent gossips with (sized for 5 members until
+/// [`Owner::resize`] sees more), and the intents its broadcasts deliver.
+pub(crate) type Swim = Foca<MemberId, PostcardCodec, StdRng, IntentHandler>;
+
+pub(crate) fn new_foca(identity: MemberId) -> (Swim, Arc<Mutex<Vec<Intent>>>) {
+    let intents = Arc::new(Mutex::new(Vec::new()));
+    let handler = IntentHandler {
+        seen: HashSet::new(),
+        intents: intents.clone(),
+    };
+    let rng: StdRng = rand::make_rng();
+    let foca = Foca::with_custom_broadcast(identity, foca_config(5), rng, PostcardCodec, handler);
+    (foca, intents)
+}
+
+/// A received datagram's payload for foca: decrypted with our key when
+/// gossip is encrypted (`None` when it does not decrypt), else as is.
+pub(crate) fn open_packet(keyring: Option<&Keyring>, packet: &[u8]) -> Option<Vec<u8>> {
+    match keyring {
+        Some(k) => k.decrypt(packet),
+        None => Some(packet.to_vec()),
+    }
+}
+
 pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -253,15 +277,9 @@ impl Gossip {
                             continue;
                         }
                     };
-                    let data = match &keyring {
-                        Some(k) => match k.decrypt(&buf[..n]) {
-                            Some(d) => d,
-                            None => {
-                                tracing::warn!(%from, "gossip: dropping packet that does not decrypt with our key");
-                                continue;
-                            }
-                        },
-                        None => buf[..n].to_vec(),
+                    let Some(data) = open_packet(keyring.as_ref(), &buf[..n]) else {
+                        tracing::warn!(%from, "gossip: dropping packet that does not decrypt with our key");
+                        continue;
                     };
                     if tx.send(Input::Data(data)).await.is_err() {
                         return;
@@ -304,19 +322,7 @@ impl Gossip {
             });
         }
 
-        let intents = Arc::new(Mutex::new(Vec::new()));
-        let handler = IntentHandler {
-            seen: HashSet::new(),
-            intents: intents.clone(),
-        };
-        let rng: StdRng = rand::make_rng();
-        let foca = Foca::with_custom_broadcast(
-            cfg.identity.clone(),
-            foca_config(5),
-            rng,
-            PostcardCodec,
-            handler,
-        );
+        let (foca, intents) = new_foca(cfg.identity.clone());
         let owner = Owner {
             foca,
             socket,
@@ -421,7 +427,7 @@ impl Gossip {
 }
 
 struct Owner {
-    foca: Foca<MemberId, PostcardCodec, StdRng, IntentHandler>,
+    foca: Swim,
     socket: Arc<UdpSocket>,
     keyring: Option<Keyring>,
     sched: mpsc::UnboundedSender<(Instant, Timer<MemberId>)>,

@@ -170,7 +170,7 @@ impl CheckIn {
     }
 
     /// The validated fields (`400 Invalid check: ...` when refused).
-    fn validated_fields(&self) -> Result<CheckFields, ApiError> {
+    pub(crate) fn validated_fields(&self) -> Result<CheckFields, ApiError> {
         let f = self.fields();
         f.validate()
             .map_err(|e| ApiError::bad(format!("Invalid check: {e}")))?;
@@ -199,7 +199,7 @@ fn check_scripts_allowed(config: &Config, f: &CheckFields) -> Result<(), ApiErro
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "PascalCase")]
 #[allow(dead_code)] // accepted for compatibility, not used
-struct ServiceDefinition {
+pub(crate) struct ServiceDefinition {
     kind: String,
     #[serde(rename = "ID")]
     id: String,
@@ -280,6 +280,18 @@ fn default_tagged_addresses(
     }
 }
 
+impl ServiceDefinition {
+    /// `Check` (unless empty) and then `Checks`, as Consul registers them.
+    pub(crate) fn check_ins(&self) -> Vec<&CheckIn> {
+        let mut check_ins: Vec<&CheckIn> = Vec::new();
+        if let Some(c) = self.check.as_ref().filter(|c| !c.is_empty()) {
+            check_ins.push(c);
+        }
+        check_ins.extend(self.checks.iter());
+        check_ins
+    }
+}
+
 /// `PUT /v1/agent/service/register[?replace-existing-checks]`.
 pub async fn register_service(ctx: Ctx) -> ApiResult {
     let def: ServiceDefinition = decode_body(&ctx.body)?;
@@ -310,11 +322,7 @@ pub async fn register_service(ctx: Ctx) -> ApiResult {
     };
     validate_meta(&def.meta).map_err(|e| ApiError::bad(format!("Invalid Service Meta: {e}")))?;
 
-    let mut check_ins: Vec<&CheckIn> = Vec::new();
-    if let Some(c) = def.check.as_ref().filter(|c| !c.is_empty()) {
-        check_ins.push(c);
-    }
-    check_ins.extend(def.checks.iter());
+    let check_ins = def.check_ins();
     let fields = check_ins
         .iter()
         .map(|c| c.validated_fields())
@@ -588,7 +596,7 @@ pub async fn check_fail(ctx: Ctx) -> ApiResult {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "PascalCase")]
-struct CheckUpdate {
+pub(crate) struct CheckUpdate {
     status: String,
     output: String,
 }

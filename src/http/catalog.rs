@@ -18,7 +18,7 @@ use std::time::Duration;
 /// `structs.RegisterRequest`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "PascalCase")]
-struct RegisterRequest {
+pub(crate) struct RegisterRequest {
     datacenter: String,
     #[serde(rename = "ID")]
     id: String,
@@ -241,6 +241,15 @@ pub fn node_matches(node: &Node, filter: &[(String, String)]) -> bool {
 /// `PUT /v1/catalog/register` => `true`.
 pub async fn register(ctx: Ctx) -> ApiResult {
     let req: RegisterRequest = decode_body(&ctx.body)?;
+    let reg = registration(req, &ctx.config.datacenter)?;
+    ctx.agent.write(Command::Register(reg)).await?;
+    Ok(ctx.json(&true))
+}
+
+/// A decoded `PUT /v1/catalog/register` body as the command it proposes,
+/// or the error Consul answers it with; nodes without a datacenter are in
+/// `local_dc`.
+pub(crate) fn registration(req: RegisterRequest, local_dc: &str) -> Result<Registration, ApiError> {
     // The state machine's checks, with Consul's texts (Consul answers these with 500).
     if req.node.is_empty() {
         return Err(ApiError::Internal("Must provide node".into()));
@@ -257,7 +266,7 @@ pub async fn register(ctx: Ctx) -> ApiResult {
         )));
     }
     let datacenter = if req.datacenter.is_empty() {
-        ctx.config.datacenter.clone()
+        local_dc.to_string()
     } else {
         req.datacenter.clone()
     };
@@ -328,19 +337,17 @@ pub async fn register(ctx: Ctx) -> ApiResult {
         .chain(req.checks)
         .map(|c| c.into_check(&req.node))
         .collect::<Result<Vec<_>, _>>()?;
-    let reg = Registration {
+    Ok(Registration {
         node,
         service,
         checks,
         skip_node_update: req.skip_node_update,
-    };
-    ctx.agent.write(Command::Register(reg)).await?;
-    Ok(ctx.json(&true))
+    })
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "PascalCase")]
-struct DeregisterRequest {
+pub(crate) struct DeregisterRequest {
     datacenter: String,
     node: String,
     #[serde(rename = "ServiceID")]

@@ -8,9 +8,9 @@
 //! answered with Consul's 404 text. axum serves the connections and hands
 //! every request to [`dispatch`].
 
-mod agent;
+pub(crate) mod agent;
 mod blocking;
-mod catalog;
+pub(crate) mod catalog;
 mod check;
 mod cluster;
 pub mod decode;
@@ -19,9 +19,9 @@ mod kv;
 pub mod listener;
 mod metrics;
 mod operator;
-mod session;
+pub(crate) mod session;
 mod status;
-mod txn;
+pub(crate) mod txn;
 pub mod types;
 pub mod wire;
 

@@ -109,15 +109,15 @@ struct CreatedJson {
 
 /// Builds the session a create request asks for, with Consul's defaults
 /// (this agent's node, `serfHealth`, 15 s lock-delay, release) and checks.
-fn session_from_request(ctx: &Ctx) -> Result<Session, ApiError> {
+pub(crate) fn session_from_body(body: &[u8], agent_node: &str) -> Result<Session, ApiError> {
     let mut sess = Session {
-        node: ctx.agent.node_name().to_string(),
+        node: agent_node.to_string(),
         node_checks: vec![SERF_HEALTH_CHECK_ID.to_string()],
         lock_delay_ns: DEFAULT_LOCK_DELAY.as_nanos() as u64,
         ..Session::default()
     };
-    if ctx.body.iter().any(|b| !b.is_ascii_whitespace()) {
-        let req: SessionIn = decode_body(&ctx.body)?;
+    if body.iter().any(|b| !b.is_ascii_whitespace()) {
+        let req: SessionIn = decode_body(body)?;
         sess.name = req.name;
         if let Some(node) = req.node {
             sess.node = node;
@@ -181,7 +181,7 @@ fn session_from_request(ctx: &Ctx) -> Result<Session, ApiError> {
 
 pub async fn create(ctx: Ctx) -> ApiResult {
     ctx.read_opts()?;
-    let mut sess = session_from_request(&ctx)?;
+    let mut sess = session_from_body(&ctx.body, ctx.agent.node_name())?;
     sess.id = uuid::Uuid::new_v4().to_string();
     let id = sess.id.clone();
     ctx.agent

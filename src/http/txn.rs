@@ -40,7 +40,7 @@ struct KvOpIn {
 
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
-struct TxnErrorJson {
+pub(crate) struct TxnErrorJson {
     op_index: usize,
     what: String,
 }
@@ -110,9 +110,14 @@ fn conflict(ctx: &Ctx, errors: Vec<TxnErrorJson>) -> ApiResult {
     Ok(resp)
 }
 
-pub async fn txn(ctx: Ctx) -> ApiResult {
-    let opts = ctx.read_opts()?;
-    let ops: Vec<TxnOpIn> = decode_body(&ctx.body).map_err(|e| match e {
+/// Decodes a `PUT /v1/txn` body into its operations. The outer error is
+/// the request's 400 or 413; the inner one lists the operations that cannot
+/// run, which Consul answers with a 409 before anything is applied.
+pub(crate) fn decode_ops(
+    body: &[u8],
+    max_value: u64,
+) -> Result<Result<Vec<TxnOp>, Vec<TxnErrorJson>>, ApiError> {
+    let ops: Vec<TxnOpIn> = decode_body(body).map_err(|e| match e {
         ApiError::BadRequest(m) => {
             ApiError::bad(m.replacen("Request decode failed", "Failed to parse body", 1))
         }
@@ -127,7 +132,6 @@ pub async fn txn(ctx: Ctx) -> ApiResult {
             ),
         ));
     }
-    let max_value = ctx.config.kv_max_value_size;
     let mut converted = Vec::with_capacity(ops.len());
     let mut errors = Vec::new();
     for (i, op) in ops.into_iter().enumerate() {
@@ -172,8 +176,17 @@ pub async fn txn(ctx: Ctx) -> ApiResult {
         }
     }
     if !errors.is_empty() {
-        return conflict(&ctx, errors);
+        return Ok(Err(errors));
     }
+    Ok(Ok(converted))
+}
+
+pub async fn txn(ctx: Ctx) -> ApiResult {
+    let opts = ctx.read_opts()?;
+    let converted = match decode_ops(&ctx.body, ctx.config.kv_max_value_size)? {
+        Ok(ops) => ops,
+        Err(errors) => return conflict(&ctx, errors),
+    };
     let (index, resp) = ctx.agent.write(Command::Txn(converted)).await?;
     match resp {
         CmdResponse::Txn(Ok(results)) => {

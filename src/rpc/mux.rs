@@ -65,7 +65,7 @@ fn encode_tagged<T: Serialize>(id: u64, body: &T) -> Result<Vec<u8>, FrameError>
     Ok(buf)
 }
 
-fn split_tagged(payload: &[u8]) -> Result<(u64, &[u8]), FrameError> {
+pub(crate) fn split_tagged(payload: &[u8]) -> Result<(u64, &[u8]), FrameError> {
     if payload.len() < 8 {
         return Err(FrameError::Decode(Box::new(bincode::ErrorKind::Custom(
             "frame shorter than its request ID".into(),
