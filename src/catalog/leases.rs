@@ -6,8 +6,12 @@
 //!   "not acquirable until now + LockDelay" with its own clock as it
 //!   applies the entry. The leader consults its note before it proposes an
 //!   acquire (a rejected acquire never enters the log), so the decision is
-//!   made once, by one clock, and replicas never diverge. A new leader has
-//!   its own notes, taken when it applied the same entries.
+//!   made once, by one clock, and replicas never diverge. It does so only
+//!   once every entry before the acquire has been applied (see
+//!   `raft::node`), so a release still committing cannot be missed. A new
+//!   leader has its own notes, taken when it applied the same entries; a
+//!   restarted server does not re-apply what it had applied, so it has no
+//!   notes for releases from before its restart.
 //! * TTL: only the leader tracks deadlines (2 x TTL, Consul's grace) and
 //!   proposes a destroy when one passes; renewals reach the leader and
 //!   push the deadline out. A new leader starts every timer afresh.

@@ -238,7 +238,7 @@ impl Backend for Forwarder {
         self.status.leader_watch()
     }
 
-    fn raft_stats(&self) -> Option<RaftStats> {
+    async fn raft_stats(&self) -> Option<RaftStats> {
         None
     }
 }

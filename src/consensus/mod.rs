@@ -110,7 +110,7 @@ pub trait Backend: Send + Sync + 'static {
     /// Changes whenever the known leader (its RPC address) changes.
     fn leader_watch(&self) -> watch::Receiver<Option<String>>;
     /// Raft statistics; `None` on client agents.
-    fn raft_stats(&self) -> Option<RaftStats>;
+    async fn raft_stats(&self) -> Option<RaftStats>;
 }
 
 /// The shared consensus handle.

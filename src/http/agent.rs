@@ -13,6 +13,7 @@ use crate::catalog::types::{
     SERVICE_MAINT_CHECK_PREFIX,
 };
 use crate::config::Config;
+use crate::consensus::RaftStats;
 use axum::body::Body;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
@@ -662,9 +663,8 @@ pub async fn reload(ctx: Ctx) -> ApiResult {
     Ok(empty_ok())
 }
 
-fn stats(ctx: &Ctx, services: usize, checks: &[Check]) -> Value {
+fn stats(ctx: &Ctx, services: usize, checks: &[Check], raft: Option<RaftStats>) -> Value {
     let cfg = &ctx.config;
-    let raft = ctx.consensus.raft_stats();
     let leader_addr = ctx.consensus.leader_watch().borrow().clone();
     let ttl_checks = checks.iter().filter(|c| c.definition.kind.is_ttl()).count();
     let s = |v: &dyn ToString| v.to_string();
@@ -733,6 +733,7 @@ pub async fn self_(ctx: Ctx) -> ApiResult {
     let cfg = &ctx.config;
     let services = agent.local_services().len();
     let checks = agent.local_checks();
+    let raft = ctx.consensus.raft_stats().await;
     let out = json!({
         "Config": {
             "Datacenter": cfg.datacenter,
@@ -766,7 +767,7 @@ pub async fn self_(ctx: Ctx) -> ApiResult {
         },
         "Coord": {"Vec": [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], "Error": 1.5, "Adjustment": 0.0, "Height": 1e-05},
         "Member": super::cluster::self_member(&ctx),
-        "Stats": stats(&ctx, services, &checks),
+        "Stats": stats(&ctx, services, &checks, raft),
         "Meta": agent.self_node().meta,
     });
     Ok(ctx.json(&out))

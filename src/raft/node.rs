@@ -748,8 +748,15 @@ impl Backend for RaftNode {
         self.leader_tx.subscribe()
     }
 
-    fn raft_stats(&self) -> Option<RaftStats> {
+    async fn raft_stats(&self) -> Option<RaftStats> {
         let m = self.raft.metrics().borrow().clone();
+        // The metrics have no commit index; raft's own state does.
+        let committed = self
+            .raft
+            .with_raft_state(|st| st.committed.map(|l| l.index))
+            .await
+            .ok()
+            .flatten();
         let leader = m.current_leader == Some(self.id);
         let state = match format!("{:?}", m.state).as_str() {
             "Leader" => "Leader",
@@ -761,7 +768,7 @@ impl Backend for RaftNode {
             state,
             term: m.current_term,
             applied_index: applied,
-            commit_index: applied,
+            commit_index: committed.unwrap_or(applied),
             last_log_index: m.last_log_index.unwrap_or(0),
             last_snapshot_index: m.snapshot.map(|l| l.index).unwrap_or(0),
             last_snapshot_term: m.snapshot.map(|l| l.leader_id.term).unwrap_or(0),
