@@ -92,26 +92,30 @@ impl PeerClient {
                 }
             });
         }
-        let Some(conn) = self.conn.as_mut() else {
+        // The connection is taken out for the exchange and put back only
+        // once its reply has been read. openraft drops this future when its
+        // own timeout fires first; a connection left in place then would
+        // still carry the abandoned request's reply, and the next call
+        // would read it as its own: an old AppendEntries success taken for
+        // a longer one lets a leader count a follower as holding entries it
+        // never received, and commit them without a quorum.
+        let Some(mut conn) = self.conn.take() else {
             return Err(CallFailure::Unreachable(io::Error::other("not connected")));
         };
         let exchange = async {
-            write_frame(conn, &req).await?;
-            read_frame::<_, RaftReply>(conn).await
+            write_frame(&mut conn, &req).await?;
+            read_frame::<_, RaftReply>(&mut conn).await
         };
         match tokio::time::timeout(ttl, exchange).await {
-            Ok(Ok(reply)) => Ok(reply),
-            Ok(Err(e)) => {
-                self.conn = None;
-                Err(CallFailure::Network(e.into()))
+            Ok(Ok(reply)) => {
+                self.conn = Some(conn);
+                Ok(reply)
             }
-            Err(_) => {
-                self.conn = None;
-                Err(CallFailure::Network(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "rpc timeout",
-                )))
-            }
+            Ok(Err(e)) => Err(CallFailure::Network(e.into())),
+            Err(_) => Err(CallFailure::Network(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "rpc timeout",
+            ))),
         }
     }
 
@@ -182,5 +186,78 @@ impl RaftNetwork<TypeConfig> for PeerClient {
             Ok(_) => Err(mismatched()),
             Err(f) => Err(self.failure(f)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::Vote;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
+
+    fn vote_request(term: u64) -> VoteRequest<NodeId> {
+        VoteRequest::new(Vote::new(term, 1), None)
+    }
+
+    /// A peer that answers each vote request with its own term, the first
+    /// one only after `first_delay`.
+    async fn slow_peer(first_delay: Duration) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let mut first = true;
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
+                let delay = if std::mem::take(&mut first) {
+                    first_delay
+                } else {
+                    Duration::ZERO
+                };
+                tokio::spawn(async move {
+                    let mut protocol = [0u8; 1];
+                    if sock.read_exact(&mut protocol).await.is_err() {
+                        return;
+                    }
+                    let mut delay = delay;
+                    while let Ok(RaftRpc::Vote(v)) = read_frame::<_, RaftRpc>(&mut sock).await {
+                        tokio::time::sleep(std::mem::take(&mut delay)).await;
+                        let reply = RaftReply::Vote(Ok(VoteResponse::new(v.vote, None, true)));
+                        if write_frame(&mut sock, &reply).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    fn replied_term(r: Result<VoteResponse<NodeId>, RpcErr<openraft::error::Infallible>>) -> u64 {
+        match r {
+            Ok(v) => v.vote.leader_id().term,
+            Err(e) => panic!("vote failed: {e}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_call_leaves_no_reply_for_the_next_one() {
+        let addr = slow_peer(Duration::from_millis(300)).await;
+        let mut client = Network::default()
+            .new_client(2, &BasicNode { addr })
+            .await;
+        let ttl = RPCOption::new(Duration::from_secs(2));
+        // openraft's own timeout drops the call while the reply is on its way.
+        let abandoned = tokio::time::timeout(
+            Duration::from_millis(100),
+            client.vote(vote_request(5), ttl.clone()),
+        )
+        .await;
+        assert!(abandoned.is_err(), "the first call should have been cut off");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let next = client.vote(vote_request(6), ttl).await;
+        assert_eq!(replied_term(next), 6, "the next call read the abandoned call's reply");
     }
 }
