@@ -659,7 +659,12 @@ impl Nemesis {
                 let log = n.log_text();
                 let lines: Vec<&str> = log.lines().collect();
                 let from = lines.len().saturating_sub(25);
-                format!("--- {} ---\n{}", n.name, lines[from..].join("\n"))
+                let panic = lines
+                    .iter()
+                    .position(|l| l.contains("panicked at"))
+                    .map(|i| lines[i..(i + 3).min(lines.len())].join("\n"))
+                    .unwrap_or_default();
+                format!("--- {} ---\n{panic}\n{}", n.name, lines[from..].join("\n"))
             })
             .collect::<Vec<_>>()
             .join("\n")
@@ -677,6 +682,21 @@ impl Nemesis {
         let ok = wait_leader(&all, Duration::from_secs(60)).is_some();
         self.note(format!("healed, leader agreed: {ok}"));
         ok
+    }
+}
+
+/// With `CAIRN_CHAOS_KEEP_LOGS=<dir>`, every agent's log is copied there
+/// when the test ends, however it ends.
+impl Drop for Nemesis {
+    fn drop(&mut self) {
+        let Ok(dir) = std::env::var("CAIRN_CHAOS_KEEP_LOGS") else {
+            return;
+        };
+        let _ = std::fs::create_dir_all(&dir);
+        for n in self.servers.iter().chain(self.clients.iter()) {
+            let _ = std::fs::copy(&n.log, format!("{dir}/{}.log", n.name));
+        }
+        let _ = std::fs::write(format!("{dir}/faults.log"), self.log.join("\n"));
     }
 }
 

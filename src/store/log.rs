@@ -38,6 +38,8 @@ enum Job {
     Append {
         entries: Vec<Entry<TypeConfig>>,
         callback: LogFlushed<TypeConfig>,
+        /// Told once the entries are on disk, after `callback`.
+        done: tokio::sync::oneshot::Sender<Result<(), String>>,
     },
     Truncate {
         from: u64,
@@ -136,8 +138,9 @@ impl LogStore {
             }
             for job in batch {
                 match job {
-                    Job::Append { callback, .. } => {
+                    Job::Append { callback, done, .. } => {
                         callback.log_io_completed(result.clone().map_err(std::io::Error::other));
+                        let _ = done.send(result.clone());
                     }
                     Job::Truncate { done, .. } | Job::Purge { done, .. } => {
                         let _ = done.send(result.clone());
@@ -319,9 +322,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 p.insert(e.log_id.index, e.clone());
             }
         }
-        self.writer
-            .send(Job::Append { entries, callback })
-            .map_err(|_| write_err(Text("log writer stopped".into())))
+        // openraft 0.9 answers a leader's AppendEntries as soon as this
+        // returns, without waiting for `callback`: returning before the
+        // entries are on disk let a follower acknowledge entries that a
+        // SIGKILL then took away, so a new leader could lack a committed
+        // entry (openraft's "follower log reversion" and "log id below
+        // committed" assertions fired under tests/chaos). Waiting here keeps
+        // the group commit: appends queued meanwhile share the next fsync.
+        self.ordered(|done| Job::Append {
+            entries,
+            callback,
+            done,
+        })
+        .await
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
