@@ -20,7 +20,8 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-/// The ring keeps at most this many bytes of commands (estimated) ...
+/// The ring keeps at most this many bytes of entries in memory (estimated
+/// by [`approx_size`]; the encoded copy made for subscribers comes on top) ...
 const RING_BYTES: usize = 64 << 20;
 /// ... and at most this many entries: at 2,000 writes/s, 100 s of history,
 /// so a client that fails over from another server resumes without a resync.
@@ -76,7 +77,13 @@ pub trait Serving: Send + Sync + 'static {
     fn turn_away(&self) -> bool;
 }
 
-/// A rough size of a command in memory, for the ring's budget.
+/// What one more batch costs in memory besides its entries: the shared
+/// `Batch` and its entry vector's allocation.
+const BATCH_OVERHEAD: usize = std::mem::size_of::<Batch>() + 64;
+
+/// A rough size of an entry in memory, for the ring's budget: the entry
+/// itself (a `Command` is as big as its largest variant, a registration,
+/// whatever it holds) and what its command keeps on the heap.
 fn approx_size(cmd: &Option<Command>) -> usize {
     fn kv(op: &KvOp) -> usize {
         match op {
@@ -88,19 +95,21 @@ fn approx_size(cmd: &Option<Command>) -> usize {
             KvOp::DeleteTree { prefix } => prefix.len(),
         }
     }
-    64 + match cmd {
-        None => 0,
-        Some(Command::Kv(op)) => kv(op),
-        Some(Command::Txn(ops)) => ops
-            .iter()
-            .map(|op| match op {
-                TxnOp::Write(w) => kv(w),
-                _ => 64,
-            })
-            .sum(),
-        Some(Command::Register(_)) => 1024,
-        Some(_) => 256,
-    }
+    std::mem::size_of::<FeedEntry>()
+        + 32
+        + match cmd {
+            None => 0,
+            Some(Command::Kv(op)) => kv(op),
+            Some(Command::Txn(ops)) => ops
+                .iter()
+                .map(|op| match op {
+                    TxnOp::Write(w) => kv(w),
+                    _ => 64,
+                })
+                .sum(),
+            Some(Command::Register(_)) => 1024,
+            Some(_) => 256,
+        }
 }
 
 /// One apply batch of the state machine, as published.
@@ -255,7 +264,7 @@ impl Publisher {
         // Index 0 is raft's initial membership entry: a position of 0 means
         // "nothing applied" and is the same as having applied it.
         let first = entries[0].pos.index.max(1);
-        let approx = entries.iter().map(|e| approx_size(&e.cmd)).sum();
+        let approx = BATCH_OVERHEAD + entries.iter().map(|e| approx_size(&e.cmd)).sum::<usize>();
         let n = entries.len();
         let batch = Arc::new(Batch {
             entries,
@@ -802,6 +811,27 @@ mod tests {
             })
             .collect();
         assert_eq!(indexes, vec![1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn small_writes_are_held_within_the_ring_s_byte_budget() {
+        // Tiny KV writes, one per batch as on a lightly loaded server: each
+        // still takes a whole entry (a `Command` is as big as a
+        // registration) and a batch in memory, so the byte budget, not the
+        // entry count, must be what bounds them.
+        let (_dir, p) = publisher();
+        for i in 1..=RING_ENTRIES as u64 {
+            p.publish(vec![entry(i, 1)]);
+        }
+        let ring = p.ring.lock();
+        let held = ring.entries * std::mem::size_of::<FeedEntry>()
+            + ring.batches.len() * std::mem::size_of::<Batch>();
+        assert!(
+            held <= RING_BYTES,
+            "{} entries in {} batches take at least {held} bytes, over the {RING_BYTES} budget",
+            ring.entries,
+            ring.batches.len()
+        );
     }
 
     #[test]
