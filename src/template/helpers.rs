@@ -5,6 +5,7 @@
 //! a message the engine prefixes with `error calling <name>:`.
 
 use super::engine::value::Value;
+use super::engine::MAX_OUTPUT;
 use base64::Engine as _;
 use bytes::Bytes;
 use chrono::{DateTime, Datelike, Timelike, Utc};
@@ -242,6 +243,12 @@ pub fn indent(args: &[Value]) -> Result {
     let n =
         usize::try_from(n).map_err(|_| "indent value must be a positive integer".to_string())?;
     let s = string_arg(args, 1)?;
+    // Each line gets `n` spaces: refuse what would pass the render's
+    // output limit rather than exhaust memory building it.
+    let lines = s.iter().filter(|b| **b == b'\n').count() + 1;
+    if n.saturating_mul(lines) > MAX_OUTPUT {
+        return Err(format!("indent would exceed {MAX_OUTPUT} bytes"));
+    }
     let pad = vec![b' '; n];
     let mut out = Vec::with_capacity(s.len() + n);
     let mut at_line_start = true;
@@ -760,6 +767,16 @@ mod tests {
 
     fn strs(v: &[&str]) -> Value {
         Value::list(v.iter().map(|x| s(x)).collect())
+    }
+
+    #[test]
+    fn indent_refuses_output_past_the_render_limit() {
+        // `indent 999999999999 "x"` asked for a terabyte of spaces.
+        let e = indent(&[Value::Int(999_999_999_999), s("x")]).unwrap_err();
+        assert!(e.contains("would exceed"), "{e}");
+        let e = indent(&[Value::Int(1 << 16), s(&"\n".repeat(2000))]).unwrap_err();
+        assert!(e.contains("would exceed"), "{e}");
+        assert_eq!(indent(&[Value::Int(2), s("a\nb")]).unwrap(), s("  a\n  b"));
     }
 
     #[test]

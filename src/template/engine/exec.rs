@@ -43,6 +43,15 @@ enum Flow {
 /// Go's limit on nested `{{template}}` calls.
 const MAX_DEPTH: usize = 1000;
 
+/// Go bounds neither the work nor the output of a template, so
+/// `{{range 1000000000}}` or a few nested ranges run for hours and fill
+/// memory. cairn stops a render after this many executed nodes and range
+/// iterations (real templates, even over thousands of instances, stay
+/// orders of magnitude below it)...
+pub const MAX_STEPS: u64 = 10_000_000;
+/// ...or once its output passes this size.
+pub const MAX_OUTPUT: usize = 64 << 20;
+
 pub struct State<'t> {
     tree: &'t Tree,
     funcs: &'t mut dyn Functions,
@@ -50,6 +59,8 @@ pub struct State<'t> {
     vars: Vec<(String, Value)>,
     out: Vec<u8>,
     depth: usize,
+    /// Nodes executed and range iterations run so far, against [`MAX_STEPS`].
+    steps: u64,
     /// Where the command being evaluated is, for errors.
     at: (usize, &'t str),
 }
@@ -69,6 +80,7 @@ pub fn execute(
         vars: vec![("$".into(), data.clone())],
         out: Vec::new(),
         depth: 0,
+        steps: 0,
         at: (0, ""),
     };
     s.walk(&data, &tree.root)?;
@@ -84,8 +96,21 @@ impl<'t> State<'t> {
         }
     }
 
+    /// Counts `n` steps of work; fails once the render exceeds its bounds.
+    fn spend(&mut self, n: u64) -> Result<()> {
+        self.steps = self.steps.saturating_add(n);
+        if self.steps > MAX_STEPS {
+            return Err(self.fail(format!("template execution exceeded {MAX_STEPS} steps")));
+        }
+        if self.out.len() > MAX_OUTPUT {
+            return Err(self.fail(format!("template output exceeded {MAX_OUTPUT} bytes")));
+        }
+        Ok(())
+    }
+
     fn walk(&mut self, dot: &Value, nodes: &'t [Node]) -> Result<Flow> {
         for node in nodes {
+            self.spend(1)?;
             match node {
                 Node::Text(t) => self.out.extend_from_slice(t),
                 Node::Action(pipe) => {
@@ -146,7 +171,11 @@ impl<'t> State<'t> {
                 .iter()
                 .map(|(k, e)| (Value::string(k), e.clone()))
                 .collect(),
-            Value::Int(n) => (0..*n).map(|i| (Value::Int(i), Value::Int(i))).collect(),
+            Value::Int(n) => {
+                // Charged up front: the items are built before the loop.
+                self.spend(u64::try_from(*n).unwrap_or(0))?;
+                (0..*n).map(|i| (Value::Int(i), Value::Int(i))).collect()
+            }
             Value::Nil => Vec::new(),
             other => {
                 self.at = (
@@ -164,6 +193,7 @@ impl<'t> State<'t> {
             return Ok(());
         }
         for (index, elem) in items {
+            self.spend(1)?;
             let inner = self.vars.len();
             match b.pipe.decl.as_slice() {
                 [] => {}

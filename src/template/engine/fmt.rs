@@ -164,7 +164,7 @@ fn number_or_star(
 ) -> (Option<usize>, usize) {
     if format.get(i) == Some(&b'*') {
         let n = match args.get(*next) {
-            Some(Value::Int(n)) => usize::try_from(*n).ok(),
+            Some(Value::Int(n)) => usize::try_from(*n).ok().filter(|n| *n <= MAX_WIDTH),
             _ => None,
         };
         *next += 1;
@@ -180,8 +180,15 @@ fn number_or_star(
     let n = std::str::from_utf8(&format[start..i])
         .ok()
         .and_then(|s| s.parse().ok());
-    (n, i)
+    match n {
+        // Go gives up on the rest of the format (`%!(NOVERB)`).
+        Some(n) if n <= MAX_WIDTH => (Some(n), i),
+        _ => (None, format.len()),
+    }
 }
+
+/// Go's `fmt` refuses widths and precisions above a million.
+const MAX_WIDTH: usize = 1_000_000;
 
 fn bad_verb(verb: u8, arg: &Value) -> Vec<u8> {
     let mut out = format!("%!{}(", verb as char).into_bytes();

@@ -26,7 +26,7 @@ pub mod value;
 #[cfg(test)]
 mod tests;
 
-pub use exec::{Functions, Options};
+pub use exec::{Functions, Options, MAX_OUTPUT, MAX_STEPS};
 pub use value::{Map, Struct, Value};
 
 /// A syntax error at a byte offset, before it is given line and column.

@@ -504,3 +504,35 @@ fn assignment_reaches_outer_variables() {
         "{n a 1 [t]}"
     );
 }
+
+#[test]
+fn unbounded_work_and_output_end_in_an_error() {
+    // Each of these ran for hours or exhausted memory before renders were
+    // bounded.
+    let e = err("{{range 9999999999999}}{{end}}", Value::Nil);
+    assert!(e.contains("exceeded 10000000 steps"), "{e}");
+    let e = err(
+        "{{range 1000}}{{range 1000}}{{range 1000}}x{{end}}{{end}}{{end}}",
+        Value::Nil,
+    );
+    assert!(e.contains("exceeded 10000000 steps"), "{e}");
+    let big = "y".repeat(1 << 20);
+    let e = err(&format!("{{{{range 100}}}}{big}{{{{end}}}}"), Value::Nil);
+    assert!(e.contains("output exceeded"), "{e}");
+    // Bounded ranges still run in full.
+    assert_eq!(render("{{range 3}}{{.}}{{end}}", Value::Nil), "012");
+}
+
+#[test]
+fn printf_refuses_widths_go_refuses() {
+    // As Go prints them: the format ends there, the argument is left over.
+    assert_eq!(
+        render(r#"{{printf "%99999999999d" 1}}"#, Value::Nil),
+        "%!(NOVERB)%!(EXTRA int=1)"
+    );
+    assert_eq!(
+        render(r#"{{printf "%.2000000f" 1.5}}"#, Value::Nil),
+        "%!(NOVERB)%!(EXTRA float64=1.5)"
+    );
+    assert_eq!(render(r#"{{printf "%5d|" 42}}"#, Value::Nil), "   42|");
+}
