@@ -245,9 +245,7 @@ mod tests {
     #[tokio::test]
     async fn an_abandoned_call_leaves_no_reply_for_the_next_one() {
         let addr = slow_peer(Duration::from_millis(300)).await;
-        let mut client = Network::default()
-            .new_client(2, &BasicNode { addr })
-            .await;
+        let mut client = Network::default().new_client(2, &BasicNode { addr }).await;
         let ttl = RPCOption::new(Duration::from_secs(2));
         // openraft's own timeout drops the call while the reply is on its way.
         let abandoned = tokio::time::timeout(
@@ -255,9 +253,16 @@ mod tests {
             client.vote(vote_request(5), ttl.clone()),
         )
         .await;
-        assert!(abandoned.is_err(), "the first call should have been cut off");
+        assert!(
+            abandoned.is_err(),
+            "the first call should have been cut off"
+        );
         tokio::time::sleep(Duration::from_millis(400)).await;
         let next = client.vote(vote_request(6), ttl).await;
-        assert_eq!(replied_term(next), 6, "the next call read the abandoned call's reply");
+        assert_eq!(
+            replied_term(next),
+            6,
+            "the next call read the abandoned call's reply"
+        );
     }
 }
