@@ -602,24 +602,32 @@ fn consul_tls_trusts_consul_cacert() {
             "leaf.pem",
         ],
     );
-    let port = free_port();
-    let server = Command::new("openssl")
-        .current_dir(dir)
-        .args([
-            "s_server", "-quiet", "-www", "-cert", "leaf.pem", "-key", "leaf.key",
-        ])
-        .args(["-accept", &port.to_string()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("openssl s_server");
-    let _server = TlsServer(server);
-    assert!(
-        eventually(Duration::from_secs(10), || {
+    // The port is free when picked but may be taken before s_server binds
+    // it (s_server then exits): pick another and try again.
+    let mut listening = None;
+    for _ in 0..5 {
+        let port = free_port();
+        let server = Command::new("openssl")
+            .current_dir(dir)
+            .args([
+                "s_server", "-quiet", "-www", "-cert", "leaf.pem", "-key", "leaf.key",
+            ])
+            .args(["-accept", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("openssl s_server");
+        let mut server = TlsServer(server);
+        let up = eventually(Duration::from_secs(10), || {
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        }),
-        "openssl s_server did not listen"
-    );
+                || matches!(server.0.try_wait(), Ok(Some(_)))
+        });
+        if up && matches!(server.0.try_wait(), Ok(None)) {
+            listening = Some((port, server));
+            break;
+        }
+    }
+    let (port, _server) = listening.expect("openssl s_server did not listen");
     let uri = format!("consul-tls://localhost:{port}");
 
     // Without CONSUL_CACERT the system roots do not trust it.
