@@ -395,8 +395,33 @@ impl RaftNode {
 
     /// The index a read must see to be as fresh as the leader (confirmed
     /// with a quorum when `linearizable`), from the leader.
+    ///
+    /// A leadership confirmation that fails (no quorum answered the
+    /// heartbeat in time, as under CPU starvation or during an election) is
+    /// tried again, on this leader or the next, until [`LEADER_HOLD`] has
+    /// passed, as writes are: the read stays linearizable and the client
+    /// waits instead of getting "No cluster leader" for a slow heartbeat.
     pub async fn leader_index(&self, linearizable: bool, hops: u8) -> Result<u64, ConsensusError> {
-        let leader = self.await_leader().await?;
+        let deadline = tokio::time::Instant::now() + LEADER_HOLD;
+        loop {
+            match self.leader_index_once(linearizable, hops, deadline).await {
+                Err(ConsensusError::NoLeader)
+                    if tokio::time::Instant::now() + RETRY_PAUSE < deadline =>
+                {
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    async fn leader_index_once(
+        &self,
+        linearizable: bool,
+        hops: u8,
+        deadline: tokio::time::Instant,
+    ) -> Result<u64, ConsensusError> {
+        let leader = self.await_leader_until(deadline).await?;
         if leader.0 == self.id {
             // A default read is answered from this leader's state while its
             // lease holds and it has applied an entry of its own term (so
