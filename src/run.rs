@@ -213,10 +213,22 @@ async fn start_server(
             .map_err(|e| anyhow!("raft config: {e}"))?,
     );
     let local = Some(config.bind_addr);
-    let raft = Raft::new(id, raft_cfg, Network { local }, log_store, sm)
+    let acks = crate::raft::network::Acks::default();
+    let network = Network {
+        local,
+        acks: acks.clone(),
+    };
+    let raft = Raft::new(id, raft_cfg, network, log_store, sm)
         .await
         .map_err(|e| anyhow!("starting raft: {e}"))?;
-    let node = RaftNode::start(raft.clone(), id, local, catalog.clone(), gossip.clone());
+    let node = RaftNode::start(
+        raft.clone(),
+        id,
+        local,
+        catalog.clone(),
+        gossip.clone(),
+        acks,
+    );
     feed.set_serving(Arc::new(crate::cluster::FeedServing::new(
         node.clone(),
         gossip.clone(),

@@ -2,6 +2,10 @@
 //! connection per peer, re-dialled after any error, one request at a time
 //! (openraft sends to each peer in order). Remote raft errors come back
 //! typed and are handed to openraft as such.
+//!
+//! Every AppendEntries a follower accepts (heartbeats included) is recorded
+//! in [`Acks`]: the leader's lease for default reads is derived from them
+//! (see `RaftNode::lease_holds`).
 
 use super::{NodeId, TypeConfig};
 use crate::rpc::{read_frame, write_frame, Protocol};
@@ -15,8 +19,10 @@ use openraft::raft::{
 };
 use openraft::BasicNode;
 use serde::{Deserialize, Serialize};
+use std::collections::{BTreeSet, HashMap};
 use std::io;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
 /// Raft's messages on the wire. Frames are decoded once and handled at
@@ -38,10 +44,69 @@ pub enum RaftReply {
     ),
 }
 
+/// When each follower last accepted this server's leadership: per peer,
+/// the term of the AppendEntries it accepted and the instant before that
+/// request was sent. A follower that accepts an AppendEntries of a
+/// committed vote at `t` neither stands for election before
+/// `t` + the election timeout nor votes for another candidate within its
+/// leader lease, so no other leader can be elected by a quorum of such
+/// followers before then.
+#[derive(Clone, Default)]
+pub struct Acks(Arc<parking_lot::Mutex<HashMap<NodeId, (u64, Instant)>>>);
+
+impl Acks {
+    /// Records that `peer` accepted a request of `term` sent at `sent`.
+    pub fn record(&self, peer: NodeId, term: u64, sent: Instant) {
+        let mut acks = self.0.lock();
+        let e = acks.entry(peer).or_insert((term, sent));
+        if term > e.0 || (term == e.0 && sent > e.1) {
+            *e = (term, sent);
+        }
+    }
+
+    /// The latest instant by which a quorum of every one of `configs` (a
+    /// joint configuration has two) had accepted `me`'s leadership in
+    /// `term`; `me` counts as accepting it `now`. None when some
+    /// configuration has no such quorum.
+    pub fn quorum_since(
+        &self,
+        term: u64,
+        me: NodeId,
+        configs: &[BTreeSet<NodeId>],
+        now: Instant,
+    ) -> Option<Instant> {
+        let acks = self.0.lock();
+        let mut since: Option<Instant> = None;
+        for voters in configs {
+            if voters.is_empty() {
+                continue;
+            }
+            let mut times: Vec<Instant> = voters
+                .iter()
+                .filter_map(|id| {
+                    if *id == me {
+                        return Some(now);
+                    }
+                    acks.get(id).and_then(|&(t, at)| (t == term).then_some(at))
+                })
+                .collect();
+            let need = voters.len() / 2 + 1;
+            if times.len() < need {
+                return None;
+            }
+            times.sort_unstable_by(|a, b| b.cmp(a));
+            let t = times[need - 1];
+            since = Some(since.map_or(t, |s| s.min(t)));
+        }
+        since
+    }
+}
+
 /// `local`: the address outgoing raft connections are made from.
 #[derive(Clone, Default)]
 pub struct Network {
     pub local: Option<std::net::IpAddr>,
+    pub acks: Acks,
 }
 
 pub struct PeerClient {
@@ -49,6 +114,7 @@ pub struct PeerClient {
     node: BasicNode,
     conn: Option<TcpStream>,
     local: Option<std::net::IpAddr>,
+    acks: Acks,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -60,6 +126,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             node: node.clone(),
             conn: None,
             local: self.local,
+            acks: self.acks.clone(),
         }
     }
 }
@@ -148,11 +215,22 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RpcErr<openraft::error::Infallible>> {
+        let lead = rpc.vote.is_committed().then_some(rpc.vote.leader_id().term);
+        let sent = Instant::now();
         match self
             .call(RaftRpc::AppendEntries(rpc), option.hard_ttl())
             .await
         {
-            Ok(RaftReply::AppendEntries(Ok(r))) => Ok(r),
+            Ok(RaftReply::AppendEntries(Ok(r))) => {
+                // Any answer but a higher vote means the follower took this
+                // request's vote as its leader's.
+                if let (Some(term), false) =
+                    (lead, matches!(r, AppendEntriesResponse::HigherVote(_)))
+                {
+                    self.acks.record(self.target, term, sent);
+                }
+                Ok(r)
+            }
             Ok(RaftReply::AppendEntries(Err(e))) => Err(self.remote(e)),
             Ok(_) => Err(mismatched()),
             Err(f) => Err(self.failure(f)),
@@ -233,6 +311,55 @@ mod tests {
             }
         });
         addr
+    }
+
+    #[test]
+    fn a_quorum_counts_the_leader_and_the_latest_acks_of_its_term() {
+        let acks = Acks::default();
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let three: Vec<BTreeSet<NodeId>> = vec![[1, 2, 3].into()];
+        assert_eq!(
+            acks.quorum_since(5, 1, &three, t0),
+            None,
+            "no follower has answered"
+        );
+        acks.record(2, 4, t0);
+        assert_eq!(
+            acks.quorum_since(5, 1, &three, t0 + ms(10)),
+            None,
+            "an ack of an earlier term is no ack of this leadership"
+        );
+        acks.record(2, 5, t0 + ms(20));
+        acks.record(2, 5, t0 + ms(10));
+        assert_eq!(
+            acks.quorum_since(5, 1, &three, t0 + ms(50)),
+            Some(t0 + ms(20)),
+            "the leader and one follower are a quorum of three; an older ack never moves it back"
+        );
+        acks.record(3, 5, t0 + ms(40));
+        assert_eq!(
+            acks.quorum_since(5, 1, &three, t0 + ms(50)),
+            Some(t0 + ms(40))
+        );
+
+        let five: Vec<BTreeSet<NodeId>> = vec![[1, 2, 3, 4, 5].into()];
+        assert_eq!(
+            acks.quorum_since(5, 1, &five, t0 + ms(50)),
+            Some(t0 + ms(20)),
+            "three of five: the leader, then the two latest"
+        );
+        // A joint configuration needs a quorum of each half.
+        let joint: Vec<BTreeSet<NodeId>> = vec![[1, 2, 3].into(), [1, 6, 7].into()];
+        assert_eq!(acks.quorum_since(5, 1, &joint, t0 + ms(50)), None);
+        acks.record(6, 5, t0 + ms(5));
+        assert_eq!(
+            acks.quorum_since(5, 1, &joint, t0 + ms(50)),
+            Some(t0 + ms(5)),
+            "the older of the two halves' quorums"
+        );
+        let alone: Vec<BTreeSet<NodeId>> = vec![[1].into()];
+        assert_eq!(acks.quorum_since(5, 1, &alone, t0), Some(t0));
     }
 
     fn replied_term(r: Result<VoteResponse<NodeId>, RpcErr<openraft::error::Infallible>>) -> u64 {

@@ -35,8 +35,10 @@ const COMMIT_TIMEOUT: Duration = Duration::from_secs(7);
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
 /// How long a read waits for the local replica to reach its read index.
 const APPLY_WAIT: Duration = Duration::from_secs(10);
-/// How long after a quorum last acknowledged it a leader answers default
-/// reads from its own state without asking the quorum again. Shorter than
+/// How long after a quorum last acknowledged it (a heartbeat or an append
+/// that a quorum accepted, a committed write, or a leadership
+/// confirmation) a leader answers default reads from its own state without
+/// asking the quorum again. Shorter than
 /// the election timeout: a quorum that acknowledged this leader at `t`
 /// elects no other before `t` + [`super::ELECTION_TIMEOUT_MIN_MS`], so no
 /// write can commit elsewhere while the lease holds. Consul's leader steps
@@ -79,6 +81,8 @@ pub struct RaftNode {
     gossip: Gossip,
     leader_tx: watch::Sender<Option<String>>,
     lease: parking_lot::Mutex<Lease>,
+    /// Which followers accepted this server's AppendEntries, and when.
+    acks: super::network::Acks,
     /// Held while the leader decides on a command and hands it to raft, so
     /// entries enter the log in the order they were decided (see
     /// [`RaftNode::submit`]).
@@ -112,6 +116,7 @@ impl RaftNode {
         local: Option<IpAddr>,
         catalog: Arc<Catalog>,
         gossip: Gossip,
+        acks: super::network::Acks,
     ) -> Arc<RaftNode> {
         let node = Arc::new(RaftNode {
             raft,
@@ -122,6 +127,7 @@ impl RaftNode {
             gossip,
             leader_tx: watch::channel(None).0,
             lease: parking_lot::Mutex::new(Lease::default()),
+            acks,
             submit_order: tokio::sync::Mutex::new(()),
             unapplied: Arc::new(watch::channel(0).0),
         });
@@ -241,17 +247,34 @@ impl RaftNode {
     }
 
     /// Whether this leader's lease holds and it applied an entry of its
-    /// term.
+    /// term. The lease runs from the latest instant a quorum is known to
+    /// have accepted this leadership: the heartbeats raft sends every
+    /// 100 ms renew it with no round trip of the read's own, so a default
+    /// read on a leader whose followers answer needs no quorum round.
     fn lease_holds(&self) -> bool {
-        let (term, own_applied) = {
+        let (term, own_applied, acked) = {
             let m = self.raft.metrics();
             let m = m.borrow();
             let own = m
                 .last_applied
                 .is_some_and(|l| l.leader_id.term == m.current_term);
-            (m.current_term, own)
+            let now = Instant::now();
+            let acked = self.acks.quorum_since(
+                m.current_term,
+                self.id,
+                m.membership_config.membership().get_joint_config(),
+                now,
+            );
+            (m.current_term, own, acked)
         };
-        own_applied && self.lease.lock().holds(term, Instant::now())
+        if !own_applied {
+            return false;
+        }
+        let mut lease = self.lease.lock();
+        if let Some(at) = acked {
+            lease.renew(term, at);
+        }
+        lease.holds(term, Instant::now())
     }
 
     fn applied_index(&self) -> u64 {
