@@ -47,7 +47,7 @@ REPLACED = [0]                        # kept-alive connections found closed and 
 # ---------------------------------------------------------------- sampling
 
 def proc_sample(pid):
-    """(RssAnon KiB, RssFile KiB, open fds) of a process."""
+    """(RssAnon KiB, RssFile KiB, open fds, of which sockets) of a process."""
     anon = filed = 0
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -55,7 +55,23 @@ def proc_sample(pid):
                 anon = int(line.split()[1])
             elif line.startswith("RssFile:"):
                 filed = int(line.split()[1])
-    return anon, filed, len(os.listdir(f"/proc/{pid}/fd"))
+    fds = sockets = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        fds += 1
+        try:
+            sockets += os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")
+        except OSError:
+            pass
+    return anon, filed, fds, sockets
+
+
+def ring_sample(ip):
+    """(entries, KiB) in a server's feed ring, from its metrics."""
+    code, body = http("GET", f"http://{ip}:8500/v1/agent/metrics", timeout=2)
+    if code != 200:
+        return 0, 0
+    g = {x["Name"]: x["Value"] for x in json.loads(body)["Gauges"]}
+    return int(g.get("cairn.feed.ring_entries", 0)), g.get("cairn.feed.ring_bytes", 0) / 1024
 
 
 def slope_per_hour(points):
@@ -507,7 +523,8 @@ def main():
                 now = time.monotonic() - t0
                 for a in agents:
                     if a.proc and a.proc.poll() is None:
-                        samples[a.name].append((now,) + proc_sample(a.proc.pid))
+                        ring = ring_sample(a.ip) if a.ip in SERVERS else (0, 0)
+                        samples[a.name].append((now,) + proc_sample(a.proc.pid) + ring)
                 t = raft_term()
                 if t is not None:
                     terms.append(t)
@@ -655,16 +672,19 @@ def main():
             continue
         half = [x for x in s if x[0] >= s[-1][0] / 2]
         mib = lambda rows, i: [(x[0], x[i] / 1024) for x in rows]
+        # RSS anon less the feed ring's estimated size: what is not the ring.
+        rest = lambda rows: [(x[0], (x[1] - x[6]) / 1024) for x in rows]
         mem_rows.append((a.name, s[0][1] / 1024, s[-1][1] / 1024, slope_per_hour(mib(s, 1)), slope_per_hour(mib(half, 1)),
+                         s[-1][5], s[-1][6] / 1024, slope_per_hour(rest(half)),
                          s[0][2] / 1024, s[-1][2] / 1024, slope_per_hour(mib(s, 2)),
                          s[0][3], s[-1][3], slope_per_hour([(x[0], x[3]) for x in s]),
-                         slope_per_hour([(x[0], x[3]) for x in half])))
+                         slope_per_hour([(x[0], x[3]) for x in half]), s[0][4], s[-1][4]))
     date = time.strftime('%Y-%m-%d', time.gmtime())
     lines = [
         "## Soak: 10 minutes of mixed load" if args.minutes == 10 else f"## Soak: {args.minutes:g} minutes of mixed load",
         "",
         f"Command: `benches/soak.py --minutes {args.minutes:g}{'' if args.kv_keys == 2000 else f' --kv-keys {args.kv_keys}'}` (release build; 3 servers + 3 client agents on loopback; "
-        f"run on {date}, {os.cpu_count()} cores shared with other work: 1-minute load average "
+        f"run on {date}, {os.cpu_count()} cores; 1-minute load average, the soak's own processes included, "
         f"{sum(loads) / max(len(loads), 1):.1f} on average over the run, {max(loads, default=0):.1f} at most). "
         f"All at once for {elapsed / 60:.1f} minutes: KV PUTs at {args.kv_rate:g}/s spread over the six agents "
         f"({'each writing a new key every time' if not args.kv_keys else f'cycling over {6 * args.kv_keys} keys'}); "
@@ -690,22 +710,25 @@ def main():
         "|---|---|---|---|---|",
     ] + [f"| {m} | {q:.0f} | {p50:.2f} ms | {p99:.2f} ms | {r:.2f} |" for m, q, p50, p99, r in dns_rows] + [
         "",
-        "Every agent sampled every 10 s (`/proc/<pid>/status`, `/proc/<pid>/fd`); slope: least squares, per hour:",
+        "Every agent sampled every 10 s (`/proc/<pid>/status`, `/proc/<pid>/fd`, and on servers the feed ring's "
+        "`cairn.feed.ring_entries` / `cairn.feed.ring_bytes` from `/v1/agent/metrics`); slope: least squares, "
+        "per hour; \"less ring\" is RSS anon minus the ring's estimated size:",
         "",
-        "| agent | RSS anon start → end | slope | 2nd half | RSS file start → end | slope | fds start → end | slope | 2nd half |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ] + [f"| {n} | {a0:.1f} → {a1:.1f} MiB | {sa:+.1f} MiB/h | {sa2:+.1f} MiB/h | {f0:.1f} → {f1:.1f} MiB | "
-         f"{sf:+.1f} MiB/h | {d0} → {d1} | {sd:+.0f}/h | {sd2:+.0f}/h |"
-         for n, a0, a1, sa, sa2, f0, f1, sf, d0, d1, sd, sd2 in mem_rows] + [
+        "| agent | RSS anon start → end | slope | 2nd half | ring at end | less ring, 2nd half | RSS file start → end | slope | fds start → end | slope | 2nd half | sockets start → end |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ] + [f"| {n} | {a0:.1f} → {a1:.1f} MiB | {sa:+.1f} MiB/h | {sa2:+.1f} MiB/h | "
+         f"{(f'{re} entries, {rk / 1024:.1f} MiB' if re else '-')} | {sr:+.1f} MiB/h | {f0:.1f} → {f1:.1f} MiB | "
+         f"{sf:+.1f} MiB/h | {d0} → {d1} | {sd:+.0f}/h | {sd2:+.0f}/h | {k0} → {k1} |"
+         for n, a0, a1, sa, sa2, re, rk, sr, f0, f1, sf, d0, d1, sd, sd2, k0, k1 in mem_rows] + [
         "",
         f"Checks: {'all passed' if not failures else 'FAILED: ' + '; '.join(failures)}.",
         "",
-        "Reading the figures: every process here (the six agents, dnsperf, the Python load) shared the 2 cores "
-        "with other work, so write latencies and elections reflect CPU starvation (the cluster section above has "
-        "the write latency of a quiet machine). Health reads wake on any catalog change, so most watcher wakes are "
-        "the health watchers returning on each check change. A server's memory includes its feed ring (the recent "
-        "entries client agents resume from: at most 200,000 entries or 64 MiB of them as estimated), which fills "
-        "during the first minutes of writes and then stays at its budget.",
+        "Reading the figures: every process here (the six agents, dnsperf, the Python load) shares the machine's "
+        "cores, so write latencies reflect a loaded machine (the cluster section above has the write latency of a "
+        "quiet one). Health reads wake on any catalog change, so most watcher wakes are the health watchers "
+        "returning on each check change. A server's memory includes its feed ring (the recent entries client "
+        "agents resume from), which grows until it holds 200,000 entries or an estimated 64 MiB and is then "
+        "trimmed from its oldest end.",
     ]
     body = "\n".join(lines) + "\n"
     print(body)

@@ -97,6 +97,15 @@ fn describe() {
         "Transactions"
     );
     metrics::describe_gauge!("consul.state.nodes", "Nodes in the catalog");
+    metrics::describe_gauge!(
+        "cairn.feed.ring_entries",
+        "Entries in the feed ring client agents resume from (servers)"
+    );
+    metrics::describe_gauge!(
+        "cairn.feed.ring_bytes",
+        metrics::Unit::Bytes,
+        "Estimated memory of the feed ring's entries (servers)"
+    );
     metrics::describe_gauge!("consul.state.services", "Distinct services in the catalog");
     metrics::describe_gauge!(
         "consul.state.service_instances",
@@ -154,6 +163,13 @@ pub fn catalog_sizes(nodes: u64, services: u64, instances: u64, kv: u64) {
     gauge!("consul.state.services").set(services as f64);
     gauge!("consul.state.service_instances").set(instances as f64);
     gauge!("consul.state.kv_entries").set(kv as f64);
+}
+
+/// What a server's feed ring (the recent entries client agents resume
+/// from) holds: entries, and their estimated in-memory size.
+pub fn feed_ring(entries: usize, bytes: usize) {
+    gauge!("cairn.feed.ring_entries").set(entries as f64);
+    gauge!("cairn.feed.ring_bytes").set(bytes as f64);
 }
 
 pub fn is_leader(leader: bool) {

@@ -300,6 +300,7 @@ impl Publisher {
                     ring.base = old.last();
                 }
             }
+            crate::metrics::feed_ring(ring.entries, ring.bytes);
         }
         self.latest.send_replace(last.index);
     }
@@ -313,6 +314,7 @@ impl Publisher {
             ring.bytes = 0;
             ring.entries = 0;
             ring.base = pos;
+            crate::metrics::feed_ring(0, 0);
         }
         self.latest.send_replace(pos.index);
     }

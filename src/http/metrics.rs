@@ -94,6 +94,8 @@ const DOTTED: &[&str] = &[
     "consul.state.service_instances",
     "consul.state.kv_entries",
     "consul.server.isLeader",
+    "cairn.feed.ring_entries",
+    "cairn.feed.ring_bytes",
 ];
 
 fn dotted(prom: &str) -> String {

@@ -92,6 +92,9 @@ pub struct Parser<'a> {
     /// Variables in scope, innermost last.
     vars: Vec<String>,
     range_depth: usize,
+    /// Parenthesized pipelines and control blocks open around the token
+    /// being parsed; see [`MAX_NESTING`].
+    nesting: usize,
     has_func: &'a dyn Fn(&str) -> bool,
     defines: HashMap<String, Vec<Node>>,
 }
@@ -107,6 +110,7 @@ pub fn parse(
         i: 0,
         vars: vec!["$".into()],
         range_depth: 0,
+        nesting: 0,
         has_func,
         defines: HashMap::new(),
     };
@@ -121,6 +125,13 @@ pub fn parse(
         defines: p.defines,
     })
 }
+
+/// How deeply parenthesized pipelines and `if`/`range`/`with` blocks may
+/// nest. The parser, the executor and the tree's drop all recurse once per
+/// level, so an input of nothing but `(` would otherwise overflow the
+/// stack. Go allows deeper nesting (10,000); no real template comes close
+/// to this limit, and at it a debug build still fits a 2 MiB thread stack.
+pub const MAX_NESTING: usize = 100;
 
 /// The builtins every template has, whatever the function map.
 pub const BUILTINS: &[&str] = &[
@@ -296,7 +307,12 @@ impl<'a> Parser<'a> {
             Keyword::Range => "range",
             _ => "with",
         };
+        if self.nesting >= MAX_NESTING {
+            return Err(self.err(pos, "max expression depth exceeded"));
+        }
+        self.nesting += 1;
         let result = self.control_body(kw, context, pos);
+        self.nesting -= 1;
         self.vars.truncate(scope);
         result
     }
@@ -569,8 +585,13 @@ impl<'a> Parser<'a> {
                 Arg::Variable(v, Vec::new())
             }
             Tok::LParen => {
-                let pipe = self.pipeline_until("parenthesized pipeline", false, true)?;
-                Arg::Pipe(Box::new(pipe), Vec::new())
+                if self.nesting >= MAX_NESTING {
+                    return Err(self.err(t.pos, "max expression depth exceeded"));
+                }
+                self.nesting += 1;
+                let pipe = self.pipeline_until("parenthesized pipeline", false, true);
+                self.nesting -= 1;
+                Arg::Pipe(Box::new(pipe?), Vec::new())
             }
             other => {
                 return Err(self.err(t.pos, format!("unexpected {} in operand", describe(&other))))

@@ -524,6 +524,28 @@ fn unbounded_work_and_output_end_in_an_error() {
 }
 
 #[test]
+fn nesting_past_the_limit_is_a_syntax_error_not_a_stack_overflow() {
+    use super::parse::MAX_NESTING;
+    let parens = |n: usize| format!("{{{{{}1{}}}}}", "(".repeat(n), ")".repeat(n));
+    assert_eq!(render(&parens(MAX_NESTING), Value::Nil), "1");
+    let e = err(&parens(MAX_NESTING + 1), Value::Nil);
+    assert!(e.contains("max expression depth exceeded"), "{e}");
+    // Deep enough to overflow the stack before the limit existed.
+    let e = err(&parens(100_000), Value::Nil);
+    assert!(e.contains("max expression depth exceeded"), "{e}");
+    let ifs = |n: usize| format!("{}x{}", "{{if 1}}".repeat(n), "{{end}}".repeat(n));
+    assert_eq!(render(&ifs(MAX_NESTING), Value::Nil), "x");
+    let e = err(&ifs(100_000), Value::Nil);
+    assert!(e.contains("max expression depth exceeded"), "{e}");
+    // A template that calls itself ends at the executor's depth limit.
+    let e = err(
+        r#"{{define "a"}}{{if 1}}({{template "a" .}}){{end}}{{end}}{{template "a" .}}"#,
+        Value::Nil,
+    );
+    assert!(e.contains("exceeded maximum template depth"), "{e}");
+}
+
+#[test]
 fn printf_refuses_widths_go_refuses() {
     // As Go prints them: the format ends there, the argument is left over.
     assert_eq!(
