@@ -68,6 +68,27 @@ impl Lease {
     }
 }
 
+/// Runs `attempt` (given the overall deadline) again after
+/// [`RETRY_PAUSE`] for as long as it finds no leader, until
+/// [`LEADER_HOLD`] has passed.
+async fn held_through_elections<T, F, Fut>(mut attempt: F) -> Result<T, ConsensusError>
+where
+    F: FnMut(tokio::time::Instant) -> Fut,
+    Fut: std::future::Future<Output = Result<T, ConsensusError>>,
+{
+    let deadline = tokio::time::Instant::now() + LEADER_HOLD;
+    loop {
+        match attempt(deadline).await {
+            Err(ConsensusError::NoLeader)
+                if tokio::time::Instant::now() + RETRY_PAUSE < deadline =>
+            {
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+            r => return r,
+        }
+    }
+}
+
 pub struct RaftNode {
     pub(crate) raft: Raft,
     id: NodeId,
@@ -294,17 +315,7 @@ impl RaftNode {
     /// both with `ForwardToLeader`), so sending it again cannot apply it
     /// twice.
     pub async fn propose(&self, cmd: Command, hops: u8) -> Result<(u64, Response), ConsensusError> {
-        let deadline = tokio::time::Instant::now() + LEADER_HOLD;
-        loop {
-            match self.propose_once(cmd.clone(), hops, deadline).await {
-                Err(ConsensusError::NoLeader)
-                    if tokio::time::Instant::now() + RETRY_PAUSE < deadline =>
-                {
-                    tokio::time::sleep(RETRY_PAUSE).await;
-                }
-                r => return r,
-            }
-        }
+        held_through_elections(|deadline| self.propose_once(cmd.clone(), hops, deadline)).await
     }
 
     async fn propose_once(
@@ -425,17 +436,8 @@ impl RaftNode {
     /// passed, as writes are: the read stays linearizable and the client
     /// waits instead of getting "No cluster leader" for a slow heartbeat.
     pub async fn leader_index(&self, linearizable: bool, hops: u8) -> Result<u64, ConsensusError> {
-        let deadline = tokio::time::Instant::now() + LEADER_HOLD;
-        loop {
-            match self.leader_index_once(linearizable, hops, deadline).await {
-                Err(ConsensusError::NoLeader)
-                    if tokio::time::Instant::now() + RETRY_PAUSE < deadline =>
-                {
-                    tokio::time::sleep(RETRY_PAUSE).await;
-                }
-                r => return r,
-            }
-        }
+        held_through_elections(|deadline| self.leader_index_once(linearizable, hops, deadline))
+            .await
     }
 
     async fn leader_index_once(
