@@ -736,6 +736,38 @@ mod tests {
     }
 
     #[test]
+    fn a_question_compressed_against_the_header_is_answered_re_encoded() {
+        // Found by the dns target: the question's name ends in a pointer to
+        // offset 2 (the request's flags). Echoed as sent, it pointed at the
+        // response's flags and the answer did not parse.
+        let q: &[u8] = &[
+            0x00, 0x07, 0x01, 0x20, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x33,
+            0x08, 0x30, 0x61, 0x30, 0x31, 0x30, 0x30, 0x30, 0x32, 0x2e, 0x04, 0x61, 0x64, 0x64,
+            0x72, 0x06, 0x9c, 0x63, 0x31, 0x06, 0x63, 0x6f, 0x6e, 0x73, 0x6c, 0x01, 0x75, 0x30,
+            0x30, 0x01, 0x30, 0x01, 0x30, 0x01, 0x30, 0x01, 0x30, 0x01, 0x30, 0x01, 0x30, 0x01,
+            0x2e, 0x01, 0x00, 0xff, 0x01, 0x20, 0x80, 0x01, 0x00, 0x3c, 0x9a, 0xca, 0x00, 0x01,
+            0xc0, 0x02, 0x00, 0x00, 0x69, 0x70, 0x36, 0x04, 0x61, 0x72, 0x70, 0x61, 0x00, 0x00,
+            0x0c, 0x00, 0x01,
+        ];
+        let dns = Dns::new();
+        for tcp in [false, true] {
+            let r = dns.answer(q, tcp).unwrap().unwrap();
+            let m = hickory_proto::op::Message::from_vec(&r)
+                .unwrap_or_else(|e| panic!("the answer does not parse: {e}\n{r:02x?}"));
+            assert_eq!(m.metadata.id, 7);
+            let asked = hickory_proto::op::Message::from_vec(q).unwrap();
+            assert_eq!(
+                m.queries, asked.queries,
+                "the question is answered as it was read"
+            );
+        }
+        // An uncompressed question is still echoed as sent.
+        assert!(!crate::dns::server::question_uses_pointers(&[
+            3, b'w', b'e', b'b', 0, 0, 1, 0, 1
+        ]));
+    }
+
+    #[test]
     fn rpc_samples_decode_frame_by_frame() {
         let counts: Vec<usize> = sample_rpc_streams()
             .iter()

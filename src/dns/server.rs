@@ -25,10 +25,11 @@ use hickory_proto::op::{
 };
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
 use hickory_proto::rr::RecordType;
+use hickory_proto::serialize::binary::{BinDecoder, BinEncodable, BinEncoder};
 use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponseBuilder;
+use hickory_server::zone_handler::{MessageResponseBuilder, Queries};
 use hickory_server::Server;
 use socket2::{Domain, Socket, Type};
 use std::io;
@@ -260,6 +261,37 @@ impl Handler {
     }
 }
 
+/// Whether a question section, as the client sent it, holds a compression
+/// pointer (or does not walk as plain labels).
+pub(crate) fn question_uses_pointers(bytes: &[u8]) -> bool {
+    let mut at = 0;
+    while at < bytes.len() {
+        loop {
+            match bytes.get(at) {
+                Some(0) => break,
+                Some(&len) if len & 0xc0 == 0 => at += 1 + len as usize,
+                _ => return true,
+            }
+        }
+        at += 1 + 4; // the root label, type and class
+    }
+    at != bytes.len()
+}
+
+/// `queries` encoded afresh, without compression against anything before
+/// them, at the offset a question section has in a message.
+fn plain_queries(queries: &Queries) -> Option<Queries> {
+    const HEADER: usize = 12;
+    let mut buf = vec![0; HEADER];
+    let mut encoder = BinEncoder::with_offset(&mut buf, HEADER as u32);
+    for q in queries.queries() {
+        q.original().emit(&mut encoder).ok()?;
+    }
+    let mut decoder = BinDecoder::new(&buf);
+    decoder.read_slice(HEADER).ok()?;
+    Queries::read(&mut decoder, queries.len()).ok()
+}
+
 #[async_trait::async_trait]
 impl RequestHandler for Handler {
     async fn handle_request<R: ResponseHandler, T: Time>(
@@ -298,7 +330,15 @@ impl RequestHandler for Handler {
         metadata.recursion_available = !state.recursors.is_empty();
         metadata.truncation = truncated;
 
-        let mut builder = MessageResponseBuilder::from_message_request(request);
+        // hickory echoes the question as the client encoded it. A name
+        // compressed against the request's header (a pointer below offset
+        // 12) would point at the response's header instead, so such a
+        // question is sent re-encoded, as Consul re-encodes every question.
+        let rebuilt = question_uses_pointers(request.queries.as_bytes())
+            .then(|| plain_queries(&request.queries))
+            .flatten();
+        let mut builder =
+            MessageResponseBuilder::new(rebuilt.as_ref().unwrap_or(&request.queries), None);
         if let Some(e) = &edns {
             builder.edns(e);
         }
