@@ -717,7 +717,7 @@ def main():
         "| agent | RSS anon start → end | slope | 2nd half | ring at end | less ring, 2nd half | RSS file start → end | slope | fds start → end | slope | 2nd half | sockets start → end |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ] + [f"| {n} | {a0:.1f} → {a1:.1f} MiB | {sa:+.1f} MiB/h | {sa2:+.1f} MiB/h | "
-         f"{(f'{re} entries, {rk / 1024:.1f} MiB' if re else '-')} | {sr:+.1f} MiB/h | {f0:.1f} → {f1:.1f} MiB | "
+         f"{(f'{re} entries, {rk:.1f} MiB' if re else '-')} | {sr:+.1f} MiB/h | {f0:.1f} → {f1:.1f} MiB | "
          f"{sf:+.1f} MiB/h | {d0} → {d1} | {sd:+.0f}/h | {sd2:+.0f}/h | {k0} → {k1} |"
          for n, a0, a1, sa, sa2, re, rk, sr, f0, f1, sf, d0, d1, sd, sd2, k0, k1 in mem_rows] + [
         "",
