@@ -38,10 +38,10 @@ const APPLY_WAIT: Duration = Duration::from_secs(10);
 /// How long after a quorum last acknowledged it (a heartbeat or an append
 /// that a quorum accepted, a committed write, or a leadership
 /// confirmation) a leader answers default reads from its own state without
-/// asking the quorum again. Shorter than
-/// the election timeout: a quorum that acknowledged this leader at `t`
-/// elects no other before `t` + [`super::ELECTION_TIMEOUT_MIN_MS`], so no
-/// write can commit elsewhere while the lease holds. Consul's leader steps
+/// asking the quorum again. Shorter than the election timeout: a quorum
+/// that acknowledged this leader at `t` elects no other before `t` +
+/// [`super::ELECTION_TIMEOUT_MIN_MS`], so no write can commit elsewhere
+/// while the lease holds. Consul's leader steps
 /// down after its 500 ms leader lease for the same reason.
 const LEADER_LEASE: Duration = Duration::from_millis(super::ELECTION_TIMEOUT_MIN_MS * 3 / 4);
 
