@@ -768,6 +768,25 @@ mod tests {
     }
 
     #[test]
+    fn many_questions_get_a_formerr_without_them() {
+        // Found by the dns target: 16 questions in 928 bytes over UDP. The
+        // FORMERR echoed all of them, could not fit 512 bytes, and no
+        // answer was sent at all.
+        let q = include_bytes!("../fuzz/corpus/dns/crash-3a754ade97ad72a734c2d2e5072666beee1a8bd6");
+        let dns = Dns::new();
+        for tcp in [false, true] {
+            let r = dns.answer(q, tcp).unwrap().unwrap();
+            let m = hickory_proto::op::Message::from_vec(&r).unwrap();
+            assert_eq!(m.metadata.id, 0x2006);
+            assert_eq!(
+                m.metadata.response_code,
+                hickory_proto::op::ResponseCode::FormErr
+            );
+            assert!(m.queries.is_empty(), "{m:?}");
+        }
+    }
+
+    #[test]
     fn rpc_samples_decode_frame_by_frame() {
         let counts: Vec<usize> = sample_rpc_streams()
             .iter()

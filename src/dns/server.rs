@@ -278,6 +278,11 @@ pub(crate) fn question_uses_pointers(bytes: &[u8]) -> bool {
     at != bytes.len()
 }
 
+/// An empty question section.
+fn no_queries() -> Option<Queries> {
+    Queries::read(&mut BinDecoder::new(&[]), 0).ok()
+}
+
 /// `queries` encoded afresh, without compression against anything before
 /// them, at the offset a question section has in a message.
 fn plain_queries(queries: &Queries) -> Option<Queries> {
@@ -334,9 +339,15 @@ impl RequestHandler for Handler {
         // compressed against the request's header (a pointer below offset
         // 12) would point at the response's header instead, so such a
         // question is sent re-encoded, as Consul re-encodes every question.
-        let rebuilt = question_uses_pointers(request.queries.as_bytes())
-            .then(|| plain_queries(&request.queries))
-            .flatten();
+        // A request without exactly one question is refused (FORMERR) with
+        // no question section: echoing many could not fit a UDP answer.
+        let rebuilt = if request.queries.len() != 1 {
+            no_queries()
+        } else if question_uses_pointers(request.queries.as_bytes()) {
+            plain_queries(&request.queries)
+        } else {
+            None
+        };
         let mut builder =
             MessageResponseBuilder::new(rebuilt.as_ref().unwrap_or(&request.queries), None);
         if let Some(e) = &edns {
