@@ -4,6 +4,12 @@
 //! a file or a directory; a directory contributes its `*.json` and `*.hcl`
 //! files in lexical order. A file format is only a deserializer into the
 //! same `Source`, so a new format is one more [`Format`] arm.
+//!
+//! HCL is read by `hcl-rs` the way Consul's HCL loader reads it: a block
+//! (`ports { http = 8501 }`) is an object, repeated blocks
+//! (`service { ... } service { ... }`) are a list of objects, and
+//! `key = value` attributes are the JSON keys of the same name. The keys
+//! that take one object or a list of them accept either form.
 
 use super::source::Source;
 use super::ConfigError;
@@ -28,7 +34,18 @@ impl Format {
     fn decode(self, text: &str) -> Result<Source, String> {
         match self {
             Format::Json => serde_json::from_str(text).map_err(|e| describe(&e.to_string())),
-            Format::Hcl => Err("HCL config files are not supported; use JSON".into()),
+            Format::Hcl => hcl::from_str(text).map_err(|e| match e {
+                hcl::Error::Parse(p) => {
+                    let at = p.location();
+                    format!(
+                        "HCL syntax error at line {} column {}: {}",
+                        at.line(),
+                        at.column(),
+                        p.message()
+                    )
+                }
+                other => describe(&other.to_string()),
+            }),
         }
     }
 }
@@ -137,12 +154,96 @@ mod tests {
         let p = write(dir.path(), "a.json", r#"{"ports":{"http":"x"}}"#);
         let e = read_path(&p).err().unwrap().to_string();
         assert!(e.contains("a.json: invalid type: string \"x\""), "{e}");
-        let hcl = write(dir.path(), "c.hcl", "datacenter = \"x\"");
-        let e = read_path(&hcl).err().unwrap().to_string();
+    }
+
+    fn hcl(text: &str) -> Source {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "agent.hcl", text);
+        let mut files = read_path(&p).unwrap_or_else(|e| panic!("{e}"));
+        files.remove(0).source
+    }
+
+    fn hcl_err(text: &str) -> (PathBuf, String, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "agent.hcl", text);
+        let e = read_path(&p).err().unwrap().to_string();
+        (p, e, dir)
+    }
+
+    #[test]
+    fn hcl_attributes_blocks_lists_and_maps() {
+        let s = hcl(r#"
+            datacenter = "east"
+            server     = true
+            bootstrap_expect = 3
+            retry_join = ["10.0.0.1", "10.0.0.2"]
+            ports {
+              http = 8501
+              dns  = -1
+            }
+            dns_config {
+              node_ttl    = "30s"
+              service_ttl = { "*" = "5s" }
+              soa { min_ttl = 7 }
+            }
+            ui_config { enabled = true }
+            telemetry {}
+            node_meta {
+              rack = "a"
+            }
+            limits = { http_max_conns_per_client = 50 }
+        "#);
+        assert_eq!(s.datacenter.as_deref(), Some("east"));
+        assert_eq!(s.server, Some(true));
+        assert_eq!(s.bootstrap_expect, Some(3));
+        assert_eq!(s.retry_join, ["10.0.0.1", "10.0.0.2"]);
+        assert_eq!(s.ports.http, Some(8501));
+        assert_eq!(s.ports.dns, Some(-1));
+        assert_eq!(s.dns_config.node_ttl, Some("30s".to_string().into()));
+        assert_eq!(s.dns_config.service_ttl.len(), 1);
+        assert_eq!(s.dns_config.soa.min_ttl, Some(7));
+        assert_eq!(s.ui_config.enabled, Some(true));
+        assert_eq!(s.node_meta.get("rack").map(String::as_str), Some("a"));
+        assert_eq!(s.limits.http_max_conns_per_client, Some(50));
+    }
+
+    #[test]
+    fn hcl_unknown_keys_name_the_file_and_the_key() {
+        let (p, e, _dir) = hcl_err("datacenter = \"x\"\nbogus = 1\n");
+        assert_eq!(
+            e,
+            format!("Error parsing {}: invalid config key bogus", p.display())
+        );
+        let (_, e, _dir) = hcl_err("ports {\n  htp = 1\n}\n");
+        assert!(e.ends_with("agent.hcl: invalid config key htp"), "{e}");
+        let (_, e, _dir) = hcl_err("ports { http = \"x\" }\n");
+        assert!(e.contains("agent.hcl: invalid type: string \"x\""), "{e}");
+    }
+
+    #[test]
+    fn hcl_syntax_errors_name_the_file_and_line() {
+        let (p, e, _dir) = hcl_err("datacenter = \"x\"\nports {\n  http = = 1\n}\n");
         assert!(
-            e.contains("c.hcl: HCL config files are not supported"),
+            e.starts_with(&format!(
+                "Error parsing {}: HCL syntax error at line 3 column",
+                p.display()
+            )),
             "{e}"
         );
+        assert!(!e.contains('\n'), "one line: {e}");
+    }
+
+    #[test]
+    fn a_directory_reads_hcl_and_json_alike() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a.hcl", "node_name = \"a\"\n");
+        write(dir.path(), "b.json", r#"{"node_name":"b"}"#);
+        let got: Vec<_> = read_path(dir.path())
+            .unwrap()
+            .into_iter()
+            .map(|f| f.source.node_name.unwrap())
+            .collect();
+        assert_eq!(got, ["a", "b"]);
     }
 
     #[test]
