@@ -10,10 +10,12 @@
 //! values, so a flag and a config key can never mean different things.
 
 mod build;
+mod definitions;
 mod file;
 mod source;
 
 pub use build::Origin;
+pub use definitions::{FileCheck, FileService, SCRIPTS_DISABLED_LOCAL};
 pub use source::{
     AddressesSource, DnsSource, DurationSource, LimitsSource, PerformanceSource, PortsSource,
     SoaSource, Source, TelemetrySource, UiSource,
@@ -200,6 +202,10 @@ pub struct Config {
     pub raft_snapshot_threshold: u64,
     /// `raft_trailing_logs`: entries kept behind a snapshot for slow followers.
     pub raft_trailing_logs: u64,
+    /// Services defined in config files (`service`, `services`), in order.
+    pub services: Vec<FileService>,
+    /// Stand-alone checks defined in config files (`check`, `checks`).
+    pub checks: Vec<FileCheck>,
 }
 
 impl Default for Config {
@@ -243,6 +249,8 @@ impl Default for Config {
             zones_dir: None,
             raft_snapshot_threshold: 16384,
             raft_trailing_logs: 10240,
+            services: Vec::new(),
+            checks: Vec::new(),
         }
     }
 }
@@ -339,14 +347,48 @@ impl Config {
 /// Builds the agent's configuration in Consul's order: defaults, `-dev`,
 /// each config file or directory of `paths` in turn, then `flags`.
 pub fn load(dev: bool, paths: &[PathBuf], flags: Source) -> Result<Config, ConfigError> {
+    let mut sources = file_sources(paths)?;
+    sources.push((Origin::Flags, flags));
+    Config::build(dev, sources)
+}
+
+fn file_sources(paths: &[PathBuf]) -> Result<Vec<(Origin, Source)>, ConfigError> {
     let mut sources = Vec::new();
     for path in paths {
         for f in file::read_path(path)? {
             sources.push((Origin::File(f.path), f.source));
         }
     }
-    sources.push((Origin::Flags, flags));
-    Config::build(dev, sources)
+    Ok(sources)
+}
+
+/// `cairn validate`: builds a configuration from `paths` alone, as the
+/// agent would, without starting anything. A data dir is assumed unless
+/// the files name one, as the files may be only part of the agent's
+/// configuration.
+pub fn validate_files(paths: &[PathBuf]) -> Result<Config, ConfigError> {
+    let assumed = Source {
+        data_dir: Some(std::env::temp_dir()),
+        ..Source::default()
+    };
+    let mut sources = vec![(Origin::Flags, assumed)];
+    sources.extend(file_sources(paths)?);
+    Config::build(false, sources)
+}
+
+/// How the agent's configuration was given, kept so that `reload` can
+/// build it again from the same files and flags.
+#[derive(Debug, Clone)]
+pub struct Loader {
+    pub dev: bool,
+    pub paths: Vec<PathBuf>,
+    pub flags: Source,
+}
+
+impl Loader {
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        load(self.dev, &self.paths, self.flags.clone())
+    }
 }
 
 fn first_private_ipv4() -> Option<IpAddr> {

@@ -31,13 +31,13 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
-pub fn run_agent(config: Config) -> Result<i32> {
+pub fn run_agent(config: Config, loader: crate::config::Loader) -> Result<i32> {
     init_logging(&config.log_level);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        match start(config).await {
+        match start(config, loader).await {
             Ok(code) => Ok(code),
             Err(e) => {
                 eprintln!("==> Error starting agent: {e:#}");
@@ -82,6 +82,25 @@ fn node_id(config: &Config, data_dir: &Path) -> Result<String> {
     };
     std::fs::write(&path, &id).context("writing node-id")?;
     Ok(id)
+}
+
+/// Reloads the configuration on every SIGHUP, as Consul does; a refused
+/// configuration is logged and the running one stays.
+async fn reload_on_sighup(agent: Arc<Agent>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("cannot listen for SIGHUP: {e}");
+            return;
+        }
+    };
+    while hup.recv().await.is_some() {
+        tracing::info!("caught SIGHUP, reloading configuration");
+        if let Err(e) = agent.reload().await {
+            tracing::error!("Failed to reload configs: {e}");
+        }
+    }
 }
 
 /// How long open RPC connections may finish after shutdown begins.
@@ -317,8 +336,8 @@ struct Running {
     join_failed: tokio::sync::mpsc::Receiver<String>,
 }
 
-async fn start(config: Config) -> Result<i32> {
-    let mut running = Running::start(config).await?;
+async fn start(config: Config, loader: crate::config::Loader) -> Result<i32> {
+    let mut running = Running::start(config, loader).await?;
     let (leave, code) = running.wait().await?;
     running.stop(leave).await;
     Ok(code)
@@ -327,7 +346,7 @@ async fn start(config: Config) -> Result<i32> {
 impl Running {
     /// Data dir, gossip, the server or client core, the agent, listeners,
     /// background tasks.
-    async fn start(config: Config) -> Result<Running> {
+    async fn start(config: Config, loader: crate::config::Loader) -> Result<Running> {
         let data = DataDir::prepare(&config)?;
         let data_dir = data.path.clone();
         let node_id = node_id(&config, &data_dir)?;
@@ -349,7 +368,10 @@ impl Running {
             reports: reports_tx,
             catalog: core.catalog.clone(),
             node_name: config.node_name.clone(),
-            script_checks: config.enable_script_checks,
+            // Script checks can only be defined with one of the two on:
+            // over the API with `enable_script_checks`, in config files with
+            // `enable_local_script_checks` too.
+            script_checks: config.enable_script_checks || config.enable_local_script_checks,
         });
         let agent = Arc::new(Agent::new(AgentParts {
             config: config.clone(),
@@ -359,7 +381,12 @@ impl Running {
             consensus: core.consensus.clone(),
             local,
             health,
+            loader: Some(loader),
         }));
+        agent
+            .apply_file_definitions(&config.services, &config.checks, false)
+            .await
+            .map_err(|e| anyhow!("{e}"))?;
 
         crate::dns::start(&config, core.catalog.clone())
             .await
@@ -394,6 +421,7 @@ impl Running {
             tokio::spawn(crate::agent::sync::run(agent.clone())),
             tokio::spawn(crate::agent::reaper::run(agent.clone())),
             tokio::spawn(gauges_loop(core.catalog.clone(), core.consensus.clone())),
+            tokio::spawn(reload_on_sighup(agent.clone())),
         ];
         if let Some(server) = &core.server {
             tasks.extend(server_tasks(&config, &core, server, &gossip));

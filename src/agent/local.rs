@@ -11,6 +11,11 @@
 //! acknowledged survives a crash; a check's status change is persisted
 //! without waiting.
 //!
+//! Services and checks defined in config files are marked as such (and the
+//! mark persisted), so a reload can tell what the files own from what was
+//! registered over the HTTP API; registering an ID over the API takes it
+//! from the files.
+//!
 //! The definitions of the checks (what runners must run) are published on
 //! a watch channel ([`Local::runnable`]) whenever one is added, removed or
 //! redefined, never on status or output changes.
@@ -20,7 +25,7 @@ use crate::health::CheckToRun;
 use crate::store::{open_env, Durability, StoreEnv, StoreError};
 use heed::types::{SerdeBincode, Str};
 use heed::{CommitOrAbort, Database};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -30,6 +35,33 @@ use tokio::sync::{oneshot, watch};
 pub struct LocalState {
     pub services: BTreeMap<String, Service>,
     pub checks: BTreeMap<String, Check>,
+    /// IDs of the services and checks config files define.
+    pub from_config: BTreeSet<Owned>,
+}
+
+/// A service or check a config file defines.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Owned {
+    Service(String),
+    Check(String),
+}
+
+impl Owned {
+    fn key(&self) -> String {
+        match self {
+            Owned::Service(id) => format!("service/{id}"),
+            Owned::Check(id) => format!("check/{id}"),
+        }
+    }
+
+    fn from_key(key: &str) -> Option<Owned> {
+        if let Some(id) = key.strip_prefix("service/") {
+            Some(Owned::Service(id.to_string()))
+        } else {
+            key.strip_prefix("check/")
+                .map(|id| Owned::Check(id.to_string()))
+        }
+    }
 }
 
 /// Every check of this agent by ID, as runners see them.
@@ -40,6 +72,8 @@ enum Op {
     DeleteService(String),
     PutCheck(Check),
     DeleteCheck(String),
+    Own(Owned),
+    Disown(Owned),
 }
 
 struct Job {
@@ -70,7 +104,7 @@ impl Persisted {
 
 type Table<T> = Database<'static, Str, SerdeBincode<T>>;
 
-/// The LMDB side: two tables and the writer thread.
+/// The LMDB side: three tables and the writer thread.
 struct LocalStore {
     writer: Option<mpsc::Sender<Job>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -93,11 +127,12 @@ impl LocalStore {
     fn open(dir: &Path) -> Result<(LocalStore, LocalState), StoreError> {
         let env = open_env(dir, 4, Durability::Full)?;
         let wtxn = env.write_txn()?;
-        let (services, checks): (Table<Service>, Table<Check>) = env
+        let (services, checks, owned): (Table<Service>, Table<Check>, Table<()>) = env
             .create_databases_and_commit(wtxn, |dbo, wtxn| -> Result<_, heed::Error> {
                 Ok(CommitOrAbort::<_, ()>::Commit((
                     dbo.create_database(wtxn, Some("services"))?,
                     dbo.create_database(wtxn, Some("checks"))?,
+                    dbo.create_database(wtxn, Some("from_config"))?,
                 )))
             })?
             .unwrap_commit();
@@ -112,11 +147,25 @@ impl LocalStore {
                 let (id, c) = r?;
                 state.checks.insert(id.to_string(), c);
             }
+            for r in owned.iter(&txn)? {
+                let (key, ()) = r?;
+                state.from_config.extend(Owned::from_key(key));
+            }
         }
         let (writer, jobs) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("local-state".into())
-            .spawn(move || write_loop(env, services, checks, jobs))?;
+            .spawn(move || {
+                write_loop(
+                    env,
+                    Tables {
+                        services,
+                        checks,
+                        owned,
+                    },
+                    jobs,
+                )
+            })?;
         Ok((
             LocalStore {
                 writer: Some(writer),
@@ -147,12 +196,13 @@ impl LocalStore {
     }
 }
 
-fn write_loop(
-    env: StoreEnv,
+struct Tables {
     services: Table<Service>,
     checks: Table<Check>,
-    jobs: mpsc::Receiver<Job>,
-) {
+    owned: Table<()>,
+}
+
+fn write_loop(env: StoreEnv, t: Tables, jobs: mpsc::Receiver<Job>) {
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -166,13 +216,17 @@ fn write_loop(
             for job in &batch {
                 for op in &job.ops {
                     match op {
-                        Op::PutService(s) => services.put(&mut txn, &s.id, s)?,
+                        Op::PutService(s) => t.services.put(&mut txn, &s.id, s)?,
                         Op::DeleteService(id) => {
-                            services.delete(&mut txn, id)?;
+                            t.services.delete(&mut txn, id)?;
                         }
-                        Op::PutCheck(c) => checks.put(&mut txn, &c.check_id, c)?,
+                        Op::PutCheck(c) => t.checks.put(&mut txn, &c.check_id, c)?,
                         Op::DeleteCheck(id) => {
-                            checks.delete(&mut txn, id)?;
+                            t.checks.delete(&mut txn, id)?;
+                        }
+                        Op::Own(o) => t.owned.put(&mut txn, &o.key(), &())?,
+                        Op::Disown(o) => {
+                            t.owned.delete(&mut txn, &o.key())?;
                         }
                     }
                 }
@@ -203,9 +257,25 @@ impl Edit<'_> {
         self.state
     }
 
+    /// Adds or replaces a service; it is no longer the config files'
+    /// until [`Edit::own`] says so again.
     pub fn put_service(&mut self, svc: Service) {
+        self.disown(Owned::Service(svc.id.clone()));
         self.ops.push(Op::PutService(svc.clone()));
         self.state.services.insert(svc.id.clone(), svc);
+    }
+
+    /// Marks a service or check as defined by config files.
+    pub fn own(&mut self, o: Owned) {
+        if self.state.from_config.insert(o.clone()) {
+            self.ops.push(Op::Own(o));
+        }
+    }
+
+    fn disown(&mut self, o: Owned) {
+        if self.state.from_config.remove(&o) {
+            self.ops.push(Op::Disown(o));
+        }
     }
 
     /// Removes a service and its checks; false if it did not exist.
@@ -213,6 +283,7 @@ impl Edit<'_> {
         if self.state.services.remove(id).is_none() {
             return false;
         }
+        self.disown(Owned::Service(id.to_string()));
         self.ops.push(Op::DeleteService(id.to_string()));
         let gone: Vec<String> = self
             .state
@@ -227,7 +298,10 @@ impl Edit<'_> {
         true
     }
 
+    /// Adds or replaces a check; like [`Edit::put_service`], it is no
+    /// longer the config files'.
     pub fn put_check(&mut self, check: Check) {
+        self.disown(Owned::Check(check.check_id.clone()));
         let redefined = self.state.checks.get(&check.check_id).is_none_or(|old| {
             old.definition != check.definition || old.service_id != check.service_id
         });
@@ -241,6 +315,7 @@ impl Edit<'_> {
         if self.state.checks.remove(id).is_none() {
             return false;
         }
+        self.disown(Owned::Check(id.to_string()));
         self.runnable_changed = true;
         self.ops.push(Op::DeleteCheck(id.to_string()));
         true

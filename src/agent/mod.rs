@@ -9,10 +9,13 @@
 //! - [`check_sync`]: writes check status changes to the catalog;
 //! - [`sync`]: anti-entropy, making the catalog's view of this node equal
 //!   local state;
+//! - [`from_files`]: services and checks defined in config files, and
+//!   reloading them;
 //! - [`reaper`]: deregisters services critical for longer than their
 //!   `DeregisterCriticalServiceAfter`.
 
 pub mod check_sync;
+mod from_files;
 pub mod local;
 pub mod reaper;
 pub mod sync;
@@ -72,6 +75,9 @@ pub struct AgentParts {
     pub consensus: Consensus,
     pub local: Local,
     pub health: HealthHandle,
+    /// Builds the configuration again on reload; `None` for an agent
+    /// without config files and flags to reread.
+    pub loader: Option<crate::config::Loader>,
 }
 
 pub struct Agent {
@@ -85,6 +91,8 @@ pub struct Agent {
     check_sync: check_sync::CheckSync,
     shutdown: watch::Sender<bool>,
     started: Instant,
+    loader: Option<crate::config::Loader>,
+    reloading: tokio::sync::Mutex<()>,
 }
 
 impl Agent {
@@ -100,6 +108,8 @@ impl Agent {
             check_sync: check_sync::CheckSync::default(),
             shutdown: watch::channel(false).0,
             started: Instant::now(),
+            loader: parts.loader,
+            reloading: tokio::sync::Mutex::new(()),
         }
     }
 

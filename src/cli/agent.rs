@@ -220,17 +220,31 @@ pub(crate) fn build_config(
     set: &FlagSet<AgentArgs>,
     args: &[String],
 ) -> Result<Config, AgentArgsError> {
+    build_with_loader(set, args).map(|(config, _)| config)
+}
+
+/// Builds the configuration and the [`config::Loader`] that builds it
+/// again on reload.
+fn build_with_loader(
+    set: &FlagSet<AgentArgs>,
+    args: &[String],
+) -> Result<(Config, config::Loader), AgentArgsError> {
     let mut a = AgentArgs::default();
     let rest = set.parse(&mut a, args)?;
     if !rest.is_empty() {
         return Err(AgentArgsError::Extra(rest));
     }
-    Ok(config::load(a.dev, &a.config_paths, a.source)?)
+    let loader = config::Loader {
+        dev: a.dev,
+        paths: a.config_paths,
+        flags: a.source,
+    };
+    Ok((loader.load()?, loader))
 }
 
 pub fn run(args: Vec<String>) -> anyhow::Result<i32> {
     let set = flag_set();
-    let config = match build_config(&set, &args) {
+    let (config, loader) = match build_with_loader(&set, &args) {
         Ok(c) => c,
         Err(AgentArgsError::Flag(e)) => return Ok(set.fail(e)),
         Err(e) => {
@@ -238,7 +252,7 @@ pub fn run(args: Vec<String>) -> anyhow::Result<i32> {
             return Ok(1);
         }
     };
-    crate::run::run_agent(config)
+    crate::run::run_agent(config, loader)
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 
 pub(crate) mod agent;
 mod client;
+mod config_files;
 mod flags;
 mod http;
 mod lock;
@@ -27,7 +28,9 @@ Available commands are:
     members        Lists the members of the cluster
     operator       Provides cluster-level tools (raft list-peers, raft remove-peer)
     registrator    Registers Docker containers' published ports as services
+    reload         Triggers the agent to reload configuration files
     template       Renders templates from the catalog and KV, as consul-template does
+    validate       Validate config files/directories
     version        Prints the cairn version
     watch          Watch for changes in the catalog or KV and run a handler
 ";
@@ -49,6 +52,8 @@ pub fn main(argv: Vec<String>) -> Result<i32> {
             client::run(&cmd, rest)
         }
         "lock" => lock::run(rest),
+        "reload" => config_files::reload(&rest),
+        "validate" => config_files::validate(&rest),
         "template" => template::run(rest),
         "registrator" => registrator::run(rest),
         "watch" => watch::run(rest),

@@ -6,7 +6,7 @@
 //! addresses and durations are parsed.
 
 use super::source::{DnsSource, DurationSource, PortsSource, Source};
-use super::{normalize_domain, Config, ConfigError};
+use super::{definitions, normalize_domain, Config, ConfigError};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -54,7 +54,33 @@ impl Config {
             )));
         }
         c.validate()?;
+        c.check_script_definitions()?;
         Ok(c)
+    }
+
+    /// Consul refuses a script check in a config file unless
+    /// `enable_local_script_checks` (which `enable_script_checks` implies)
+    /// is on.
+    fn check_script_definitions(&self) -> Result<(), ConfigError> {
+        if self.enable_local_script_checks || self.enable_script_checks {
+            return Ok(());
+        }
+        let refuse = |what: String| {
+            ConfigError::Invalid(format!("{what}: {}", super::SCRIPTS_DISABLED_LOCAL))
+        };
+        if let Some(s) = self.services.iter().find(|s| s.runs_commands) {
+            return Err(refuse(format!(
+                "Failed to register service {:?}",
+                s.service.name
+            )));
+        }
+        if let Some(c) = self.checks.iter().find(|c| c.runs_commands) {
+            return Err(refuse(format!(
+                "Failed to register check {:?}",
+                c.check.name
+            )));
+        }
+        Ok(())
     }
 
     /// Lays one source over the configuration built so far.
@@ -66,6 +92,18 @@ impl Config {
         self.apply_join(s)?;
         self.apply_agent(s)?;
         self.apply_limits(s);
+        self.apply_definitions(s)
+    }
+
+    /// Service and check definitions append across sources, as Consul
+    /// collects them from every file.
+    fn apply_definitions(&mut self, s: &Source) -> Result<(), String> {
+        for def in s.service.iter().chain(&s.services) {
+            self.services.push(definitions::service(def.clone())?);
+        }
+        for def in s.check.iter().chain(&s.checks) {
+            self.checks.push(definitions::check(def.clone())?);
+        }
         Ok(())
     }
 

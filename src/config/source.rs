@@ -69,7 +69,7 @@ impl<'de> Deserialize<'de> for DurationSource {
 }
 
 /// The top level of a config file, and what the agent's flags set.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Source {
     pub datacenter: Option<String>,
@@ -117,10 +117,33 @@ pub struct Source {
     pub raft_snapshot_threshold: Option<u64>,
     pub raft_trailing_logs: Option<u64>,
     pub raft_snapshot_interval: Option<DurationSource>,
+    /// Service definitions (`service`, one or many; `services`, a list),
+    /// kept as written: they are decoded and checked with the HTTP API's
+    /// registration types in `Config::build`.
+    #[serde(deserialize_with = "one_or_many")]
+    pub service: Vec<serde_json::Value>,
+    #[serde(deserialize_with = "one_or_many")]
+    pub services: Vec<serde_json::Value>,
+    /// Check definitions (`check`, `checks`), the same way.
+    #[serde(deserialize_with = "one_or_many")]
+    pub check: Vec<serde_json::Value>,
+    #[serde(deserialize_with = "one_or_many")]
+    pub checks: Vec<serde_json::Value>,
+}
+
+/// One object or a list of them. Consul's config decoding takes either
+/// for its definition keys, and HCL gives one `service {}` block as an
+/// object and repeated blocks as a list.
+fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<serde_json::Value>, D::Error> {
+    Ok(match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Array(items) => items,
+        serde_json::Value::Null => Vec::new(),
+        one => vec![one],
+    })
 }
 
 /// `addresses`: per-listener bind addresses.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AddressesSource {
     pub dns: Option<String>,
@@ -128,7 +151,7 @@ pub struct AddressesSource {
 }
 
 /// `ports`; -1 disables a listener.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PortsSource {
     pub dns: Option<i32>,
@@ -142,7 +165,7 @@ pub struct PortsSource {
 }
 
 /// `dns_config`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DnsSource {
     pub allow_stale: Option<bool>,
@@ -163,7 +186,7 @@ pub struct DnsSource {
 }
 
 /// `dns_config.soa`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SoaSource {
     pub refresh: Option<u32>,
@@ -173,7 +196,7 @@ pub struct SoaSource {
 }
 
 /// `telemetry`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TelemetrySource {
     pub prometheus_retention_time: Option<DurationSource>,
@@ -182,14 +205,14 @@ pub struct TelemetrySource {
 }
 
 /// `ui_config`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct UiSource {
     pub enabled: Option<bool>,
 }
 
 /// `limits`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsSource {
     pub kv_max_value_size: Option<u64>,
@@ -198,7 +221,7 @@ pub struct LimitsSource {
 }
 
 /// `performance`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PerformanceSource {
     pub raft_multiplier: Option<u32>,

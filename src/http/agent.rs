@@ -12,7 +12,6 @@ use crate::catalog::types::{
     Check, HealthStatus, Service, ServiceAddress, Weights, NODE_MAINT_CHECK_ID,
     SERVICE_MAINT_CHECK_PREFIX,
 };
-use crate::config::Config;
 use crate::consensus::RaftStats;
 use axum::body::Body;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -170,30 +169,16 @@ impl CheckIn {
         }
     }
 
-    /// The validated fields (`400 Invalid check: ...` when refused).
-    pub(crate) fn validated_fields(&self) -> Result<CheckFields, ApiError> {
+    /// The validated fields (`Invalid check: ...` when refused).
+    pub(crate) fn validated_fields(&self) -> Result<CheckFields, String> {
         let f = self.fields();
-        f.validate()
-            .map_err(|e| ApiError::bad(format!("Invalid check: {e}")))?;
+        f.validate().map_err(|e| format!("Invalid check: {e}"))?;
         Ok(f)
     }
 
     fn is_empty(&self) -> bool {
         *self == CheckIn::default()
     }
-}
-
-/// Refuses script checks unless the agent allows them (Consul answers 500).
-/// Registrations over the HTTP API are what Consul calls remote: only
-/// `enable_script_checks` allows them; `enable_local_script_checks` is for
-/// checks defined in configuration files.
-fn check_scripts_allowed(config: &Config, f: &CheckFields) -> Result<(), ApiError> {
-    if f.runs_commands() && !config.enable_script_checks {
-        return Err(ApiError::Internal(
-            crate::health::SCRIPTS_DISABLED_REMOTE.into(),
-        ));
-    }
-    Ok(())
 }
 
 /// `structs.ServiceDefinition`.
@@ -293,124 +278,138 @@ impl ServiceDefinition {
     }
 }
 
+impl ServiceDefinition {
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The service and its checks this definition registers, with
+    /// Consul's defaults (ID from the name, check IDs `service:<id>[:n]`,
+    /// check names `Service '<name>' check`), and whether any check runs
+    /// commands. Refusals carry the text of Consul's 400 answers. The node
+    /// is left for the agent to fill in. Shared by the HTTP API and
+    /// service definitions in config files.
+    pub(crate) fn into_registration(&self) -> Result<(Service, Vec<Check>, bool), String> {
+        if self.name.is_empty() {
+            return Err("Missing service name".into());
+        }
+        if is_any_addr(&self.address) {
+            return Err("Invalid service address".into());
+        }
+        let weights = self.weights()?;
+        validate_meta(&self.meta).map_err(|e| format!("Invalid Service Meta: {e}"))?;
+        let check_ins = self.check_ins();
+        let fields = check_ins
+            .iter()
+            .map(|c| c.validated_fields())
+            .collect::<Result<Vec<_>, _>>()?;
+        for c in &check_ins {
+            if !c.status.is_empty() && HealthStatus::parse(&c.status).is_none() {
+                return Err("Status for checks must 'passing', 'warning', 'critical'".into());
+            }
+        }
+        let runs_commands = fields.iter().any(CheckFields::runs_commands);
+        let id = or_str(self.id.clone(), self.name.clone());
+        let service = Service {
+            node: String::new(),
+            id: id.clone(),
+            name: self.name.clone(),
+            tags: self.tags.clone(),
+            address: self.address.clone(),
+            tagged_addresses: self.tagged_addresses(),
+            meta: self.meta.clone(),
+            port: self.port,
+            weights,
+            enable_tag_override: self.enable_tag_override || self.enable_tag_override_snake,
+            kind: self.kind.clone(),
+            create_index: 0,
+            modify_index: 0,
+        };
+        let many = check_ins.len() > 1;
+        let checks = check_ins
+            .iter()
+            .zip(fields)
+            .enumerate()
+            .map(|(i, (c, fields))| {
+                let mut check_id = or_str(c.check_id.clone(), c.id.clone());
+                if check_id.is_empty() {
+                    check_id = if many {
+                        format!("service:{id}:{}", i + 1)
+                    } else {
+                        format!("service:{id}")
+                    };
+                }
+                let name = if c.name.is_empty() {
+                    format!("Service '{}' check", self.name)
+                } else {
+                    c.name.clone()
+                };
+                Check {
+                    check_id,
+                    name,
+                    status: HealthStatus::parse(&c.status).unwrap_or(HealthStatus::Critical),
+                    notes: c.notes.clone(),
+                    service_id: id.clone(),
+                    service_name: self.name.clone(),
+                    service_tags: self.tags.clone(),
+                    definition: fields.into_definition(),
+                    ..Check::default()
+                }
+            })
+            .collect();
+        Ok((service, checks, runs_commands))
+    }
+
+    fn weights(&self) -> Result<Weights, String> {
+        let Some(w) = self.weights else {
+            return Ok(Weights::default());
+        };
+        if w.passing < 1 {
+            return Err("Invalid Weights: Passing must be greater than 0".into());
+        }
+        if w.warning < 0 {
+            return Err("Invalid Weights: Warning must be greater or equal than 0".into());
+        }
+        Ok(Weights {
+            passing: w.passing.min(u32::MAX as i64) as u32,
+            warning: w.warning.min(u32::MAX as i64) as u32,
+        })
+    }
+
+    /// `TaggedAddresses` (either spelling) with Consul's `lan_ipv4` and
+    /// `wan_ipv4` defaults from the service's own address.
+    fn tagged_addresses(&self) -> BTreeMap<String, ServiceAddress> {
+        let given = if self.tagged_addresses.is_empty() {
+            &self.tagged_addresses_snake
+        } else {
+            &self.tagged_addresses
+        };
+        let mut tagged: BTreeMap<String, ServiceAddress> = given
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    ServiceAddress {
+                        address: v.address.clone(),
+                        port: v.port,
+                    },
+                )
+            })
+            .collect();
+        default_tagged_addresses(&self.address, self.port, &mut tagged);
+        tagged
+    }
+}
+
 /// `PUT /v1/agent/service/register[?replace-existing-checks]`.
 pub async fn register_service(ctx: Ctx) -> ApiResult {
     let def: ServiceDefinition = decode_body(&ctx.body)?;
-    if def.name.is_empty() {
-        return Err(ApiError::bad("Missing service name"));
+    let (service, checks, runs_commands) = def.into_registration().map_err(ApiError::bad)?;
+    if runs_commands && !ctx.config.enable_script_checks {
+        return Err(ApiError::Internal(
+            crate::health::SCRIPTS_DISABLED_REMOTE.into(),
+        ));
     }
-    if is_any_addr(&def.address) {
-        return Err(ApiError::bad("Invalid service address"));
-    }
-    let weights = match def.weights {
-        None => Weights::default(),
-        Some(w) => {
-            if w.passing < 1 {
-                return Err(ApiError::bad(
-                    "Invalid Weights: Passing must be greater than 0",
-                ));
-            }
-            if w.warning < 0 {
-                return Err(ApiError::bad(
-                    "Invalid Weights: Warning must be greater or equal than 0",
-                ));
-            }
-            Weights {
-                passing: w.passing.min(u32::MAX as i64) as u32,
-                warning: w.warning.min(u32::MAX as i64) as u32,
-            }
-        }
-    };
-    validate_meta(&def.meta).map_err(|e| ApiError::bad(format!("Invalid Service Meta: {e}")))?;
-
-    let check_ins = def.check_ins();
-    let fields = check_ins
-        .iter()
-        .map(|c| c.validated_fields())
-        .collect::<Result<Vec<_>, _>>()?;
-    for c in &check_ins {
-        if !c.status.is_empty() && HealthStatus::parse(&c.status).is_none() {
-            return Err(ApiError::bad(
-                "Status for checks must 'passing', 'warning', 'critical'",
-            ));
-        }
-    }
-    for f in &fields {
-        check_scripts_allowed(&ctx.config, f)?;
-    }
-
-    let id = if def.id.is_empty() {
-        def.name.clone()
-    } else {
-        def.id.clone()
-    };
-    let mut tagged: BTreeMap<String, ServiceAddress> = if def.tagged_addresses.is_empty() {
-        def.tagged_addresses_snake.clone()
-    } else {
-        def.tagged_addresses.clone()
-    }
-    .into_iter()
-    .map(|(k, v)| {
-        (
-            k,
-            ServiceAddress {
-                address: v.address,
-                port: v.port,
-            },
-        )
-    })
-    .collect();
-    default_tagged_addresses(&def.address, def.port, &mut tagged);
-    let service = Service {
-        node: ctx.agent.node_name().to_string(),
-        id: id.clone(),
-        name: def.name.clone(),
-        tags: def.tags.clone(),
-        address: def.address.clone(),
-        tagged_addresses: tagged,
-        meta: def.meta.clone(),
-        port: def.port,
-        weights,
-        enable_tag_override: def.enable_tag_override || def.enable_tag_override_snake,
-        kind: def.kind.clone(),
-        create_index: 0,
-        modify_index: 0,
-    };
-    let many = check_ins.len() > 1;
-    let checks = check_ins
-        .iter()
-        .zip(fields)
-        .enumerate()
-        .map(|(i, (c, fields))| {
-            let mut check_id = or_str(c.check_id.clone(), c.id.clone());
-            if check_id.is_empty() {
-                check_id = if many {
-                    format!("service:{id}:{}", i + 1)
-                } else {
-                    format!("service:{id}")
-                };
-            }
-            let name = if c.name.is_empty() {
-                format!("Service '{}' check", def.name)
-            } else {
-                c.name.clone()
-            };
-            Check {
-                node: ctx.agent.node_name().to_string(),
-                check_id,
-                name,
-                status: HealthStatus::parse(&c.status).unwrap_or(HealthStatus::Critical),
-                notes: c.notes.clone(),
-                output: String::new(),
-                service_id: id.clone(),
-                service_name: def.name.clone(),
-                service_tags: def.tags.clone(),
-                definition: fields.into_definition(),
-                create_index: 0,
-                modify_index: 0,
-            }
-        })
-        .collect();
     let replace = match ctx.query.get("replace-existing-checks") {
         None => false,
         Some(v) => v.is_empty() || parse_bool(v).unwrap_or(false),
@@ -535,35 +534,46 @@ pub async fn checks(ctx: Ctx) -> ApiResult {
     Ok(ctx.json(&out))
 }
 
+impl CheckIn {
+    /// The check a stand-alone definition registers (its ID defaults to
+    /// its name), and whether it runs commands. Refusals carry the text of
+    /// Consul's 400 answers. Shared by the HTTP API and check definitions
+    /// in config files.
+    pub(crate) fn into_check(&self) -> Result<(Check, bool), String> {
+        if self.name.is_empty() {
+            return Err("Missing check name".into());
+        }
+        if !self.status.is_empty() && HealthStatus::parse(&self.status).is_none() {
+            return Err("Bad check status".into());
+        }
+        let fields = self.validated_fields()?;
+        let runs_commands = fields.runs_commands();
+        let check_id = or_str(
+            or_str(self.id.clone(), self.check_id.clone()),
+            self.name.clone(),
+        );
+        let check = Check {
+            check_id,
+            name: self.name.clone(),
+            status: HealthStatus::parse(&self.status).unwrap_or(HealthStatus::Critical),
+            notes: self.notes.clone(),
+            service_id: or_str(self.service_id.clone(), self.service_id_snake.clone()),
+            definition: fields.into_definition(),
+            ..Check::default()
+        };
+        Ok((check, runs_commands))
+    }
+}
+
 /// `PUT /v1/agent/check/register`.
 pub async fn register_check(ctx: Ctx) -> ApiResult {
     let c: CheckIn = decode_body(&ctx.body)?;
-    if c.name.is_empty() {
-        return Err(ApiError::bad("Missing check name"));
+    let (check, runs_commands) = c.into_check().map_err(ApiError::bad)?;
+    if runs_commands && !ctx.config.enable_script_checks {
+        return Err(ApiError::Internal(
+            crate::health::SCRIPTS_DISABLED_REMOTE.into(),
+        ));
     }
-    if !c.status.is_empty() && HealthStatus::parse(&c.status).is_none() {
-        return Err(ApiError::bad("Bad check status"));
-    }
-    let fields = c.validated_fields()?;
-    check_scripts_allowed(&ctx.config, &fields)?;
-    let mut check_id = or_str(c.id.clone(), c.check_id.clone());
-    if check_id.is_empty() {
-        check_id = c.name.clone();
-    }
-    let check = Check {
-        node: ctx.agent.node_name().to_string(),
-        check_id,
-        name: c.name.clone(),
-        status: HealthStatus::parse(&c.status).unwrap_or(HealthStatus::Critical),
-        notes: c.notes.clone(),
-        output: String::new(),
-        service_id: or_str(c.service_id.clone(), c.service_id_snake.clone()),
-        service_name: String::new(),
-        service_tags: Vec::new(),
-        definition: fields.into_definition(),
-        create_index: 0,
-        modify_index: 0,
-    };
     ctx.agent.register_check(check).await?;
     Ok(empty_ok())
 }
@@ -657,9 +667,11 @@ pub async fn leave(ctx: Ctx) -> ApiResult {
     Ok(empty_ok())
 }
 
-/// `PUT /v1/agent/reload`: configuration is fixed at start; accepted as a no-op.
+/// `PUT /v1/agent/reload`: rereads the config files and applies their
+/// service and check definitions. A configuration that does not build is
+/// a 500 with the reason, and the running one stays.
 pub async fn reload(ctx: Ctx) -> ApiResult {
-    let _ = ctx;
+    ctx.agent.reload().await?;
     Ok(empty_ok())
 }
 
@@ -909,11 +921,7 @@ mod tests {
     /// A check body as `/v1/agent/check/register` reads it.
     fn parse(body: Value) -> Result<CheckDefinition, String> {
         let c: CheckIn = decode(body.to_string().as_bytes()).map_err(|e| e.to_string())?;
-        match c.validated_fields() {
-            Ok(f) => Ok(f.into_definition()),
-            Err(ApiError::BadRequest(m)) => Err(m),
-            Err(e) => Err(format!("{e:?}")),
-        }
+        c.validated_fields().map(CheckFields::into_definition)
     }
 
     fn kind(body: Value) -> CheckKind {
