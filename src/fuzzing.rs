@@ -279,9 +279,9 @@ pub fn http_body(kind: Body, body: &[u8]) -> Option<String> {
     use crate::http::{agent, catalog, session, txn};
     let result = match kind {
         Body::AgentService => decode_body::<agent::ServiceDefinition>(body)
-            .and_then(|d| d.into_registration().map(drop).map_err(ApiError::bad)),
+            .and_then(|d| d.to_registration().map(drop).map_err(ApiError::bad)),
         Body::AgentCheck => decode_body::<agent::CheckIn>(body)
-            .and_then(|c| c.into_check().map(drop).map_err(ApiError::bad)),
+            .and_then(|c| c.to_check().map(drop).map_err(ApiError::bad)),
         Body::CheckUpdate => decode_body::<agent::CheckUpdate>(body).map(drop),
         Body::CatalogRegister => decode_body::<catalog::RegisterRequest>(body)
             .and_then(|r| catalog::registration(r, "dc1").map(drop)),

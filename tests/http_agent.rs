@@ -456,3 +456,23 @@ fn leave_exits_the_process_cleanly() {
     }));
     assert_eq!(status.unwrap().code(), Some(0));
 }
+
+/// An HCL file in `-config-dir` configures the agent: it answers HTTP on
+/// the file's `ports.http` (no flag sets it) and carries the file's
+/// `node_meta`.
+#[test]
+fn an_hcl_file_in_the_config_dir_takes_effect() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = TestAgent::unstarted("127.0.125.1", &[]);
+    a.http_port_from_config = true;
+    let hcl = format!(
+        "ports {{\n  http = {}\n}}\nnode_meta {{\n  rack = \"r1\"\n}}\nui_config {{ enabled = true }}\ntelemetry {{}}\n",
+        a.ports.http
+    );
+    std::fs::write(dir.path().join("agent.hcl"), hcl).unwrap();
+    a.extra
+        .push(format!("-config-dir={}", dir.path().display()));
+    a.start();
+    let node = a.get_ok("/v1/catalog/node/node1").json();
+    assert_eq!(node["Node"]["Meta"]["rack"], "r1", "{node}");
+}

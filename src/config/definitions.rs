@@ -39,7 +39,7 @@ pub fn service(def: Value) -> Result<FileService, String> {
     let def: ServiceDefinition =
         from_value(go_field_names(def)).map_err(|e| format!("service: {e}"))?;
     let (service, checks, runs_commands) = def
-        .into_registration()
+        .to_registration()
         .map_err(|e| format!("Failed to register service {:?}: {e}", def.name()))?;
     Ok(FileService {
         service,
@@ -52,7 +52,7 @@ pub fn service(def: Value) -> Result<FileService, String> {
 pub fn check(def: Value) -> Result<FileCheck, String> {
     let def: CheckIn = from_value(go_field_names(def)).map_err(|e| format!("check: {e}"))?;
     let (check, runs_commands) = def
-        .into_check()
+        .to_check()
         .map_err(|e| format!("Failed to register check: {e}"))?;
     Ok(FileCheck {
         check,

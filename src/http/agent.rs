@@ -289,7 +289,7 @@ impl ServiceDefinition {
     /// commands. Refusals carry the text of Consul's 400 answers. The node
     /// is left for the agent to fill in. Shared by the HTTP API and
     /// service definitions in config files.
-    pub(crate) fn into_registration(&self) -> Result<(Service, Vec<Check>, bool), String> {
+    pub(crate) fn to_registration(&self) -> Result<(Service, Vec<Check>, bool), String> {
         if self.name.is_empty() {
             return Err("Missing service name".into());
         }
@@ -404,7 +404,7 @@ impl ServiceDefinition {
 /// `PUT /v1/agent/service/register[?replace-existing-checks]`.
 pub async fn register_service(ctx: Ctx) -> ApiResult {
     let def: ServiceDefinition = decode_body(&ctx.body)?;
-    let (service, checks, runs_commands) = def.into_registration().map_err(ApiError::bad)?;
+    let (service, checks, runs_commands) = def.to_registration().map_err(ApiError::bad)?;
     if runs_commands && !ctx.config.enable_script_checks {
         return Err(ApiError::Internal(
             crate::health::SCRIPTS_DISABLED_REMOTE.into(),
@@ -539,7 +539,7 @@ impl CheckIn {
     /// its name), and whether it runs commands. Refusals carry the text of
     /// Consul's 400 answers. Shared by the HTTP API and check definitions
     /// in config files.
-    pub(crate) fn into_check(&self) -> Result<(Check, bool), String> {
+    pub(crate) fn to_check(&self) -> Result<(Check, bool), String> {
         if self.name.is_empty() {
             return Err("Missing check name".into());
         }
@@ -568,7 +568,7 @@ impl CheckIn {
 /// `PUT /v1/agent/check/register`.
 pub async fn register_check(ctx: Ctx) -> ApiResult {
     let c: CheckIn = decode_body(&ctx.body)?;
-    let (check, runs_commands) = c.into_check().map_err(ApiError::bad)?;
+    let (check, runs_commands) = c.to_check().map_err(ApiError::bad)?;
     if runs_commands && !ctx.config.enable_script_checks {
         return Err(ApiError::Internal(
             crate::health::SCRIPTS_DISABLED_REMOTE.into(),

@@ -12,10 +12,15 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_cairn");
 
 /// A TCP+UDP port free on 127.0.0.1 right now.
 pub fn free_port() -> u16 {
+    free_port_on("127.0.0.1")
+}
+
+/// A TCP+UDP port free on loopback address `ip` right now.
+pub fn free_port_on(ip: &str) -> u16 {
     loop {
-        let tcp = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let tcp = TcpListener::bind((ip, 0)).expect("bind");
         let port = tcp.local_addr().unwrap().port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+        if UdpSocket::bind((ip, port)).is_ok() {
             return port;
         }
     }
@@ -30,11 +35,15 @@ pub struct Ports {
 
 impl Ports {
     pub fn free() -> Ports {
+        Ports::free_on("127.0.0.1")
+    }
+
+    pub fn free_on(ip: &str) -> Ports {
         Ports {
-            http: free_port(),
-            dns: free_port(),
-            server: free_port(),
-            serf_lan: free_port(),
+            http: free_port_on(ip),
+            dns: free_port_on(ip),
+            server: free_port_on(ip),
+            serf_lan: free_port_on(ip),
         }
     }
 }
@@ -48,6 +57,10 @@ pub struct TestAgent {
     pub extra: Vec<String>,
     _tmp: Option<tempfile::TempDir>,
     pub log: PathBuf,
+    /// The loopback address it listens on.
+    pub ip: String,
+    /// Leave `ports.http` to the config files: no `-http-port` flag.
+    pub http_port_from_config: bool,
 }
 
 impl TestAgent {
@@ -57,19 +70,26 @@ impl TestAgent {
     }
 
     pub fn dev_with(extra: &[&str]) -> TestAgent {
+        let mut a = Self::unstarted("127.0.0.1", extra);
+        a.start();
+        a
+    }
+
+    /// An agent on loopback address `ip`, not started yet.
+    pub fn unstarted(ip: &str, extra: &[&str]) -> TestAgent {
         let tmp = tempfile::tempdir().expect("tempdir");
         let data_dir = tmp.path().join("data");
-        let mut a = TestAgent {
+        TestAgent {
             child: None,
-            ports: Ports::free(),
+            ports: Ports::free_on(ip),
             data_dir,
             node: "node1".into(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
             log: tmp.path().join("agent.log"),
             _tmp: Some(tmp),
-        };
-        a.start();
-        a
+            ip: ip.to_string(),
+            http_port_from_config: false,
+        }
     }
 
     pub fn args(&self) -> Vec<String> {
@@ -78,13 +98,15 @@ impl TestAgent {
             "-dev".into(),
             format!("-node={}", self.node),
             format!("-data-dir={}", self.data_dir.display()),
-            format!("-http-port={}", self.ports.http),
             format!("-dns-port={}", self.ports.dns),
             format!("-server-port={}", self.ports.server),
             format!("-serf-lan-port={}", self.ports.serf_lan),
-            "-client=127.0.0.1".into(),
-            "-bind=127.0.0.1".into(),
+            format!("-client={}", self.ip),
+            format!("-bind={}", self.ip),
         ];
+        if !self.http_port_from_config {
+            v.push(format!("-http-port={}", self.ports.http));
+        }
         v.extend(self.extra.iter().cloned());
         v
     }
@@ -129,7 +151,7 @@ impl TestAgent {
     }
 
     pub fn base(&self) -> String {
-        format!("http://127.0.0.1:{}", self.ports.http)
+        format!("http://{}:{}", self.ip, self.ports.http)
     }
 
     pub fn kill9(&mut self) {
@@ -188,7 +210,7 @@ impl TestAgent {
 
     /// `dig @127.0.0.1 -p <dns> <args...> +noall +answer ...` output.
     pub fn dig(&self, args: &[&str]) -> String {
-        dig(self.ports.dns, args)
+        dig_at(&self.ip, self.ports.dns, args)
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -292,8 +314,13 @@ impl Resp {
 /// Runs `dig` against 127.0.0.1:<port> with the given arguments; returns stdout.
 /// A missing `dig` is a failure, never a skip.
 pub fn dig(port: u16, args: &[&str]) -> String {
+    dig_at("127.0.0.1", port, args)
+}
+
+/// `dig` against `ip:<port>`.
+pub fn dig_at(ip: &str, port: u16, args: &[&str]) -> String {
     let out = Command::new("dig")
-        .arg("@127.0.0.1")
+        .arg(format!("@{ip}"))
         .arg("-p")
         .arg(port.to_string())
         .args(["+time=2", "+tries=1"])
