@@ -601,6 +601,41 @@ mod tests {
     }
 
     #[test]
+    fn service_definitions_append_across_files_and_scripts_need_permission() {
+        let dir = tempfile::tempdir().unwrap();
+        file(
+            dir.path(),
+            "a.hcl",
+            "service {\n  name = \"web\"\n  port = 80\n}\n",
+        );
+        file(
+            dir.path(),
+            "b.json",
+            r#"{"services":[{"name":"db","check":{"args":["/bin/true"],"interval":"10s"}}],
+                "check":{"name":"mem","ttl":"1m"}}"#,
+        );
+        let paths = [dir.path().to_path_buf()];
+        let e = load(true, &paths, Source::default())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            format!("Failed to register service \"db\": {SCRIPTS_DISABLED_LOCAL}")
+        );
+        let flags = Source {
+            enable_local_script_checks: Some(true),
+            ..Source::default()
+        };
+        let c = load(true, &paths, flags).unwrap();
+        let ids: Vec<_> = c.services.iter().map(|s| s.service.id.as_str()).collect();
+        assert_eq!(ids, ["web", "db"]);
+        assert!(c.services[1].runs_commands);
+        assert_eq!(c.checks[0].check.check_id, "mem");
+        let e = validate_files(&paths).unwrap_err().to_string();
+        assert!(e.contains("Scripts are disabled"), "{e}");
+    }
+
+    #[test]
     fn validate_rejects_what_consul_rejects() {
         let mut c = Config::default();
         assert_eq!(

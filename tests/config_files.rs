@@ -306,3 +306,32 @@ fn validate_reports_errors_without_starting() {
     assert_eq!(code, 1);
     assert!(err.contains("Must specify at least one config file or directory"));
 }
+
+/// What the files owned is remembered across a restart: a service taken
+/// out of the files while the agent was down is gone when it comes back,
+/// and one registered over HTTP is still there.
+#[test]
+fn a_restart_applies_what_changed_while_down() {
+    let (mut a, dir) = start("127.0.125.6");
+    let r = a.put(
+        "/v1/agent/service/register",
+        r#"{"Name":"api","Port":9000}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(services(&a)["db"]["Port"], 5432);
+    a.terminate();
+    write(dir.path(), "services.hcl", SERVICES_V2);
+    a.start();
+    let s = services(&a);
+    assert!(s.get("db").is_none(), "db removed while down: {s}");
+    assert_eq!(s["web-1"]["Port"], 8081, "{s}");
+    assert_eq!(s["cache"]["Port"], 6379);
+    assert_eq!(s["api"]["Port"], 9000, "the HTTP service survives");
+    assert!(
+        eventually(Duration::from_secs(10), || srv(&a, "db").trim().is_empty()
+            && srv(&a, "web").contains(" 8081 ")),
+        "DNS after restart: db {:?} web {:?}",
+        srv(&a, "db"),
+        srv(&a, "web")
+    );
+}

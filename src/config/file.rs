@@ -208,6 +208,32 @@ mod tests {
     }
 
     #[test]
+    fn hcl_repeated_blocks_are_lists_and_one_block_is_one_item() {
+        let s = hcl(r#"
+            service {
+              name = "web"
+              port = 80
+              check { ttl = "10s" }
+            }
+            service {
+              name = "db"
+            }
+            check {
+              id   = "mem"
+              name = "Memory"
+              ttl  = "1m"
+            }
+            services = [{ name = "cache" }]
+        "#);
+        let names: Vec<_> = s.service.iter().map(|v| v["name"].clone()).collect();
+        assert_eq!(names, ["web", "db"]);
+        assert_eq!(s.service[0]["check"]["ttl"], "10s");
+        assert_eq!(s.check.len(), 1, "one block is a list of one");
+        assert_eq!(s.check[0]["id"], "mem");
+        assert_eq!(s.services.len(), 1);
+    }
+
+    #[test]
     fn hcl_unknown_keys_name_the_file_and_the_key() {
         let (p, e, _dir) = hcl_err("datacenter = \"x\"\nbogus = 1\n");
         assert_eq!(
