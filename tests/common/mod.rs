@@ -12,10 +12,15 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_cairn");
 
 /// A TCP+UDP port free on 127.0.0.1 right now.
 pub fn free_port() -> u16 {
+    free_port_on("127.0.0.1")
+}
+
+/// A TCP+UDP port free on the loopback address `ip` right now.
+pub fn free_port_on(ip: &str) -> u16 {
     loop {
-        let tcp = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let tcp = TcpListener::bind((ip, 0)).expect("bind");
         let port = tcp.local_addr().unwrap().port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+        if UdpSocket::bind((ip, port)).is_ok() {
             return port;
         }
     }
@@ -30,11 +35,15 @@ pub struct Ports {
 
 impl Ports {
     pub fn free() -> Ports {
+        Ports::free_on("127.0.0.1")
+    }
+
+    pub fn free_on(ip: &str) -> Ports {
         Ports {
-            http: free_port(),
-            dns: free_port(),
-            server: free_port(),
-            serf_lan: free_port(),
+            http: free_port_on(ip),
+            dns: free_port_on(ip),
+            server: free_port_on(ip),
+            serf_lan: free_port_on(ip),
         }
     }
 }
@@ -42,6 +51,8 @@ impl Ports {
 /// A running agent process, killed on drop.
 pub struct TestAgent {
     pub child: Option<Child>,
+    /// The loopback address every port is bound on.
+    pub ip: String,
     pub ports: Ports,
     pub data_dir: PathBuf,
     pub node: String,
@@ -57,11 +68,18 @@ impl TestAgent {
     }
 
     pub fn dev_with(extra: &[&str]) -> TestAgent {
+        Self::dev_at("127.0.0.1", extra)
+    }
+
+    /// `cairn agent -dev` bound on the loopback address `ip` (client and
+    /// bind address alike).
+    pub fn dev_at(ip: &str, extra: &[&str]) -> TestAgent {
         let tmp = tempfile::tempdir().expect("tempdir");
         let data_dir = tmp.path().join("data");
         let mut a = TestAgent {
             child: None,
-            ports: Ports::free(),
+            ip: ip.to_string(),
+            ports: Ports::free_on(ip),
             data_dir,
             node: "node1".into(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
@@ -82,8 +100,8 @@ impl TestAgent {
             format!("-dns-port={}", self.ports.dns),
             format!("-server-port={}", self.ports.server),
             format!("-serf-lan-port={}", self.ports.serf_lan),
-            "-client=127.0.0.1".into(),
-            "-bind=127.0.0.1".into(),
+            format!("-client={}", self.ip),
+            format!("-bind={}", self.ip),
         ];
         v.extend(self.extra.iter().cloned());
         v
@@ -129,7 +147,7 @@ impl TestAgent {
     }
 
     pub fn base(&self) -> String {
-        format!("http://127.0.0.1:{}", self.ports.http)
+        format!("http://{}:{}", self.ip, self.ports.http)
     }
 
     pub fn kill9(&mut self) {
@@ -316,6 +334,7 @@ pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(25));
     }
 }
+pub mod browser;
 pub mod checks;
 pub mod cluster;
 pub mod docker;
