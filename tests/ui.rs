@@ -652,6 +652,8 @@ fn realistic_catalog(a: &TestAgent) {
             "/v1/catalog/register",
             &json!({
                 "Node": node,
+                "Address": nodes.iter().find(|n| n.0 == node).map(|n| n.1),
+                "SkipNodeUpdate": true,
                 "Service": {"ID": id, "Service": name, "Port": port, "Tags": tags, "Meta": meta},
                 "Check": {"CheckID": format!("service:{id}"), "Name": format!("{name} health"),
                           "ServiceID": id, "Status": status, "Output": output}

@@ -156,7 +156,24 @@ impl Browser {
                 b.driver_log_text()
             ),
         }
+        b.size_viewport(opts.width, opts.height);
         b
+    }
+
+    /// `--window-size` sizes the window, browser frame included: grow it
+    /// by the frame so that pages (and screenshots) get exactly w×h.
+    fn size_viewport(&self, width: u32, height: u32) {
+        let frame = self.js(
+            "return [outerWidth - innerWidth, outerHeight - innerHeight];",
+            vec![],
+        );
+        let dx = frame[0].as_u64().unwrap_or(0) as u32;
+        let dy = frame[1].as_u64().unwrap_or(0) as u32;
+        if dx > 0 || dy > 0 {
+            self.rt
+                .block_on(self.client().set_window_size(width + dx, height + dy))
+                .expect("set window size");
+        }
     }
 
     fn driver_log_text(&self) -> String {
