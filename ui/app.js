@@ -178,6 +178,16 @@ document.addEventListener("click", (ev) => {
 
 window.addEventListener("popstate", () => route({ focus: false }));
 
+// Leaving the document (another site, a reload, a typed URL) must cancel
+// the long-polls too: otherwise Chromium keeps their sockets busy until the
+// server's wait runs out, and with six connections per host the next page
+// of this agent stalls behind them. A page restored from the back/forward
+// cache starts its watches again.
+window.addEventListener("pagehide", () => leave());
+window.addEventListener("pageshow", (ev) => {
+  if (ev.persisted) route({ focus: false });
+});
+
 function leave() {
   if (!current) return;
   current.controller.abort();

@@ -86,7 +86,7 @@ export function renderFolder(ctx) {
   const list = virtualTable({
     caption: prefix ? `Keys in ${prefix}` : "Keys",
     columns: [
-      { label: "Name", class: "col-name" },
+      { label: "Name", class: "col-key" },
       { label: "Kind", class: "col-kind" },
       { label: "Actions", class: "col-actions" },
     ],
@@ -99,7 +99,7 @@ export function renderFolder(ctx) {
         { class: "row", data: { key: k } },
         h(
           "th",
-          { scope: "row", class: "col-name" },
+          { scope: "row", class: "col-key" },
           h("a", { href: folder ? href.kvFolder(ctx.dc, k) : href.kvEdit(ctx.dc, k), class: folder ? "folder" : "key" }, label),
         ),
         h("td", { class: "col-kind" }, folder ? "folder" : "key"),
@@ -336,7 +336,11 @@ export function renderEdit(ctx) {
       const { text, binary } = decodeValue(entry.Value);
       ed.value.value = text;
       ed.form.hidden = false;
-      if (ctx.flash) ed.say(ctx.flash, "ok");
+      if (ctx.flash) {
+        ed.say(ctx.flash, "ok");
+        // Shown once: a reload or a return through history starts clean.
+        history.replaceState(null, "", location.href);
+      }
       else if (binary) {
         ed.say("This value is not valid UTF-8 text; it is shown with replacement characters and saving replaces it.", "error");
       }
