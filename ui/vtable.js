@@ -62,7 +62,9 @@ export function virtualTable({ caption, columns, key, create, update, empty = "N
     const n = items.length;
     emptyEl.hidden = n !== 0;
     scroller.hidden = n === 0;
-    const view = scroller.clientHeight || window.innerHeight;
+    // The box grows with its rows up to its max-height, so its current
+    // height can be less than what it is about to show: cover the window.
+    const view = Math.max(scroller.clientHeight, window.innerHeight);
     const headH = thead.offsetHeight || 0;
     const scrollTop = Math.max(0, scroller.scrollTop - headH);
     const first = Math.max(0, Math.floor(scrollTop / rh) - BUFFER_ROWS);
