@@ -337,6 +337,16 @@ impl Config {
                 )));
             }
         }
+        // Checked here rather than when the UI is first served, so a typo
+        // stops the agent before it binds or joins anything.
+        if let Some(dir) = &self.ui_dir {
+            if !dir.is_dir() {
+                return Err(ConfigError::Invalid(format!(
+                    "ui_config.dir {}: not a directory",
+                    dir.display()
+                )));
+            }
+        }
         if self.server && self.ports.server <= 0 {
             return Err(ConfigError::Invalid(
                 "ports.server must be a valid port for servers".into(),
@@ -427,20 +437,30 @@ mod tests {
         let off = Config::build(false, [(Origin::Flags, json(r#"{"data_dir":"/d"}"#))]).unwrap();
         assert!(!off.ui);
         assert_eq!(off.ui_content_path, "/ui/");
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
         let c = Config::build(
             false,
             [(
                 Origin::Flags,
-                json(r#"{"data_dir":"/d","ui_config":{"dir":"/srv/ui","content_path":"/a/b"}}"#),
+                json(&format!(
+                    r#"{{"data_dir":"/d","ui_config":{{"dir":"{d}","content_path":"/a/b"}}}}"#
+                )),
             )],
         )
         .unwrap();
         assert!(c.ui, "a UI directory enables the UI, as in Consul");
-        assert_eq!(c.ui_dir.as_deref(), Some(std::path::Path::new("/srv/ui")));
+        assert_eq!(c.ui_dir.as_deref(), Some(dir.path()));
         assert_eq!(c.ui_content_path, "/a/b/");
-        let legacy = build(&[r#"{"ui_dir":"/x","ui_content_path":"console"}"#]).unwrap();
-        assert_eq!(legacy.ui_dir.as_deref(), Some(std::path::Path::new("/x")));
+        let legacy = build(&[&format!(
+            r#"{{"ui_dir":"{d}","ui_content_path":"console"}}"#
+        )])
+        .unwrap();
+        assert_eq!(legacy.ui_dir.as_deref(), Some(dir.path()));
         assert_eq!(legacy.ui_content_path, "/console/");
+        let missing = dir.path().join("nope");
+        let e = build(&[&format!(r#"{{"ui_dir":"{}"}}"#, missing.display())]).unwrap_err();
+        assert!(e.to_string().contains("ui_config.dir"), "{e}");
         for bad in ["/", "/v1/", "/v1/ui"] {
             let src = format!(r#"{{"ui_config":{{"content_path":"{bad}"}}}}"#);
             assert!(build(&[&src]).is_err(), "{bad}");
