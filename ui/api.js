@@ -57,8 +57,9 @@ function setConnected(ok) {
   connListener(ok);
 }
 
-/** Encodes one path segment. "." and ".." cannot be addressed at all: URL
- *  parsing removes them (and their %2E forms) before the request is sent. */
+/** Encodes one path segment. A segment that is "." or ".." cannot be sent
+ *  at all (URL parsing removes it, and its %2E forms, before the request
+ *  leaves the browser); the KV editor refuses such keys itself. */
 export function encodeSegment(s) {
   return encodeURIComponent(s);
 }

@@ -115,8 +115,3 @@ export function table(caption, headers, rows, cls = "grid") {
     h("tbody", null, rows),
   );
 }
-
-/** Compares strings the way Consul sorts names (bytewise-ish). */
-export function byString(a, b) {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
