@@ -348,6 +348,10 @@ fn deep_links_filters_and_the_back_button() {
     register(&a, json!({"ID": "worker", "Name": "worker", "Port": 81}));
 
     let b = Browser::start();
+    // `/ui/` goes to the local datacenter's services.
+    b.goto(&ui(&a, ""));
+    b.wait_page("services");
+    assert!(b.url().ends_with("/ui/dc1/services"), "{}", b.url());
     // A deep link loads the app straight onto the page.
     b.goto(&ui(&a, "dc1/services/web"));
     b.wait_page("service");
@@ -398,6 +402,57 @@ fn deep_links_filters_and_the_back_button() {
     b.wait_page("node");
     b.wait_present("[data-instance=\"node1/web\"]");
     b.wait_present("[data-check=\"node1/serfHealth\"]");
+}
+
+#[test]
+fn a_long_list_keeps_few_rows_in_the_page_and_scrolls_to_the_end() {
+    let a = agent();
+    let names: Vec<String> = (0..400).map(|i| format!("svc-{i:03}")).collect();
+    std::thread::scope(|s| {
+        for chunk in names.chunks(100) {
+            let a = &a;
+            s.spawn(move || {
+                for name in chunk {
+                    let r = a.put(
+                        "/v1/catalog/register",
+                        &json!({
+                            "Node": "bulk", "Address": "10.9.0.1",
+                            "Service": {"Service": name, "Port": 80}
+                        })
+                        .to_string(),
+                    );
+                    assert_eq!(r.status, 200, "{}", r.body);
+                }
+            });
+        }
+    });
+
+    let b = Browser::start();
+    b.goto(&ui(&a, "dc1/services"));
+    b.wait_page("services");
+    // 400 and the agent's own `consul`.
+    b.wait_text("#count", "401 services");
+    let rows = b.count("[data-service]");
+    assert!(
+        (1..=200).contains(&rows),
+        "{rows} row elements for 401 services: long lists must be virtualized or paginated"
+    );
+    assert!(
+        !b.exists(&row("svc-399")),
+        "the last row should not be rendered yet"
+    );
+
+    // Scroll whatever scrolls the list to its end.
+    b.js(
+        "let s = document.querySelector('[data-service]').parentElement; \
+         while (s && !(s.scrollHeight > s.clientHeight && \
+                getComputedStyle(s).overflowY !== 'visible')) s = s.parentElement; \
+         (s || document.scrollingElement).scrollTop = 1e9; \
+         document.scrollingElement.scrollTop = 1e9;",
+        vec![],
+    );
+    b.wait_present(&row("svc-399"));
+    assert!(b.count("[data-service]") <= 200);
 }
 
 /// Markup in every field a user controls; `__pwned` is set if any of it
