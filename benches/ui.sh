@@ -37,8 +37,8 @@ RSS=$(awk '/VmRSS/ {print int($2/1024)}' /proc/$PID/status)
   echo "## Web UI at 5,000 services"
   echo
   echo "Command: \`benches/ui.sh $TRIALS\` (release build, one \`-dev\` server, 5,000 services x 2"
-  echo "instances on 100 nodes registered through \`PUT /v1/catalog/register\`, headless Chromium"
-  echo "$(chromium --version 2>/dev/null | head -1 | sed 's/ *$//') through chromedriver, 1280x900)."
+  echo "instances on 100 nodes registered through \`PUT /v1/catalog/register\`, headless"
+  echo "$(chromium --version 2>/dev/null | head -1 | sed 's/ built on.*//') through chromedriver, 1280x900)."
   echo "Run on $(date -u +%Y-%m-%d), $(nproc) cores, load average $LOAD at the start. Times are taken inside the page with"
   echo "\`performance.now()\`, polled every animation frame; the endpoint from Python over loopback."
   echo "Agent RSS after the run: ${RSS} MiB. Target: render and filter under 1 s, live update within 1 s."
