@@ -180,7 +180,15 @@ pub struct Config {
     pub recursors: Vec<String>,
     pub log_level: String,
     pub pid_file: Option<PathBuf>,
+    /// The web UI is served: `-ui`, `ui_config.enabled`, `-dev`, or a
+    /// `ui_config.dir` (Consul turns the UI on when a directory is given).
     pub ui: bool,
+    /// `ui_config.dir` / `-ui-dir`: serve the UI from this directory instead
+    /// of the files built into the binary.
+    pub ui_dir: Option<PathBuf>,
+    /// `ui_config.content_path` / `-ui-content-path`: where the UI is served,
+    /// with a leading and a trailing `/` (`/ui/`).
+    pub ui_content_path: String,
     pub retry_join: Vec<String>,
     pub retry_interval: Duration,
     pub retry_max: u32,
@@ -233,6 +241,8 @@ impl Default for Config {
             log_level: "info".into(),
             pid_file: None,
             ui: false,
+            ui_dir: None,
+            ui_content_path: "/ui/".into(),
             retry_join: vec![],
             retry_interval: Duration::from_secs(30),
             retry_max: 0,
@@ -332,6 +342,16 @@ impl Config {
             if uuid::Uuid::parse_str(id).is_err() {
                 return Err(ConfigError::Invalid(format!(
                     "node_id {id:?} is not a valid UUID"
+                )));
+            }
+        }
+        // Checked here rather than when the UI is first served, so a typo
+        // stops the agent before it binds or joins anything.
+        if let Some(dir) = &self.ui_dir {
+            if !dir.is_dir() {
+                return Err(ConfigError::Invalid(format!(
+                    "ui_config.dir {}: not a directory",
+                    dir.display()
                 )));
             }
         }
@@ -452,6 +472,41 @@ mod tests {
         assert_eq!(c.domain, "example.com.");
         assert_eq!(c.alt_domain.as_deref(), Some("alt."));
         assert_eq!(c.retry_interval, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn ui_keys_turn_the_ui_on_and_normalise_the_path() {
+        let off = Config::build(false, [(Origin::Flags, json(r#"{"data_dir":"/d"}"#))]).unwrap();
+        assert!(!off.ui);
+        assert_eq!(off.ui_content_path, "/ui/");
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        let c = Config::build(
+            false,
+            [(
+                Origin::Flags,
+                json(&format!(
+                    r#"{{"data_dir":"/d","ui_config":{{"dir":"{d}","content_path":"/a/b"}}}}"#
+                )),
+            )],
+        )
+        .unwrap();
+        assert!(c.ui, "a UI directory enables the UI, as in Consul");
+        assert_eq!(c.ui_dir.as_deref(), Some(dir.path()));
+        assert_eq!(c.ui_content_path, "/a/b/");
+        let legacy = build(&[&format!(
+            r#"{{"ui_dir":"{d}","ui_content_path":"console"}}"#
+        )])
+        .unwrap();
+        assert_eq!(legacy.ui_dir.as_deref(), Some(dir.path()));
+        assert_eq!(legacy.ui_content_path, "/console/");
+        let missing = dir.path().join("nope");
+        let e = build(&[&format!(r#"{{"ui_dir":"{}"}}"#, missing.display())]).unwrap_err();
+        assert!(e.to_string().contains("ui_config.dir"), "{e}");
+        for bad in ["/", "/v1/", "/v1/ui"] {
+            let src = format!(r#"{{"ui_config":{{"content_path":"{bad}"}}}}"#);
+            assert!(build(&[&src]).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod leases;
 pub mod query;
 pub mod sessions;
 pub mod snapshot;
+pub mod summary;
 pub mod types;
 pub mod watch;
 

@@ -154,6 +154,16 @@ impl<'a> Reader<'a> {
         Ok(out)
     }
 
+    /// The node, service and check tables whole, each read once: what the
+    /// UI's summaries are computed from in one pass (`catalog::summary`).
+    pub fn dump(&self) -> QResult<super::summary::CatalogDump> {
+        Ok(super::summary::CatalogDump {
+            nodes: self.nodes()?,
+            services: self.all_services()?,
+            checks: self.all_checks()?,
+        })
+    }
+
     pub fn kv_get(&self, key: &str) -> QResult<Option<KvEntry>> {
         self.tables.kv.get(&self.txn, key)
     }

@@ -140,6 +140,16 @@ pub(crate) fn flag_set() -> FlagSet<AgentArgs> {
                 |a, v| a.source.pid_file = Some(v.into()),
             ),
             Flag::bool("ui", "Serve the web UI.", |a, v| a.source.ui = Some(v)),
+            Flag::text(
+                "ui-dir",
+                "Serve the web UI from this `directory` instead of the built-in files.",
+                |a, v| a.source.ui_config.dir = Some(v.into()),
+            ),
+            Flag::text(
+                "ui-content-path",
+                "The `path` the web UI is served under (/ui/).",
+                |a, v| a.source.ui_config.content_path = Some(v),
+            ),
             Flag::bool(
                 "enable-script-checks",
                 "Run script checks, including those registered over HTTP.",

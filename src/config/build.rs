@@ -53,6 +53,10 @@ impl Config {
                 c.log_level
             )));
         }
+        // Consul: a UI directory turns the UI on whatever `enabled` says.
+        if c.ui_dir.is_some() {
+            c.ui = true;
+        }
         c.validate()?;
         c.check_script_definitions()?;
         Ok(c)
@@ -227,6 +231,14 @@ impl Config {
         set_some(&mut self.pid_file, &s.pid_file);
         set(&mut self.ui, &s.ui);
         set(&mut self.ui, &s.ui_config.enabled);
+        set_some(&mut self.ui_dir, &s.ui_dir);
+        set_some(&mut self.ui_dir, &s.ui_config.dir);
+        for path in [&s.ui_content_path, &s.ui_config.content_path]
+            .into_iter()
+            .flatten()
+        {
+            self.ui_content_path = content_path(path)?;
+        }
         set(&mut self.enable_script_checks, &s.enable_script_checks);
         set(
             &mut self.enable_local_script_checks,
@@ -276,6 +288,20 @@ impl Config {
             &l.rpc_max_conns_per_client,
         );
     }
+}
+
+/// `ui_config.content_path` normalised as Consul does (`/a/b` is `/a/b/`,
+/// `a` is `/a/`). The root and the API's own `/v1/` are refused: the UI
+/// there would shadow `/` or the endpoints.
+fn content_path(raw: &str) -> Result<String, String> {
+    let trimmed = raw.trim_matches('/');
+    let path = format!("/{trimmed}/");
+    if trimmed.is_empty() || path == "/v1/" || path.starts_with("/v1/") {
+        return Err(format!(
+            "ui_config.content_path: {raw:?} would hide the HTTP API"
+        ));
+    }
+    Ok(path)
 }
 
 /// A scalar key: the source's value, when it has one, replaces the current one.

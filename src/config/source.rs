@@ -97,6 +97,9 @@ pub struct Source {
     pub pid_file: Option<PathBuf>,
     pub ui: Option<bool>,
     pub ui_config: UiSource,
+    /// Consul's older spellings of `ui_config.dir` and `ui_config.content_path`.
+    pub ui_dir: Option<PathBuf>,
+    pub ui_content_path: Option<String>,
     pub retry_join: Vec<String>,
     /// Joined like `retry_join` (`-join` sets it).
     pub start_join: Vec<String>,
@@ -209,6 +212,8 @@ pub struct TelemetrySource {
 #[serde(default, deny_unknown_fields)]
 pub struct UiSource {
     pub enabled: Option<bool>,
+    pub dir: Option<PathBuf>,
+    pub content_path: Option<String>,
 }
 
 /// `limits`.

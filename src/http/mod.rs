@@ -5,8 +5,9 @@
 //! path is the argument: a KV key may contain anything, `%2F` included),
 //! methods enforced per endpoint with `405` + `Allow: OPTIONS,<methods>`,
 //! `OPTIONS` answered with the Allow list, and unknown `/v1/...` paths
-//! answered with Consul's 404 text. axum serves the connections and hands
-//! every request to [`dispatch`].
+//! answered with Consul's 404 text. The web UI (`ui`) owns its content path
+//! (`/ui/`) when it is on. axum serves the connections and hands every
+//! request to [`dispatch`].
 
 pub(crate) mod agent;
 mod blocking;
@@ -15,6 +16,7 @@ mod check;
 mod cluster;
 pub mod decode;
 mod health;
+mod internal;
 mod kv;
 pub mod listener;
 mod metrics;
@@ -23,6 +25,7 @@ pub(crate) mod session;
 mod status;
 pub(crate) mod txn;
 pub mod types;
+mod ui;
 pub mod wire;
 
 use crate::config::Config;
@@ -147,6 +150,15 @@ fn routes() -> Vec<Route> {
         route!("/v1/health/checks/", [GET], health::checks),
         route!("/v1/health/state/", [GET], health::state),
         route!("/v1/health/service/", [GET], health::service),
+        // the web UI's summaries
+        route!("/v1/internal/ui/services", [GET], internal::services),
+        route!("/v1/internal/ui/nodes", [GET], internal::nodes),
+        route!("/v1/internal/ui/node/", [GET], internal::node),
+        route!(
+            "/v1/internal/ui/catalog-overview",
+            [GET],
+            internal::catalog_overview
+        ),
         // kv, txn
         route!("/v1/kv/", [GET, PUT, DELETE], kv::kv),
         route!("/v1/txn", [PUT], txn::txn),
@@ -171,6 +183,8 @@ fn routes() -> Vec<Route> {
 struct Server {
     api: Api,
     routes: Vec<Route>,
+    /// `None` when the UI is off.
+    ui: Option<ui::Ui>,
 }
 
 impl Server {
@@ -222,9 +236,11 @@ pub async fn start(api: Api) -> std::io::Result<HttpServers> {
     }
     let port = u16::try_from(port)
         .map_err(|_| std::io::Error::other(format!("invalid HTTP port {port}")))?;
+    let ui = ui::Ui::new(&config)?;
     let server = Arc::new(Server {
         api,
         routes: routes(),
+        ui,
     });
     let app = axum::Router::new().fallback(dispatch).with_state(server);
     // One allowance per client IP across every HTTP listener, as Consul's.
@@ -271,6 +287,12 @@ async fn dispatch(State(server): State<Arc<Server>>, req: Request) -> Response {
 
 async fn route_request(server: &Server, req: Request) -> (String, Response) {
     let raw_path = req.uri().path().to_string();
+    if let Some(ui) = server.ui.as_ref().filter(|ui| ui.handles(&raw_path)) {
+        let resp = ui
+            .respond(req.method(), req.headers(), &raw_path, req.uri().query())
+            .await;
+        return ("ui".into(), resp);
+    }
     let Some(route) = server.find(&raw_path) else {
         return (
             "unknown".into(),
@@ -341,11 +363,7 @@ fn not_registered(config: &Config, path: &str) -> Response {
     }
     if path == "/" {
         if config.ui {
-            let mut r = Response::new(Body::empty());
-            *r.status_mut() = StatusCode::MOVED_PERMANENTLY;
-            r.headers_mut()
-                .insert(header::LOCATION, HeaderValue::from_static("/ui/"));
-            return r;
+            return ui::redirect(&config.ui_content_path);
         }
         return (
             StatusCode::OK,

@@ -315,7 +315,7 @@ pub fn json_response<T: Serialize + ?Sized>(value: &T, pretty: bool) -> Response
 /// Go's encoding/json escapes `<`, `>`, `&`, U+2028 and U+2029 inside
 /// strings. Outside strings those characters cannot occur in JSON, so a
 /// byte-level pass over the output is exact.
-fn go_html_escape(buf: Vec<u8>) -> Vec<u8> {
+pub(crate) fn go_html_escape(buf: Vec<u8>) -> Vec<u8> {
     let needs = buf.iter().any(|b| matches!(b, b'<' | b'>' | b'&' | 0xE2));
     if !needs {
         return buf;

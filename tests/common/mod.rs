@@ -75,6 +75,14 @@ impl TestAgent {
         a
     }
 
+    /// `cairn agent -dev` bound on the loopback address `ip` (client and
+    /// bind address alike).
+    pub fn dev_at(ip: &str, extra: &[&str]) -> TestAgent {
+        let mut a = Self::unstarted(ip, extra);
+        a.start();
+        a
+    }
+
     /// An agent on loopback address `ip`, not started yet.
     pub fn unstarted(ip: &str, extra: &[&str]) -> TestAgent {
         let tmp = tempfile::tempdir().expect("tempdir");
@@ -343,6 +351,7 @@ pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(25));
     }
 }
+pub mod browser;
 pub mod checks;
 pub mod cluster;
 pub mod docker;

@@ -1,0 +1,232 @@
+//! `/v1/internal/ui/*`: the summaries Consul's web UI reads, in Consul's
+//! JSON (`agent/ui_endpoint.go`). Each is one read of the node, service and
+//! check tables (`Reader::dump`) summarised in one pass
+//! (`catalog::summary`), with the blocking and consistency options of the
+//! health endpoints and their `X-Consul-Index`.
+
+use super::blocking::{self, Watch};
+use super::types::{HealthCheckJson, NodeServiceJson};
+use super::wire::{set_meta, ApiError, ApiResult, Ctx};
+use crate::catalog::summary::{self, CatalogOverview, HealthSummary, NodeInfo, ServiceSummary};
+use crate::catalog::Table;
+use axum::body::Body;
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// What every summary can change with.
+const TABLES: &[Table] = &[Table::Nodes, Table::Services, Table::Checks];
+
+/// Consul's `GatewayConfig` for a service no gateway fronts: every field
+/// is omitted when empty, so `{}`.
+#[derive(Serialize)]
+struct GatewayConfigJson {}
+
+/// `ServiceListingSummary`, OSS fields in Consul's order.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ServiceSummaryJson {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    kind: String,
+    name: String,
+    datacenter: String,
+    /// Go's nil slice: `null` when no instance has a tag.
+    tags: Option<Vec<String>>,
+    nodes: Vec<String>,
+    external_sources: Option<Vec<String>>,
+    instance_count: usize,
+    checks_passing: usize,
+    checks_warning: usize,
+    checks_critical: usize,
+    gateway_config: GatewayConfigJson,
+    transparent_proxy: bool,
+    connect_native: bool,
+    connected_with_proxy: bool,
+    connected_with_gateway: bool,
+}
+
+fn non_empty(v: Vec<String>) -> Option<Vec<String>> {
+    (!v.is_empty()).then_some(v)
+}
+
+impl From<ServiceSummary> for ServiceSummaryJson {
+    fn from(s: ServiceSummary) -> Self {
+        ServiceSummaryJson {
+            kind: s.kind,
+            name: s.name,
+            datacenter: s.datacenter,
+            tags: non_empty(s.tags),
+            nodes: s.nodes,
+            external_sources: non_empty(s.external_sources),
+            instance_count: s.instance_count,
+            checks_passing: s.checks.passing,
+            checks_warning: s.checks.warning,
+            checks_critical: s.checks.critical,
+            gateway_config: GatewayConfigJson {},
+            transparent_proxy: false,
+            connect_native: false,
+            connected_with_proxy: false,
+            connected_with_gateway: false,
+        }
+    }
+}
+
+/// `structs.NodeInfo`.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct NodeInfoJson {
+    #[serde(rename = "ID")]
+    id: String,
+    node: String,
+    address: String,
+    tagged_addresses: BTreeMap<String, String>,
+    meta: BTreeMap<String, String>,
+    services: Vec<NodeServiceJson>,
+    checks: Vec<HealthCheckJson>,
+}
+
+impl From<&NodeInfo<'_>> for NodeInfoJson {
+    fn from(info: &NodeInfo<'_>) -> Self {
+        let n = info.node;
+        NodeInfoJson {
+            id: n.id.clone(),
+            node: n.name.clone(),
+            address: n.address.clone(),
+            tagged_addresses: n.tagged_addresses.clone(),
+            meta: n.meta.clone(),
+            services: info.services.iter().map(|s| (*s).into()).collect(),
+            checks: info.checks.iter().map(|c| (*c).into()).collect(),
+        }
+    }
+}
+
+/// `structs.HealthSummary`; the nodes' group has no name.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct HealthSummaryJson {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    name: String,
+    total: usize,
+    passing: usize,
+    warning: usize,
+    critical: usize,
+}
+
+impl From<HealthSummary> for HealthSummaryJson {
+    fn from(s: HealthSummary) -> Self {
+        HealthSummaryJson {
+            name: s.name,
+            total: s.counts.total(),
+            passing: s.counts.passing,
+            warning: s.counts.warning,
+            critical: s.counts.critical,
+        }
+    }
+}
+
+/// `structs.CatalogSummary`: an empty group list is Go's nil, `null`.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct CatalogOverviewJson {
+    nodes: Option<Vec<HealthSummaryJson>>,
+    services: Option<Vec<HealthSummaryJson>>,
+    checks: Option<Vec<HealthSummaryJson>>,
+}
+
+impl From<CatalogOverview> for CatalogOverviewJson {
+    fn from(o: CatalogOverview) -> Self {
+        let list = |v: Vec<HealthSummary>| {
+            (!v.is_empty()).then(|| v.into_iter().map(HealthSummaryJson::from).collect())
+        };
+        CatalogOverviewJson {
+            nodes: list(o.nodes),
+            services: list(o.services),
+            checks: list(o.checks),
+        }
+    }
+}
+
+/// Runs `summarise` over one dump of the catalog with blocking semantics
+/// and renders it with the read's headers.
+async fn summary_read<T: Serialize>(
+    ctx: &Ctx,
+    summarise: impl Fn(&summary::CatalogDump) -> T,
+) -> ApiResult {
+    let opts = ctx.read_opts()?;
+    let (out, index) = blocking::query(ctx, &opts, Watch::Catalog, |r| {
+        Ok((summarise(&r.dump()?), r.index(TABLES)?))
+    })
+    .await?;
+    let mut resp = ctx.json(&out);
+    set_meta(&mut resp, ctx, index, opts.consistency);
+    Ok(resp)
+}
+
+/// `GET /v1/internal/ui/services`: one row per service name, by name.
+pub async fn services(ctx: Ctx) -> ApiResult {
+    summary_read(&ctx, |dump| {
+        summary::service_summaries(dump)
+            .into_iter()
+            .map(ServiceSummaryJson::from)
+            .collect::<Vec<_>>()
+    })
+    .await
+}
+
+/// `GET /v1/internal/ui/nodes`: every node with its services and checks;
+/// `[]` when there are none.
+pub async fn nodes(ctx: Ctx) -> ApiResult {
+    summary_read(&ctx, |dump| {
+        summary::node_infos(dump)
+            .iter()
+            .map(NodeInfoJson::from)
+            .collect::<Vec<_>>()
+    })
+    .await
+}
+
+/// `GET /v1/internal/ui/node/<node>`: that node alone. Consul answers an
+/// unknown node with a bare 404 (no body, no index).
+pub async fn node(ctx: Ctx) -> ApiResult {
+    let opts = ctx.read_opts()?;
+    if ctx.rest.is_empty() {
+        return Err(ApiError::bad("Missing node name"));
+    }
+    let name = ctx.rest.clone();
+    let (out, index) = blocking::query(&ctx, &opts, Watch::Catalog, |r| {
+        let out = match r.node(&name)? {
+            None => None,
+            Some(node) => {
+                let services = r.node_services(&name)?;
+                let checks = r.node_checks(&name)?;
+                let info = NodeInfo {
+                    node: &node,
+                    services: services.iter().collect(),
+                    checks: checks.iter().collect(),
+                };
+                Some(NodeInfoJson::from(&info))
+            }
+        };
+        Ok((out, r.index(TABLES)?))
+    })
+    .await?;
+    let Some(out) = out else {
+        let mut r = Response::new(Body::empty());
+        *r.status_mut() = StatusCode::NOT_FOUND;
+        return Ok(r);
+    };
+    let mut resp = ctx.json(&out);
+    set_meta(&mut resp, &ctx, index, opts.consistency);
+    Ok(resp)
+}
+
+/// `GET /v1/internal/ui/catalog-overview`: totals of nodes, service
+/// instances and checks by status. Consul recomputes it every few seconds;
+/// cairn computes it per read, which is as cheap and never stale.
+pub async fn catalog_overview(ctx: Ctx) -> ApiResult {
+    summary_read(&ctx, |dump| {
+        CatalogOverviewJson::from(summary::overview(dump))
+    })
+    .await
+}
