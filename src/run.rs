@@ -168,7 +168,7 @@ struct ServerParts {
     node: Arc<RaftNode>,
     feed: Arc<Publisher>,
     /// Subscriptions run here (see `feed::publisher::feed_runtime`).
-    feed_rt: tokio::runtime::Runtime,
+    feed_rt: crate::feed::publisher::FeedRuntime,
 }
 
 /// The catalog this agent reads, its consensus handle, and (on servers)
@@ -511,7 +511,7 @@ impl Running {
         self.http.drained().await;
         if let Some(server) = self.core.server {
             let _ = tokio::time::timeout(Duration::from_secs(5), server.raft.shutdown()).await;
-            server.feed_rt.shutdown_background();
+            drop(server.feed_rt);
         }
         if let Some(pid_file) = &self.config.pid_file {
             let _ = std::fs::remove_file(pid_file);

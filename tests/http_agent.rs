@@ -476,3 +476,24 @@ fn an_hcl_file_in_the_config_dir_takes_effect() {
     let node = a.get_ok("/v1/catalog/node/node1").json();
     assert_eq!(node["Node"]["Meta"]["rack"], "r1", "{node}");
 }
+
+/// A port that is already taken stops the agent with Consul's
+/// `==> Error starting agent` line and exit code 1, never a panic, even
+/// though the servers started before it (DNS, raft, the feed) must be torn
+/// down from inside the runtime.
+#[test]
+fn a_taken_http_port_is_a_startup_error_not_a_panic() {
+    let a = TestAgent::unstarted("127.0.0.1", &[]);
+    let _taken = std::net::TcpListener::bind(("127.0.0.1", a.ports.http)).expect("bind");
+    let out = std::process::Command::new(common::BIN)
+        .args(a.args())
+        .output()
+        .expect("run cairn");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert!(
+        stderr.contains("==> Error starting agent:") && stderr.contains("Address already in use"),
+        "stderr: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "stderr: {stderr}");
+}

@@ -52,8 +52,8 @@ const FEED_NICE: i32 = 19;
 /// The runtime subscriptions are served on: one worker thread (plus
 /// blocking threads for full-catalog encodings) at a lower scheduling
 /// priority than the agent's own.
-pub fn feed_runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
+pub fn feed_runtime() -> std::io::Result<FeedRuntime> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("feed")
         .on_thread_start(|| {
@@ -65,7 +65,27 @@ pub fn feed_runtime() -> std::io::Result<tokio::runtime::Runtime> {
             }
         })
         .enable_all()
-        .build()
+        .build()?;
+    Ok(FeedRuntime(Some(rt)))
+}
+
+/// The feed's runtime, shut down without waiting when dropped. The agent
+/// owns it from async code, where dropping a plain `Runtime` panics (it
+/// would block on its worker threads); a failed start drops it there.
+pub struct FeedRuntime(Option<tokio::runtime::Runtime>);
+
+impl FeedRuntime {
+    pub fn handle(&self) -> &tokio::runtime::Handle {
+        self.0.as_ref().expect("present until dropped").handle()
+    }
+}
+
+impl Drop for FeedRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 /// What the feed needs to know about the server it runs on.
