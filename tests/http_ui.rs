@@ -145,6 +145,34 @@ fn dev_agent_serves_the_built_in_ui() {
     assert_eq!(a.get_ok("/v1/catalog/datacenters").json(), json!(["dc1"]));
 }
 
+/// `-ui-content-path` moves the whole app: the index's script, style and
+/// link URLs point under the new path, and the files are served there.
+#[test]
+fn a_custom_content_path_moves_the_app_and_its_assets() {
+    let a = TestAgent::dev_with(&["-ui-content-path=/consul/"]);
+    let root = a.get_ok("/");
+    assert_eq!(root.status, 301);
+    assert_eq!(root.header("Location"), Some("/consul/"));
+    let index = a.get_ok("/consul/dc1/services");
+    assert_eq!(index.status, 200);
+    assert!(
+        index.body.contains(r#"src="/consul/app.js""#),
+        "the module is loaded from the content path: {}",
+        index.body
+    );
+    assert!(
+        !index.body.contains("\"/ui/") && !index.body.contains("{{"),
+        "no URL is left at /ui/ and no marker is left unfilled: {}",
+        index.body
+    );
+    let js = a.get_ok("/consul/app.js");
+    assert_eq!(js.status, 200);
+    assert_eq!(
+        js.header("Content-Type"),
+        Some("text/javascript; charset=utf-8")
+    );
+}
+
 #[test]
 fn traversal_never_leaves_the_built_in_files() {
     let a = TestAgent::dev();

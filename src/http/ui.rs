@@ -34,6 +34,9 @@ static EMBEDDED: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/ui");
 
 /// What the index's script block is replaced with.
 const CONFIG_MARKER: &str = "{{CAIRN_UI_CONFIG}}";
+/// What the index's asset and link URLs start with: replaced by the
+/// content path, so `-ui-content-path=/consul/` loads its files from there.
+const BASE_MARKER: &str = "{{CAIRN_CONTENT_PATH}}";
 const INDEX: &str = "index.html";
 
 /// The policy the front end is written to: nothing inline runs, nothing is
@@ -95,7 +98,7 @@ impl Ui {
                 }
                 Files::Disk(root)
             }
-            None => Files::Embedded(embedded(&settings)),
+            None => Files::Embedded(embedded(&settings, &config.ui_content_path)),
         };
         Ok(Some(Ui {
             content_path: config.ui_content_path.clone(),
@@ -196,7 +199,7 @@ impl Ui {
         }
         let body = tokio::fs::read(&path).await.ok()?;
         let body = if name == INDEX {
-            fill_index(&body, &self.settings)
+            fill_index(&body, &self.settings, &self.content_path)
         } else {
             Bytes::from(body)
         };
@@ -209,7 +212,7 @@ fn ui_dir_error(dir: &Path, e: impl std::fmt::Display) -> std::io::Error {
 }
 
 /// The built-in files by relative path, the index filled in once.
-fn embedded(settings: &str) -> HashMap<String, Asset> {
+fn embedded(settings: &str, content_path: &str) -> HashMap<String, Asset> {
     let mut out = HashMap::new();
     let mut dirs = vec![&EMBEDDED];
     while let Some(dir) = dirs.pop() {
@@ -223,7 +226,7 @@ fn embedded(settings: &str) -> HashMap<String, Asset> {
                         continue;
                     };
                     let body = if name == INDEX {
-                        fill_index(f.contents(), settings)
+                        fill_index(f.contents(), settings, content_path)
                     } else {
                         Bytes::from_static(f.contents())
                     };
@@ -250,9 +253,16 @@ fn settings_json(config: &Config) -> String {
     String::from_utf8(escaped).unwrap_or_default()
 }
 
-fn fill_index(raw: &[u8], settings: &str) -> Bytes {
+fn fill_index(raw: &[u8], settings: &str, content_path: &str) -> Bytes {
     let text = String::from_utf8_lossy(raw);
-    Bytes::from(text.replace(CONFIG_MARKER, settings))
+    let base = String::from_utf8(go_html_escape(content_path.as_bytes().to_vec()))
+        .unwrap_or_default()
+        .replace('"', "&#34;")
+        .replace('\'', "&#39;");
+    Bytes::from(
+        text.replace(CONFIG_MARKER, settings)
+            .replace(BASE_MARKER, &base),
+    )
 }
 
 /// The asset name a raw request path (after the content path) names, or
