@@ -255,8 +255,11 @@ fn settings_json(config: &Config) -> String {
 
 fn fill_index(raw: &[u8], settings: &str, content_path: &str) -> Bytes {
     let text = String::from_utf8_lossy(raw);
-    let base = String::from_utf8(go_html_escape(content_path.as_bytes().to_vec()))
-        .unwrap_or_default()
+    // An attribute value: HTML's escapes, as Go's html/template writes them.
+    let base = content_path
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
         .replace('"', "&#34;")
         .replace('\'', "&#39;");
     Bytes::from(
@@ -441,11 +444,15 @@ mod tests {
 
     #[test]
     fn the_built_in_set_has_a_filled_index() {
-        let files = embedded("{\"LocalDatacenter\":\"dc9\"}");
+        let files = embedded("{\"LocalDatacenter\":\"dc9\"}", "/a\"<b/");
         let index = files.get(INDEX).expect("ui/index.html is embedded");
         let text = std::str::from_utf8(&index.body).unwrap();
-        assert!(!text.contains(CONFIG_MARKER));
+        assert!(!text.contains(CONFIG_MARKER) && !text.contains(BASE_MARKER));
         assert!(text.contains("\"dc9\""));
+        assert!(
+            text.contains(r#"src="/a&#34;&lt;b/app.js""#),
+            "the content path is escaped inside attributes: {text}"
+        );
         assert_eq!(index.content_type, "text/html; charset=utf-8");
     }
 }
