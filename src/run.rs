@@ -371,6 +371,7 @@ impl Running {
             gossip: gossip.clone(),
             config: config.clone(),
             metrics,
+            acl: crate::acl::Resolver::disabled(),
         })
         .await
         .context("starting HTTP server")?;

@@ -117,6 +117,41 @@ pub struct Source {
     pub raft_snapshot_threshold: Option<u64>,
     pub raft_trailing_logs: Option<u64>,
     pub raft_snapshot_interval: Option<DurationSource>,
+    pub acl: AclSource,
+    pub primary_datacenter: Option<String>,
+}
+
+/// `acl`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AclSource {
+    pub enabled: Option<bool>,
+    pub default_policy: Option<String>,
+    pub down_policy: Option<String>,
+    pub enable_token_persistence: Option<bool>,
+    pub enable_key_list_policy: Option<bool>,
+    pub enable_token_replication: Option<bool>,
+    pub token_ttl: Option<DurationSource>,
+    pub policy_ttl: Option<DurationSource>,
+    pub role_ttl: Option<DurationSource>,
+    pub tokens: AclTokensSource,
+}
+
+/// `acl.tokens`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AclTokensSource {
+    pub initial_management: Option<String>,
+    /// Deprecated name of `initial_management`.
+    pub master: Option<String>,
+    pub agent: Option<String>,
+    pub default: Option<String>,
+    pub dns: Option<String>,
+    pub agent_recovery: Option<String>,
+    /// Deprecated name of `agent_recovery`.
+    pub agent_master: Option<String>,
+    pub replication: Option<String>,
+    pub config_file_service_registration: Option<String>,
 }
 
 /// `addresses`: per-listener bind addresses.

