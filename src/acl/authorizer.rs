@@ -229,7 +229,12 @@ impl Authorizer {
 
     /// Compiles a token's policies (and identities, already turned into
     /// rules) over the agent's default policy.
-    pub fn compile(accessor: &str, rules: &[Rules], default_allow: bool) -> Authorizer {
+    pub fn compile(
+        accessor: &str,
+        rules: &[Rules],
+        default_allow: bool,
+        management: bool,
+    ) -> Authorizer {
         let mut tables: [Table; 7] = Default::default();
         let mut globals = [None; 3];
         for r in rules {
@@ -255,8 +260,6 @@ impl Authorizer {
             lengths.dedup();
             t.lengths = lengths;
         }
-        let management = globals[Global::Acl.index()] == Some(Level::Write)
-            && rules.iter().any(|r| *r == Rules::management());
         Authorizer(std::sync::Arc::new(Inner {
             enabled: true,
             management,

@@ -4,6 +4,8 @@
 
 mod authorizer;
 mod resolver;
+pub mod rules;
+pub mod types;
 
 pub use authorizer::{Access, Authorizer, Global, Level, Resource, Rules};
 pub use resolver::Resolver;
