@@ -361,7 +361,7 @@ impl Running {
             health,
         }));
 
-        crate::dns::start(&config, core.catalog.clone())
+        crate::dns::start(&config, core.catalog.clone(), None)
             .await
             .context("starting DNS server")?;
         let http = crate::http::start(Api {

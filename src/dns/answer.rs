@@ -4,10 +4,17 @@
 //! per-response shuffle. Transport limits are applied afterwards
 //! ([`super::truncate`]); `max_answers` only spares building records that
 //! would be cut anyway.
+//!
+//! Under ACLs the answer is what the DNS token may read, as Consul's DNS
+//! server sees the catalog through its token's filters: a service
+//! instance needs `service:read` on its service and `node:read` on its
+//! node, a node lookup `node:read`; a name with nothing readable left is
+//! NXDOMAIN, exactly as a name that does not exist.
 
 use super::index::{ip_rdata, Address, Index, Instance, ServiceEntry};
 use super::name::{self, Lookup, Zone};
 use super::Settings;
+use crate::acl::{Access, Authorizer, Resource};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::rdata::{CNAME, NS, PTR, SOA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
@@ -105,7 +112,13 @@ impl Answer {
 
 /// Answers one question. `max_answers` bounds how many answer records are
 /// worth building for the transport at hand.
-pub fn answer(settings: &Settings, index: &Index, q: &Question<'_>, max_answers: usize) -> Answer {
+pub fn answer(
+    settings: &Settings,
+    index: &Index,
+    q: &Question<'_>,
+    max_answers: usize,
+    authz: &Authorizer,
+) -> Answer {
     let max_answers = max_answers.max(1);
     match name::zone(&q.labels, &settings.domain_labels) {
         Zone::Foreign => Answer::refused(),
@@ -123,7 +136,7 @@ pub fn answer(settings: &Settings, index: &Index, q: &Question<'_>, max_answers:
                 a
             }
             RecordType::AXFR | RecordType::IXFR => Answer::new(ResponseCode::NotImp),
-            _ => dispatch(settings, index, q, domain, labels, max_answers),
+            _ => dispatch(settings, index, q, domain, labels, max_answers, authz),
         },
     }
 }
@@ -135,6 +148,7 @@ fn dispatch(
     domain: usize,
     labels: &[&str],
     max_answers: usize,
+    authz: &Authorizer,
 ) -> Answer {
     match name::parse(labels, q.qtype == RecordType::SRV) {
         // The apex exists (it has SOA and NS records), so other types are
@@ -151,9 +165,17 @@ fn dispatch(
         }
         Lookup::Service { service, tag, .. } => match index.service(service) {
             None => Answer::nxdomain(settings, domain),
-            Some(entry) => service_answer(settings, q, domain, entry, tag.as_deref(), max_answers),
+            Some(entry) => service_answer(
+                settings,
+                q,
+                domain,
+                entry,
+                tag.as_deref(),
+                max_answers,
+                authz,
+            ),
         },
-        Lookup::Node { node, .. } => node_answer(settings, index, q, domain, &node),
+        Lookup::Node { node, .. } => node_answer(settings, index, q, domain, &node, authz),
         Lookup::Addr(ip) => addr_answer(settings, q, ip),
     }
 }
@@ -169,6 +191,7 @@ fn service_answer(
     entry: &ServiceEntry,
     tag: Option<&str>,
     max_answers: usize,
+    authz: &Authorizer,
 ) -> Answer {
     let mut picked: Vec<&Instance> = match tag {
         None => entry.instances.iter().collect(),
@@ -178,6 +201,14 @@ fn service_answer(
             .filter(|i| i.tags.iter().any(|t| t == tag))
             .collect(),
     };
+    // With ACLs off this is one branch; with them on, a lookup per
+    // instance against the rules, without allocating.
+    if authz.enabled() {
+        picked.retain(|i| {
+            authz.allows(Resource::Service, &i.service, Access::Read)
+                && authz.allows(Resource::Node, &i.node.name, Access::Read)
+        });
+    }
     if picked.is_empty() {
         return Answer::nxdomain(settings, domain);
     }
@@ -342,8 +373,12 @@ fn node_answer(
     q: &Question<'_>,
     domain: usize,
     node: &str,
+    authz: &Authorizer,
 ) -> Answer {
-    let Some(node) = index.node(node) else {
+    let Some(node) = index
+        .node(node)
+        .filter(|n| authz.allows(Resource::Node, &n.name, Access::Read))
+    else {
         return Answer::nxdomain(settings, domain);
     };
     let mut a = Answer::new(ResponseCode::NoError);
@@ -565,6 +600,7 @@ mod tests {
                 qtype,
             },
             1000,
+            &Authorizer::allow_all(),
         )
     }
 
@@ -892,7 +928,7 @@ mod tests {
                 qtype,
             };
             let max = rng.random_range(0..5);
-            let mut a = answer(&s, &idx, &q, max);
+            let mut a = answer(&s, &idx, &q, max, &Authorizer::allow_all());
             let budget = super::super::truncate::Budget::udp(None, 3);
             super::super::truncate::fit(&mut a, &owner, 0, &budget);
         }

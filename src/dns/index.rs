@@ -68,6 +68,9 @@ pub struct NodeEntry {
 #[derive(Debug)]
 pub struct Instance {
     pub node: Arc<NodeEntry>,
+    /// The service's name as registered (not lower-cased): what ACL rules
+    /// are matched against. Shared by the instances of one name.
+    pub service: Arc<str>,
     /// The address clients connect to: the service's own, else the node's.
     pub address: Address,
     pub port: u16,
@@ -179,6 +182,7 @@ impl Index {
         }
 
         let mut srv_keys: HashMap<(&str, String, u16), u32> = HashMap::new();
+        let mut names: HashMap<&str, Arc<str>> = HashMap::new();
         for svc in &services {
             let Some(node) = by_name.get(svc.node.as_str()) else {
                 continue;
@@ -246,6 +250,10 @@ impl Index {
                 .collect();
             let instance = Instance {
                 node: node.clone(),
+                service: names
+                    .entry(svc.name.as_str())
+                    .or_insert_with(|| Arc::from(svc.name.as_str()))
+                    .clone(),
                 address,
                 port: svc.port,
                 tags: svc.tags.iter().map(|t| t.to_lowercase()).collect(),

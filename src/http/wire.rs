@@ -3,6 +3,7 @@
 //! escaping), the query-string grammar (presence flags, Go durations), and
 //! the `X-Consul-*` headers every read carries.
 
+use crate::acl::{Access, Authorizer, Global, Resource};
 use crate::agent::{Agent, AgentError};
 use crate::catalog::Catalog;
 use crate::config::Config;
@@ -473,6 +474,71 @@ pub fn set_acl_policy(resp: &mut Response) {
         "X-Consul-Default-ACL-Policy",
         HeaderValue::from_static("allow"),
     );
+}
+
+/// The accessor of the anonymous token, which a request without a token
+/// resolves to.
+const ANONYMOUS_ACCESSOR: &str = "00000000-0000-0000-0000-000000000002";
+
+/// Marks a response whose list lost items the token cannot read, as
+/// Consul's `X-Consul-Results-Filtered-By-ACLs: true`. Consul blanks the
+/// flag for unauthenticated requests (`maskResultsFilteredByACLs`), so
+/// that an anonymous caller cannot probe which hidden objects exist.
+pub fn set_filtered_by_acls(resp: &mut Response, authz: &Authorizer) {
+    if authz.accessor_id() == ANONYMOUS_ACCESSOR {
+        return;
+    }
+    resp.headers_mut().insert(
+        "X-Consul-Results-Filtered-By-ACLs",
+        HeaderValue::from_static("true"),
+    );
+}
+
+/// How Consul spells a resource in `lacks permission '<resource>:<access>'`.
+fn resource_word(r: Resource) -> &'static str {
+    match r {
+        Resource::Key => "key",
+        Resource::Service => "service",
+        Resource::Node => "node",
+        Resource::Session => "session",
+        Resource::Agent => "agent",
+        Resource::Event => "event",
+        Resource::Query => "query",
+    }
+}
+
+fn global_word(g: Global) -> &'static str {
+    match g {
+        Global::Operator => "operator",
+        Global::Keyring => "keyring",
+        Global::Acl => "acl",
+    }
+}
+
+/// `access` on the named resource, or Consul's 403 naming what is missing.
+/// The permission text is built only for a denial, so an allowed request
+/// (and every request with ACLs off) allocates nothing here.
+pub fn require(
+    authz: &Authorizer,
+    resource: Resource,
+    name: &str,
+    access: Access,
+) -> Result<(), ApiError> {
+    if authz.allows(resource, name, access) {
+        return Ok(());
+    }
+    let permission = format!("{}:{}", resource_word(resource), access.word());
+    Err(crate::acl::denied(authz, &permission, name))
+}
+
+/// `access` on a resource without names (`operator`, `keyring`, `acl`);
+/// Consul's denial then has no ` on "..."` part.
+pub fn require_global(authz: &Authorizer, global: Global, access: Access) -> Result<(), ApiError> {
+    if authz.allows_global(global, access) {
+        return Ok(());
+    }
+    let permission = format!("{}:{}", global_word(global), access.word());
+    Err(crate::acl::denied(authz, &permission, ""))
 }
 
 #[cfg(test)]
