@@ -8,7 +8,8 @@
 //! Under ACLs the answer is what the DNS token may read, as Consul's DNS
 //! server sees the catalog through its token's filters: a service
 //! instance needs `service:read` on its service and `node:read` on its
-//! node, a node lookup `node:read`; a name with nothing readable left is
+//! node, a node lookup `node:read`, a reverse lookup read on the node (and
+//! service) owning the address; a name with nothing readable left is
 //! NXDOMAIN, exactly as a name that does not exist.
 
 use super::index::{ip_rdata, Address, Index, Instance, ServiceEntry};
@@ -122,7 +123,7 @@ pub fn answer(
     let max_answers = max_answers.max(1);
     match name::zone(&q.labels, &settings.domain_labels) {
         Zone::Foreign => Answer::refused(),
-        Zone::Reverse => reverse(settings, index, q),
+        Zone::Reverse => reverse(settings, index, q, authz),
         Zone::Catalog { domain, labels } => match q.qtype {
             RecordType::SOA => {
                 let mut a = Answer::new(ResponseCode::NoError);
@@ -443,13 +444,20 @@ fn addr_answer(settings: &Settings, q: &Question<'_>, ip: IpAddr) -> Answer {
 /// PTR for a node address (`<node>.node.<dc>.<domain>`) or a service's own
 /// address (`<svc>.service.<dc>.<domain>`), always in the primary domain,
 /// TTL 0. Unknown addresses are NXDOMAIN (cairn has no recursors).
-fn reverse(settings: &Settings, index: &Index, q: &Question<'_>) -> Answer {
+fn reverse(settings: &Settings, index: &Index, q: &Question<'_>, authz: &Authorizer) -> Answer {
     let ip = q
         .name
         .parse_arpa_name()
         .ok()
         .and_then(|net| (net.prefix_len() == net.max_prefix_len()).then(|| net.addr()));
-    let Some(target) = ip.and_then(|ip| index.ptr(&ip)) else {
+    // An address the token may not see the owner of is unknown to it.
+    let readable = |t: &&super::index::PtrTarget| {
+        authz.allows(Resource::Node, &t.node.name, Access::Read)
+            && t.service
+                .as_ref()
+                .is_none_or(|s| authz.allows(Resource::Service, s, Access::Read))
+    };
+    let Some(target) = ip.and_then(|ip| index.ptr(&ip)).filter(readable) else {
         return Answer {
             recurse: true,
             ..Answer::nxdomain(settings, 0)
@@ -460,7 +468,7 @@ fn reverse(settings: &Settings, index: &Index, q: &Question<'_>) -> Answer {
         a.answers.push(Record::from_rdata(
             q.name.clone(),
             0,
-            RData::PTR(PTR(target.clone())),
+            RData::PTR(PTR(target.name.clone())),
         ));
     } else {
         a.authority.push(soa(settings, 0));

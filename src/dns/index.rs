@@ -90,6 +90,15 @@ pub struct SrvData {
     pub additional: Vec<Record>,
 }
 
+/// What an address reverses to, and whose it is (for the ACL check).
+#[derive(Debug)]
+pub struct PtrTarget {
+    pub name: Name,
+    pub node: Arc<NodeEntry>,
+    /// Set when the address is a service's own.
+    pub service: Option<Arc<str>>,
+}
+
 /// All instances of one service name.
 #[derive(Debug)]
 pub struct ServiceEntry {
@@ -111,7 +120,7 @@ pub struct Index {
     /// Nodes running a healthy `consul` service: the NS records.
     pub servers: Vec<Arc<NodeEntry>>,
     /// Reverse lookups: node addresses first, then service addresses.
-    ptr: HashMap<IpAddr, Name>,
+    ptr: HashMap<IpAddr, PtrTarget>,
 }
 
 impl Index {
@@ -125,7 +134,7 @@ impl Index {
         self.nodes.get(name)
     }
 
-    pub fn ptr(&self, ip: &IpAddr) -> Option<&Name> {
+    pub fn ptr(&self, ip: &IpAddr) -> Option<&PtrTarget> {
         self.ptr.get(ip)
     }
 
@@ -174,7 +183,11 @@ impl Index {
             let entry = Arc::new(node_entry(settings, n));
             if let Address::Ip(ip) = entry.address {
                 if let Some(name) = entry.fqdn.first().cloned().flatten() {
-                    index.ptr.entry(ip).or_insert(name);
+                    index.ptr.entry(ip).or_insert_with(|| PtrTarget {
+                        name,
+                        node: entry.clone(),
+                        service: None,
+                    });
                 }
             }
             by_name.insert(n.name.as_str(), entry.clone());
@@ -202,6 +215,10 @@ impl Index {
             {
                 continue;
             }
+            let service_name = names
+                .entry(svc.name.as_str())
+                .or_insert_with(|| Arc::from(svc.name.as_str()))
+                .clone();
             let key = svc.name.to_lowercase();
             // Consul looks the TTL up by the lower-cased name from the question.
             let ttl = ttl_secs(settings.dns.service_ttl_for(&key));
@@ -218,7 +235,11 @@ impl Index {
                         &settings.domains[0].text,
                     ),
                 ) {
-                    index.ptr.entry(*ip).or_insert(name);
+                    index.ptr.entry(*ip).or_insert_with(|| PtrTarget {
+                        name,
+                        node: node.clone(),
+                        service: Some(service_name.clone()),
+                    });
                 }
             }
             let next_key = srv_keys.len() as u32;
@@ -250,10 +271,7 @@ impl Index {
                 .collect();
             let instance = Instance {
                 node: node.clone(),
-                service: names
-                    .entry(svc.name.as_str())
-                    .or_insert_with(|| Arc::from(svc.name.as_str()))
-                    .clone(),
+                service: service_name,
                 address,
                 port: svc.port,
                 tags: svc.tags.iter().map(|t| t.to_lowercase()).collect(),
@@ -570,11 +588,17 @@ mod tests {
         assert_eq!(extra.len(), 2);
         assert_eq!(extra[1].data, RData::TXT(TXT::new(vec!["rack=r1".into()])));
         assert_eq!(
-            idx.ptr(&"10.0.0.1".parse().unwrap()).unwrap().to_string(),
+            idx.ptr(&"10.0.0.1".parse().unwrap())
+                .unwrap()
+                .name
+                .to_string(),
             "n1.node.dc1.consul."
         );
         assert_eq!(
-            idx.ptr(&"10.1.2.3".parse().unwrap()).unwrap().to_string(),
+            idx.ptr(&"10.1.2.3".parse().unwrap())
+                .unwrap()
+                .name
+                .to_string(),
             "Web.service.dc1.consul."
         );
     }
