@@ -361,9 +361,23 @@ impl Running {
             health,
         }));
 
-        crate::dns::start(&config, core.catalog.clone(), None)
-            .await
-            .context("starting DNS server")?;
+        for w in &config.warnings {
+            tracing::warn!("{w}");
+        }
+        let acl = if !config.acl.enabled {
+            crate::acl::Resolver::disabled()
+        } else if config.server {
+            crate::acl::Resolver::server(config.acl.clone(), core.catalog.clone())
+        } else {
+            crate::acl::Resolver::client(config.acl.clone(), core.consensus.clone())
+        };
+        crate::dns::start(
+            &config,
+            core.catalog.clone(),
+            config.acl.enabled.then(|| acl.clone()),
+        )
+        .await
+        .context("starting DNS server")?;
         let http = crate::http::start(Api {
             agent: agent.clone(),
             catalog: core.catalog.clone(),
@@ -371,7 +385,7 @@ impl Running {
             gossip: gossip.clone(),
             config: config.clone(),
             metrics,
-            acl: crate::acl::Resolver::disabled(),
+            acl: acl.clone(),
         })
         .await
         .context("starting HTTP server")?;
@@ -398,6 +412,15 @@ impl Running {
         ];
         if let Some(server) = &core.server {
             tasks.extend(server_tasks(&config, &core, server, &gossip));
+            if config.acl.enabled {
+                tasks.push(tokio::spawn(crate::acl::leader::leader_loop(
+                    config.acl.clone(),
+                    core.consensus.clone(),
+                    core.catalog.clone(),
+                )));
+            }
+        } else if config.acl.enabled {
+            tasks.push(tokio::spawn(acl.clone().refresh_dns()));
         }
         let (join_failed_tx, join_failed) = tokio::sync::mpsc::channel::<String>(1);
         if !config.retry_join.is_empty() {

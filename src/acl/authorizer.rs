@@ -94,7 +94,9 @@ impl Global {
 
 /// A rule's level. Ordered so that merging the same rule from several
 /// policies keeps the strongest (Consul: deny > write > list > read).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Level {
     Read,
     List,
@@ -126,7 +128,7 @@ impl Level {
 
 /// One parsed policy: for each resource kind the exact and prefix rules,
 /// and the global levels.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Rules {
     pub exact: [Vec<(String, Level)>; 7],
     pub prefix: [Vec<(String, Level)>; 7],
@@ -229,6 +231,8 @@ impl Authorizer {
 
     /// Compiles a token's policies (and identities, already turned into
     /// rules) over the agent's default policy.
+    /// `management` (the token carries `global-management`) grants
+    /// everything.
     pub fn compile(
         accessor: &str,
         rules: &[Rules],

@@ -3,12 +3,13 @@
 //! HTTP handler and DNS consults.
 
 mod authorizer;
-mod resolver;
+pub mod leader;
+pub mod resolver;
 pub mod rules;
 pub mod types;
 
 pub use authorizer::{Access, Authorizer, Global, Level, Resource, Rules};
-pub use resolver::Resolver;
+pub use resolver::{Identity, ResolveError, Resolver};
 
 use crate::http::wire::ApiError;
 use axum::http::StatusCode;

@@ -106,7 +106,10 @@ fn block_level(word: &str, kind: Resource, name: &str, body: &Value) -> Result<L
         match field.as_str() {
             "policy" => level = v.as_str().and_then(Level::parse),
             "intentions" if kind == Resource::Service => {
-                if v.as_str().and_then(Level::parse).is_none_or(|l| l == Level::List) {
+                if v.as_str()
+                    .and_then(Level::parse)
+                    .is_none_or(|l| l == Level::List)
+                {
                     return Err(format!("Invalid {word} intentions policy: {body}"));
                 }
             }
@@ -118,9 +121,7 @@ fn block_level(word: &str, kind: Resource, name: &str, body: &Value) -> Result<L
         }
     }
     match level {
-        Some(Level::List) if kind != Resource::Key => {
-            Err(format!("Invalid {word} policy: {body}"))
-        }
+        Some(Level::List) if kind != Resource::Key => Err(format!("Invalid {word} policy: {body}")),
         Some(l) => Ok(l),
         None => Err(format!("Invalid {word} policy: {body}")),
     }

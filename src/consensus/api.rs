@@ -41,6 +41,11 @@ pub enum ServerRequest {
     /// Whether this server's raft is initialized and whom it follows (the
     /// probe servers make before bootstrapping).
     Status,
+    /// What the token with this secret may do (client agents hold no ACL
+    /// state). Answered from the server's replica.
+    ResolveToken {
+        secret: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -59,6 +64,7 @@ pub enum Reply {
     Configuration(RaftConfiguration),
     Done,
     Status(StatusReply),
+    Identity(Option<crate::acl::Identity>),
 }
 
 pub type ServerResponse = Result<Reply, ConsensusError>;

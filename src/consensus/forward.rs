@@ -241,4 +241,17 @@ impl Backend for Forwarder {
     async fn raft_stats(&self) -> Option<RaftStats> {
         None
     }
+
+    async fn resolve_token(
+        &self,
+        secret: &str,
+    ) -> Result<Option<crate::acl::Identity>, ConsensusError> {
+        let req = ServerRequest::ResolveToken {
+            secret: secret.to_string(),
+        };
+        match self.call(&req).await? {
+            Reply::Identity(i) => Ok(i),
+            _ => Err(mismatched()),
+        }
+    }
 }

@@ -8,6 +8,7 @@
 //! answered with Consul's 404 text. axum serves the connections and hands
 //! every request to [`dispatch`].
 
+mod acl;
 pub(crate) mod agent;
 mod blocking;
 pub(crate) mod catalog;
@@ -80,9 +81,23 @@ macro_rules! route {
 const GET: &str = "GET";
 const PUT: &str = "PUT";
 const DELETE: &str = "DELETE";
+const POST: &str = "POST";
 
 fn routes() -> Vec<Route> {
     vec![
+        // acl
+        route!("/v1/acl/bootstrap", [PUT], acl::bootstrap),
+        route!("/v1/acl/token", [PUT], acl::token_create),
+        route!("/v1/acl/token/", [GET, PUT, DELETE], acl::token_item),
+        route!("/v1/acl/tokens", [GET], acl::token_list),
+        route!("/v1/acl/policy", [PUT], acl::policy_create),
+        route!("/v1/acl/policy/", [GET, PUT, DELETE], acl::policy_item),
+        route!("/v1/acl/policies", [GET], acl::policy_list),
+        route!("/v1/acl/role", [PUT], acl::role_create),
+        route!("/v1/acl/role/", [GET, PUT, DELETE], acl::role_item),
+        route!("/v1/acl/roles", [GET], acl::role_list),
+        route!("/v1/acl/login", [POST], acl::login),
+        route!("/v1/acl/logout", [POST], acl::logout),
         // agent
         route!("/v1/agent/self", [GET], agent::self_),
         route!("/v1/agent/version", [GET], agent::version),
@@ -297,7 +312,7 @@ async fn route_request(server: &Server, req: Request) -> (String, Response) {
             Err(e) => e.into_response(),
         }
     };
-    wire::set_acl_policy(&mut resp);
+    wire::set_acl_policy(&mut resp, &server.api.acl);
     (label, resp)
 }
 

@@ -297,7 +297,32 @@ impl Ctx {
         if !self.acl.enabled() {
             return Ok(crate::acl::Authorizer::allow_all());
         }
-        Ok(crate::acl::Authorizer::allow_all())
+        let secret = self.token();
+        self.acl.resolve(secret).await.map_err(|e| match e {
+            crate::acl::ResolveError::NotFound => crate::acl::not_found(),
+            crate::acl::ResolveError::Unavailable(m) => ApiError::Internal(m),
+        })
+    }
+
+    /// The request's own token, in Consul's order [agent/http.go
+    /// parseTokenInternal]: `?token=`, `X-Consul-Token`, then
+    /// `Authorization: Bearer`. Empty values count as absent.
+    pub fn token(&self) -> Option<&str> {
+        if let Some(t) = self.query.get("token").filter(|t| !t.is_empty()) {
+            return Some(t);
+        }
+        if let Some(t) = self
+            .headers
+            .get("X-Consul-Token")
+            .and_then(|v| v.to_str().ok())
+            .filter(|t| !t.is_empty())
+        {
+            return Some(t);
+        }
+        let auth = self.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+        let (scheme, rest) = auth.trim().split_once(' ')?;
+        let rest = rest.trim();
+        (scheme.eq_ignore_ascii_case("bearer") && !rest.is_empty()).then_some(rest)
     }
 }
 
@@ -468,11 +493,12 @@ pub fn set_meta(resp: &mut Response, ctx: &Ctx, index: u64, consistency: Consist
     );
 }
 
-/// Header added to every response of a registered endpoint.
-pub fn set_acl_policy(resp: &mut Response) {
+/// Header added to every response of a registered endpoint: the agent's
+/// `acl.default_policy` (`allow` while ACLs are off, as in Consul).
+pub fn set_acl_policy(resp: &mut Response, acl: &crate::acl::Resolver) {
     resp.headers_mut().insert(
         "X-Consul-Default-ACL-Policy",
-        HeaderValue::from_static("allow"),
+        HeaderValue::from_static(if acl.default_allow() { "allow" } else { "deny" }),
     );
 }
 
@@ -494,27 +520,6 @@ pub fn set_filtered_by_acls(resp: &mut Response, authz: &Authorizer) {
     );
 }
 
-/// How Consul spells a resource in `lacks permission '<resource>:<access>'`.
-fn resource_word(r: Resource) -> &'static str {
-    match r {
-        Resource::Key => "key",
-        Resource::Service => "service",
-        Resource::Node => "node",
-        Resource::Session => "session",
-        Resource::Agent => "agent",
-        Resource::Event => "event",
-        Resource::Query => "query",
-    }
-}
-
-fn global_word(g: Global) -> &'static str {
-    match g {
-        Global::Operator => "operator",
-        Global::Keyring => "keyring",
-        Global::Acl => "acl",
-    }
-}
-
 /// `access` on the named resource, or Consul's 403 naming what is missing.
 /// The permission text is built only for a denial, so an allowed request
 /// (and every request with ACLs off) allocates nothing here.
@@ -527,7 +532,7 @@ pub fn require(
     if authz.allows(resource, name, access) {
         return Ok(());
     }
-    let permission = format!("{}:{}", resource_word(resource), access.word());
+    let permission = format!("{}:{}", resource.word(), access.word());
     Err(crate::acl::denied(authz, &permission, name))
 }
 
@@ -537,7 +542,7 @@ pub fn require_global(authz: &Authorizer, global: Global, access: Access) -> Res
     if authz.allows_global(global, access) {
         return Ok(());
     }
-    let permission = format!("{}:{}", global_word(global), access.word());
+    let permission = format!("{}:{}", global.word(), access.word());
     Err(crate::acl::denied(authz, &permission, ""))
 }
 

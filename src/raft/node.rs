@@ -737,7 +737,19 @@ impl RaftNode {
                 self.remove_peer_via(peer, hops).await.map(|()| Reply::Done)
             }
             ServerRequest::Status => Ok(Reply::Status(self.status().await)),
+            ServerRequest::ResolveToken { secret } => {
+                self.resolve_local(&secret).map(Reply::Identity)
+            }
         }
+    }
+
+    fn resolve_local(&self, secret: &str) -> Result<Option<crate::acl::Identity>, ConsensusError> {
+        let r = self
+            .catalog
+            .reader()
+            .map_err(|e| ConsensusError::Rpc(format!("state store: {e}")))?;
+        crate::acl::resolver::identity_of(&r, secret, crate::acl::resolver::now_nanos())
+            .map_err(|e| ConsensusError::Rpc(format!("state store: {e}")))
     }
 
     fn voter_addrs(&self) -> Vec<String> {
@@ -796,6 +808,13 @@ impl Backend for RaftNode {
 
     fn leader_watch(&self) -> watch::Receiver<Option<String>> {
         self.leader_tx.subscribe()
+    }
+
+    async fn resolve_token(
+        &self,
+        secret: &str,
+    ) -> Result<Option<crate::acl::Identity>, ConsensusError> {
+        self.resolve_local(secret)
     }
 
     async fn raft_stats(&self) -> Option<RaftStats> {
