@@ -592,6 +592,16 @@ mod tests {
     }
 
     fn ask(settings: &Settings, index: &Index, name: &str, qtype: RecordType) -> Answer {
+        ask_as(settings, index, name, qtype, &Authorizer::allow_all())
+    }
+
+    fn ask_as(
+        settings: &Settings,
+        index: &Index,
+        name: &str,
+        qtype: RecordType,
+        authz: &Authorizer,
+    ) -> Answer {
         let owner = Name::from_ascii(name).unwrap();
         let lower = name.to_ascii_lowercase();
         let labels: Vec<&str> = lower
@@ -608,7 +618,7 @@ mod tests {
                 qtype,
             },
             1000,
-            &Authorizer::allow_all(),
+            authz,
         )
     }
 
@@ -704,6 +714,36 @@ mod tests {
             ask(&s, &idx, "web.service.dc2.consul.", RecordType::A).rcode,
             ResponseCode::NXDomain
         );
+    }
+
+    #[test]
+    fn acl_hides_what_the_token_cannot_read() {
+        use crate::acl::{Level, Rules};
+        let s = settings(|_| {});
+        let idx = catalog(&s);
+        let deny = Authorizer::compile("a", &[], false, false);
+        for name in ["web.service.consul.", "n1.node.consul."] {
+            let a = ask_as(&s, &idx, name, RecordType::A, &deny);
+            assert_eq!(a.rcode, ResponseCode::NXDomain, "{name}");
+        }
+        let a = ask_as(&s, &idx, "1.0.0.10.in-addr.arpa.", RecordType::PTR, &deny);
+        assert_eq!(a.rcode, ResponseCode::NXDomain);
+
+        // Read on web and on n1 only: web answers with n1's instance alone.
+        let mut rules = Rules::default();
+        rules.add(Resource::Service, "web", false, Level::Read);
+        rules.add(Resource::Node, "n1", false, Level::Read);
+        let some = Authorizer::compile("a", &[rules], false, false);
+        let a = ask_as(&s, &idx, "web.service.consul.", RecordType::A, &some);
+        assert_eq!(texts(&a.answers), ["web.service.consul. A 10.0.0.1"]);
+        let a = ask_as(&s, &idx, "db.service.consul.", RecordType::A, &some);
+        assert_eq!(a.rcode, ResponseCode::NXDomain);
+        let a = ask_as(&s, &idx, "n1.node.consul.", RecordType::A, &some);
+        assert_eq!(texts(&a.answers), ["n1.node.consul. A 10.0.0.1"]);
+        let a = ask_as(&s, &idx, "n2.node.consul.", RecordType::A, &some);
+        assert_eq!(a.rcode, ResponseCode::NXDomain);
+        let a = ask_as(&s, &idx, "1.0.0.10.in-addr.arpa.", RecordType::PTR, &some);
+        assert_eq!(a.answers.len(), 1);
     }
 
     #[test]
