@@ -297,7 +297,32 @@ impl Ctx {
         if !self.acl.enabled() {
             return Ok(crate::acl::Authorizer::allow_all());
         }
-        Ok(crate::acl::Authorizer::allow_all())
+        let secret = self.token();
+        self.acl.resolve(secret).await.map_err(|e| match e {
+            crate::acl::ResolveError::NotFound => crate::acl::not_found(),
+            crate::acl::ResolveError::Unavailable(m) => ApiError::Internal(m),
+        })
+    }
+
+    /// The request's own token, in Consul's order [agent/http.go
+    /// parseTokenInternal]: `?token=`, `X-Consul-Token`, then
+    /// `Authorization: Bearer`. Empty values count as absent.
+    pub fn token(&self) -> Option<&str> {
+        if let Some(t) = self.query.get("token").filter(|t| !t.is_empty()) {
+            return Some(t);
+        }
+        if let Some(t) = self
+            .headers
+            .get("X-Consul-Token")
+            .and_then(|v| v.to_str().ok())
+            .filter(|t| !t.is_empty())
+        {
+            return Some(t);
+        }
+        let auth = self.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+        let (scheme, rest) = auth.trim().split_once(' ')?;
+        let rest = rest.trim();
+        (scheme.eq_ignore_ascii_case("bearer") && !rest.is_empty()).then_some(rest)
     }
 }
 
@@ -468,11 +493,12 @@ pub fn set_meta(resp: &mut Response, ctx: &Ctx, index: u64, consistency: Consist
     );
 }
 
-/// Header added to every response of a registered endpoint.
-pub fn set_acl_policy(resp: &mut Response) {
+/// Header added to every response of a registered endpoint: the agent's
+/// `acl.default_policy` (`allow` while ACLs are off, as in Consul).
+pub fn set_acl_policy(resp: &mut Response, acl: &crate::acl::Resolver) {
     resp.headers_mut().insert(
         "X-Consul-Default-ACL-Policy",
-        HeaderValue::from_static("allow"),
+        HeaderValue::from_static(if acl.default_allow() { "allow" } else { "deny" }),
     );
 }
 
