@@ -287,7 +287,14 @@ async fn start_client(
     let servers = Arc::new(ServerList::new(gossip.clone(), config.datacenter.clone()));
     let status = Arc::new(ViewStatus::default());
     let local = Some(config.bind_addr);
-    let forwarder = Forwarder::new(servers.clone(), local, view.clone(), status.clone());
+    let agent_token = config
+        .acl
+        .tokens
+        .agent
+        .clone()
+        .or_else(|| config.acl.tokens.default.clone());
+    let forwarder = Forwarder::new(servers.clone(), local, view.clone(), status.clone())
+        .with_agent_token(agent_token);
     let subscriber = Subscriber {
         view: view.clone(),
         servers,
@@ -366,8 +373,10 @@ impl Running {
         }
         let acl = if !config.acl.enabled {
             crate::acl::Resolver::disabled()
-        } else if config.server {
-            crate::acl::Resolver::server(config.acl.clone(), core.catalog.clone())
+        } else if let Some(server) = &core.server {
+            let acl = crate::acl::Resolver::server(config.acl.clone(), core.catalog.clone());
+            server.node.set_acl(acl.clone());
+            acl
         } else {
             crate::acl::Resolver::client(config.acl.clone(), core.consensus.clone())
         };

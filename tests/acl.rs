@@ -462,3 +462,74 @@ fn an_expired_token_stops_working() {
     });
     assert!(gone);
 }
+
+/// A client agent has no ACL state: it resolves tokens through a server,
+/// and the server authorizes the writes it forwards again, so an agent
+/// configured more loosely (here `default_policy = "allow"`) still cannot
+/// write past the servers' ACLs.
+#[test]
+fn client_agents_resolve_through_servers_and_cannot_bypass_them() {
+    let server = acl_server(128, 3, Some(ROOT));
+    let mut client = Node::client(128, 4, &[3], &[]);
+    let conf =
+        json!({"acl": {"enabled": true, "default_policy": "allow", "tokens": {"agent": ROOT}}});
+    let path = client.data_dir.parent().expect("parent").join("acl.json");
+    std::fs::write(&path, conf.to_string()).expect("write config");
+    client.args.push(format!("-config-file={}", path.display()));
+    client.spawn();
+    // The agent's own registration goes through with its agent token.
+    let joined = eventually(Duration::from_secs(30), || {
+        call(&server, "GET", "/v1/catalog/node/c4", None, Some(ROOT))
+            .is_some_and(|r| r.status == 200 && r.body.trim() != "null")
+    });
+    assert!(
+        joined,
+        "client did not register; log:\n{}",
+        client.log_text()
+    );
+
+    let policy = json!({"Name": "web", "Rules": "key_prefix \"web/\" { policy = \"write\" }"});
+    ok(
+        &server,
+        "PUT",
+        "/v1/acl/policy",
+        Some(&policy.to_string()),
+        Some(ROOT),
+    );
+    let t = ok(
+        &server,
+        "PUT",
+        "/v1/acl/token",
+        Some(r#"{"Policies":[{"Name":"web"}]}"#),
+        Some(ROOT),
+    );
+    let acc = t["AccessorID"].as_str().expect("acc").to_string();
+    let secret = t["SecretID"].as_str().expect("secret").to_string();
+    let r = req(&client, "PUT", "/v1/kv/web/x", Some("1"), Some(&secret));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = req(&client, "PUT", "/v1/kv/db/x", Some("1"), Some(&secret));
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(
+        r.body,
+        format!("Permission denied: token with AccessorID '{acc}' lacks permission 'key:write' on \"db/x\"")
+    );
+    let r = req(&client, "GET", "/v1/kv/web/x", None, Some("no-such-secret"));
+    assert_eq!((r.status, r.body.as_str()), (403, "ACL not found"));
+    // The client's own default allows an anonymous write; the server's
+    // does not, and the server has the last word.
+    let r = req(&client, "PUT", "/v1/kv/open", Some("1"), None);
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(
+        r.body,
+        format!("Permission denied: token with AccessorID '{ANONYMOUS}' lacks permission 'key:write' on \"open\"")
+    );
+    let r = req(&server, "GET", "/v1/kv/open", None, Some(ROOT));
+    assert_eq!(r.status, 404);
+    assert_eq!(
+        header(
+            &req(&client, "GET", "/v1/status/leader", None, None),
+            "X-Consul-Default-ACL-Policy"
+        ),
+        Some("allow")
+    );
+}

@@ -3,6 +3,7 @@
 //! HTTP handler and DNS consults.
 
 mod authorizer;
+pub mod command;
 pub mod leader;
 pub mod resolver;
 pub mod rules;
@@ -32,6 +33,19 @@ pub fn denied(authz: &Authorizer, permission: &str, resource: &str) -> ApiError 
         StatusCode::FORBIDDEN,
         format!("Permission denied: {who} lacks permission '{permission}'{on}"),
     )
+}
+
+tokio::task_local! {
+    /// The token of the HTTP request being served (None: the request
+    /// carried none), so that writes forwarded to a server carry it.
+    pub static REQUEST_TOKEN: Option<String>;
+}
+
+/// Where a write is made from: `Some` inside an HTTP request (with its
+/// token, or none), `None` when the agent makes it itself (anti-entropy,
+/// check sync).
+pub fn request_token() -> Option<Option<String>> {
+    REQUEST_TOKEN.try_with(|t| t.clone()).ok()
 }
 
 /// The 403 for a secret that resolves to no token (Consul's `ACL not found`).

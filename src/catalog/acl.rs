@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 /// bootstrap "reset index").
 pub const BOOTSTRAP_KEY: &str = "acl/bootstrap";
 
+/// Built once and moved into the raft log, like [`super::command::Command`].
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AclOp {
     /// The leader's establishment: creates whichever of the builtins and
@@ -77,7 +79,11 @@ pub(super) fn apply_acl(
             initial,
         } => {
             let mut changed = false;
-            if tables.acl_policies.get(txn, MANAGEMENT_POLICY_ID)?.is_none() {
+            if tables
+                .acl_policies
+                .get(txn, MANAGEMENT_POLICY_ID)?
+                .is_none()
+            {
                 put_policy(tables, txn, index, management.clone(), None)?;
                 changed = true;
             }
@@ -89,9 +95,7 @@ pub(super) fn apply_acl(
                 if tables.acl_secrets.get(txn, &t.secret_id)?.is_none() {
                     put_token(tables, txn, index, t.clone(), None)?;
                     if bootstrap_index(tables, txn)?.is_none() {
-                        tables
-                            .meta
-                            .put(txn, BOOTSTRAP_KEY, &index.to_be_bytes())?;
+                        tables.meta.put(txn, BOOTSTRAP_KEY, &index.to_be_bytes())?;
                     }
                     changed = true;
                 }
@@ -111,9 +115,7 @@ pub(super) fn apply_acl(
                 return reject(e);
             }
             put_token(tables, txn, index, token.clone(), None)?;
-            tables
-                .meta
-                .put(txn, BOOTSTRAP_KEY, &index.to_be_bytes())?;
+            tables.meta.put(txn, BOOTSTRAP_KEY, &index.to_be_bytes())?;
             Response::Bool(true)
         }
         AclOp::TokenSet { token, create } => {
@@ -175,8 +177,7 @@ pub(super) fn apply_acl(
         AclOp::PolicyDelete { id } => {
             if id_key(id) == MANAGEMENT_POLICY_ID {
                 return reject(
-                    "Delete operation not permitted on the builtin global-management policy"
-                        .into(),
+                    "Delete operation not permitted on the builtin global-management policy".into(),
                 );
             }
             tables.acl_policies.delete(txn, &id_key(id))?;
@@ -241,8 +242,7 @@ fn check_new_token_ids(
     t: &Token,
 ) -> Result<Result<(), String>, heed::Error> {
     let acc = id_key(&t.accessor_id);
-    if tables.acl_tokens.get(txn, &acc)?.is_some() || tables.acl_secrets.get(txn, &acc)?.is_some()
-    {
+    if tables.acl_tokens.get(txn, &acc)?.is_some() || tables.acl_secrets.get(txn, &acc)?.is_some() {
         return Ok(Err("Invalid Token: AccessorID is already in use".into()));
     }
     if tables.acl_secrets.get(txn, &t.secret_id)?.is_some()

@@ -19,6 +19,9 @@ pub enum ServerRequest {
     Write {
         cmd: Command,
         hops: u8,
+        /// The secret the write is made with (None: the agent's default
+        /// token applies); the server authorizes the command with it.
+        token: Option<String>,
     },
     /// The index a read must reach to be as fresh as the leader.
     ReadIndex {

@@ -345,7 +345,14 @@ async fn call(server: &Server, route: &Route, req: Request, raw_path: &str) -> A
     if route.pattern == "/v1/kv/" {
         kv::check_traversal(raw_path, &ctx.rest)?;
     }
-    (route.handler)(ctx).await
+    if !api.acl.enabled() {
+        return (route.handler)(ctx).await;
+    }
+    // Writes the handler forwards to a server carry the request's token.
+    let token = ctx.token().map(str::to_string);
+    crate::acl::REQUEST_TOKEN
+        .scope(token, (route.handler)(ctx))
+        .await
 }
 
 /// Paths no endpoint is registered for.

@@ -66,7 +66,10 @@ impl From<AgentError> for ApiError {
 /// Every consensus failure is a 500 with Consul's text, as its RPC errors are.
 impl From<ConsensusError> for ApiError {
     fn from(e: ConsensusError) -> Self {
-        ApiError::Internal(e.to_string())
+        match e {
+            ConsensusError::AclDenied(m) => ApiError::Status(StatusCode::FORBIDDEN, m),
+            e => ApiError::Internal(e.to_string()),
+        }
     }
 }
 
