@@ -533,3 +533,133 @@ fn client_agents_resolve_through_servers_and_cannot_bypass_them() {
         Some("allow")
     );
 }
+
+fn cli(node: &Node, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let out = std::process::Command::new(common::BIN)
+        .args(args)
+        .env_remove("CONSUL_HTTP_TOKEN")
+        .env_remove("CONSUL_HTTP_TOKEN_FILE")
+        .env("CONSUL_HTTP_ADDR", format!("{}:8500", node.ip))
+        .envs(env.iter().copied())
+        .output()
+        .expect("run cli");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_acl_cli_speaks_consuls_shapes() {
+    let node = acl_server(128, 5, None);
+    let (code, out, err) = cli(&node, &["acl", "bootstrap"], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("Description:      Bootstrap Token (Global Management)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Policies:\n   00000000-0000-0000-0000-000000000001 - global-management"),
+        "{out}"
+    );
+    let secret = out
+        .lines()
+        .find_map(|l| l.strip_prefix("SecretID:"))
+        .map(|s| s.trim().to_string())
+        .expect("secret line");
+    let (code, _, err) = cli(&node, &["acl", "bootstrap"], &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("Failed ACL bootstrapping: Unexpected response code: 403 (Permission denied: ACL bootstrap no longer allowed"), "{err}");
+
+    let token_file = node.data_dir.parent().expect("parent").join("token");
+    std::fs::write(&token_file, format!("{secret}\n")).expect("write token");
+    let tf = format!("-token-file={}", token_file.display());
+    let (code, out, err) = cli(
+        &node,
+        &[
+            "acl",
+            "policy",
+            "create",
+            "-name",
+            "web",
+            "-rules",
+            "key_prefix \"web/\" { policy = \"write\" }",
+            &tf,
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Name:         web"), "{out}");
+    assert!(out.contains("Rules:\nkey_prefix \"web/\""), "{out}");
+    let env = [("CONSUL_HTTP_TOKEN", secret.as_str())];
+    let (code, out, _) = cli(&node, &["acl", "policy", "list"], &env);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("global-management:\n   ID:           00000000-0000-0000-0000-000000000001"),
+        "{out}"
+    );
+    assert!(out.contains("web:\n   ID:"), "{out}");
+    let (code, out, _) = cli(&node, &["acl", "policy", "read", "-name", "web"], &env);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("ID:           "), "{out}");
+
+    let (code, out, err) = cli(
+        &node,
+        &[
+            "acl",
+            "token",
+            "create",
+            "-description",
+            "web writer",
+            "-policy-name",
+            "web",
+        ],
+        &env,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Description:      web writer"), "{out}");
+    let accessor = out
+        .lines()
+        .find_map(|l| l.strip_prefix("AccessorID:"))
+        .map(|s| s.trim().to_string())
+        .expect("accessor line");
+    let new_secret = out
+        .lines()
+        .find_map(|l| l.strip_prefix("SecretID:"))
+        .map(|s| s.trim().to_string())
+        .expect("secret line");
+    assert_eq!(
+        req(&node, "PUT", "/v1/kv/web/a", Some("1"), Some(&new_secret)).status,
+        200
+    );
+    let (code, out, _) = cli(
+        &node,
+        &["acl", "token", "read", "-accessor-id", &accessor],
+        &env,
+    );
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("Policies:\n   ") && out.contains(" - web"),
+        "{out}"
+    );
+    let (code, out, _) = cli(&node, &["acl", "token", "list", "-token", &secret], &[]);
+    assert_eq!(code, 0);
+    assert_eq!(out.matches("AccessorID:").count(), 3, "{out}");
+    let (code, out, err) = cli(
+        &node,
+        &["acl", "token", "delete", "-accessor-id", &accessor],
+        &env,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out.trim(),
+        format!("Token {accessor:?} deleted successfully")
+    );
+    let (code, _, err) = cli(&node, &["acl", "token", "list"], &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("403"), "{err}");
+    let (code, out, _) = cli(&node, &["acl", "policy", "delete", "-name", "web"], &env);
+    assert_eq!(code, 0);
+    assert!(out.contains("deleted successfully"), "{out}");
+}
