@@ -53,6 +53,11 @@ struct Inner {
     cache: parking_lot::Mutex<Cache>,
 }
 
+/// Entries kept before the cache starts over: unknown secrets are cached
+/// too, and a caller must not grow the cache without bound by sending
+/// random ones.
+const CACHE_MAX: usize = 10_000;
+
 #[derive(Default)]
 struct Cache {
     /// The ACL index the entries were compiled at (servers).
@@ -66,6 +71,15 @@ struct Entry {
     expires: Option<i64>,
     /// Client agents: when the entry was fetched.
     fetched: Instant,
+}
+
+impl Cache {
+    fn insert(&mut self, secret: &str, entry: Entry) {
+        if self.entries.len() >= CACHE_MAX {
+            self.entries.clear();
+        }
+        self.entries.insert(secret.to_string(), entry);
+    }
 }
 
 pub fn now_nanos() -> i64 {
@@ -194,7 +208,7 @@ impl Resolver {
         let out = entry.authz.clone();
         let mut cache = self.inner.cache.lock();
         if cache.index == index {
-            cache.entries.insert(secret.to_string(), entry);
+            cache.insert(secret, entry);
         }
         out
     }
@@ -230,11 +244,7 @@ impl Resolver {
                     fetched: Instant::now(),
                 };
                 let out = entry.authz.clone();
-                self.inner
-                    .cache
-                    .lock()
-                    .entries
-                    .insert(secret.to_string(), entry);
+                self.inner.cache.lock().insert(secret, entry);
                 out
             }
             // Servers unreachable: Consul's down_policy.

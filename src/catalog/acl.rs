@@ -158,9 +158,14 @@ pub(super) fn apply_acl(
             for item in tables.acl_policies.iter(txn)? {
                 let (k, p) = item?;
                 if k != key && p.name == policy.name {
-                    let what = if *create { "Policy" } else { "policy" };
+                    // Consul's two spellings, for create and for update.
+                    let what = if *create {
+                        "A Policy with Name"
+                    } else {
+                        "A policy with name"
+                    };
                     return reject(format!(
-                        "Invalid Policy: A {what} with name {:?} already exists",
+                        "Invalid Policy: {what} {:?} already exists",
                         policy.name
                     ));
                 }
@@ -279,4 +284,106 @@ fn put_policy(
     p.modify_index = index;
     p.rehash();
     tables.acl_policies.put(txn, &id_key(&p.id), &p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::acl::types::Link;
+    use crate::catalog::apply::apply;
+    use crate::catalog::command::Command;
+    use crate::catalog::query::Reader;
+
+    fn run(t: &Tables, index: u64, op: AclOp) -> Response {
+        let mut txn = t.env.write_txn().unwrap();
+        let (resp, _) = apply(t, &mut txn, index, &Command::Acl(op)).unwrap();
+        txn.commit().unwrap();
+        resp
+    }
+
+    fn token(acc: &str, secret: &str) -> Token {
+        Token {
+            accessor_id: acc.into(),
+            secret_id: secret.into(),
+            policies: vec![Link {
+                id: MANAGEMENT_POLICY_ID.into(),
+                name: String::new(),
+            }],
+            ..Token::default()
+        }
+    }
+
+    #[test]
+    fn bootstrap_once_and_ids_unique_in_both_spaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Tables::open(dir.path()).unwrap();
+        let a = "11111111-1111-1111-1111-111111111111";
+        let b = "22222222-2222-2222-2222-222222222222";
+        assert_eq!(
+            run(&t, 5, AclOp::Bootstrap(token(a, b))),
+            Response::Bool(true)
+        );
+        assert_eq!(
+            run(&t, 6, AclOp::Bootstrap(token(b, a))),
+            Response::Rejected("ACL bootstrap no longer allowed (reset index: 5)".into())
+        );
+        // The secret of one token may not be another's accessor.
+        let dup = AclOp::TokenSet {
+            token: token(b, "33333333-3333-3333-3333-333333333333"),
+            create: true,
+        };
+        assert_eq!(
+            run(&t, 7, dup),
+            Response::Rejected("Invalid Token: AccessorID is already in use".into())
+        );
+        let r = Reader::new(&t).unwrap();
+        let got = r.acl_token_by_secret(b).unwrap().unwrap();
+        assert_eq!((got.create_index, got.modify_index), (5, 5));
+        assert_eq!(r.index(&[Table::Acl]).unwrap(), 5);
+    }
+
+    #[test]
+    fn builtins_are_protected_and_names_unique() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Tables::open(dir.path()).unwrap();
+        let anon = Token {
+            accessor_id: ANONYMOUS_ACCESSOR.into(),
+            secret_id: "anonymous".into(),
+            ..Token::default()
+        };
+        let init = AclOp::Init {
+            anonymous: anon,
+            management: Policy::management(),
+            initial: None,
+        };
+        assert_eq!(run(&t, 1, init.clone()), Response::Bool(true));
+        // A second establishment changes nothing.
+        assert_eq!(run(&t, 2, init), Response::Bool(false));
+        let del = AclOp::TokenDelete {
+            accessor: ANONYMOUS_ACCESSOR.into(),
+        };
+        assert!(matches!(run(&t, 3, del), Response::Rejected(_)));
+        let del = AclOp::PolicyDelete {
+            id: MANAGEMENT_POLICY_ID.into(),
+        };
+        assert!(matches!(run(&t, 4, del), Response::Rejected(_)));
+        let p = Policy {
+            id: "44444444-4444-4444-4444-444444444444".into(),
+            name: "global-management".into(),
+            ..Policy::default()
+        };
+        assert_eq!(
+            run(
+                &t,
+                5,
+                AclOp::PolicySet {
+                    policy: p,
+                    create: true
+                }
+            ),
+            Response::Rejected(
+                "Invalid Policy: A Policy with Name \"global-management\" already exists".into()
+            )
+        );
+    }
 }
