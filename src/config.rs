@@ -154,6 +154,65 @@ impl Default for Limits {
     }
 }
 
+/// `acl.down_policy`: what a client agent does when no server answers a
+/// token lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DownPolicy {
+    Allow,
+    Deny,
+    /// Keep using cached authorizers past their TTL (Consul's default).
+    ExtendCache,
+    /// As `ExtendCache`; Consul refreshes in the background.
+    AsyncCache,
+}
+
+/// `acl.tokens`: the agent's own tokens.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AclTokens {
+    /// `initial_management` (or the deprecated `master`): made a
+    /// management token by the leader.
+    pub initial_management: Option<String>,
+    /// Used for the agent's own writes (anti-entropy, check sync).
+    pub agent: Option<String>,
+    /// Used for requests that carry no token.
+    pub default: Option<String>,
+    /// Used for DNS lookups.
+    pub dns: Option<String>,
+    pub agent_recovery: Option<String>,
+    pub replication: Option<String>,
+}
+
+/// `acl {}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AclConfig {
+    pub enabled: bool,
+    /// `default_policy = "allow"` (Consul's default) or `"deny"`.
+    pub default_allow: bool,
+    pub down_policy: DownPolicy,
+    pub enable_token_persistence: bool,
+    pub enable_key_list_policy: bool,
+    pub token_ttl: Duration,
+    pub policy_ttl: Duration,
+    pub role_ttl: Duration,
+    pub tokens: AclTokens,
+}
+
+impl Default for AclConfig {
+    fn default() -> Self {
+        AclConfig {
+            enabled: false,
+            default_allow: true,
+            down_policy: DownPolicy::ExtendCache,
+            enable_token_persistence: false,
+            enable_key_list_policy: false,
+            token_ttl: Duration::from_secs(30),
+            policy_ttl: Duration::from_secs(30),
+            role_ttl: Duration::from_secs(30),
+            tokens: AclTokens::default(),
+        }
+    }
+}
+
 /// The resolved agent configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -214,6 +273,12 @@ pub struct Config {
     pub services: Vec<FileService>,
     /// Stand-alone checks defined in config files (`check`, `checks`).
     pub checks: Vec<FileCheck>,
+    pub acl: AclConfig,
+    /// The datacenter authoritative for ACLs; empty means this one.
+    pub primary_datacenter: String,
+    /// Deprecation warnings met while building, logged at startup as
+    /// Consul logs them.
+    pub warnings: Vec<String>,
 }
 
 impl Default for Config {
@@ -261,6 +326,9 @@ impl Default for Config {
             raft_trailing_logs: 10240,
             services: Vec::new(),
             checks: Vec::new(),
+            acl: AclConfig::default(),
+            primary_datacenter: String::new(),
+            warnings: vec![],
         }
     }
 }

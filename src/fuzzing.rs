@@ -623,6 +623,7 @@ pub fn sample_rpc_streams() -> Vec<(Rpc, Vec<u8>)> {
             body(&ServerRequest::Write {
                 cmd: commands[4].clone(),
                 hops: 0,
+                token: None,
             }),
         ),
         tagged(

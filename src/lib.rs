@@ -1,5 +1,6 @@
 //! cairn: a Consul-compatible, DNS-first service-discovery server.
 
+pub mod acl;
 pub mod agent;
 pub mod catalog;
 pub mod cli;

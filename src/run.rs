@@ -306,7 +306,14 @@ async fn start_client(
     let servers = Arc::new(ServerList::new(gossip.clone(), config.datacenter.clone()));
     let status = Arc::new(ViewStatus::default());
     let local = Some(config.bind_addr);
-    let forwarder = Forwarder::new(servers.clone(), local, view.clone(), status.clone());
+    let agent_token = config
+        .acl
+        .tokens
+        .agent
+        .clone()
+        .or_else(|| config.acl.tokens.default.clone());
+    let forwarder = Forwarder::new(servers.clone(), local, view.clone(), status.clone())
+        .with_agent_token(agent_token);
     let subscriber = Subscriber {
         view: view.clone(),
         servers,
@@ -388,9 +395,25 @@ impl Running {
             .await
             .map_err(|e| anyhow!("{e}"))?;
 
-        crate::dns::start(&config, core.catalog.clone())
-            .await
-            .context("starting DNS server")?;
+        for w in &config.warnings {
+            tracing::warn!("{w}");
+        }
+        let acl = if !config.acl.enabled {
+            crate::acl::Resolver::disabled()
+        } else if let Some(server) = &core.server {
+            let acl = crate::acl::Resolver::server(config.acl.clone(), core.catalog.clone());
+            server.node.set_acl(acl.clone());
+            acl
+        } else {
+            crate::acl::Resolver::client(config.acl.clone(), core.consensus.clone())
+        };
+        crate::dns::start(
+            &config,
+            core.catalog.clone(),
+            config.acl.enabled.then(|| acl.clone()),
+        )
+        .await
+        .context("starting DNS server")?;
         let http = crate::http::start(Api {
             agent: agent.clone(),
             catalog: core.catalog.clone(),
@@ -398,6 +421,7 @@ impl Running {
             gossip: gossip.clone(),
             config: config.clone(),
             metrics,
+            acl: acl.clone(),
         })
         .await
         .context("starting HTTP server")?;
@@ -425,6 +449,15 @@ impl Running {
         ];
         if let Some(server) = &core.server {
             tasks.extend(server_tasks(&config, &core, server, &gossip));
+            if config.acl.enabled {
+                tasks.push(tokio::spawn(crate::acl::leader::leader_loop(
+                    config.acl.clone(),
+                    core.consensus.clone(),
+                    core.catalog.clone(),
+                )));
+            }
+        } else if config.acl.enabled {
+            tasks.push(tokio::spawn(acl.clone().refresh_dns()));
         }
         let (join_failed_tx, join_failed) = tokio::sync::mpsc::channel::<String>(1);
         if !config.retry_join.is_empty() {

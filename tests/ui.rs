@@ -580,6 +580,129 @@ const CONTROL_LABELS: &str = "\
     return [...document.querySelectorAll('input:not([type=hidden]), select, textarea')] \
       .map(e => [e.id || e.outerHTML.slice(0, 80), label(e)]);";
 
+/// ACLs on with default deny: anonymous sees nothing, a token logged in on
+/// the login page sees only what its policy lets it read (and is told what
+/// it cannot do), and a management token manages tokens and policies from
+/// the ACL pages.
+#[test]
+fn with_acls_on_a_token_sees_only_what_it_may_read() {
+    let conf_dir = tempfile::tempdir().expect("tempdir");
+    let conf = conf_dir.path().join("acl.hcl");
+    std::fs::write(
+        &conf,
+        r#"
+acl {
+  enabled        = true
+  default_policy = "deny"
+  tokens {
+    initial_management = "root"
+  }
+}
+"#,
+    )
+    .expect("write acl.hcl");
+    let mut a = TestAgent::unstarted(IP, &[&format!("-config-file={}", conf.display())]);
+    a.token = Some("root".into());
+    a.start();
+    for (id, name) in [("web-1", "web"), ("db-1", "db")] {
+        register(&a, json!({"ID": id, "Name": name, "Port": 80}));
+    }
+    kv_put(&a, "secret/db-password", "hunter2");
+    let policy = json!({
+        "Name": "web-read",
+        "Rules": "service \"web\" { policy = \"read\" }\nnode_prefix \"\" { policy = \"read\" }",
+    });
+    let r = a.put("/v1/acl/policy", &policy.to_string());
+    assert_eq!(r.status, 200, "policy: {}", r.body);
+    let r = a.put(
+        "/v1/acl/token",
+        &json!({"Description": "web reader", "Policies": [{"Name": "web-read"}]}).to_string(),
+    );
+    assert_eq!(r.status, 200, "token: {}", r.body);
+    let secret = r.json()["SecretID"].as_str().expect("SecretID").to_string();
+
+    let b = Browser::start();
+    // Anonymous, under default deny: an empty list, not an error.
+    b.goto(&ui(&a, "dc1/services"));
+    b.wait_page("services");
+    b.wait_text("#count", "0 services");
+    assert!(
+        b.exists("#nav-acls"),
+        "ACL pages are linked when ACLs are on"
+    );
+
+    b.goto(&ui(&a, "dc1/login"));
+    b.wait_page("login");
+    b.type_into("#token", &secret);
+    b.click("#login-save");
+    b.wait_for("the login to be accepted", PRESENCE, |b| {
+        b.text("#login-message")
+            .filter(|t| t.contains("Logged in") && t.contains("web reader"))
+    });
+
+    b.goto(&ui(&a, "dc1/services"));
+    b.wait_page("services");
+    b.wait_present(&row("web"));
+    b.wait_text("#count", "1 service");
+    assert!(!b.exists(&row("db")), "db is not readable by this token");
+    assert!(!b.exists(&row("consul")), "nor is the consul service");
+
+    // What the token may not read is said, not shown as a blank page.
+    b.goto(&ui(&a, "dc1/kv/secret/db-password/edit"));
+    b.wait_for("a 403 message", PRESENCE, |b| {
+        b.text("#error").filter(|t| t.contains("This token cannot"))
+    });
+    let page = b.text("#main").unwrap_or_default();
+    assert!(!page.contains("hunter2"), "the value is not shown: {page}");
+
+    // A management token: the tokens page lists the web reader's token,
+    // and a policy and a token made in the page exist over HTTP, then go.
+    b.goto(&ui(&a, "dc1/login"));
+    b.wait_page("login");
+    b.type_into("#token", "root");
+    b.click("#login-save");
+    b.wait_for("the management login", PRESENCE, |b| {
+        b.text("#login-message").filter(|t| t.contains("Logged in"))
+    });
+    b.goto(&ui(&a, "dc1/acls/policies"));
+    b.wait_page("policies");
+    b.type_into("#policy-name", "kv-ops");
+    b.type_into(
+        "#policy-rules",
+        "key_prefix \"ops/\" { policy = \"write\" }",
+    );
+    b.click("#policy-create");
+    let policy_id = b.wait_for("kv-ops over HTTP", PRESENCE, |_| {
+        let r = a.get_ok("/v1/acl/policy/name/kv-ops");
+        (r.status == 200).then(|| r.json()["ID"].as_str().unwrap_or("").to_string())
+    });
+    b.wait_present(&format!("[data-policy=\"{policy_id}\"]"));
+
+    b.goto(&ui(&a, "dc1/acls/tokens"));
+    b.wait_page("tokens");
+    b.wait_for("the web reader's token in the list", PRESENCE, |b| {
+        b.text("#main").filter(|t| t.contains("web reader"))
+    });
+    b.type_into("#token-description", "made in the page");
+    b.click(&format!("#token-policy-{policy_id}"));
+    b.click("#token-create");
+    let accessor = b.wait_for("the new token over HTTP", PRESENCE, |_| {
+        let r = a.get_ok("/v1/acl/tokens");
+        r.json().as_array().and_then(|ts| {
+            ts.iter()
+                .find(|t| t["Description"] == "made in the page")
+                .filter(|t| t["Policies"][0]["Name"] == "kv-ops")
+                .and_then(|t| t["AccessorID"].as_str().map(str::to_string))
+        })
+    });
+    let row = format!("[data-accessor=\"{accessor}\"]");
+    b.click(&format!("{row} button[data-action=\"delete\"]"));
+    b.accept_alert();
+    b.wait_absent(&row);
+    let r = a.get_ok(&format!("/v1/acl/token/{accessor}"));
+    assert_eq!(r.status, 403, "deleted: {}", r.body);
+}
+
 fn labels_of_controls(b: &Browser) -> Vec<(String, Option<String>)> {
     let v = b.js(CONTROL_LABELS, vec![]);
     v.as_array()

@@ -19,6 +19,8 @@ pub struct Touched {
     pub catalog: bool,
     pub kv: bool,
     pub sessions: bool,
+    /// Tokens, policies or roles changed.
+    pub acl: bool,
     /// KV keys written or deleted (for per-key blocking queries).
     pub kv_keys: Vec<String>,
     /// Every KV key may have changed (a delete of the whole tree).
@@ -56,6 +58,7 @@ pub fn apply(
         Command::Session(op) => {
             sessions::apply_session(tables, &mut child, index, op, &mut touched)
         }
+        Command::Acl(op) => super::acl::apply_acl(tables, &mut child, index, op, &mut touched),
     };
     match outcome? {
         Ok(resp) => {

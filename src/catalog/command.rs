@@ -115,6 +115,9 @@ pub enum Command {
     Kv(KvOp),
     Txn(Vec<TxnOp>),
     Session(SessionOp),
+    /// Tokens, policies and roles. Never fed to client agents' views
+    /// (they carry secrets).
+    Acl(super::acl::AclOp),
 }
 
 impl Command {
@@ -126,6 +129,7 @@ impl Command {
             Command::Kv(_) => "kv",
             Command::Txn(_) => "txn",
             Command::Session(_) => "session",
+            Command::Acl(_) => "acl",
         }
     }
 }

@@ -6,6 +6,7 @@
 //! (`crate::feed`). Both apply entries through [`Catalog::apply_entries`],
 //! so both hold the same tables at the same index.
 
+pub mod acl;
 pub mod apply;
 pub mod command;
 pub mod leases;
@@ -53,6 +54,8 @@ pub struct Changes {
     pub kv: u64,
     /// Index of the last change to sessions.
     pub sessions: u64,
+    /// Index of the last change to ACL tokens, policies or roles.
+    pub acl: u64,
 }
 
 /// What one apply batch changed, for [`Catalog::publish_batch`].
@@ -62,6 +65,7 @@ pub struct BatchChanges {
     pub catalog: Option<u64>,
     pub kv: Option<u64>,
     pub sessions: Option<u64>,
+    pub acl: Option<u64>,
     /// KV keys written, each with the index of its last change in the batch.
     pub kv_keys: Vec<(String, u64)>,
     /// The whole KV tree may have changed at this index.
@@ -98,13 +102,14 @@ impl Catalog {
     }
 
     fn open_with(tables: Tables, ready: bool) -> Result<Catalog, StoreError> {
-        let (applied, catalog_idx, kv_idx, sessions_idx) = {
+        let (applied, catalog_idx, kv_idx, sessions_idx, acl_idx) = {
             let r = Reader::new(&tables)?;
             (
                 read_applied(&tables, &r.txn)?.index,
                 r.index(&[Table::Nodes, Table::Services, Table::Checks])?,
                 r.index(&[Table::Kvs])?,
                 r.index(&[Table::Sessions])?,
+                r.index(&[Table::Acl])?,
             )
         };
         let (changes, _) = tokio_watch::channel(Changes {
@@ -112,6 +117,7 @@ impl Catalog {
             catalog: catalog_idx,
             kv: kv_idx,
             sessions: sessions_idx,
+            acl: acl_idx,
         });
         Ok(Catalog {
             tables,
@@ -188,6 +194,9 @@ impl Catalog {
             }
             if touched.sessions {
                 batch.sessions = Some(index);
+            }
+            if touched.acl {
+                batch.acl = Some(index);
             }
             if touched.kv_all {
                 batch.kv_all = Some(index);
@@ -282,6 +291,9 @@ impl Catalog {
             if let Some(i) = batch.sessions {
                 c.sessions = c.sessions.max(i);
             }
+            if let Some(i) = batch.acl {
+                c.acl = c.acl.max(i);
+            }
         });
     }
 
@@ -292,6 +304,7 @@ impl Catalog {
             c.catalog = applied;
             c.kv = applied;
             c.sessions = applied;
+            c.acl = applied;
         });
         self.kv_watch.notify_all(applied);
     }

@@ -248,3 +248,67 @@ fn has_tags(svc: &Service, tags: &[String]) -> bool {
     tags.iter()
         .all(|t| svc.tags.iter().any(|have| have.eq_ignore_ascii_case(t)))
 }
+
+/// ACL reads (servers only hold these tables' contents).
+impl Reader<'_> {
+    pub fn acl_token(&self, accessor: &str) -> QResult<Option<crate::acl::types::Token>> {
+        self.tables
+            .acl_tokens
+            .get(&self.txn, &crate::acl::types::id_key(accessor))
+    }
+
+    pub fn acl_token_by_secret(&self, secret: &str) -> QResult<Option<crate::acl::types::Token>> {
+        match self.tables.acl_secrets.get(&self.txn, secret)? {
+            Some(acc) => self.tables.acl_tokens.get(&self.txn, acc),
+            None => Ok(None),
+        }
+    }
+
+    pub fn acl_tokens(&self) -> QResult<Vec<crate::acl::types::Token>> {
+        self.tables
+            .acl_tokens
+            .iter(&self.txn)?
+            .map(|r| r.map(|(_, t)| t))
+            .collect()
+    }
+
+    pub fn acl_policy(&self, id: &str) -> QResult<Option<crate::acl::types::Policy>> {
+        self.tables
+            .acl_policies
+            .get(&self.txn, &crate::acl::types::id_key(id))
+    }
+
+    pub fn acl_policies(&self) -> QResult<Vec<crate::acl::types::Policy>> {
+        self.tables
+            .acl_policies
+            .iter(&self.txn)?
+            .map(|r| r.map(|(_, p)| p))
+            .collect()
+    }
+
+    pub fn acl_policy_named(&self, name: &str) -> QResult<Option<crate::acl::types::Policy>> {
+        Ok(self.acl_policies()?.into_iter().find(|p| p.name == name))
+    }
+
+    pub fn acl_role(&self, id: &str) -> QResult<Option<crate::acl::types::Role>> {
+        self.tables
+            .acl_roles
+            .get(&self.txn, &crate::acl::types::id_key(id))
+    }
+
+    pub fn acl_roles(&self) -> QResult<Vec<crate::acl::types::Role>> {
+        self.tables
+            .acl_roles
+            .iter(&self.txn)?
+            .map(|r| r.map(|(_, p)| p))
+            .collect()
+    }
+
+    pub fn acl_role_named(&self, name: &str) -> QResult<Option<crate::acl::types::Role>> {
+        Ok(self.acl_roles()?.into_iter().find(|p| p.name == name))
+    }
+
+    pub fn acl_bootstrap_index(&self) -> QResult<Option<u64>> {
+        super::acl::bootstrap_index(self.tables, &self.txn)
+    }
+}

@@ -4,6 +4,7 @@
 //! table, so either side sees the catalog at exactly one index.
 
 use super::types::{Check, KvEntry, Node, Service, Session};
+use crate::acl::types::{Policy, Role, Token};
 use crate::store::{node_scoped_key, Table, Tables};
 use heed::{RoTxn, RwTxn, WithoutTls};
 use serde::{Deserialize, Serialize};
@@ -18,15 +19,27 @@ pub struct CatalogSnapshot {
     pub kv: Vec<KvEntry>,
     pub indexes: Vec<(String, u64)>,
     pub sessions: Vec<Session>,
+    /// ACL tokens, policies and roles; emptied before a snapshot is sent
+    /// to a client agent's view (they carry secrets).
+    pub acl: AclSnapshot,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AclSnapshot {
+    pub tokens: Vec<Token>,
+    pub policies: Vec<Policy>,
+    pub roles: Vec<Role>,
+    pub bootstrap_index: Option<u64>,
 }
 
 /// The tables whose indexes a snapshot carries.
-const INDEXED: [Table; 5] = [
+const INDEXED: [Table; 6] = [
     Table::Nodes,
     Table::Services,
     Table::Checks,
     Table::Kvs,
     Table::Sessions,
+    Table::Acl,
 ];
 
 pub fn dump(tables: &Tables, txn: &RoTxn<WithoutTls>) -> Result<CatalogSnapshot, heed::Error> {
@@ -46,6 +59,16 @@ pub fn dump(tables: &Tables, txn: &RoTxn<WithoutTls>) -> Result<CatalogSnapshot,
     for r in tables.sessions.iter(txn)? {
         snap.sessions.push(r?.1);
     }
+    for r in tables.acl_tokens.iter(txn)? {
+        snap.acl.tokens.push(r?.1);
+    }
+    for r in tables.acl_policies.iter(txn)? {
+        snap.acl.policies.push(r?.1);
+    }
+    for r in tables.acl_roles.iter(txn)? {
+        snap.acl.roles.push(r?.1);
+    }
+    snap.acl.bootstrap_index = super::acl::bootstrap_index(tables, txn)?;
     for t in INDEXED {
         snap.indexes
             .push((t.meta_key().to_string(), tables.table_index(txn, t)?));
@@ -67,6 +90,30 @@ pub fn restore(
     tables.sessions.clear(txn)?;
     tables.session_keys.clear(txn)?;
     tables.meta.clear(txn)?;
+    tables.acl_tokens.clear(txn)?;
+    tables.acl_secrets.clear(txn)?;
+    tables.acl_policies.clear(txn)?;
+    tables.acl_roles.clear(txn)?;
+    for t in &snap.acl.tokens {
+        let key = crate::acl::types::id_key(&t.accessor_id);
+        tables.acl_secrets.put(txn, &t.secret_id, &key)?;
+        tables.acl_tokens.put(txn, &key, t)?;
+    }
+    for p in &snap.acl.policies {
+        tables
+            .acl_policies
+            .put(txn, &crate::acl::types::id_key(&p.id), p)?;
+    }
+    for r in &snap.acl.roles {
+        tables
+            .acl_roles
+            .put(txn, &crate::acl::types::id_key(&r.id), r)?;
+    }
+    if let Some(i) = snap.acl.bootstrap_index {
+        tables
+            .meta
+            .put(txn, super::acl::BOOTSTRAP_KEY, &i.to_be_bytes())?;
+    }
     for n in &snap.nodes {
         tables.nodes.put(txn, &n.name, n)?;
     }

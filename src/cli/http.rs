@@ -10,6 +10,7 @@ use std::time::Duration;
 pub struct HttpArgs {
     addr: Option<String>,
     token: Option<String>,
+    token_file: Option<String>,
 }
 
 /// A subcommand's options that include the HTTP flags.
@@ -43,6 +44,11 @@ pub fn flags<T: WithHttp>() -> Vec<Flag<T>> {
             "An ACL token sent as X-Consul-Token. Defaults to CONSUL_HTTP_TOKEN.",
             |o: &mut T, v| o.http().token = Some(v),
         ),
+        Flag::text(
+            "token-file",
+            "A `file` holding the ACL token. Defaults to CONSUL_HTTP_TOKEN_FILE.",
+            |o: &mut T, v| o.http().token_file = Some(v),
+        ),
     ]
 }
 
@@ -65,11 +71,25 @@ impl HttpArgs {
     /// A blocking client that sends the token, if any, with every request.
     pub fn client(&self, timeout: Duration) -> Result<reqwest::blocking::Client> {
         let mut headers = reqwest::header::HeaderMap::new();
-        let token = self
-            .token
-            .clone()
-            .or_else(|| std::env::var("CONSUL_HTTP_TOKEN").ok())
-            .filter(|t| !t.is_empty());
+        // Consul's order: -token, -token-file, CONSUL_HTTP_TOKEN,
+        // CONSUL_HTTP_TOKEN_FILE.
+        let from_file = |path: String| -> Result<String> {
+            std::fs::read_to_string(&path)
+                .map(|t| t.trim().to_string())
+                .with_context(|| format!("Error loading token file {path}"))
+        };
+        let token = match (&self.token, &self.token_file) {
+            (Some(t), _) => Some(t.clone()),
+            (None, Some(f)) => Some(from_file(f.clone())?),
+            (None, None) => match std::env::var("CONSUL_HTTP_TOKEN") {
+                Ok(t) if !t.is_empty() => Some(t),
+                _ => match std::env::var("CONSUL_HTTP_TOKEN_FILE") {
+                    Ok(f) if !f.is_empty() => Some(from_file(f)?),
+                    _ => None,
+                },
+            },
+        }
+        .filter(|t| !t.is_empty());
         if let Some(t) = token {
             let value = reqwest::header::HeaderValue::from_str(&t)
                 .context("the ACL token is not a valid header value")?;

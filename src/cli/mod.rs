@@ -2,6 +2,7 @@
 //! Go-style flags as Consul's CLI parses them (`flags.rs`): `-flag=v`,
 //! `-flag v`, `--flag v`, bare booleans, and flags before positionals.
 
+mod acl;
 pub(crate) mod agent;
 mod client;
 mod config_files;
@@ -18,6 +19,7 @@ use flags::FlagSet;
 const USAGE: &str = "Usage: cairn [--version] [--help] <command> [<args>]
 
 Available commands are:
+    acl            Interact with the ACL system (bootstrap, policies, tokens)
     agent          Runs a cairn agent
     force-leave    Forces a member of the cluster to enter the left state
     info           Provides debugging information for operators
@@ -46,6 +48,7 @@ pub fn main(argv: Vec<String>) -> Result<i32> {
     let rest: Vec<String> = args.collect();
     match cmd.as_str() {
         "agent" => agent::run(rest),
+        "acl" => acl::run(rest),
         "version" => without_flags("Usage: cairn version\n", &rest, print_version),
         "-version" | "--version" | "-v" => Ok(print_version()),
         "leave" | "members" | "info" | "join" | "force-leave" | "operator" => {

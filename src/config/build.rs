@@ -5,8 +5,8 @@
 //! from: the datacenter is lower-cased, domains get one trailing dot,
 //! addresses and durations are parsed.
 
-use super::source::{DnsSource, DurationSource, PortsSource, Source};
-use super::{definitions, normalize_domain, Config, ConfigError};
+use super::source::{AclSource, DnsSource, DurationSource, PortsSource, Source};
+use super::{definitions, normalize_domain, Config, ConfigError, DownPolicy};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -96,7 +96,75 @@ impl Config {
         self.apply_join(s)?;
         self.apply_agent(s)?;
         self.apply_limits(s);
+        self.apply_acl(&s.acl)?;
+        if let Some(dc) = &s.primary_datacenter {
+            self.primary_datacenter = dc.to_ascii_lowercase();
+        }
         self.apply_definitions(s)
+    }
+
+    /// `acl {}`, with Consul's deprecated token names accepted and warned
+    /// about.
+    fn apply_acl(&mut self, a: &AclSource) -> Result<(), String> {
+        let c = &mut self.acl;
+        set(&mut c.enabled, &a.enabled);
+        if let Some(p) = &a.default_policy {
+            c.default_allow = match p.as_str() {
+                "allow" => true,
+                "deny" => false,
+                other => return Err(format!("Invalid ACL default policy: {other:?}")),
+            };
+        }
+        if let Some(p) = &a.down_policy {
+            c.down_policy = match p.as_str() {
+                "allow" => DownPolicy::Allow,
+                "deny" => DownPolicy::Deny,
+                "extend-cache" => DownPolicy::ExtendCache,
+                "async-cache" => DownPolicy::AsyncCache,
+                other => return Err(format!("Invalid ACL down policy: {other:?}")),
+            };
+        }
+        set(&mut c.enable_token_persistence, &a.enable_token_persistence);
+        set(&mut c.enable_key_list_policy, &a.enable_key_list_policy);
+        set_duration(&mut c.token_ttl, "acl.token_ttl", &a.token_ttl)?;
+        set_duration(&mut c.policy_ttl, "acl.policy_ttl", &a.policy_ttl)?;
+        set_duration(&mut c.role_ttl, "acl.role_ttl", &a.role_ttl)?;
+        let t = &a.tokens;
+        if t.master.is_some() {
+            self.warnings.push(
+                "The 'acl.tokens.master' field is deprecated. Use the 'acl.tokens.initial_management' field instead."
+                    .into(),
+            );
+        }
+        if t.agent_master.is_some() {
+            self.warnings.push(
+                "The 'acl.tokens.agent_master' field is deprecated. Use the 'acl.tokens.agent_recovery' field instead."
+                    .into(),
+            );
+        }
+        let c = &mut self.acl.tokens;
+        set_some(&mut c.initial_management, &t.master);
+        set_some(&mut c.initial_management, &t.initial_management);
+        set_some(&mut c.agent_recovery, &t.agent_master);
+        set_some(&mut c.agent_recovery, &t.agent_recovery);
+        set_some(&mut c.agent, &t.agent);
+        set_some(&mut c.default, &t.default);
+        set_some(&mut c.dns, &t.dns);
+        set_some(&mut c.replication, &t.replication);
+        // Empty strings mean unset, as in Consul.
+        for v in [
+            &mut c.initial_management,
+            &mut c.agent,
+            &mut c.default,
+            &mut c.dns,
+            &mut c.agent_recovery,
+            &mut c.replication,
+        ] {
+            if v.as_deref() == Some("") {
+                *v = None;
+            }
+        }
+        Ok(())
     }
 
     /// Service and check definitions append across sources, as Consul

@@ -132,6 +132,41 @@ pub struct Source {
     pub check: Vec<serde_json::Value>,
     #[serde(deserialize_with = "one_or_many")]
     pub checks: Vec<serde_json::Value>,
+    pub acl: AclSource,
+    pub primary_datacenter: Option<String>,
+}
+
+/// `acl`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AclSource {
+    pub enabled: Option<bool>,
+    pub default_policy: Option<String>,
+    pub down_policy: Option<String>,
+    pub enable_token_persistence: Option<bool>,
+    pub enable_key_list_policy: Option<bool>,
+    pub enable_token_replication: Option<bool>,
+    pub token_ttl: Option<DurationSource>,
+    pub policy_ttl: Option<DurationSource>,
+    pub role_ttl: Option<DurationSource>,
+    pub tokens: AclTokensSource,
+}
+
+/// `acl.tokens`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AclTokensSource {
+    pub initial_management: Option<String>,
+    /// Deprecated name of `initial_management`.
+    pub master: Option<String>,
+    pub agent: Option<String>,
+    pub default: Option<String>,
+    pub dns: Option<String>,
+    pub agent_recovery: Option<String>,
+    /// Deprecated name of `agent_recovery`.
+    pub agent_master: Option<String>,
+    pub replication: Option<String>,
+    pub config_file_service_registration: Option<String>,
 }
 
 /// One object or a list of them. Consul's config decoding takes either

@@ -19,6 +19,9 @@ pub enum ServerRequest {
     Write {
         cmd: Command,
         hops: u8,
+        /// The secret the write is made with (None: the agent's default
+        /// token applies); the server authorizes the command with it.
+        token: Option<String>,
     },
     /// The index a read must reach to be as fresh as the leader.
     ReadIndex {
@@ -41,6 +44,11 @@ pub enum ServerRequest {
     /// Whether this server's raft is initialized and whom it follows (the
     /// probe servers make before bootstrapping).
     Status,
+    /// What the token with this secret may do (client agents hold no ACL
+    /// state). Answered from the server's replica.
+    ResolveToken {
+        secret: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -59,6 +67,7 @@ pub enum Reply {
     Configuration(RaftConfiguration),
     Done,
     Status(StatusReply),
+    Identity(Option<crate::acl::Identity>),
 }
 
 pub type ServerResponse = Result<Reply, ConsensusError>;

@@ -30,6 +30,10 @@ pub enum ConsensusError {
     /// The local state store failed.
     #[error("state store: {0}")]
     Store(String),
+    /// The server refused a forwarded write under ACLs (403 with the
+    /// text: `ACL not found` or Consul's permission denial).
+    #[error("{0}")]
+    AclDenied(String),
     /// Any other raft failure, with raft's text.
     #[error("{0}")]
     Raft(String),

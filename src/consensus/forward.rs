@@ -103,6 +103,9 @@ impl ViewStatus {
 }
 
 pub struct Forwarder {
+    /// The agent's own token for writes it makes itself (`acl.tokens.agent`,
+    /// else `default`).
+    agent_token: Option<String>,
     servers: Arc<ServerList>,
     rpc: MuxClient,
     view: Arc<Catalog>,
@@ -118,11 +121,18 @@ impl Forwarder {
         status: Arc<ViewStatus>,
     ) -> Forwarder {
         Forwarder {
+            agent_token: None,
             servers,
             rpc: MuxClient::new(local, Protocol::Consul),
             view,
             status,
         }
+    }
+
+    /// The token the agent's own writes (outside any request) carry.
+    pub fn with_agent_token(mut self, token: Option<String>) -> Forwarder {
+        self.agent_token = token;
+        self
     }
 
     /// Sends `req` to the first server that can be reached.
@@ -166,7 +176,15 @@ impl Forwarder {
 #[async_trait::async_trait]
 impl Backend for Forwarder {
     async fn write(&self, cmd: Command) -> Result<(u64, Response), ConsensusError> {
-        match self.call(&ServerRequest::Write { cmd, hops: 0 }).await? {
+        let token = crate::acl::request_token().unwrap_or_else(|| self.agent_token.clone());
+        match self
+            .call(&ServerRequest::Write {
+                cmd,
+                hops: 0,
+                token,
+            })
+            .await?
+        {
             Reply::Written { index, response } => {
                 self.view_reaches(index, WRITE_VISIBLE_WAIT).await;
                 Ok((index, response))
@@ -240,5 +258,18 @@ impl Backend for Forwarder {
 
     async fn raft_stats(&self) -> Option<RaftStats> {
         None
+    }
+
+    async fn resolve_token(
+        &self,
+        secret: &str,
+    ) -> Result<Option<crate::acl::Identity>, ConsensusError> {
+        let req = ServerRequest::ResolveToken {
+            secret: secret.to_string(),
+        };
+        match self.call(&req).await? {
+            Reply::Identity(i) => Ok(i),
+            _ => Err(mismatched()),
+        }
     }
 }

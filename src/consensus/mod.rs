@@ -111,6 +111,12 @@ pub trait Backend: Send + Sync + 'static {
     fn leader_watch(&self) -> watch::Receiver<Option<String>>;
     /// Raft statistics; `None` on client agents.
     async fn raft_stats(&self) -> Option<RaftStats>;
+    /// The compiled inputs of the token with `secret` (None: no such
+    /// token, or expired), from a server's replica.
+    async fn resolve_token(
+        &self,
+        secret: &str,
+    ) -> Result<Option<crate::acl::Identity>, ConsensusError>;
 }
 
 /// The shared consensus handle.

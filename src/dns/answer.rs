@@ -4,10 +4,18 @@
 //! per-response shuffle. Transport limits are applied afterwards
 //! ([`super::truncate`]); `max_answers` only spares building records that
 //! would be cut anyway.
+//!
+//! Under ACLs the answer is what the DNS token may read, as Consul's DNS
+//! server sees the catalog through its token's filters: a service
+//! instance needs `service:read` on its service and `node:read` on its
+//! node, a node lookup `node:read`, a reverse lookup read on the node (and
+//! service) owning the address; a name with nothing readable left is
+//! NXDOMAIN, exactly as a name that does not exist.
 
 use super::index::{ip_rdata, Address, Index, Instance, ServiceEntry};
 use super::name::{self, Lookup, Zone};
 use super::Settings;
+use crate::acl::{Access, Authorizer, Resource};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::rdata::{CNAME, NS, PTR, SOA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
@@ -105,11 +113,17 @@ impl Answer {
 
 /// Answers one question. `max_answers` bounds how many answer records are
 /// worth building for the transport at hand.
-pub fn answer(settings: &Settings, index: &Index, q: &Question<'_>, max_answers: usize) -> Answer {
+pub fn answer(
+    settings: &Settings,
+    index: &Index,
+    q: &Question<'_>,
+    max_answers: usize,
+    authz: &Authorizer,
+) -> Answer {
     let max_answers = max_answers.max(1);
     match name::zone(&q.labels, &settings.domain_labels) {
         Zone::Foreign => Answer::refused(),
-        Zone::Reverse => reverse(settings, index, q),
+        Zone::Reverse => reverse(settings, index, q, authz),
         Zone::Catalog { domain, labels } => match q.qtype {
             RecordType::SOA => {
                 let mut a = Answer::new(ResponseCode::NoError);
@@ -123,7 +137,7 @@ pub fn answer(settings: &Settings, index: &Index, q: &Question<'_>, max_answers:
                 a
             }
             RecordType::AXFR | RecordType::IXFR => Answer::new(ResponseCode::NotImp),
-            _ => dispatch(settings, index, q, domain, labels, max_answers),
+            _ => dispatch(settings, index, q, domain, labels, max_answers, authz),
         },
     }
 }
@@ -135,6 +149,7 @@ fn dispatch(
     domain: usize,
     labels: &[&str],
     max_answers: usize,
+    authz: &Authorizer,
 ) -> Answer {
     match name::parse(labels, q.qtype == RecordType::SRV) {
         // The apex exists (it has SOA and NS records), so other types are
@@ -151,9 +166,17 @@ fn dispatch(
         }
         Lookup::Service { service, tag, .. } => match index.service(service) {
             None => Answer::nxdomain(settings, domain),
-            Some(entry) => service_answer(settings, q, domain, entry, tag.as_deref(), max_answers),
+            Some(entry) => service_answer(
+                settings,
+                q,
+                domain,
+                entry,
+                tag.as_deref(),
+                max_answers,
+                authz,
+            ),
         },
-        Lookup::Node { node, .. } => node_answer(settings, index, q, domain, &node),
+        Lookup::Node { node, .. } => node_answer(settings, index, q, domain, &node, authz),
         Lookup::Addr(ip) => addr_answer(settings, q, ip),
     }
 }
@@ -169,6 +192,7 @@ fn service_answer(
     entry: &ServiceEntry,
     tag: Option<&str>,
     max_answers: usize,
+    authz: &Authorizer,
 ) -> Answer {
     let mut picked: Vec<&Instance> = match tag {
         None => entry.instances.iter().collect(),
@@ -178,6 +202,14 @@ fn service_answer(
             .filter(|i| i.tags.iter().any(|t| t == tag))
             .collect(),
     };
+    // With ACLs off this is one branch; with them on, a lookup per
+    // instance against the rules, without allocating.
+    if authz.enabled() {
+        picked.retain(|i| {
+            authz.allows(Resource::Service, &i.service, Access::Read)
+                && authz.allows(Resource::Node, &i.node.name, Access::Read)
+        });
+    }
     if picked.is_empty() {
         return Answer::nxdomain(settings, domain);
     }
@@ -342,8 +374,12 @@ fn node_answer(
     q: &Question<'_>,
     domain: usize,
     node: &str,
+    authz: &Authorizer,
 ) -> Answer {
-    let Some(node) = index.node(node) else {
+    let Some(node) = index
+        .node(node)
+        .filter(|n| authz.allows(Resource::Node, &n.name, Access::Read))
+    else {
         return Answer::nxdomain(settings, domain);
     };
     let mut a = Answer::new(ResponseCode::NoError);
@@ -408,13 +444,20 @@ fn addr_answer(settings: &Settings, q: &Question<'_>, ip: IpAddr) -> Answer {
 /// PTR for a node address (`<node>.node.<dc>.<domain>`) or a service's own
 /// address (`<svc>.service.<dc>.<domain>`), always in the primary domain,
 /// TTL 0. Unknown addresses are NXDOMAIN (cairn has no recursors).
-fn reverse(settings: &Settings, index: &Index, q: &Question<'_>) -> Answer {
+fn reverse(settings: &Settings, index: &Index, q: &Question<'_>, authz: &Authorizer) -> Answer {
     let ip = q
         .name
         .parse_arpa_name()
         .ok()
         .and_then(|net| (net.prefix_len() == net.max_prefix_len()).then(|| net.addr()));
-    let Some(target) = ip.and_then(|ip| index.ptr(&ip)) else {
+    // An address the token may not see the owner of is unknown to it.
+    let readable = |t: &&super::index::PtrTarget| {
+        authz.allows(Resource::Node, &t.node.name, Access::Read)
+            && t.service
+                .as_ref()
+                .is_none_or(|s| authz.allows(Resource::Service, s, Access::Read))
+    };
+    let Some(target) = ip.and_then(|ip| index.ptr(&ip)).filter(readable) else {
         return Answer {
             recurse: true,
             ..Answer::nxdomain(settings, 0)
@@ -425,7 +468,7 @@ fn reverse(settings: &Settings, index: &Index, q: &Question<'_>) -> Answer {
         a.answers.push(Record::from_rdata(
             q.name.clone(),
             0,
-            RData::PTR(PTR(target.clone())),
+            RData::PTR(PTR(target.name.clone())),
         ));
     } else {
         a.authority.push(soa(settings, 0));
@@ -549,6 +592,16 @@ mod tests {
     }
 
     fn ask(settings: &Settings, index: &Index, name: &str, qtype: RecordType) -> Answer {
+        ask_as(settings, index, name, qtype, &Authorizer::allow_all())
+    }
+
+    fn ask_as(
+        settings: &Settings,
+        index: &Index,
+        name: &str,
+        qtype: RecordType,
+        authz: &Authorizer,
+    ) -> Answer {
         let owner = Name::from_ascii(name).unwrap();
         let lower = name.to_ascii_lowercase();
         let labels: Vec<&str> = lower
@@ -565,6 +618,7 @@ mod tests {
                 qtype,
             },
             1000,
+            authz,
         )
     }
 
@@ -660,6 +714,36 @@ mod tests {
             ask(&s, &idx, "web.service.dc2.consul.", RecordType::A).rcode,
             ResponseCode::NXDomain
         );
+    }
+
+    #[test]
+    fn acl_hides_what_the_token_cannot_read() {
+        use crate::acl::{Level, Rules};
+        let s = settings(|_| {});
+        let idx = catalog(&s);
+        let deny = Authorizer::compile("a", &[], false, false);
+        for name in ["web.service.consul.", "n1.node.consul."] {
+            let a = ask_as(&s, &idx, name, RecordType::A, &deny);
+            assert_eq!(a.rcode, ResponseCode::NXDomain, "{name}");
+        }
+        let a = ask_as(&s, &idx, "1.0.0.10.in-addr.arpa.", RecordType::PTR, &deny);
+        assert_eq!(a.rcode, ResponseCode::NXDomain);
+
+        // Read on web and on n1 only: web answers with n1's instance alone.
+        let mut rules = Rules::default();
+        rules.add(Resource::Service, "web", false, Level::Read);
+        rules.add(Resource::Node, "n1", false, Level::Read);
+        let some = Authorizer::compile("a", &[rules], false, false);
+        let a = ask_as(&s, &idx, "web.service.consul.", RecordType::A, &some);
+        assert_eq!(texts(&a.answers), ["web.service.consul. A 10.0.0.1"]);
+        let a = ask_as(&s, &idx, "db.service.consul.", RecordType::A, &some);
+        assert_eq!(a.rcode, ResponseCode::NXDomain);
+        let a = ask_as(&s, &idx, "n1.node.consul.", RecordType::A, &some);
+        assert_eq!(texts(&a.answers), ["n1.node.consul. A 10.0.0.1"]);
+        let a = ask_as(&s, &idx, "n2.node.consul.", RecordType::A, &some);
+        assert_eq!(a.rcode, ResponseCode::NXDomain);
+        let a = ask_as(&s, &idx, "1.0.0.10.in-addr.arpa.", RecordType::PTR, &some);
+        assert_eq!(a.answers.len(), 1);
     }
 
     #[test]
@@ -892,7 +976,7 @@ mod tests {
                 qtype,
             };
             let max = rng.random_range(0..5);
-            let mut a = answer(&s, &idx, &q, max);
+            let mut a = answer(&s, &idx, &q, max, &Authorizer::allow_all());
             let budget = super::super::truncate::Budget::udp(None, 3);
             super::super::truncate::fit(&mut a, &owner, 0, &budget);
         }

@@ -68,6 +68,9 @@ pub struct NodeEntry {
 #[derive(Debug)]
 pub struct Instance {
     pub node: Arc<NodeEntry>,
+    /// The service's name as registered (not lower-cased): what ACL rules
+    /// are matched against. Shared by the instances of one name.
+    pub service: Arc<str>,
     /// The address clients connect to: the service's own, else the node's.
     pub address: Address,
     pub port: u16,
@@ -85,6 +88,15 @@ pub struct SrvData {
     pub rdata: RData,
     /// The target's A/AAAA and the node's meta TXT records.
     pub additional: Vec<Record>,
+}
+
+/// What an address reverses to, and whose it is (for the ACL check).
+#[derive(Debug)]
+pub struct PtrTarget {
+    pub name: Name,
+    pub node: Arc<NodeEntry>,
+    /// Set when the address is a service's own.
+    pub service: Option<Arc<str>>,
 }
 
 /// All instances of one service name.
@@ -108,7 +120,7 @@ pub struct Index {
     /// Nodes running a healthy `consul` service: the NS records.
     pub servers: Vec<Arc<NodeEntry>>,
     /// Reverse lookups: node addresses first, then service addresses.
-    ptr: HashMap<IpAddr, Name>,
+    ptr: HashMap<IpAddr, PtrTarget>,
 }
 
 impl Index {
@@ -122,7 +134,7 @@ impl Index {
         self.nodes.get(name)
     }
 
-    pub fn ptr(&self, ip: &IpAddr) -> Option<&Name> {
+    pub fn ptr(&self, ip: &IpAddr) -> Option<&PtrTarget> {
         self.ptr.get(ip)
     }
 
@@ -171,7 +183,11 @@ impl Index {
             let entry = Arc::new(node_entry(settings, n));
             if let Address::Ip(ip) = entry.address {
                 if let Some(name) = entry.fqdn.first().cloned().flatten() {
-                    index.ptr.entry(ip).or_insert(name);
+                    index.ptr.entry(ip).or_insert_with(|| PtrTarget {
+                        name,
+                        node: entry.clone(),
+                        service: None,
+                    });
                 }
             }
             by_name.insert(n.name.as_str(), entry.clone());
@@ -179,6 +195,7 @@ impl Index {
         }
 
         let mut srv_keys: HashMap<(&str, String, u16), u32> = HashMap::new();
+        let mut names: HashMap<&str, Arc<str>> = HashMap::new();
         for svc in &services {
             let Some(node) = by_name.get(svc.node.as_str()) else {
                 continue;
@@ -198,6 +215,10 @@ impl Index {
             {
                 continue;
             }
+            let service_name = names
+                .entry(svc.name.as_str())
+                .or_insert_with(|| Arc::from(svc.name.as_str()))
+                .clone();
             let key = svc.name.to_lowercase();
             // Consul looks the TTL up by the lower-cased name from the question.
             let ttl = ttl_secs(settings.dns.service_ttl_for(&key));
@@ -214,7 +235,11 @@ impl Index {
                         &settings.domains[0].text,
                     ),
                 ) {
-                    index.ptr.entry(*ip).or_insert(name);
+                    index.ptr.entry(*ip).or_insert_with(|| PtrTarget {
+                        name,
+                        node: node.clone(),
+                        service: Some(service_name.clone()),
+                    });
                 }
             }
             let next_key = srv_keys.len() as u32;
@@ -246,6 +271,7 @@ impl Index {
                 .collect();
             let instance = Instance {
                 node: node.clone(),
+                service: service_name,
                 address,
                 port: svc.port,
                 tags: svc.tags.iter().map(|t| t.to_lowercase()).collect(),
@@ -562,11 +588,17 @@ mod tests {
         assert_eq!(extra.len(), 2);
         assert_eq!(extra[1].data, RData::TXT(TXT::new(vec!["rack=r1".into()])));
         assert_eq!(
-            idx.ptr(&"10.0.0.1".parse().unwrap()).unwrap().to_string(),
+            idx.ptr(&"10.0.0.1".parse().unwrap())
+                .unwrap()
+                .name
+                .to_string(),
             "n1.node.dc1.consul."
         );
         assert_eq!(
-            idx.ptr(&"10.1.2.3".parse().unwrap()).unwrap().to_string(),
+            idx.ptr(&"10.1.2.3".parse().unwrap())
+                .unwrap()
+                .name
+                .to_string(),
             "Web.service.dc1.consul."
         );
     }

@@ -18,6 +18,7 @@ use super::index::IndexCache;
 use super::recurse::Recursors;
 use super::truncate::{self, Budget};
 use super::Settings;
+use crate::acl::Authorizer;
 use crate::catalog::Catalog;
 use crate::config::Config;
 use hickory_proto::op::{
@@ -46,14 +47,19 @@ const TCP_RESPONSE_BUFFER: usize = 32;
 const UDP_BUFFER_BYTES: usize = 4 << 20;
 
 /// Binds the DNS listeners (UDP and TCP on every client address) and serves
-/// them in the background. Returns once bound.
+/// them in the background. Returns once bound. With `acl`, answers are
+/// what the agent's DNS token may read.
 ///
 /// Each UDP socket is served by its own thread running a single-threaded
 /// runtime (like an authoritative server's UDP workers): hickory spawns a
 /// task per datagram, and keeping that task on the thread that received the
 /// datagram avoids cross-thread wake-ups on the hot path. TCP is served on
 /// the agent's runtime.
-pub async fn start(config: &Config, catalog: Arc<Catalog>) -> io::Result<()> {
+pub async fn start(
+    config: &Config,
+    catalog: Arc<Catalog>,
+    acl: Option<crate::acl::Resolver>,
+) -> io::Result<()> {
     if config.ports.dns < 0 {
         return Ok(());
     }
@@ -64,7 +70,7 @@ pub async fn start(config: &Config, catalog: Arc<Catalog>) -> io::Result<()> {
         Some(dir) => super::zones::StaticZones::load(dir).map_err(io::Error::other)?,
         None => super::zones::StaticZones::default(),
     };
-    let handler = Handler::new(catalog, Settings::new(config), recursors, zones);
+    let handler = Handler::with_acl(catalog, Settings::new(config), recursors, zones, acl);
     handler.warm();
     let mut tcp_server = Server::new(handler.clone());
     let mut udp_sockets = Vec::new();
@@ -172,14 +178,29 @@ struct HandlerState {
     index: IndexCache,
     recursors: Recursors,
     zones: super::zones::StaticZones,
+    /// Where the DNS token's authorizer comes from; `None` with ACLs off.
+    acl: Option<crate::acl::Resolver>,
+    /// Answers with ACLs off, built once so a query costs no allocation.
+    allow_all: Authorizer,
 }
 
 impl Handler {
+    /// A handler answering without ACLs.
     pub fn new(
         catalog: Arc<Catalog>,
         settings: Settings,
         recursors: Recursors,
         zones: super::zones::StaticZones,
+    ) -> Handler {
+        Handler::with_acl(catalog, settings, recursors, zones, None)
+    }
+
+    pub fn with_acl(
+        catalog: Arc<Catalog>,
+        settings: Settings,
+        recursors: Recursors,
+        zones: super::zones::StaticZones,
+        acl: Option<crate::acl::Resolver>,
     ) -> Handler {
         Handler {
             state: Arc::new(HandlerState {
@@ -188,7 +209,19 @@ impl Handler {
                 index: IndexCache::default(),
                 recursors,
                 zones,
+                acl,
+                allow_all: Authorizer::allow_all(),
             }),
+        }
+    }
+
+    /// The DNS token's authorizer (Consul: the agent's `dns` token, else
+    /// `default`, else anonymous), taken once per query from the resolver's
+    /// cached handle.
+    fn authorizer(&self) -> Authorizer {
+        match &self.state.acl {
+            Some(resolver) => resolver.dns_authorizer(),
+            None => self.state.allow_all.clone(),
         }
     }
 
@@ -249,6 +282,7 @@ impl Handler {
                 &index,
                 &question,
                 budget.answers_worth_building(),
+                &self.authorizer(),
             )
         };
         // A client agent whose view has not synced yet knows nothing:

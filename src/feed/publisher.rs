@@ -662,9 +662,12 @@ impl Publisher {
         }
         let catalog = self.catalog.clone();
         let (pos, body) = tokio::task::spawn_blocking(move || {
-            let (pos, snap, ()) = catalog
+            let (pos, mut snap, ()) = catalog
                 .dump(|_, _| Ok(()))
                 .map_err(|e| FeedEnd::Store(e.to_string()))?;
+            // ACL tokens carry secrets: client agents resolve tokens by
+            // asking a server, never from their view.
+            snap.acl = Default::default();
             let body = bincode::serialize(&snap).map_err(|e| FeedEnd::Encode(e.to_string()))?;
             Ok::<_, FeedEnd>((pos, Arc::new(body)))
         })

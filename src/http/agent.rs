@@ -1,12 +1,23 @@
 //! `/v1/agent/*`: the agent's own services and checks (registration, TTL
 //! updates, maintenance), its identity (`self`, `members`, `version`), and
 //! `leave`. Writes answer 200 with an empty body, as Consul's do.
+//!
+//! ACLs as in Consul's agent endpoint: the agent's own identity needs
+//! `agent:read`/`agent:write` on its node name, `host` `operator:read`;
+//! a service registration, deregistration or maintenance `service:write`
+//! on the service's name; a check write `service:write` on its service,
+//! or `node:write` on the agent's node for a node check; node maintenance
+//! `node:write`. The service and check lists drop what the token cannot
+//! read.
 
 use super::catalog::is_any_addr;
 use super::check::CheckFields;
 use super::decode::{decode_body, GoDuration};
 use super::types::{tagged_json, AddressJson, HealthCheckJson, WeightsJson};
-use super::wire::{empty_ok, parse_bool, ApiError, ApiResult, Ctx};
+use super::wire::{
+    empty_ok, parse_bool, require, require_global, set_filtered_by_acls, ApiError, ApiResult, Ctx,
+};
+use crate::acl::{Access, Authorizer, Global, Resource};
 use crate::agent::VERSION;
 use crate::catalog::types::{
     Check, HealthStatus, Service, ServiceAddress, Weights, NODE_MAINT_CHECK_ID,
@@ -414,6 +425,15 @@ pub async fn register_service(ctx: Ctx) -> ApiResult {
         None => false,
         Some(v) => v.is_empty() || parse_bool(v).unwrap_or(false),
     };
+    // Consul's `vetServiceRegister`: write on the name registered, and on
+    // the name of a service this one replaces under the same ID.
+    let authz = ctx.authorizer().await?;
+    require(&authz, Resource::Service, &service.name, Access::Write)?;
+    if let Some(old) = ctx.agent.local_service(&service.id) {
+        if old.name != service.name {
+            require(&authz, Resource::Service, &old.name, Access::Write)?;
+        }
+    }
     ctx.agent.register_service(service, checks, replace).await?;
     Ok(empty_ok())
 }
@@ -423,8 +443,50 @@ pub async fn deregister_service(ctx: Ctx) -> ApiResult {
     if ctx.rest.is_empty() {
         return Err(ApiError::bad("Missing service ID"));
     }
+    let authz = ctx.authorizer().await?;
+    vet_service_update(&ctx, &authz, &ctx.rest)?;
     ctx.agent.deregister_service(&ctx.rest).await?;
     Ok(empty_ok())
+}
+
+/// Consul's `vetServiceUpdate`: `service:write` on the local service's
+/// name. An unknown ID passes, to be answered as without ACLs.
+fn vet_service_update(ctx: &Ctx, authz: &Authorizer, id: &str) -> Result<(), ApiError> {
+    match ctx.agent.local_service(id) {
+        Some(svc) => require(authz, Resource::Service, &svc.name, Access::Write),
+        None => Ok(()),
+    }
+}
+
+/// Consul's `vetCheckRegister`/`vetCheckUpdate`: a service's check needs
+/// `service:write` on that service, a node check `node:write` on the
+/// agent's node.
+fn vet_check_write(ctx: &Ctx, authz: &Authorizer, service_id: &str) -> Result<(), ApiError> {
+    if service_id.is_empty() {
+        return require(authz, Resource::Node, ctx.agent.node_name(), Access::Write);
+    }
+    vet_service_update(ctx, authz, service_id)
+}
+
+/// The write vetting for an existing check; an unknown ID passes, to be
+/// answered as without ACLs.
+fn vet_check_update(ctx: &Ctx, authz: &Authorizer, check_id: &str) -> Result<(), ApiError> {
+    match ctx.agent.local_check(check_id) {
+        Some(c) => vet_check_write(ctx, authz, &c.service_id),
+        None => Ok(()),
+    }
+}
+
+/// Whether the token may see a local check (Consul's `filterChecks`).
+fn check_visible(ctx: &Ctx, authz: &Authorizer, c: &Check) -> bool {
+    if c.service_id.is_empty() {
+        return authz.allows(Resource::Node, &c.node, Access::Read);
+    }
+    let name = match ctx.agent.local_service(&c.service_id) {
+        Some(svc) => svc.name,
+        None => c.service_name.clone(),
+    };
+    authz.allows(Resource::Service, &name, Access::Read)
 }
 
 /// `api.AgentService`.
@@ -468,13 +530,20 @@ fn agent_service(datacenter: &str, s: &Service) -> AgentServiceJson {
 
 /// `GET /v1/agent/services` => `{id: AgentService}`.
 pub async fn services(ctx: Ctx) -> ApiResult {
-    let out: BTreeMap<String, AgentServiceJson> = ctx
-        .agent
-        .local_services()
+    let authz = ctx.authorizer().await?;
+    let mut services = ctx.agent.local_services();
+    let before = services.len();
+    services.retain(|s| authz.allows(Resource::Service, &s.name, Access::Read));
+    let filtered = services.len() != before;
+    let out: BTreeMap<String, AgentServiceJson> = services
         .iter()
         .map(|s| (s.id.clone(), agent_service(&ctx.config.datacenter, s)))
         .collect();
-    Ok(ctx.json(&out))
+    let mut resp = ctx.json(&out);
+    if filtered {
+        set_filtered_by_acls(&mut resp, &authz);
+    }
+    Ok(resp)
 }
 
 /// A stable hash of what the endpoint returns, for `?hash` blocking.
@@ -498,6 +567,7 @@ pub async fn service(ctx: Ctx) -> ApiResult {
         .get("hash")
         .filter(|h| !h.is_empty())
         .map(str::to_string);
+    let authz = ctx.authorizer().await?;
     let deadline = tokio::time::Instant::now() + opts.wait;
     let mut rx = ctx.catalog.subscribe();
     loop {
@@ -505,6 +575,7 @@ pub async fn service(ctx: Ctx) -> ApiResult {
         let Some(svc) = ctx.agent.local_service(&id) else {
             return Err(ApiError::NotFound(format!("unknown service ID: {id}")));
         };
+        require(&authz, Resource::Service, &svc.name, Access::Read)?;
         let mut out = agent_service(&ctx.config.datacenter, &svc);
         let hash = content_hash(&out);
         out.content_hash = hash.clone();
@@ -525,13 +596,22 @@ pub async fn service(ctx: Ctx) -> ApiResult {
 
 /// `GET /v1/agent/checks` => `{checkID: HealthCheck}`.
 pub async fn checks(ctx: Ctx) -> ApiResult {
-    let out: BTreeMap<String, HealthCheckJson> = ctx
-        .agent
-        .local_checks()
+    let authz = ctx.authorizer().await?;
+    let mut checks = ctx.agent.local_checks();
+    let before = checks.len();
+    if authz.enabled() {
+        checks.retain(|c| check_visible(&ctx, &authz, c));
+    }
+    let filtered = checks.len() != before;
+    let out: BTreeMap<String, HealthCheckJson> = checks
         .iter()
         .map(|c| (c.check_id.clone(), HealthCheckJson::from(c)))
         .collect();
-    Ok(ctx.json(&out))
+    let mut resp = ctx.json(&out);
+    if filtered {
+        set_filtered_by_acls(&mut resp, &authz);
+    }
+    Ok(resp)
 }
 
 impl CheckIn {
@@ -574,18 +654,26 @@ pub async fn register_check(ctx: Ctx) -> ApiResult {
             crate::health::SCRIPTS_DISABLED_REMOTE.into(),
         ));
     }
+    let authz = ctx.authorizer().await?;
+    vet_check_write(&ctx, &authz, &check.service_id)?;
+    // Replacing a check of another service needs write on that one too.
+    vet_check_update(&ctx, &authz, &check.check_id)?;
     ctx.agent.register_check(check).await?;
     Ok(empty_ok())
 }
 
 /// `PUT /v1/agent/check/deregister/<id>`.
 pub async fn deregister_check(ctx: Ctx) -> ApiResult {
+    let authz = ctx.authorizer().await?;
+    vet_check_update(&ctx, &authz, &ctx.rest)?;
     ctx.agent.deregister_check(&ctx.rest).await?;
     Ok(empty_ok())
 }
 
 async fn ttl_update(ctx: Ctx, status: HealthStatus) -> ApiResult {
     let note = ctx.query.get("note").unwrap_or("").to_string();
+    let authz = ctx.authorizer().await?;
+    vet_check_update(&ctx, &authz, &ctx.rest)?;
     ctx.agent.update_ttl_check(&ctx.rest, status, note).await?;
     Ok(empty_ok())
 }
@@ -621,6 +709,8 @@ pub async fn check_update(ctx: Ctx) -> ApiResult {
             u.status
         )));
     };
+    let authz = ctx.authorizer().await?;
+    vet_check_update(&ctx, &authz, &ctx.rest)?;
     ctx.agent
         .update_ttl_check(&ctx.rest, status, u.output)
         .await?;
@@ -639,6 +729,8 @@ fn enable_param(ctx: &Ctx) -> Result<bool, ApiError> {
 pub async fn node_maintenance(ctx: Ctx) -> ApiResult {
     let enable = enable_param(&ctx)?;
     let reason = ctx.query.get("reason").map(str::to_string);
+    let authz = ctx.authorizer().await?;
+    require(&authz, Resource::Node, ctx.agent.node_name(), Access::Write)?;
     ctx.agent.set_node_maintenance(enable, reason).await?;
     Ok(empty_ok())
 }
@@ -650,6 +742,8 @@ pub async fn service_maintenance(ctx: Ctx) -> ApiResult {
     }
     let enable = enable_param(&ctx)?;
     let reason = ctx.query.get("reason").map(str::to_string);
+    let authz = ctx.authorizer().await?;
+    vet_service_update(&ctx, &authz, &ctx.rest)?;
     ctx.agent
         .set_service_maintenance(&ctx.rest, enable, reason)
         .await?;
@@ -658,6 +752,7 @@ pub async fn service_maintenance(ctx: Ctx) -> ApiResult {
 
 /// `PUT /v1/agent/leave`: answers, then shuts the agent down cleanly.
 pub async fn leave(ctx: Ctx) -> ApiResult {
+    require_agent(&ctx, Access::Write).await?;
     let agent = ctx.agent.clone();
     tokio::spawn(async move {
         // Let the response reach the client before the process winds down.
@@ -671,8 +766,16 @@ pub async fn leave(ctx: Ctx) -> ApiResult {
 /// service and check definitions. A configuration that does not build is
 /// a 500 with the reason, and the running one stays.
 pub async fn reload(ctx: Ctx) -> ApiResult {
+    require_agent(&ctx, Access::Write).await?;
     ctx.agent.reload().await?;
     Ok(empty_ok())
+}
+
+/// `agent:<access>` on this agent's node name, which Consul requires for
+/// `self`, `metrics`, `join`, `leave` and `reload`.
+pub(crate) async fn require_agent(ctx: &Ctx, access: Access) -> Result<(), ApiError> {
+    let authz = ctx.authorizer().await?;
+    require(&authz, Resource::Agent, ctx.agent.node_name(), access)
 }
 
 fn stats(ctx: &Ctx, services: usize, checks: &[Check], raft: Option<RaftStats>) -> Value {
@@ -741,6 +844,7 @@ fn stats(ctx: &Ctx, services: usize, checks: &[Check], raft: Option<RaftStats>) 
 
 /// `GET /v1/agent/self`.
 pub async fn self_(ctx: Ctx) -> ApiResult {
+    require_agent(&ctx, Access::Read).await?;
     let agent = &ctx.agent;
     let cfg = &ctx.config;
     let services = agent.local_services().len();
@@ -792,6 +896,8 @@ pub async fn version(ctx: Ctx) -> ApiResult {
 
 /// `GET /v1/agent/host`: a minimal host report.
 pub async fn host(ctx: Ctx) -> ApiResult {
+    let authz = ctx.authorizer().await?;
+    require_global(&authz, Global::Operator, Access::Read)?;
     let hostname = hostname::get()
         .ok()
         .and_then(|h| h.into_string().ok())
@@ -862,6 +968,7 @@ pub async fn health_service_by_id(ctx: Ctx) -> ApiResult {
     if ctx.rest.is_empty() {
         return Err(ApiError::bad("Missing serviceID"));
     }
+    let authz = ctx.authorizer().await?;
     let checks = ctx.agent.local_checks();
     let Some(svc) = ctx.agent.local_service(&ctx.rest) else {
         let reason = format!("ServiceId {} not found", ctx.rest);
@@ -871,6 +978,7 @@ pub async fn health_service_by_id(ctx: Ctx) -> ApiResult {
         let body = json!({"AggregatedStatus": "critical", "Service": null, "Checks": null});
         return Ok(with_status(ctx.json(&body), StatusCode::NOT_FOUND));
     };
+    require(&authz, Resource::Service, &svc.name, Access::Read)?;
     let (code, status, checks) = local_service_health(&svc, &checks);
     if wants_text(&ctx) {
         return Ok(text(code, status.to_string()));
@@ -884,6 +992,8 @@ pub async fn health_service_by_name(ctx: Ctx) -> ApiResult {
     if ctx.rest.is_empty() {
         return Err(ApiError::bad("Missing service Name"));
     }
+    let authz = ctx.authorizer().await?;
+    require(&authz, Resource::Service, &ctx.rest, Access::Read)?;
     let checks = ctx.agent.local_checks();
     let mut code = StatusCode::NOT_FOUND;
     let mut status = format!("ServiceName {} Not Found", ctx.rest);

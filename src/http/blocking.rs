@@ -23,6 +23,8 @@ pub enum Watch {
     KvKey(String),
     /// Every KV key under a prefix.
     KvPrefix(String),
+    /// ACL tokens, policies and roles.
+    Acl,
 }
 
 impl Watch {
@@ -30,6 +32,7 @@ impl Watch {
         match self {
             Watch::Catalog => c.catalog,
             Watch::Sessions => c.sessions,
+            Watch::Acl => c.acl,
             Watch::KvKey(_) | Watch::KvPrefix(_) => c.kv,
         }
     }

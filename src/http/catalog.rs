@@ -1,10 +1,17 @@
 //! `/v1/catalog/*`: direct catalog registration and the catalog reads.
+//!
+//! ACLs as in Consul's Catalog endpoint: a registration needs `node:write`
+//! when it creates or changes the node, `service:write` on the service it
+//! registers (and on the one it replaces under the same ID), and write on
+//! what each check belongs to; the reads drop what the token cannot read
+//! (a service instance needs both `node:read` and `service:read`).
 
 use super::blocking::{self, Watch};
 use super::check::CheckFields;
 use super::decode::{decode_body, GoDuration};
 use super::types::{AddressJson, NodeJson, NodeServiceJson, ServiceNodeJson, WeightsJson};
-use super::wire::{set_meta, ApiError, ApiResult, Ctx, Query};
+use super::wire::{require, set_filtered_by_acls, set_meta, ApiError, ApiResult, Ctx, Query};
+use crate::acl::{Access, Authorizer, Resource};
 use crate::catalog::command::{Command, Deregistration, Registration};
 use crate::catalog::types::{
     Check, CheckDefinition, CheckKind, HealthStatus, Node, Service, ServiceAddress, Weights,
@@ -242,8 +249,87 @@ pub fn node_matches(node: &Node, filter: &[(String, String)]) -> bool {
 pub async fn register(ctx: Ctx) -> ApiResult {
     let req: RegisterRequest = decode_body(&ctx.body)?;
     let reg = registration(req, &ctx.config.datacenter)?;
+    let authz = ctx.authorizer().await?;
+    if authz.enabled() {
+        vet_register(&ctx, &authz, &reg)?;
+    }
     ctx.agent.write(Command::Register(reg)).await?;
     Ok(ctx.json(&true))
+}
+
+/// Consul's `ChangesNode`: whether registering `new` would rewrite the
+/// stored node. A registration that only re-posts the node's current data
+/// (as every service registration does) needs no `node:write`.
+fn changes_node(new: &Registration, old: &Node) -> bool {
+    if new.skip_node_update {
+        return false;
+    }
+    let n = &new.node;
+    (!n.id.is_empty() && n.id != old.id)
+        || n.address != old.address
+        || n.datacenter != old.datacenter
+        || n.tagged_addresses != old.tagged_addresses
+        || n.meta != old.meta
+}
+
+/// Consul's `vetRegisterWithACL`, against the catalog as it is now.
+fn vet_register(ctx: &Ctx, authz: &Authorizer, reg: &Registration) -> Result<(), ApiError> {
+    let reader = ctx.catalog.reader()?;
+    let node = &reg.node.name;
+    let existing = reader.node(node)?;
+    if existing.as_ref().is_none_or(|old| changes_node(reg, old)) {
+        require(authz, Resource::Node, node, Access::Write)?;
+    }
+    let stored = reader.node_services(node)?;
+    if let Some(svc) = &reg.service {
+        require(authz, Resource::Service, &svc.name, Access::Write)?;
+        // Taking over an ID registered under another name rewrites that
+        // service too.
+        if let Some(old) = stored.iter().find(|s| s.id == svc.id && s.name != svc.name) {
+            require(authz, Resource::Service, &old.name, Access::Write)?;
+        }
+    }
+    for check in &reg.checks {
+        if check.service_id.is_empty() {
+            require(authz, Resource::Node, node, Access::Write)?;
+            continue;
+        }
+        if reg
+            .service
+            .as_ref()
+            .is_some_and(|s| s.id == check.service_id)
+        {
+            continue;
+        }
+        if let Some(owner) = stored.iter().find(|s| s.id == check.service_id) {
+            require(authz, Resource::Service, &owner.name, Access::Write)?;
+        }
+    }
+    Ok(())
+}
+
+/// Consul's `vetDeregisterWithACL`: write on what is removed — the
+/// service, the check's service (or node, for a node check), or the node.
+fn vet_deregister(ctx: &Ctx, authz: &Authorizer, d: &Deregistration) -> Result<(), ApiError> {
+    let reader = ctx.catalog.reader()?;
+    if let Some(id) = &d.service_id {
+        if let Some(svc) = reader.node_services(&d.node)?.iter().find(|s| &s.id == id) {
+            require(authz, Resource::Service, &svc.name, Access::Write)?;
+        }
+        return Ok(());
+    }
+    if let Some(id) = &d.check_id {
+        let checks = reader.node_checks(&d.node)?;
+        match checks.iter().find(|c| &c.check_id == id) {
+            Some(c) if !c.service_id.is_empty() => {
+                require(authz, Resource::Service, &c.service_name, Access::Write)?
+            }
+            Some(_) => require(authz, Resource::Node, &d.node, Access::Write)?,
+            None => {}
+        }
+        return Ok(());
+    }
+    require(authz, Resource::Node, &d.node, Access::Write)
 }
 
 /// A decoded `PUT /v1/catalog/register` body as the command it proposes,
@@ -371,6 +457,10 @@ pub async fn deregister(ctx: Ctx) -> ApiResult {
         service_id: (!req.service_id.is_empty()).then_some(req.service_id),
         check_id: (!req.check_id.is_empty()).then_some(req.check_id),
     };
+    let authz = ctx.authorizer().await?;
+    if authz.enabled() {
+        vet_deregister(&ctx, &authz, &d)?;
+    }
     ctx.agent.write(Command::Deregister(d)).await?;
     Ok(ctx.json(&true))
 }
@@ -384,18 +474,23 @@ pub async fn datacenters(ctx: Ctx) -> ApiResult {
 pub async fn nodes(ctx: Ctx) -> ApiResult {
     let opts = ctx.read_opts()?;
     let filter = meta_filter(&ctx.query);
+    let authz = ctx.authorizer().await?;
+    let mut filtered = false;
     let (nodes, index) = blocking::query(&ctx, &opts, Watch::Catalog, |r| {
-        let nodes: Vec<NodeJson> = r
-            .nodes()?
-            .iter()
-            .filter(|n| node_matches(n, &filter))
-            .map(NodeJson::from)
-            .collect();
+        let mut nodes = r.nodes()?;
+        nodes.retain(|n| node_matches(n, &filter));
+        let before = nodes.len();
+        nodes.retain(|n| authz.allows(Resource::Node, &n.name, Access::Read));
+        filtered = nodes.len() != before;
+        let nodes: Vec<NodeJson> = nodes.iter().map(NodeJson::from).collect();
         Ok((nodes, r.index(&[Table::Nodes])?))
     })
     .await?;
     let mut resp = ctx.json(&nodes);
     set_meta(&mut resp, &ctx, index, opts.consistency);
+    if filtered {
+        set_filtered_by_acls(&mut resp, &authz);
+    }
     Ok(resp)
 }
 
@@ -403,6 +498,8 @@ pub async fn nodes(ctx: Ctx) -> ApiResult {
 pub async fn services(ctx: Ctx) -> ApiResult {
     let opts = ctx.read_opts()?;
     let filter = meta_filter(&ctx.query);
+    let authz = ctx.authorizer().await?;
+    let mut filtered = false;
     let (services, index) = blocking::query(&ctx, &opts, Watch::Catalog, |r| {
         let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
         if filter.is_empty() {
@@ -424,11 +521,18 @@ pub async fn services(ctx: Ctx) -> ApiResult {
                 .map(|(k, v)| (k, v.into_iter().collect()))
                 .collect();
         }
+        // Consul filters the name map by `service:read` alone.
+        let before = out.len();
+        out.retain(|name, _| authz.allows(Resource::Service, name, Access::Read));
+        filtered = out.len() != before;
         Ok((out, r.index(&[Table::Services, Table::Nodes])?))
     })
     .await?;
     let mut resp = ctx.json(&services);
     set_meta(&mut resp, &ctx, index, opts.consistency);
+    if filtered {
+        set_filtered_by_acls(&mut resp, &authz);
+    }
     Ok(resp)
 }
 
@@ -441,13 +545,21 @@ pub async fn service(ctx: Ctx) -> ApiResult {
     let tags = ctx.query.all("tag");
     let filter = meta_filter(&ctx.query);
     let name = ctx.rest.clone();
+    let authz = ctx.authorizer().await?;
+    let mut filtered = false;
     let (rows, index) = blocking::query(&ctx, &opts, Watch::Catalog, |r| {
         let mut rows = Vec::new();
+        filtered = false;
         for svc in r.services_named(&name, &tags)? {
             if let Some(node) = r.node(&svc.node)? {
-                if node_matches(&node, &filter) {
-                    rows.push(ServiceNodeJson::new(&node, &svc));
+                if !node_matches(&node, &filter) {
+                    continue;
                 }
+                if !instance_readable(&authz, &node.name, &svc.name) {
+                    filtered = true;
+                    continue;
+                }
+                rows.push(ServiceNodeJson::new(&node, &svc));
             }
         }
         Ok((rows, r.index(&[Table::Services, Table::Nodes])?))
@@ -455,6 +567,9 @@ pub async fn service(ctx: Ctx) -> ApiResult {
     .await?;
     let mut resp = ctx.json(&rows);
     set_meta(&mut resp, &ctx, index, opts.consistency);
+    if filtered {
+        set_filtered_by_acls(&mut resp, &authz);
+    }
     Ok(resp)
 }
 
@@ -479,23 +594,26 @@ pub async fn node(ctx: Ctx) -> ApiResult {
         return Err(ApiError::bad("Missing node name"));
     }
     let name = ctx.rest.clone();
+    let authz = ctx.authorizer().await?;
+    let mut filtered = false;
     let (out, index) = blocking::query(&ctx, &opts, Watch::Catalog, |r| {
-        let out = match r.node(&name)? {
-            None => None,
-            Some(n) => Some(NodeServicesMap {
+        let out = readable_node_services(r, &authz, &name, &mut filtered)?.map(|(n, services)| {
+            NodeServicesMap {
                 node: (&n).into(),
-                services: r
-                    .node_services(&name)?
+                services: services
                     .iter()
                     .map(|s| (s.id.clone(), NodeServiceJson::from(s)))
                     .collect(),
-            }),
-        };
+            }
+        });
         Ok((out, r.index(&[Table::Nodes, Table::Services])?))
     })
     .await?;
     let mut resp = ctx.json(&out);
     set_meta(&mut resp, &ctx, index, opts.consistency);
+    if filtered {
+        set_filtered_by_acls(&mut resp, &authz);
+    }
     Ok(resp)
 }
 
@@ -506,24 +624,56 @@ pub async fn node_services(ctx: Ctx) -> ApiResult {
         return Err(ApiError::bad("Missing node name"));
     }
     let name = ctx.rest.clone();
+    let authz = ctx.authorizer().await?;
+    let mut filtered = false;
     let (out, index) = blocking::query(&ctx, &opts, Watch::Catalog, |r| {
-        let out = match r.node(&name)? {
-            None => None,
-            Some(n) => Some(NodeServicesList {
+        let out = readable_node_services(r, &authz, &name, &mut filtered)?.map(|(n, services)| {
+            NodeServicesList {
                 node: (&n).into(),
-                services: r
-                    .node_services(&name)?
-                    .iter()
-                    .map(NodeServiceJson::from)
-                    .collect(),
-            }),
-        };
+                services: services.iter().map(NodeServiceJson::from).collect(),
+            }
+        });
         Ok((out, r.index(&[Table::Nodes, Table::Services])?))
     })
     .await?;
     let mut resp = ctx.json(&out);
     set_meta(&mut resp, &ctx, index, opts.consistency);
+    if filtered {
+        set_filtered_by_acls(&mut resp, &authz);
+    }
     Ok(resp)
+}
+
+/// Consul's ACL filter for one service instance: both its node and its
+/// service must be readable.
+pub(crate) fn instance_readable(authz: &Authorizer, node: &str, service: &str) -> bool {
+    authz.allows(Resource::Node, node, Access::Read)
+        && authz.allows(Resource::Service, service, Access::Read)
+}
+
+/// A node and its services as the token may see them (Consul's
+/// `filterNodeServices`): an unreadable node is absent (`null`), and its
+/// services are cut to those the token can read. `filtered` records
+/// whether anything was dropped.
+fn readable_node_services(
+    r: &crate::catalog::query::Reader,
+    authz: &Authorizer,
+    name: &str,
+    filtered: &mut bool,
+) -> Result<Option<(Node, Vec<Service>)>, ApiError> {
+    let Some(node) = r.node(name)? else {
+        *filtered = false;
+        return Ok(None);
+    };
+    if !authz.allows(Resource::Node, &node.name, Access::Read) {
+        *filtered = true;
+        return Ok(None);
+    }
+    let mut services = r.node_services(name)?;
+    let before = services.len();
+    services.retain(|s| authz.allows(Resource::Service, &s.name, Access::Read));
+    *filtered = services.len() != before;
+    Ok(Some((node, services)))
 }
 
 #[cfg(test)]

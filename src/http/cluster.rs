@@ -1,7 +1,12 @@
 //! Cluster endpoints backed by gossip and raft: members, join, force-leave
 //! and raft peer removal.
+//!
+//! ACLs as in Consul: members are filtered by `node:read`, `join` needs
+//! `agent:write` on this agent, `force-leave` and raft peer removal
+//! `operator:write`.
 
-use super::wire::{empty_ok, ApiError, ApiResult, Ctx};
+use super::wire::{empty_ok, require_global, set_filtered_by_acls, ApiError, ApiResult, Ctx};
+use crate::acl::{Access, Global, Resource};
 use crate::agent::VERSION;
 use crate::config::Config;
 use crate::consensus::PeerRef;
@@ -64,22 +69,27 @@ pub fn self_member(ctx: &Ctx) -> Value {
 
 /// `GET /v1/agent/members`: the LAN member list as gossip sees it.
 pub async fn members(ctx: Ctx) -> ApiResult {
-    if ctx.query.has("wan") {
-        // One datacenter: the WAN pool is the servers.
-        let table = ctx.gossip.members();
-        let list: Vec<Value> = table
-            .values()
-            .filter(|m| m.id.server)
-            .map(|m| member_json(&ctx.config, m))
-            .collect();
-        return Ok(ctx.json(&list));
-    }
+    let authz = ctx.authorizer().await?;
+    // One datacenter: the WAN pool is the servers.
+    let wan = ctx.query.has("wan");
     let table = ctx.gossip.members();
+    let mut filtered = false;
     let list: Vec<Value> = table
         .values()
+        .filter(|m| !wan || m.id.server)
+        .filter(|m| {
+            // Consul's `filterMembers`: `node:read` on the member's name.
+            let readable = authz.allows(Resource::Node, &m.id.name, Access::Read);
+            filtered |= !readable;
+            readable
+        })
         .map(|m| member_json(&ctx.config, m))
         .collect();
-    Ok(ctx.json(&list))
+    let mut resp = ctx.json(&list);
+    if filtered {
+        set_filtered_by_acls(&mut resp, &authz);
+    }
+    Ok(resp)
 }
 
 /// Counts for `Stats.serf_lan` (alive, failed, left) and the alive
@@ -106,6 +116,7 @@ pub async fn join(ctx: Ctx) -> ApiResult {
     if target.is_empty() {
         return Err(ApiError::bad("Missing address to join"));
     }
+    super::agent::require_agent(&ctx, Access::Write).await?;
     let port = ctx.config.ports.serf_lan.max(0) as u16;
     let n = crate::cluster::join_once(&ctx.gossip, std::slice::from_ref(&target), port).await;
     if n == 0 {
@@ -122,6 +133,8 @@ pub async fn force_leave(ctx: Ctx) -> ApiResult {
     if node.is_empty() {
         return Err(ApiError::bad("Missing node name"));
     }
+    let authz = ctx.authorizer().await?;
+    require_global(&authz, Global::Operator, Access::Write)?;
     let prune = ctx.query.has("prune");
     let known = ctx
         .gossip
@@ -146,6 +159,8 @@ pub async fn raft_peer_delete(ctx: Ctx) -> ApiResult {
         (None, Some(addr)) => PeerRef::Address(addr.to_string()),
         _ => return Err(ApiError::bad("Must specify either ?id with the server's ID or ?address with IP:port of peer to remove")),
     };
+    let authz = ctx.authorizer().await?;
+    require_global(&authz, Global::Operator, Access::Write)?;
     ctx.consensus.remove_peer(peer).await?;
     Ok(empty_ok())
 }

@@ -1,11 +1,17 @@
 //! `/v1/health/*`: checks by node, service and state, and service
 //! instances joined with their health.
+//!
+//! Under ACLs every list drops what the token cannot read, as Consul's
+//! `filterHealthChecks` and `filterCheckServiceNodes` do: a check needs
+//! `node:read` on its node and, for a service check, `service:read` on its
+//! service; an instance needs both.
 
 use super::blocking::{self, Watch};
-use super::catalog::node_matches;
+use super::catalog::{instance_readable, node_matches};
 use super::types::{HealthCheckJson, ServiceEntryJson};
-use super::wire::{parse_bool, set_meta, ApiError, ApiResult, Ctx};
-use crate::catalog::types::HealthStatus;
+use super::wire::{parse_bool, set_filtered_by_acls, set_meta, ApiError, ApiResult, Ctx};
+use crate::acl::{Access, Authorizer, Resource};
+use crate::catalog::types::{Check, HealthStatus};
 use crate::catalog::Table;
 
 const CHECK_TABLES: &[Table] = &[Table::Checks];
@@ -22,6 +28,19 @@ fn node_meta(ctx: &Ctx) -> Vec<(String, String)> {
         .collect()
 }
 
+fn check_readable(authz: &Authorizer, c: &Check) -> bool {
+    authz.allows(Resource::Node, &c.node, Access::Read)
+        && (c.service_name.is_empty()
+            || authz.allows(Resource::Service, &c.service_name, Access::Read))
+}
+
+/// Drops the checks the token cannot read; true when any was dropped.
+fn retain_readable(authz: &Authorizer, checks: &mut Vec<Check>) -> bool {
+    let before = checks.len();
+    checks.retain(|c| check_readable(authz, c));
+    checks.len() != before
+}
+
 /// `GET /v1/health/node/<node>`.
 pub async fn node(ctx: Ctx) -> ApiResult {
     let opts = ctx.read_opts()?;
@@ -29,17 +48,20 @@ pub async fn node(ctx: Ctx) -> ApiResult {
         return Err(ApiError::bad("Missing node name"));
     }
     let name = ctx.rest.clone();
+    let authz = ctx.authorizer().await?;
+    let mut filtered = false;
     let (checks, index) = blocking::query(&ctx, &opts, Watch::Catalog, |r| {
-        let checks: Vec<HealthCheckJson> = r
-            .node_checks(&name)?
-            .iter()
-            .map(HealthCheckJson::from)
-            .collect();
+        let mut checks = r.node_checks(&name)?;
+        filtered = retain_readable(&authz, &mut checks);
+        let checks: Vec<HealthCheckJson> = checks.iter().map(HealthCheckJson::from).collect();
         Ok((checks, r.index(CHECK_TABLES)?))
     })
     .await?;
     let mut resp = ctx.json(&checks);
     set_meta(&mut resp, &ctx, index, opts.consistency);
+    if filtered {
+        set_filtered_by_acls(&mut resp, &authz);
+    }
     Ok(resp)
 }
 
@@ -51,9 +73,13 @@ pub async fn checks(ctx: Ctx) -> ApiResult {
     }
     let name = ctx.rest.clone();
     let filter = node_meta(&ctx);
+    let authz = ctx.authorizer().await?;
+    let mut filtered = false;
     let (checks, index) = blocking::query(&ctx, &opts, Watch::Catalog, |r| {
         let mut out = Vec::new();
-        for c in r.service_checks(&name)? {
+        let mut checks = r.service_checks(&name)?;
+        filtered = retain_readable(&authz, &mut checks);
+        for c in checks {
             if filter.is_empty() || r.node(&c.node)?.is_some_and(|n| node_matches(&n, &filter)) {
                 out.push(HealthCheckJson::from(&c));
             }
@@ -63,6 +89,9 @@ pub async fn checks(ctx: Ctx) -> ApiResult {
     .await?;
     let mut resp = ctx.json(&checks);
     set_meta(&mut resp, &ctx, index, opts.consistency);
+    if filtered {
+        set_filtered_by_acls(&mut resp, &authz);
+    }
     Ok(resp)
 }
 
@@ -86,13 +115,16 @@ pub async fn state(ctx: Ctx) -> ApiResult {
             .unwrap_or(StateFilter::Nothing),
     };
     let filter = node_meta(&ctx);
+    let authz = ctx.authorizer().await?;
+    let mut filtered = false;
     let (checks, index) = blocking::query(&ctx, &opts, Watch::Catalog, |r| {
         let mut out = Vec::new();
-        let checks = match state {
+        let mut checks = match state {
             StateFilter::Any => r.checks_in_state(None)?,
             StateFilter::Is(s) => r.checks_in_state(Some(s))?,
             StateFilter::Nothing => Vec::new(),
         };
+        filtered = retain_readable(&authz, &mut checks);
         for c in checks {
             if filter.is_empty() || r.node(&c.node)?.is_some_and(|n| node_matches(&n, &filter)) {
                 out.push(HealthCheckJson::from(&c));
@@ -103,6 +135,9 @@ pub async fn state(ctx: Ctx) -> ApiResult {
     .await?;
     let mut resp = ctx.json(&checks);
     set_meta(&mut resp, &ctx, index, opts.consistency);
+    if filtered {
+        set_filtered_by_acls(&mut resp, &authz);
+    }
     Ok(resp)
 }
 
@@ -121,9 +156,14 @@ pub async fn service(ctx: Ctx) -> ApiResult {
     let name = ctx.rest.clone();
     let tags = ctx.query.all("tag");
     let filter = node_meta(&ctx);
+    let authz = ctx.authorizer().await?;
+    let mut filtered = false;
     let (entries, index) = blocking::query(&ctx, &opts, Watch::Catalog, |r| {
-        let entries: Vec<ServiceEntryJson> = r
-            .service_instances(&name, &tags)?
+        let mut instances = r.service_instances(&name, &tags)?;
+        let before = instances.len();
+        instances.retain(|i| instance_readable(&authz, &i.node.name, &i.service.name));
+        filtered = instances.len() != before;
+        let entries: Vec<ServiceEntryJson> = instances
             .iter()
             .filter(|i| node_matches(&i.node, &filter))
             .filter(|i| !passing || i.checks.iter().all(|c| c.status == HealthStatus::Passing))
@@ -134,5 +174,8 @@ pub async fn service(ctx: Ctx) -> ApiResult {
     .await?;
     let mut resp = ctx.json(&entries);
     set_meta(&mut resp, &ctx, index, opts.consistency);
+    if filtered {
+        set_filtered_by_acls(&mut resp, &authz);
+    }
     Ok(resp)
 }

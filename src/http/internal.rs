@@ -6,8 +6,11 @@
 
 use super::blocking::{self, Watch};
 use super::types::{HealthCheckJson, NodeServiceJson};
-use super::wire::{set_meta, ApiError, ApiResult, Ctx};
-use crate::catalog::summary::{self, CatalogOverview, HealthSummary, NodeInfo, ServiceSummary};
+use super::wire::{set_filtered_by_acls, set_meta, ApiError, ApiResult, Ctx};
+use crate::acl::{Access, Authorizer, Resource};
+use crate::catalog::summary::{
+    self, CatalogDump, CatalogOverview, HealthSummary, NodeInfo, ServiceSummary,
+};
 use crate::catalog::Table;
 use axum::body::Body;
 use axum::http::StatusCode;
@@ -147,19 +150,42 @@ impl From<CatalogOverview> for CatalogOverviewJson {
     }
 }
 
-/// Runs `summarise` over one dump of the catalog with blocking semantics
-/// and renders it with the read's headers.
-async fn summary_read<T: Serialize>(
-    ctx: &Ctx,
-    summarise: impl Fn(&summary::CatalogDump) -> T,
-) -> ApiResult {
+/// What of `dump` the token may read, as Consul's ACL filter trims the
+/// dump its UI endpoints summarise: a node needs `node:read`, an instance
+/// `node:read` on its node and `service:read` on its name, a check the
+/// same as what it belongs to. Returns whether anything was dropped.
+fn readable(dump: &mut CatalogDump, authz: &Authorizer) -> bool {
+    if authz.is_management() {
+        return false;
+    }
+    let node_ok = |n: &str| authz.allows(Resource::Node, n, Access::Read);
+    let service_ok = |s: &str| authz.allows(Resource::Service, s, Access::Read);
+    let before = dump.nodes.len() + dump.services.len() + dump.checks.len();
+    dump.nodes.retain(|n| node_ok(&n.name));
+    dump.services
+        .retain(|s| node_ok(&s.node) && service_ok(&s.name));
+    dump.checks
+        .retain(|c| node_ok(&c.node) && (c.service_id.is_empty() || service_ok(&c.service_name)));
+    before != dump.nodes.len() + dump.services.len() + dump.checks.len()
+}
+
+/// Runs `summarise` over one dump of the catalog, trimmed to what the
+/// token may read, with blocking semantics and renders it with the read's
+/// headers.
+async fn summary_read<T: Serialize>(ctx: &Ctx, summarise: impl Fn(&CatalogDump) -> T) -> ApiResult {
     let opts = ctx.read_opts()?;
-    let (out, index) = blocking::query(ctx, &opts, Watch::Catalog, |r| {
-        Ok((summarise(&r.dump()?), r.index(TABLES)?))
+    let authz = ctx.authorizer().await?;
+    let ((out, filtered), index) = blocking::query(ctx, &opts, Watch::Catalog, |r| {
+        let mut dump = r.dump()?;
+        let filtered = readable(&mut dump, &authz);
+        Ok(((summarise(&dump), filtered), r.index(TABLES)?))
     })
     .await?;
     let mut resp = ctx.json(&out);
     set_meta(&mut resp, ctx, index, opts.consistency);
+    if filtered {
+        set_filtered_by_acls(&mut resp, &authz);
+    }
     Ok(resp)
 }
 
@@ -194,12 +220,21 @@ pub async fn node(ctx: Ctx) -> ApiResult {
         return Err(ApiError::bad("Missing node name"));
     }
     let name = ctx.rest.clone();
-    let (out, index) = blocking::query(&ctx, &opts, Watch::Catalog, |r| {
-        let out = match r.node(&name)? {
+    let authz = ctx.authorizer().await?;
+    // A node the token cannot read is answered as one that does not exist.
+    let node_ok = authz.allows(Resource::Node, &name, Access::Read);
+    let service_ok = |s: &str| authz.allows(Resource::Service, s, Access::Read);
+    let ((out, filtered), index) = blocking::query(&ctx, &opts, Watch::Catalog, |r| {
+        let mut filtered = !node_ok;
+        let out = match r.node(&name)?.filter(|_| node_ok) {
             None => None,
             Some(node) => {
-                let services = r.node_services(&name)?;
-                let checks = r.node_checks(&name)?;
+                let mut services = r.node_services(&name)?;
+                let mut checks = r.node_checks(&name)?;
+                let before = services.len() + checks.len();
+                services.retain(|s| service_ok(&s.name));
+                checks.retain(|c| c.service_id.is_empty() || service_ok(&c.service_name));
+                filtered |= before != services.len() + checks.len();
                 let info = NodeInfo {
                     node: &node,
                     services: services.iter().collect(),
@@ -208,7 +243,7 @@ pub async fn node(ctx: Ctx) -> ApiResult {
                 Some(NodeInfoJson::from(&info))
             }
         };
-        Ok((out, r.index(TABLES)?))
+        Ok(((out, filtered), r.index(TABLES)?))
     })
     .await?;
     let Some(out) = out else {
@@ -218,6 +253,9 @@ pub async fn node(ctx: Ctx) -> ApiResult {
     };
     let mut resp = ctx.json(&out);
     set_meta(&mut resp, &ctx, index, opts.consistency);
+    if filtered {
+        set_filtered_by_acls(&mut resp, &authz);
+    }
     Ok(resp)
 }
 

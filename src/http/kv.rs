@@ -4,10 +4,17 @@
 //!
 //! Keys are arbitrary strings; as Consul 1.22 does, only path traversal is
 //! refused.
+//!
+//! ACLs as in Consul's KVS endpoint: a single key needs `key:read` (403
+//! even when the key is absent); `?recurse` and `?keys` need `key:list` on
+//! the prefix only with `acl.enable_key_list_policy`, and then drop every
+//! entry the token cannot read; writes need `key:write`, and a recursive
+//! delete write on the whole tree (`KeyWritePrefix`).
 
 use super::blocking::{self, Watch};
 use super::types::DirEntryJson;
-use super::wire::{set_meta, ApiError, ApiResult, Ctx};
+use super::wire::{require, set_filtered_by_acls, set_meta, ApiError, ApiResult, Ctx};
+use crate::acl::{Access, Authorizer, Resource};
 use crate::catalog::command::{Command, KvOp, Response as CmdResponse};
 use crate::catalog::Table;
 use crate::config::Config;
@@ -87,12 +94,29 @@ pub async fn kv(ctx: Ctx) -> ApiResult {
     }
 }
 
+/// Consul's `KeyList` gate for `?recurse` and `?keys`, which it applies
+/// only with `acl.enable_key_list_policy`; without it listing is open and
+/// only the per-key read filter applies.
+fn require_list(ctx: &Ctx, authz: &Authorizer, prefix: &str) -> Result<(), ApiError> {
+    if !ctx.config.acl.enable_key_list_policy || authz.allows_prefix_list(prefix) {
+        return Ok(());
+    }
+    Err(crate::acl::denied(authz, "key:list", prefix))
+}
+
 async fn get(ctx: Ctx, opts: super::wire::ReadOpts) -> ApiResult {
     let recurse = ctx.query.has("recurse");
     if !recurse && ctx.rest.is_empty() {
         return Err(ApiError::bad("Missing key name"));
     }
     let key = ctx.rest.clone();
+    let authz = ctx.authorizer().await?;
+    if recurse {
+        require_list(&ctx, &authz, &key)?;
+    } else {
+        require(&authz, Resource::Key, &key, Access::Read)?;
+    }
+    let mut filtered = false;
     let watch = if recurse {
         Watch::KvPrefix(key.clone())
     } else {
@@ -100,11 +124,16 @@ async fn get(ctx: Ctx, opts: super::wire::ReadOpts) -> ApiResult {
     };
     let (entries, index) = blocking::query(&ctx, &opts, watch, |r| {
         if recurse {
-            let entries = r.kv_list(&key)?;
+            let mut entries = r.kv_list(&key)?;
+            // The index covers what the token cannot see too, as Consul's
+            // does: it is taken before the ACL filter.
             let index = match entries.iter().map(|e| e.modify_index).max() {
                 Some(i) => i,
                 None => r.index(&[Table::Kvs])?,
             };
+            let before = entries.len();
+            entries.retain(|e| authz.allows(Resource::Key, &e.key, Access::Read));
+            filtered = entries.len() != before;
             Ok((entries, index))
         } else {
             match r.kv_get(&key)? {
@@ -145,6 +174,9 @@ async fn get(ctx: Ctx, opts: super::wire::ReadOpts) -> ApiResult {
         ctx.json(&out)
     };
     set_meta(&mut resp, &ctx, index, opts.consistency);
+    if filtered {
+        set_filtered_by_acls(&mut resp, &authz);
+    }
     Ok(resp)
 }
 
@@ -157,14 +189,20 @@ async fn get_keys(ctx: Ctx, opts: super::wire::ReadOpts) -> ApiResult {
         .unwrap_or("")
         .to_string();
     let prefix = ctx.rest.clone();
+    let authz = ctx.authorizer().await?;
+    require_list(&ctx, &authz, &prefix)?;
+    let mut filtered = false;
     let watch = Watch::KvPrefix(prefix.clone());
     let (keys, index) = blocking::query(&ctx, &opts, watch, |r| {
-        let (keys, max) = r.kv_keys(&prefix, &sep)?;
+        let (mut keys, max) = r.kv_keys(&prefix, &sep)?;
         let index = if keys.is_empty() {
             r.index(&[Table::Kvs])?
         } else {
             max
         };
+        let before = keys.len();
+        keys.retain(|k| authz.allows(Resource::Key, k, Access::Read));
+        filtered = keys.len() != before;
         Ok((keys, index))
     })
     .await?;
@@ -176,6 +214,9 @@ async fn get_keys(ctx: Ctx, opts: super::wire::ReadOpts) -> ApiResult {
         ctx.json(&keys)
     };
     set_meta(&mut resp, &ctx, index, opts.consistency);
+    if filtered {
+        set_filtered_by_acls(&mut resp, &authz);
+    }
     Ok(resp)
 }
 
@@ -196,6 +237,8 @@ async fn put(ctx: Ctx) -> ApiResult {
         return Err(too_large(ctx.body.len() as u64, max));
     }
     let key = ctx.rest.clone();
+    let authz = ctx.authorizer().await?;
+    require(&authz, Resource::Key, &key, Access::Write)?;
     let value = ctx.body.to_vec();
     let acquire = ctx.query.get("acquire").map(str::to_string);
     let release = ctx.query.get("release").map(str::to_string);
@@ -236,6 +279,14 @@ async fn delete(ctx: Ctx) -> ApiResult {
     }
     let cas = parse_u64(&ctx, "cas")?;
     let key = ctx.rest.clone();
+    let authz = ctx.authorizer().await?;
+    if recurse && cas.is_none() {
+        if !authz.key_write_prefix(&key) {
+            return Err(crate::acl::denied(&authz, "key:write", &key));
+        }
+    } else {
+        require(&authz, Resource::Key, &key, Access::Write)?;
+    }
     let op = match (cas, recurse) {
         (Some(index), _) => KvOp::DeleteCas { key, index },
         (None, true) => KvOp::DeleteTree { prefix: key },

@@ -24,7 +24,9 @@ fn wants_prometheus(ctx: &Ctx) -> bool {
         || accept.contains("version=0.0.4")
 }
 
+/// Consul requires `agent:read` on this agent's node for its metrics.
 pub async fn metrics(ctx: Ctx) -> ApiResult {
+    super::agent::require_agent(&ctx, crate::acl::Access::Read).await?;
     let text = ctx.metrics.render();
     if wants_prometheus(&ctx) {
         if ctx.config.prometheus_retention.is_zero() {

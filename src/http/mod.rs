@@ -9,6 +9,7 @@
 //! (`/ui/`) when it is on. axum serves the connections and hands every
 //! request to [`dispatch`].
 
+mod acl;
 pub(crate) mod agent;
 mod blocking;
 pub(crate) mod catalog;
@@ -83,9 +84,23 @@ macro_rules! route {
 const GET: &str = "GET";
 const PUT: &str = "PUT";
 const DELETE: &str = "DELETE";
+const POST: &str = "POST";
 
 fn routes() -> Vec<Route> {
     vec![
+        // acl
+        route!("/v1/acl/bootstrap", [PUT], acl::bootstrap),
+        route!("/v1/acl/token", [PUT], acl::token_create),
+        route!("/v1/acl/token/", [GET, PUT, DELETE], acl::token_item),
+        route!("/v1/acl/tokens", [GET], acl::token_list),
+        route!("/v1/acl/policy", [PUT], acl::policy_create),
+        route!("/v1/acl/policy/", [GET, PUT, DELETE], acl::policy_item),
+        route!("/v1/acl/policies", [GET], acl::policy_list),
+        route!("/v1/acl/role", [PUT], acl::role_create),
+        route!("/v1/acl/role/", [GET, PUT, DELETE], acl::role_item),
+        route!("/v1/acl/roles", [GET], acl::role_list),
+        route!("/v1/acl/login", [POST], acl::login),
+        route!("/v1/acl/logout", [POST], acl::logout),
         // agent
         route!("/v1/agent/self", [GET], agent::self_),
         route!("/v1/agent/version", [GET], agent::version),
@@ -319,7 +334,7 @@ async fn route_request(server: &Server, req: Request) -> (String, Response) {
             Err(e) => e.into_response(),
         }
     };
-    wire::set_acl_policy(&mut resp);
+    wire::set_acl_policy(&mut resp, &server.api.acl);
     (label, resp)
 }
 
@@ -352,7 +367,14 @@ async fn call(server: &Server, route: &Route, req: Request, raw_path: &str) -> A
     if route.pattern == "/v1/kv/" {
         kv::check_traversal(raw_path, &ctx.rest)?;
     }
-    (route.handler)(ctx).await
+    if !api.acl.enabled() {
+        return (route.handler)(ctx).await;
+    }
+    // Writes the handler forwards to a server carry the request's token.
+    let token = ctx.token().map(str::to_string);
+    crate::acl::REQUEST_TOKEN
+        .scope(token, (route.handler)(ctx))
+        .await
 }
 
 /// Paths no endpoint is registered for.

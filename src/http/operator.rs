@@ -1,6 +1,7 @@
 //! `/v1/operator/raft/*`: the raft configuration as Consul reports it.
 
-use super::wire::{set_meta, ApiResult, Consistency, Ctx};
+use super::wire::{require_global, set_meta, ApiResult, Consistency, Ctx};
+use crate::acl::{Access, Global};
 use serde::Serialize;
 
 #[derive(Serialize)]
@@ -26,8 +27,11 @@ struct RaftConfigurationJson {
 /// `GET /v1/operator/raft/configuration`: served by the leader (each
 /// server's `LastIndex` is what the leader's replication has confirmed),
 /// or with `?stale` by any server.
+/// Needs `operator:read`, as in Consul.
 pub async fn raft_configuration(ctx: Ctx) -> ApiResult {
     let opts = ctx.read_opts()?;
+    let authz = ctx.authorizer().await?;
+    require_global(&authz, Global::Operator, Access::Read)?;
     let stale = opts.consistency == Consistency::Stale;
     let conf = ctx.consensus.configuration(stale).await?;
     let servers = conf

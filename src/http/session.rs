@@ -3,10 +3,15 @@
 //! A session's ID is chosen here, before the create command is proposed,
 //! because apply must be deterministic. Validation texts and status codes
 //! are Consul's: its server-side checks surface as 500s with the text.
+//!
+//! ACLs as in Consul's Session endpoint: creating, destroying or renewing
+//! a session needs `session:write` on the session's node; the reads drop
+//! sessions whose node the token has no `session:read` on.
 
 use super::blocking::{self, Watch};
 use super::decode::{decode_body, GoDuration};
-use super::wire::{set_meta, ApiError, ApiResult, Ctx};
+use super::wire::{require, set_filtered_by_acls, set_meta, ApiError, ApiResult, Ctx};
+use crate::acl::{Access, Authorizer, Resource};
 use crate::catalog::command::{Command, Response as CmdResponse, SessionOp};
 use crate::catalog::types::{ServiceCheckRef, Session, SessionBehavior, SERF_HEALTH_CHECK_ID};
 use serde::{Deserialize, Serialize};
@@ -182,6 +187,8 @@ pub(crate) fn session_from_body(body: &[u8], agent_node: &str) -> Result<Session
 pub async fn create(ctx: Ctx) -> ApiResult {
     ctx.read_opts()?;
     let mut sess = session_from_body(&ctx.body, ctx.agent.node_name())?;
+    let authz = ctx.authorizer().await?;
+    require(&authz, Resource::Session, &sess.node, Access::Write)?;
     sess.id = uuid::Uuid::new_v4().to_string();
     let id = sess.id.clone();
     ctx.agent
@@ -197,9 +204,23 @@ fn session_id(ctx: &Ctx) -> Result<String, ApiError> {
     Ok(ctx.rest.clone())
 }
 
+/// `session:write` on the node of an existing session; an unknown session
+/// passes, to be answered as without ACLs.
+fn vet_session_write(ctx: &Ctx, authz: &Authorizer, id: &str) -> Result<(), ApiError> {
+    if !authz.enabled() {
+        return Ok(());
+    }
+    match ctx.catalog.reader()?.session(id)? {
+        Some(s) => require(authz, Resource::Session, &s.node, Access::Write),
+        None => Ok(()),
+    }
+}
+
 pub async fn destroy(ctx: Ctx) -> ApiResult {
     ctx.read_opts()?;
     let id = session_id(&ctx)?;
+    let authz = ctx.authorizer().await?;
+    vet_session_write(&ctx, &authz, &id)?;
     ctx.agent
         .write(Command::Session(SessionOp::Destroy { id }))
         .await?;
@@ -209,6 +230,8 @@ pub async fn destroy(ctx: Ctx) -> ApiResult {
 pub async fn renew(ctx: Ctx) -> ApiResult {
     ctx.read_opts()?;
     let id = session_id(&ctx)?;
+    let authz = ctx.authorizer().await?;
+    vet_session_write(&ctx, &authz, &id)?;
     let (_, resp) = ctx
         .agent
         .write(Command::Session(SessionOp::Renew { id: id.clone() }))
@@ -226,18 +249,23 @@ pub async fn renew(ctx: Ctx) -> ApiResult {
 
 async fn list_where(ctx: Ctx, filter: impl Fn(&Session) -> bool) -> ApiResult {
     let opts = ctx.read_opts()?;
+    let authz = ctx.authorizer().await?;
+    let mut filtered = false;
     let (sessions, index) = blocking::query(&ctx, &opts, Watch::Sessions, |r| {
-        let sessions: Vec<SessionJson> = r
-            .sessions()?
-            .iter()
-            .filter(|s| filter(s))
-            .map(SessionJson::from)
-            .collect();
+        let mut sessions = r.sessions()?;
+        sessions.retain(|s| filter(s));
+        let before = sessions.len();
+        sessions.retain(|s| authz.allows(Resource::Session, &s.node, Access::Read));
+        filtered = sessions.len() != before;
+        let sessions: Vec<SessionJson> = sessions.iter().map(SessionJson::from).collect();
         Ok((sessions, r.sessions_index()?))
     })
     .await?;
     let mut resp = ctx.json(&sessions);
     set_meta(&mut resp, &ctx, index, opts.consistency);
+    if filtered {
+        set_filtered_by_acls(&mut resp, &authz);
+    }
     Ok(resp)
 }
 

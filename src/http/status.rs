@@ -1,5 +1,6 @@
 //! `/v1/status/*`: the raft leader and voters, as `ip:port` strings (a
-//! client agent asks a server).
+//! client agent asks a server). Consul checks no ACL here: any token,
+//! even an unknown one, gets an answer.
 
 use super::wire::{ApiResult, Ctx};
 

@@ -2,10 +2,17 @@
 //! `{"Results":[...],"Errors":null}`, or 409 with `{"Results":null,
 //! "Errors":[{"OpIndex":n,"What":"..."}]}` when any operation fails (then
 //! nothing is written).
+//!
+//! ACLs as in Consul's `kvsPreApply`, per operation before anything is
+//! applied: writes need `key:write` (`delete-tree` write on the whole
+//! tree), the checks (`check-index`, `check-session`, `check-not-exists`)
+//! `key:read`; a denied operation is one of the 409's errors. Reads are
+//! not refused but their results are cut to the keys the token can read.
 
 use super::decode::decode_body;
 use super::types::DirEntryJson;
-use super::wire::{set_meta, ApiError, ApiResult, Ctx};
+use super::wire::{require, set_meta, ApiError, ApiResult, Ctx};
+use crate::acl::{Access, Authorizer, Resource};
 use crate::catalog::command::{Command, KvOp, Response as CmdResponse, TxnOp};
 use axum::http::StatusCode;
 use base64::Engine;
@@ -181,17 +188,70 @@ pub(crate) fn decode_ops(
     Ok(Ok(converted))
 }
 
+/// What operation `op` needs, or the denial's text.
+fn vet_op(authz: &Authorizer, op: &TxnOp) -> Result<(), ApiError> {
+    let (key, access) = match op {
+        TxnOp::Write(KvOp::DeleteTree { prefix }) => {
+            if authz.key_write_prefix(prefix) {
+                return Ok(());
+            }
+            return Err(crate::acl::denied(authz, "key:write", prefix));
+        }
+        TxnOp::Write(
+            KvOp::Set { key, .. }
+            | KvOp::Cas { key, .. }
+            | KvOp::Delete { key }
+            | KvOp::DeleteCas { key, .. }
+            | KvOp::Lock { key, .. }
+            | KvOp::Unlock { key, .. },
+        ) => (key, Access::Write),
+        TxnOp::CheckIndex { key, .. }
+        | TxnOp::CheckNotExists { key }
+        | TxnOp::CheckSession { key, .. } => (key, Access::Read),
+        // Filtered on the way out instead.
+        TxnOp::Get { .. } | TxnOp::GetOrEmpty { .. } | TxnOp::GetTree { .. } => return Ok(()),
+    };
+    require(authz, Resource::Key, key, access)
+}
+
+/// The operations the token may not run, as 409 errors.
+fn vet_ops(authz: &Authorizer, ops: &[TxnOp]) -> Vec<TxnErrorJson> {
+    let mut errors = Vec::new();
+    if !authz.enabled() {
+        return errors;
+    }
+    for (i, op) in ops.iter().enumerate() {
+        if let Err(e) = vet_op(authz, op) {
+            let what = match e {
+                ApiError::BadRequest(m)
+                | ApiError::NotFound(m)
+                | ApiError::Internal(m)
+                | ApiError::Status(_, m) => m,
+                ApiError::MethodNotAllowed { method, .. } => method,
+            };
+            errors.push(TxnErrorJson { op_index: i, what });
+        }
+    }
+    errors
+}
+
 pub async fn txn(ctx: Ctx) -> ApiResult {
     let opts = ctx.read_opts()?;
     let converted = match decode_ops(&ctx.body, ctx.config.kv_max_value_size)? {
         Ok(ops) => ops,
         Err(errors) => return conflict(&ctx, errors),
     };
+    let authz = ctx.authorizer().await?;
+    let denied = vet_ops(&authz, &converted);
+    if !denied.is_empty() {
+        return conflict(&ctx, denied);
+    }
     let (index, resp) = ctx.agent.write(Command::Txn(converted)).await?;
     match resp {
         CmdResponse::Txn(Ok(results)) => {
             let results = results
                 .iter()
+                .filter(|r| authz.allows(Resource::Key, &r.entry.key, Access::Read))
                 .map(|r| TxnResultJson {
                     kv: DirEntryJson::new(&r.entry, r.include_value),
                 })

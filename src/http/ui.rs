@@ -245,7 +245,7 @@ fn embedded(settings: &str, content_path: &str) -> HashMap<String, Asset> {
 fn settings_json(config: &Config) -> String {
     let value = serde_json::json!({
         "ContentPath": config.ui_content_path,
-        "ACLsEnabled": false,
+        "ACLsEnabled": config.acl.enabled,
         "LocalDatacenter": config.datacenter,
         "Version": crate::agent::VERSION,
     });

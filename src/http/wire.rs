@@ -3,6 +3,7 @@
 //! escaping), the query-string grammar (presence flags, Go durations), and
 //! the `X-Consul-*` headers every read carries.
 
+use crate::acl::{Access, Authorizer, Global, Resource};
 use crate::agent::{Agent, AgentError};
 use crate::catalog::Catalog;
 use crate::config::Config;
@@ -65,7 +66,10 @@ impl From<AgentError> for ApiError {
 /// Every consensus failure is a 500 with Consul's text, as its RPC errors are.
 impl From<ConsensusError> for ApiError {
     fn from(e: ConsensusError) -> Self {
-        ApiError::Internal(e.to_string())
+        match e {
+            ConsensusError::AclDenied(m) => ApiError::Status(StatusCode::FORBIDDEN, m),
+            e => ApiError::Internal(e.to_string()),
+        }
     }
 }
 
@@ -245,6 +249,8 @@ pub struct Api {
     pub gossip: Gossip,
     pub config: Arc<Config>,
     pub metrics: Metrics,
+    /// Token resolution (ACLs).
+    pub acl: crate::acl::Resolver,
 }
 
 /// One request as handlers see it; the handles are reached through it
@@ -284,6 +290,42 @@ impl Ctx {
     /// endpoint accepts.
     pub fn read_opts(&self) -> Result<ReadOpts, ApiError> {
         ReadOpts::parse(&self.query, &self.config)
+    }
+
+    /// What this request's token may do: the token from `?token=`,
+    /// `X-Consul-Token`, `Authorization: Bearer`, else the agent's
+    /// `default` token, else anonymous. Unknown or expired → 403 `ACL not
+    /// found`. ACLs off → [`Authorizer::allow_all`].
+    pub async fn authorizer(&self) -> Result<crate::acl::Authorizer, ApiError> {
+        if !self.acl.enabled() {
+            return Ok(crate::acl::Authorizer::allow_all());
+        }
+        let secret = self.token();
+        self.acl.resolve(secret).await.map_err(|e| match e {
+            crate::acl::ResolveError::NotFound => crate::acl::not_found(),
+            crate::acl::ResolveError::Unavailable(m) => ApiError::Internal(m),
+        })
+    }
+
+    /// The request's own token, in Consul's order [agent/http.go
+    /// parseTokenInternal]: `?token=`, `X-Consul-Token`, then
+    /// `Authorization: Bearer`. Empty values count as absent.
+    pub fn token(&self) -> Option<&str> {
+        if let Some(t) = self.query.get("token").filter(|t| !t.is_empty()) {
+            return Some(t);
+        }
+        if let Some(t) = self
+            .headers
+            .get("X-Consul-Token")
+            .and_then(|v| v.to_str().ok())
+            .filter(|t| !t.is_empty())
+        {
+            return Some(t);
+        }
+        let auth = self.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+        let (scheme, rest) = auth.trim().split_once(' ')?;
+        let rest = rest.trim();
+        (scheme.eq_ignore_ascii_case("bearer") && !rest.is_empty()).then_some(rest)
     }
 }
 
@@ -454,12 +496,57 @@ pub fn set_meta(resp: &mut Response, ctx: &Ctx, index: u64, consistency: Consist
     );
 }
 
-/// Header added to every response of a registered endpoint.
-pub fn set_acl_policy(resp: &mut Response) {
+/// Header added to every response of a registered endpoint: the agent's
+/// `acl.default_policy` (`allow` while ACLs are off, as in Consul).
+pub fn set_acl_policy(resp: &mut Response, acl: &crate::acl::Resolver) {
     resp.headers_mut().insert(
         "X-Consul-Default-ACL-Policy",
-        HeaderValue::from_static("allow"),
+        HeaderValue::from_static(if acl.default_allow() { "allow" } else { "deny" }),
     );
+}
+
+/// The accessor of the anonymous token, which a request without a token
+/// resolves to.
+const ANONYMOUS_ACCESSOR: &str = "00000000-0000-0000-0000-000000000002";
+
+/// Marks a response whose list lost items the token cannot read, as
+/// Consul's `X-Consul-Results-Filtered-By-ACLs: true`. Consul blanks the
+/// flag for unauthenticated requests (`maskResultsFilteredByACLs`), so
+/// that an anonymous caller cannot probe which hidden objects exist.
+pub fn set_filtered_by_acls(resp: &mut Response, authz: &Authorizer) {
+    if authz.accessor_id() == ANONYMOUS_ACCESSOR {
+        return;
+    }
+    resp.headers_mut().insert(
+        "X-Consul-Results-Filtered-By-ACLs",
+        HeaderValue::from_static("true"),
+    );
+}
+
+/// `access` on the named resource, or Consul's 403 naming what is missing.
+/// The permission text is built only for a denial, so an allowed request
+/// (and every request with ACLs off) allocates nothing here.
+pub fn require(
+    authz: &Authorizer,
+    resource: Resource,
+    name: &str,
+    access: Access,
+) -> Result<(), ApiError> {
+    if authz.allows(resource, name, access) {
+        return Ok(());
+    }
+    let permission = format!("{}:{}", resource.word(), access.word());
+    Err(crate::acl::denied(authz, &permission, name))
+}
+
+/// `access` on a resource without names (`operator`, `keyring`, `acl`);
+/// Consul's denial then has no ` on "..."` part.
+pub fn require_global(authz: &Authorizer, global: Global, access: Access) -> Result<(), ApiError> {
+    if authz.allows_global(global, access) {
+        return Ok(());
+    }
+    let permission = format!("{}:{}", global.word(), access.word());
+    Err(crate::acl::denied(authz, &permission, ""))
 }
 
 #[cfg(test)]

@@ -108,6 +108,8 @@ pub struct RaftNode {
     /// entries enter the log in the order they were decided (see
     /// [`RaftNode::submit`]).
     submit_order: tokio::sync::Mutex<()>,
+    /// Token resolution for writes forwarded by client agents.
+    acl: std::sync::OnceLock<crate::acl::Resolver>,
     /// Commands this leader handed to raft that have not been applied (or
     /// failed) yet.
     unapplied: Arc<watch::Sender<usize>>,
@@ -150,6 +152,7 @@ impl RaftNode {
             lease: parking_lot::Mutex::new(Lease::default()),
             acks,
             submit_order: tokio::sync::Mutex::new(()),
+            acl: std::sync::OnceLock::new(),
             unapplied: Arc::new(watch::channel(0).0),
         });
         let weak = Arc::downgrade(&node);
@@ -332,6 +335,10 @@ impl RaftNode {
             let req = ServerRequest::Write {
                 cmd,
                 hops: hops + 1,
+                // Inside a request (or a forwarded write): its token; the
+                // server's own writes: its agent token.
+                token: crate::acl::request_token()
+                    .unwrap_or_else(|| self.acl.get().and_then(|a| a.agent_secret())),
             };
             return match self.forward_to(&leader.1, &req).await? {
                 Reply::Written { index, response } => Ok((index, response)),
@@ -719,10 +726,13 @@ impl RaftNode {
     /// Answers a forwarded request.
     pub async fn handle(&self, req: ServerRequest) -> ServerResponse {
         match req {
-            ServerRequest::Write { cmd, hops } => self
-                .propose(cmd, hops)
-                .await
-                .map(|(index, response)| Reply::Written { index, response }),
+            ServerRequest::Write { cmd, hops, token } => {
+                self.authorize(&cmd, token.as_deref()).await?;
+                crate::acl::REQUEST_TOKEN
+                    .scope(token, self.propose(cmd, hops))
+                    .await
+                    .map(|(index, response)| Reply::Written { index, response })
+            }
             ServerRequest::ReadIndex { linearizable, hops } => self
                 .leader_index(linearizable, hops)
                 .await
@@ -737,7 +747,44 @@ impl RaftNode {
                 self.remove_peer_via(peer, hops).await.map(|()| Reply::Done)
             }
             ServerRequest::Status => Ok(Reply::Status(self.status().await)),
+            ServerRequest::ResolveToken { secret } => {
+                self.resolve_local(&secret).map(Reply::Identity)
+            }
         }
+    }
+
+    /// Authorizes a forwarded write with the token it carries (None: the
+    /// server's default token, else anonymous). ACLs off: everything passes.
+    async fn authorize(&self, cmd: &Command, token: Option<&str>) -> Result<(), ConsensusError> {
+        let Some(acl) = self.acl.get().filter(|a| a.enabled()) else {
+            return Ok(());
+        };
+        let authz = match acl.resolve(token).await {
+            Ok(a) => a,
+            Err(crate::acl::ResolveError::NotFound) => {
+                return Err(ConsensusError::AclDenied("ACL not found".into()))
+            }
+            Err(crate::acl::ResolveError::Unavailable(m)) => return Err(ConsensusError::Rpc(m)),
+        };
+        let r = self
+            .catalog
+            .reader()
+            .map_err(|e| ConsensusError::Rpc(format!("state store: {e}")))?;
+        crate::acl::command::authorize(&authz, cmd, &r).map_err(ConsensusError::AclDenied)
+    }
+
+    /// Gives the server its token resolver, for forwarded writes.
+    pub fn set_acl(&self, acl: crate::acl::Resolver) {
+        let _ = self.acl.set(acl);
+    }
+
+    fn resolve_local(&self, secret: &str) -> Result<Option<crate::acl::Identity>, ConsensusError> {
+        let r = self
+            .catalog
+            .reader()
+            .map_err(|e| ConsensusError::Rpc(format!("state store: {e}")))?;
+        crate::acl::resolver::identity_of(&r, secret, crate::acl::resolver::now_nanos())
+            .map_err(|e| ConsensusError::Rpc(format!("state store: {e}")))
     }
 
     fn voter_addrs(&self) -> Vec<String> {
@@ -796,6 +843,13 @@ impl Backend for RaftNode {
 
     fn leader_watch(&self) -> watch::Receiver<Option<String>> {
         self.leader_tx.subscribe()
+    }
+
+    async fn resolve_token(
+        &self,
+        secret: &str,
+    ) -> Result<Option<crate::acl::Identity>, ConsensusError> {
+        self.resolve_local(secret)
     }
 
     async fn raft_stats(&self) -> Option<RaftStats> {

@@ -39,8 +39,30 @@ struct SnapshotBodyV1 {
     indexes: Vec<(String, u64)>,
 }
 
+/// The snapshot body written before ACLs existed; still installable.
+#[derive(Deserialize)]
+struct SnapshotBodyV2 {
+    nodes: Vec<Node>,
+    services: Vec<Service>,
+    checks: Vec<Check>,
+    kv: Vec<KvEntry>,
+    indexes: Vec<(String, u64)>,
+    sessions: Vec<crate::catalog::types::Session>,
+}
+
 fn decode_body(data: &[u8]) -> Result<CatalogSnapshot, bincode::Error> {
     bincode::deserialize(data).or_else(|e| {
+        if let Ok(v2) = bincode::deserialize::<SnapshotBodyV2>(data) {
+            return Ok(CatalogSnapshot {
+                nodes: v2.nodes,
+                services: v2.services,
+                checks: v2.checks,
+                kv: v2.kv,
+                indexes: v2.indexes,
+                sessions: v2.sessions,
+                acl: Default::default(),
+            });
+        }
         let v1: SnapshotBodyV1 = bincode::deserialize(data).map_err(|_| e)?;
         Ok(CatalogSnapshot {
             nodes: v1.nodes,
@@ -49,6 +71,7 @@ fn decode_body(data: &[u8]) -> Result<CatalogSnapshot, bincode::Error> {
             kv: v1.kv,
             indexes: v1.indexes,
             sessions: Vec::new(),
+            acl: Default::default(),
         })
     })
 }
@@ -227,6 +250,13 @@ impl StateMachine {
                 },
             )
             .map_err(sm_err)?;
+        // ACL commands carry secrets: client agents' views get the
+        // position only (they resolve tokens by asking a server).
+        for e in feed.iter_mut() {
+            if matches!(e.cmd, Some(crate::catalog::command::Command::Acl(_))) {
+                e.cmd = None;
+            }
+        }
         self.feed.publish(feed);
         Ok(out)
     }

@@ -4,6 +4,7 @@
 
 pub mod log;
 
+use crate::acl::types::{Policy, Role, Token};
 use crate::catalog::types::{Check, KvEntry, Node, Service, Session};
 use heed::types::{Bytes, SerdeBincode, Str};
 use heed::{CommitOrAbort, Database, Env, EnvOpenOptions, RoTxn, RwTxn, WithoutTls};
@@ -49,6 +50,9 @@ pub enum Table {
     Checks,
     Kvs,
     Sessions,
+    /// Tokens, policies and roles together: one index, which the token
+    /// resolver's cache is invalidated by.
+    Acl,
 }
 
 impl Table {
@@ -59,6 +63,7 @@ impl Table {
             Table::Checks => "index/checks",
             Table::Kvs => "index/kvs",
             Table::Sessions => "index/sessions",
+            Table::Acl => "index/acl",
         }
     }
 }
@@ -82,6 +87,14 @@ pub struct Tables {
     pub session_keys: Database<'static, Str, Bytes>,
     /// table indexes, last applied log id, membership
     pub meta: Database<'static, Str, Bytes>,
+    /// lower-case accessor ID -> Token
+    pub acl_tokens: Database<'static, Str, SerdeBincode<Token>>,
+    /// secret ID -> lower-case accessor ID
+    pub acl_secrets: Database<'static, Str, Str>,
+    /// lower-case policy ID -> Policy
+    pub acl_policies: Database<'static, Str, SerdeBincode<Policy>>,
+    /// lower-case role ID -> Role
+    pub acl_roles: Database<'static, Str, SerdeBincode<Role>>,
 }
 
 /// How much of each commit reaches the disk before it returns.
@@ -134,9 +147,9 @@ impl Tables {
     }
 
     fn open_with(dir: &Path, durability: Durability) -> Result<Tables, StoreError> {
-        let env = open_env(dir, 8, durability)?;
+        let env = open_env(dir, 12, durability)?;
         let wtxn = env.write_txn()?;
-        let (nodes, services, checks, kv, meta, sessions, session_keys) = env
+        let (nodes, services, checks, kv, meta, sessions, session_keys, acl) = env
             .create_databases_and_commit(wtxn, |dbo, wtxn| -> Result<_, heed::Error> {
                 Ok(CommitOrAbort::<_, ()>::Commit((
                     dbo.create_database(wtxn, Some("nodes"))?,
@@ -146,6 +159,12 @@ impl Tables {
                     dbo.create_database(wtxn, Some("meta"))?,
                     dbo.create_database(wtxn, Some("sessions"))?,
                     dbo.create_database(wtxn, Some("session_keys"))?,
+                    (
+                        dbo.create_database(wtxn, Some("acl_tokens"))?,
+                        dbo.create_database(wtxn, Some("acl_secrets"))?,
+                        dbo.create_database(wtxn, Some("acl_policies"))?,
+                        dbo.create_database(wtxn, Some("acl_roles"))?,
+                    ),
                 )))
             })?
             .unwrap_commit();
@@ -158,6 +177,10 @@ impl Tables {
             meta,
             sessions,
             session_keys,
+            acl_tokens: acl.0,
+            acl_secrets: acl.1,
+            acl_policies: acl.2,
+            acl_roles: acl.3,
         })
     }
 

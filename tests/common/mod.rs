@@ -61,6 +61,9 @@ pub struct TestAgent {
     pub ip: String,
     /// Leave `ports.http` to the config files: no `-http-port` flag.
     pub http_port_from_config: bool,
+    /// Sent as `X-Consul-Token` on every request that names none, so an
+    /// agent with ACLs on can be driven (and found ready) like any other.
+    pub token: Option<String>,
 }
 
 impl TestAgent {
@@ -97,6 +100,7 @@ impl TestAgent {
             _tmp: Some(tmp),
             ip: ip.to_string(),
             http_port_from_config: false,
+            token: None,
         }
     }
 
@@ -195,7 +199,19 @@ impl TestAgent {
         body: Option<&[u8]>,
         headers: &[(&str, &str)],
     ) -> Result<Resp, String> {
-        http_request(method, &format!("{}{}", self.base(), path), body, headers)
+        let url = format!("{}{}", self.base(), path);
+        match &self.token {
+            Some(t)
+                if !headers
+                    .iter()
+                    .any(|(k, _)| k.eq_ignore_ascii_case("X-Consul-Token")) =>
+            {
+                let mut with = headers.to_vec();
+                with.push(("X-Consul-Token", t));
+                http_request(method, &url, body, &with)
+            }
+            _ => http_request(method, &url, body, headers),
+        }
     }
 
     pub fn get(&self, path: impl AsRef<str>) -> Result<Resp, String> {

@@ -1,0 +1,110 @@
+//! What a replicated write needs from the token that asked for it. A
+//! server checks this before proposing a write a client agent forwarded,
+//! so an agent cannot write past the ACLs by talking RPC itself (Consul
+//! authorizes every RPC on the server).
+
+use super::{Access, Authorizer, Global, Resource};
+use crate::catalog::acl::AclOp;
+use crate::catalog::command::{Command, KvOp, SessionOp, TxnOp};
+use crate::catalog::query::Reader;
+
+/// `Ok` when `authz` may make `cmd`; else Consul's denial text.
+pub fn authorize(authz: &Authorizer, cmd: &Command, r: &Reader<'_>) -> Result<(), String> {
+    let need = |res: Resource, name: &str, a: Access| -> Result<(), String> {
+        if authz.allows(res, name, a) {
+            Ok(())
+        } else {
+            Err(text(authz, &format!("{}:{}", res.word(), a.word()), name))
+        }
+    };
+    match cmd {
+        Command::Register(reg) => {
+            if !reg.skip_node_update {
+                need(Resource::Node, &reg.node.name, Access::Write)?;
+            }
+            if let Some(s) = &reg.service {
+                need(Resource::Service, &s.name, Access::Write)?;
+            }
+            for c in &reg.checks {
+                if c.service_id.is_empty() {
+                    need(Resource::Node, &c.node, Access::Write)?;
+                } else {
+                    need(Resource::Service, &c.service_name, Access::Write)?;
+                }
+            }
+            Ok(())
+        }
+        Command::Deregister(d) => match (&d.service_id, &d.check_id) {
+            (Some(id), _) => {
+                let name = r
+                    .service(&d.node, id)
+                    .ok()
+                    .flatten()
+                    .map(|s| s.name)
+                    .unwrap_or_default();
+                need(Resource::Service, &name, Access::Write)
+            }
+            _ => need(Resource::Node, &d.node, Access::Write),
+        },
+        Command::Kv(op) => kv(authz, op),
+        Command::Txn(ops) => {
+            for op in ops {
+                match op {
+                    TxnOp::Write(w) => kv(authz, w)?,
+                    TxnOp::Get { key }
+                    | TxnOp::GetOrEmpty { key }
+                    | TxnOp::CheckIndex { key, .. }
+                    | TxnOp::CheckNotExists { key }
+                    | TxnOp::CheckSession { key, .. } => need(Resource::Key, key, Access::Read)?,
+                    TxnOp::GetTree { prefix } => need(Resource::Key, prefix, Access::Read)?,
+                }
+            }
+            Ok(())
+        }
+        Command::Session(op) => {
+            let node = match op {
+                SessionOp::Create(s) => s.node.clone(),
+                SessionOp::Destroy { id } | SessionOp::Renew { id } => r
+                    .session(id)
+                    .ok()
+                    .flatten()
+                    .map(|s| s.node)
+                    .unwrap_or_default(),
+            };
+            need(Resource::Session, &node, Access::Write)
+        }
+        // Bootstrap is open to anyone, once (apply refuses a second).
+        Command::Acl(AclOp::Bootstrap(_)) => Ok(()),
+        Command::Acl(_) => {
+            if authz.allows_global(Global::Acl, Access::Write) {
+                Ok(())
+            } else {
+                Err(text(authz, "acl:write", ""))
+            }
+        }
+    }
+}
+
+fn kv(authz: &Authorizer, op: &KvOp) -> Result<(), String> {
+    let (key, ok) = match op {
+        KvOp::DeleteTree { prefix } => (prefix, authz.key_write_prefix(prefix)),
+        KvOp::Set { key, .. }
+        | KvOp::Cas { key, .. }
+        | KvOp::Delete { key }
+        | KvOp::DeleteCas { key, .. }
+        | KvOp::Lock { key, .. }
+        | KvOp::Unlock { key, .. } => (key, authz.allows(Resource::Key, key, Access::Write)),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(text(authz, "key:write", key))
+    }
+}
+
+fn text(authz: &Authorizer, permission: &str, name: &str) -> String {
+    match super::denied(authz, permission, name) {
+        crate::http::wire::ApiError::Status(_, m) => m,
+        other => format!("{other:?}"),
+    }
+}

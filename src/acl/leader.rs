@@ -1,0 +1,90 @@
+//! What the leader does for ACLs [agent/consul/leader.go]: on
+//! establishment it creates the anonymous token, the `global-management`
+//! policy and the configured initial management token if they are
+//! missing; while leading it reaps expired tokens.
+
+use super::resolver::now_nanos;
+use super::types::{
+    Link, Policy, Token, ANONYMOUS_ACCESSOR, ANONYMOUS_SECRET, MANAGEMENT_POLICY_ID,
+};
+use crate::catalog::acl::AclOp;
+use crate::catalog::command::Command;
+use crate::catalog::Catalog;
+use crate::config::AclConfig;
+use crate::consensus::Consensus;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often the leader looks for expired tokens.
+const REAP_EVERY: Duration = Duration::from_secs(10);
+
+pub async fn leader_loop(acl: AclConfig, consensus: Consensus, catalog: Arc<Catalog>) {
+    let mut last_reap = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if !consensus.is_leader() {
+            continue;
+        }
+        if let Some(op) = establishment(&acl, &catalog) {
+            match consensus.write(Command::Acl(op)).await {
+                Ok(_) => tracing::info!("acl: created the builtin ACL objects"),
+                Err(e) => tracing::warn!("acl: establishing ACLs failed: {e}"),
+            }
+            continue;
+        }
+        if last_reap.elapsed() >= REAP_EVERY {
+            last_reap = tokio::time::Instant::now();
+            let now = now_nanos();
+            let expired = catalog
+                .reader()
+                .and_then(|r| r.acl_tokens())
+                .map(|ts| ts.iter().any(|t| t.expired_at(now)))
+                .unwrap_or(false);
+            if expired {
+                if let Err(e) = consensus
+                    .write(Command::Acl(AclOp::ReapExpired { now }))
+                    .await
+                {
+                    tracing::warn!("acl: reaping expired tokens failed: {e}");
+                }
+            }
+        }
+    }
+}
+
+/// The Init command, when something it creates is missing.
+fn establishment(acl: &AclConfig, catalog: &Catalog) -> Option<AclOp> {
+    let r = catalog.reader().ok()?;
+    let have_policy = r.acl_policy(MANAGEMENT_POLICY_ID).ok()?.is_some();
+    let have_anon = r.acl_token(ANONYMOUS_ACCESSOR).ok()?.is_some();
+    let initial = acl.tokens.initial_management.as_deref();
+    let have_initial = match initial {
+        Some(secret) => r.acl_token_by_secret(secret).ok()?.is_some(),
+        None => true,
+    };
+    if have_policy && have_anon && have_initial {
+        return None;
+    }
+    let now = now_nanos();
+    Some(AclOp::Init {
+        anonymous: Token {
+            accessor_id: ANONYMOUS_ACCESSOR.into(),
+            secret_id: ANONYMOUS_SECRET.into(),
+            description: "Anonymous Token".into(),
+            create_time: now,
+            ..Token::default()
+        },
+        management: Policy::management(),
+        initial: initial.map(|secret| Token {
+            accessor_id: uuid::Uuid::new_v4().to_string(),
+            secret_id: secret.to_string(),
+            description: "Initial Management Token".into(),
+            policies: vec![Link {
+                id: MANAGEMENT_POLICY_ID.into(),
+                name: String::new(),
+            }],
+            create_time: now,
+            ..Token::default()
+        }),
+    })
+}

@@ -1,0 +1,213 @@
+//! Consul's ACL rules language, in HCL or JSON [acl/policy.go]:
+//! `key_prefix "web/" { policy = "write" }`, `operator = "read"`, or
+//! `{"key_prefix":{"web/":{"policy":"write"}},"operator":"read"}`.
+
+use super::authorizer::{Global, Level, Resource, Rules};
+use serde_json::Value;
+
+/// Parses a policy's rules. Errors carry Consul's texts: `Failed to parse
+/// ACL rules: <syntax error>` and `Invalid <kind> policy: <rule>`.
+pub fn parse(text: &str) -> Result<Rules, String> {
+    let mut rules = Rules::default();
+    if text.trim().is_empty() {
+        return Ok(rules);
+    }
+    let value: Value = if text.trim_start().starts_with('{') {
+        serde_json::from_str(text).map_err(|e| format!("Failed to parse ACL rules: {e}"))?
+    } else {
+        hcl::from_str(text).map_err(|e| format!("Failed to parse ACL rules: {e}"))?
+    };
+    let Value::Object(top) = value else {
+        return Err("Failed to parse ACL rules: rules must be an object".into());
+    };
+    for (word, v) in &top {
+        if let Some(g) = global(word) {
+            let level = scalar_level(word, v)?;
+            rules.set_global(g, level);
+            continue;
+        }
+        // Consul's mesh and peering fall back to operator when unset;
+        // cairn serves neither, so they are accepted and checked only.
+        if word == "mesh" || word == "peering" {
+            scalar_level(word, v)?;
+            continue;
+        }
+        let (kind, prefix) = match word.strip_suffix("_prefix") {
+            Some(base) => (resource(base), true),
+            None => (resource(word), false),
+        };
+        let Some(kind) = kind else {
+            return Err(format!(
+                "Failed to parse ACL rules: unknown rule type {word:?}"
+            ));
+        };
+        for (name, body) in labelled(word, v)? {
+            let level = block_level(word, kind, &name, &body)?;
+            rules.add(kind, &name, prefix, level);
+        }
+    }
+    Ok(rules)
+}
+
+fn global(word: &str) -> Option<Global> {
+    match word {
+        "operator" => Some(Global::Operator),
+        "keyring" => Some(Global::Keyring),
+        "acl" => Some(Global::Acl),
+        _ => None,
+    }
+}
+
+fn resource(word: &str) -> Option<Resource> {
+    Resource::ALL.into_iter().find(|r| r.word() == word)
+}
+
+fn scalar_level(word: &str, v: &Value) -> Result<Level, String> {
+    match v.as_str().and_then(Level::parse) {
+        Some(l) if l != Level::List => Ok(l),
+        _ => Err(format!("Invalid {word} policy: {v}")),
+    }
+}
+
+/// `key "a" {...}` blocks as (label, body). HCL repeats of one block type
+/// come as one object of labels or as a list of such objects.
+fn labelled(word: &str, v: &Value) -> Result<Vec<(String, Value)>, String> {
+    let mut out = Vec::new();
+    let objects: Vec<&Value> = match v {
+        Value::Array(items) => items.iter().collect(),
+        other => vec![other],
+    };
+    for o in objects {
+        let Value::Object(map) = o else {
+            return Err(format!(
+                "Failed to parse ACL rules: {word} must be a block with a label"
+            ));
+        };
+        for (label, body) in map {
+            match body {
+                Value::Array(bodies) => {
+                    out.extend(bodies.iter().map(|b| (label.clone(), b.clone())))
+                }
+                b => out.push((label.clone(), b.clone())),
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn block_level(word: &str, kind: Resource, name: &str, body: &Value) -> Result<Level, String> {
+    let Value::Object(fields) = body else {
+        return Err(format!(
+            "Failed to parse ACL rules: {word} {name:?} must be a block"
+        ));
+    };
+    let mut level = None;
+    for (field, v) in fields {
+        match field.as_str() {
+            "policy" => level = v.as_str().and_then(Level::parse),
+            "intentions" if kind == Resource::Service => {
+                if v.as_str()
+                    .and_then(Level::parse)
+                    .is_none_or(|l| l == Level::List)
+                {
+                    return Err(format!("Invalid {word} intentions policy: {body}"));
+                }
+            }
+            other => {
+                return Err(format!(
+                    "Failed to parse ACL rules: unknown field {other:?} in {word} {name:?}"
+                ))
+            }
+        }
+    }
+    match level {
+        Some(Level::List) if kind != Resource::Key => Err(format!("Invalid {word} policy: {body}")),
+        Some(l) => Ok(l),
+        None => Err(format!("Invalid {word} policy: {body}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::acl::{Access, Authorizer};
+
+    fn authz(text: &str, default_allow: bool) -> Authorizer {
+        Authorizer::compile("a", &[parse(text).unwrap()], default_allow, false)
+    }
+
+    #[test]
+    fn hcl_and_json_say_the_same() {
+        let h = parse(
+            r#"key_prefix "web/" { policy = "write" }
+               key "web/secret" { policy = "deny" }
+               operator = "read""#,
+        )
+        .unwrap();
+        let j = parse(
+            r#"{"key_prefix":{"web/":{"policy":"write"}},"key":{"web/secret":{"policy":"deny"}},"operator":"read"}"#,
+        )
+        .unwrap();
+        assert_eq!(h, j);
+    }
+
+    #[test]
+    fn exact_beats_longest_prefix_beats_default() {
+        let a = authz(
+            r#"key_prefix "" { policy = "read" }
+               key_prefix "web/" { policy = "write" }
+               key_prefix "web/private/" { policy = "deny" }
+               key "web/private/open" { policy = "write" }"#,
+            false,
+        );
+        assert!(a.allows(Resource::Key, "web/x", Access::Write));
+        assert!(!a.allows(Resource::Key, "web/private/x", Access::Read));
+        assert!(a.allows(Resource::Key, "web/private/open", Access::Write));
+        assert!(a.allows(Resource::Key, "db/x", Access::Read));
+        assert!(!a.allows(Resource::Key, "db/x", Access::Write));
+        // read does not grant list; write does.
+        assert!(!a.allows(Resource::Key, "db/", Access::List));
+        assert!(a.allows_prefix_list("web/"));
+        assert!(!a.key_write_prefix("web/"));
+        assert!(a.key_write_prefix("web/public/"));
+        // No service rule: the default policy (deny).
+        assert!(!a.allows(Resource::Service, "web", Access::Read));
+    }
+
+    #[test]
+    fn default_allow_never_grants_acl() {
+        let a = authz("", true);
+        assert!(a.allows(Resource::Service, "x", Access::Write));
+        assert!(a.allows_global(Global::Operator, Access::Write));
+        assert!(!a.allows_global(Global::Acl, Access::Read));
+        let m = Authorizer::compile("m", &[], false, true);
+        assert!(m.allows_global(Global::Acl, Access::Write));
+    }
+
+    #[test]
+    fn deny_wins_when_policies_merge() {
+        let a = Authorizer::compile(
+            "a",
+            &[
+                parse(r#"service "web" { policy = "write" }"#).unwrap(),
+                parse(r#"service "web" { policy = "deny" }"#).unwrap(),
+            ],
+            true,
+            false,
+        );
+        assert!(!a.allows(Resource::Service, "web", Access::Read));
+    }
+
+    #[test]
+    fn bad_rules_are_refused_with_consuls_words() {
+        let e = parse(r#"key_prefix "x" { policy = "bogus" }"#).unwrap_err();
+        assert!(e.starts_with("Invalid key_prefix policy"), "{e}");
+        let e = parse(r#"service "x" { policy = "list" }"#).unwrap_err();
+        assert!(e.starts_with("Invalid service policy"), "{e}");
+        let e = parse(r#"operator = "sideways""#).unwrap_err();
+        assert!(e.starts_with("Invalid operator policy"), "{e}");
+        let e = parse(r#"key_prefix "x" { policy = "#).unwrap_err();
+        assert!(e.starts_with("Failed to parse ACL rules: "), "{e}");
+        assert!(parse(crate::acl::types::MANAGEMENT_RULES).is_ok());
+    }
+}
