@@ -621,7 +621,20 @@ acl {
     assert_eq!(r.status, 200, "token: {}", r.body);
     let secret = r.json()["SecretID"].as_str().expect("SecretID").to_string();
 
-    let b = Browser::start();
+    let b = Browser::start_with(Options {
+        width: 1280,
+        height: 800,
+        dark: false,
+    });
+    // `CAIRN_UI_SCREENSHOTS=docs/ui` also pictures the ACL pages.
+    let shots = std::env::var_os("CAIRN_UI_SCREENSHOTS").map(std::path::PathBuf::from);
+    let shoot = |b: &Browser, file: &str| {
+        if let Some(d) = &shots {
+            std::fs::create_dir_all(d).expect("screenshot dir");
+            std::thread::sleep(Duration::from_millis(300));
+            b.screenshot(&d.join(file));
+        }
+    };
     // Anonymous, under default deny: an empty list, not an error.
     b.goto(&ui(&a, "dc1/services"));
     b.wait_page("services");
@@ -677,12 +690,14 @@ acl {
         (r.status == 200).then(|| r.json()["ID"].as_str().unwrap_or("").to_string())
     });
     b.wait_present(&format!("[data-policy=\"{policy_id}\"]"));
+    shoot(&b, "acl-policies.png");
 
     b.goto(&ui(&a, "dc1/acls/tokens"));
     b.wait_page("tokens");
     b.wait_for("the web reader's token in the list", PRESENCE, |b| {
         b.text("#main").filter(|t| t.contains("web reader"))
     });
+    shoot(&b, "acl-tokens.png");
     b.type_into("#token-description", "made in the page");
     b.click(&format!("#token-policy-{policy_id}"));
     b.click("#token-create");
