@@ -525,6 +525,66 @@ fn client_agents_resolve_through_servers_and_cannot_bypass_them() {
     );
     let r = req(&server, "GET", "/v1/kv/open", None, Some(ROOT));
     assert_eq!(r.status, 404);
+
+    // A token that may write one service registers it through the client
+    // agent: the sync re-posts the node as stored, which needs no
+    // `node:write` on the server either. Its TTL check goes with it, and
+    // deregistering the check needs only the service's write.
+    let policy = json!({"Name": "api", "Rules": "service \"api\" { policy = \"write\" }"});
+    ok(
+        &server,
+        "PUT",
+        "/v1/acl/policy",
+        Some(&policy.to_string()),
+        Some(ROOT),
+    );
+    let t = ok(
+        &server,
+        "PUT",
+        "/v1/acl/token",
+        Some(r#"{"Policies":[{"Name":"api"}]}"#),
+        Some(ROOT),
+    );
+    let api = t["SecretID"].as_str().expect("secret").to_string();
+    let svc = json!({"ID": "api-1", "Name": "api", "Port": 9000, "Check": {"CheckID": "api-ttl", "TTL": "30s"}});
+    let r = req(
+        &client,
+        "PUT",
+        "/v1/agent/service/register",
+        Some(&svc.to_string()),
+        Some(&api),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let listed = eventually(Duration::from_secs(10), || {
+        call(&server, "GET", "/v1/catalog/service/api", None, Some(ROOT))
+            .is_some_and(|r| r.body.contains("\"api-1\""))
+    });
+    assert!(
+        listed,
+        "api-1 did not reach the catalog; log:\n{}",
+        client.log_text()
+    );
+    let r = req(
+        &client,
+        "PUT",
+        "/v1/agent/check/deregister/api-ttl",
+        Some(""),
+        Some(&api),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = req(
+        &client,
+        "PUT",
+        "/v1/agent/service/register",
+        Some(&json!({"Name": "db", "Port": 1}).to_string()),
+        Some(&api),
+    );
+    assert_eq!(
+        r.status, 403,
+        "another service's write is refused: {}",
+        r.body
+    );
+
     assert_eq!(
         header(
             &req(&client, "GET", "/v1/status/leader", None, None),

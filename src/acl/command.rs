@@ -5,7 +5,7 @@
 
 use super::{Access, Authorizer, Global, Resource};
 use crate::catalog::acl::AclOp;
-use crate::catalog::command::{Command, KvOp, SessionOp, TxnOp};
+use crate::catalog::command::{changes_node, Command, KvOp, SessionOp, TxnOp};
 use crate::catalog::query::Reader;
 
 /// `Ok` when `authz` may make `cmd`; else Consul's denial text.
@@ -19,7 +19,10 @@ pub fn authorize(authz: &Authorizer, cmd: &Command, r: &Reader<'_>) -> Result<()
     };
     match cmd {
         Command::Register(reg) => {
-            if !reg.skip_node_update {
+            // As the HTTP handler vets it: re-posting the node as stored
+            // (what an agent's service sync does) needs no `node:write`.
+            let existing = r.node(&reg.node.name).ok().flatten();
+            if existing.as_ref().is_none_or(|old| changes_node(reg, old)) {
                 need(Resource::Node, &reg.node.name, Access::Write)?;
             }
             if let Some(s) = &reg.service {
@@ -44,7 +47,20 @@ pub fn authorize(authz: &Authorizer, cmd: &Command, r: &Reader<'_>) -> Result<()
                     .unwrap_or_default();
                 need(Resource::Service, &name, Access::Write)
             }
-            _ => need(Resource::Node, &d.node, Access::Write),
+            // A service's check is the service's to remove (as the HTTP
+            // handler vets it); a node check, or the whole node, the node's.
+            (None, Some(check_id)) => {
+                let owner = r
+                    .node_checks(&d.node)
+                    .ok()
+                    .and_then(|cs| cs.into_iter().find(|c| &c.check_id == check_id))
+                    .filter(|c| !c.service_id.is_empty());
+                match owner {
+                    Some(c) => need(Resource::Service, &c.service_name, Access::Write),
+                    None => need(Resource::Node, &d.node, Access::Write),
+                }
+            }
+            (None, None) => need(Resource::Node, &d.node, Access::Write),
         },
         Command::Kv(op) => kv(authz, op),
         Command::Txn(ops) => {

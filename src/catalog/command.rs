@@ -162,3 +162,18 @@ pub enum Response {
     /// The command was rejected by the state machine (nothing written).
     Rejected(String),
 }
+
+/// Consul's `ChangesNode`: whether registering `new` would rewrite the
+/// stored node `old`. A registration that only re-posts the node's current
+/// data (as every service registration does) needs no `node:write`.
+pub fn changes_node(new: &Registration, old: &super::types::Node) -> bool {
+    if new.skip_node_update {
+        return false;
+    }
+    let n = &new.node;
+    (!n.id.is_empty() && n.id != old.id)
+        || n.address != old.address
+        || n.datacenter != old.datacenter
+        || n.tagged_addresses != old.tagged_addresses
+        || n.meta != old.meta
+}

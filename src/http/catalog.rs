@@ -12,7 +12,7 @@ use super::decode::{decode_body, GoDuration};
 use super::types::{AddressJson, NodeJson, NodeServiceJson, ServiceNodeJson, WeightsJson};
 use super::wire::{require, set_filtered_by_acls, set_meta, ApiError, ApiResult, Ctx, Query};
 use crate::acl::{Access, Authorizer, Resource};
-use crate::catalog::command::{Command, Deregistration, Registration};
+use crate::catalog::command::{changes_node, Command, Deregistration, Registration};
 use crate::catalog::types::{
     Check, CheckDefinition, CheckKind, HealthStatus, Node, Service, ServiceAddress, Weights,
 };
@@ -255,21 +255,6 @@ pub async fn register(ctx: Ctx) -> ApiResult {
     }
     ctx.agent.write(Command::Register(reg)).await?;
     Ok(ctx.json(&true))
-}
-
-/// Consul's `ChangesNode`: whether registering `new` would rewrite the
-/// stored node. A registration that only re-posts the node's current data
-/// (as every service registration does) needs no `node:write`.
-fn changes_node(new: &Registration, old: &Node) -> bool {
-    if new.skip_node_update {
-        return false;
-    }
-    let n = &new.node;
-    (!n.id.is_empty() && n.id != old.id)
-        || n.address != old.address
-        || n.datacenter != old.datacenter
-        || n.tagged_addresses != old.tagged_addresses
-        || n.meta != old.meta
 }
 
 /// Consul's `vetRegisterWithACL`, against the catalog as it is now.
