@@ -469,7 +469,7 @@ fn an_expired_token_stops_working() {
 /// write past the servers' ACLs.
 #[test]
 fn client_agents_resolve_through_servers_and_cannot_bypass_them() {
-    let server = acl_server(128, 3, Some(ROOT));
+    let mut server = acl_server(128, 3, Some(ROOT));
     let mut client = Node::client(128, 4, &[3], &[]);
     let conf =
         json!({"acl": {"enabled": true, "default_policy": "allow", "tokens": {"agent": ROOT}}});
@@ -592,6 +592,40 @@ fn client_agents_resolve_through_servers_and_cannot_bypass_them() {
         ),
         Some("allow")
     );
+
+    // With no server to ask, down_policy (extend-cache) answers: a token
+    // the agent has cached keeps its grants, one it never saw is denied,
+    // never a 500.
+    let r = req(&client, "GET", "/v1/agent/services", None, Some(&api));
+    assert!(r.body.contains("api-1"), "{}", r.body);
+    server.kill9();
+    let r = req(&client, "GET", "/v1/agent/services", None, Some(&api));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.body.contains("api-1"),
+        "the cached token still reads: {}",
+        r.body
+    );
+    let r = req(
+        &client,
+        "GET",
+        "/v1/agent/services",
+        None,
+        Some("never-seen"),
+    );
+    assert_eq!(
+        (r.status, r.body.trim()),
+        (200, "{}"),
+        "an uncached token is denied"
+    );
+    let r = req(
+        &client,
+        "PUT",
+        "/v1/kv/web/y",
+        Some("1"),
+        Some("never-seen"),
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
 }
 
 fn cli(node: &Node, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {

@@ -251,9 +251,16 @@ impl Resolver {
             Err(e) => match config.down_policy {
                 DownPolicy::Allow => Ok(Authorizer::compile("", &[], true, false)),
                 DownPolicy::Deny => Ok(Authorizer::compile("", &[], false, false)),
+                // A token never cached is denied, as Consul's extend-cache
+                // treats it ("acts like deny" for non-cached ACLs).
                 DownPolicy::ExtendCache | DownPolicy::AsyncCache => match cached {
                     Some(e) => e.authz,
-                    None => Err(ResolveError::Unavailable(e.to_string())),
+                    None => {
+                        tracing::warn!(
+                            "ACL servers unreachable and token not cached, denying: {e}"
+                        );
+                        Ok(Authorizer::compile("", &[], false, false))
+                    }
                 },
             },
         }
