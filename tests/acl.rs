@@ -628,6 +628,57 @@ fn client_agents_resolve_through_servers_and_cannot_bypass_them() {
     assert_eq!(r.status, 403, "{}", r.body);
 }
 
+/// A request without a token is checked on the client agent with its
+/// `default` token, and forwarded with that token, so the server answers
+/// it the same way (Consul's agent sends its user token in the RPC).
+#[test]
+fn a_client_agents_default_token_travels_with_its_writes() {
+    let server = acl_server(128, 6, Some(ROOT));
+    let policy = json!({"Name": "web", "Rules": "key_prefix \"web/\" { policy = \"write\" }"});
+    ok(
+        &server,
+        "PUT",
+        "/v1/acl/policy",
+        Some(&policy.to_string()),
+        Some(ROOT),
+    );
+    let t = ok(
+        &server,
+        "PUT",
+        "/v1/acl/token",
+        Some(r#"{"Policies":[{"Name":"web"}]}"#),
+        Some(ROOT),
+    );
+    let web = t["SecretID"].as_str().expect("secret").to_string();
+    let acc = t["AccessorID"].as_str().expect("accessor").to_string();
+    let mut client = Node::client(128, 7, &[6], &[]);
+    let conf = json!({"acl": {"enabled": true, "default_policy": "deny",
+        "tokens": {"agent": ROOT, "default": web}}});
+    let path = client.data_dir.parent().expect("parent").join("acl.json");
+    std::fs::write(&path, conf.to_string()).expect("write config");
+    client.args.push(format!("-config-file={}", path.display()));
+    client.spawn();
+    let joined = eventually(Duration::from_secs(30), || {
+        call(&server, "GET", "/v1/catalog/node/c7", None, Some(ROOT))
+            .is_some_and(|r| r.status == 200 && r.body.trim() != "null")
+    });
+    assert!(
+        joined,
+        "client did not register; log:\n{}",
+        client.log_text()
+    );
+    let r = req(&client, "PUT", "/v1/kv/web/z", Some("1"), None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = req(&server, "GET", "/v1/kv/web/z?raw", None, Some(ROOT));
+    assert_eq!((r.status, r.body.as_str()), (200, "1"));
+    let r = req(&client, "PUT", "/v1/kv/db/z", Some("1"), None);
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(
+        r.body,
+        format!("Permission denied: token with AccessorID '{acc}' lacks permission 'key:write' on \"db/z\"")
+    );
+}
+
 fn cli(node: &Node, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let out = std::process::Command::new(common::BIN)
         .args(args)

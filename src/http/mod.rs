@@ -370,8 +370,13 @@ async fn call(server: &Server, route: &Route, req: Request, raw_path: &str) -> A
     if !api.acl.enabled() {
         return (route.handler)(ctx).await;
     }
-    // Writes the handler forwards to a server carry the request's token.
-    let token = ctx.token().map(str::to_string);
+    // Writes the handler forwards to a server carry the request's token,
+    // else this agent's default token: the one the request was checked
+    // with here, as Consul's agent sends its user token in the RPC.
+    let token = ctx
+        .token()
+        .map(str::to_string)
+        .or_else(|| api.config.acl.tokens.default.clone());
     crate::acl::REQUEST_TOKEN
         .scope(token, (route.handler)(ctx))
         .await
