@@ -301,6 +301,21 @@ impl RaftNode {
         lease.holds(term, Instant::now())
     }
 
+    /// The leader's commit index: the read index of a default read. Not
+    /// its applied index, which can trail it: a follower learns the commit
+    /// from the next AppendEntries and may apply an entry before the
+    /// leader's own state machine has, so a reader served at the leader's
+    /// applied index could miss a write another reader already saw. The
+    /// caller waits until its replica has applied what this returns.
+    async fn committed_index(&self) -> Result<u64, ConsensusError> {
+        let committed = self
+            .raft
+            .with_raft_state(|st| st.committed.map_or(0, |l| l.index))
+            .await
+            .map_err(|_| ConsensusError::NoLeader)?;
+        Ok(committed.max(self.applied_index()))
+    }
+
     fn applied_index(&self) -> u64 {
         self.raft
             .metrics()
@@ -462,7 +477,7 @@ impl RaftNode {
             // leader cut off from its quorum so stops serving old data
             // within the lease instead of for as long as the partition lasts.
             if !linearizable && self.lease_holds() {
-                return Ok(self.applied_index());
+                return self.committed_index().await;
             }
             let term = self.current_term();
             let asked = Instant::now();
