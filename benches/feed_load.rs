@@ -36,11 +36,13 @@ async fn subscribe(i: usize, servers: Arc<Vec<String>>, stats: Arc<Stats>) {
         let addr = &servers[attempt % servers.len()];
         attempt += 1 + rand::random_range(0..servers.len().max(2) - 1);
         let from = std::net::IpAddr::from([127, 0, 61, 1 + (i / 50) as u8]);
-        let Ok(sock) = cairn::rpc::dial(addr, Some(from), Protocol::Feed).await else {
+        let Ok(sock) = cairn::rpc::Dialer::plain(Some(from))
+            .dial(addr, Protocol::Feed)
+            .await else {
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         };
-        let (rd, mut wr) = sock.into_split();
+        let (rd, mut wr) = tokio::io::split(sock);
         let mut rd = BufReader::with_capacity(256 << 10, rd);
         let sub = Subscribe {
             version: VERSION,

@@ -123,8 +123,8 @@ pub struct ClusterCtx {
     pub catalog: Arc<Catalog>,
     pub gossip: Gossip,
     pub datacenter: String,
-    /// The address outgoing RPC connections are made from.
-    pub local: Option<std::net::IpAddr>,
+    /// How outgoing RPC connections are made.
+    pub dialer: crate::rpc::Dialer,
 }
 
 impl ClusterCtx {
@@ -224,7 +224,7 @@ pub async fn feed_leadership_loop(ctx: ClusterCtx, feed: Arc<crate::feed::publis
 pub async fn bootstrap_expect(ctx: ClusterCtx, expect: u32) {
     let node = &ctx.node;
     let mut members = ctx.gossip.subscribe();
-    let probe = MuxClient::new(ctx.local, Protocol::Consul);
+    let probe = MuxClient::new(ctx.dialer.clone(), Protocol::Consul);
     loop {
         if node.raft().is_initialized().await.unwrap_or(true) {
             return;

@@ -13,9 +13,11 @@ mod build;
 mod definitions;
 mod file;
 mod source;
+mod tls;
 
 pub use build::Origin;
 pub use definitions::{FileCheck, FileService, SCRIPTS_DISABLED_LOCAL};
+pub use tls::{TlsConfig, TlsInterface, TlsVersion};
 pub use source::{
     AddressesSource, DnsSource, DurationSource, LimitsSource, PerformanceSource, PortsSource,
     SoaSource, Source, TelemetrySource, UiSource,
@@ -143,6 +145,12 @@ pub struct Limits {
     pub http_max_conns_per_client: u32,
     /// `limits.rpc_max_conns_per_client`: concurrent server RPC connections from one client IP.
     pub rpc_max_conns_per_client: u32,
+    /// `limits.https_handshake_timeout`: how long an HTTPS client may take
+    /// to finish its TLS handshake.
+    pub https_handshake_timeout: Duration,
+    /// `limits.rpc_handshake_timeout`: how long an RPC connection may take
+    /// to finish its TLS handshake and name its protocol.
+    pub rpc_handshake_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -150,6 +158,8 @@ impl Default for Limits {
         Limits {
             http_max_conns_per_client: 200,
             rpc_max_conns_per_client: 100,
+            https_handshake_timeout: Duration::from_secs(5),
+            rpc_handshake_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -276,6 +286,9 @@ pub struct Config {
     pub acl: AclConfig,
     /// The datacenter authoritative for ACLs; empty means this one.
     pub primary_datacenter: String,
+    /// `tls {}`, merged across sources; `tls.internal_rpc()` and
+    /// `tls.https()` resolve an interface's settings.
+    pub tls: TlsConfig,
     /// Deprecation warnings met while building, logged at startup as
     /// Consul logs them.
     pub warnings: Vec<String>,
@@ -328,6 +341,7 @@ impl Default for Config {
             checks: Vec::new(),
             acl: AclConfig::default(),
             primary_datacenter: String::new(),
+            tls: TlsConfig::default(),
             warnings: vec![],
         }
     }

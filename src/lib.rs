@@ -22,3 +22,4 @@ pub mod rpc;
 pub mod run;
 pub mod store;
 pub mod template;
+pub mod tls;

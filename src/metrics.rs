@@ -121,6 +121,10 @@ fn describe() {
         "Status changes of this agent's checks, by check type and new status"
     );
     metrics::describe_counter!(
+        "cairn.tls.handshake_failures",
+        "TLS handshakes that failed, by interface (http or rpc)"
+    );
+    metrics::describe_counter!(
         "consul.agent.check.reaped",
         "Services deregistered because a check stayed critical past DeregisterCriticalServiceAfter"
     );
@@ -185,4 +189,9 @@ pub fn check_status_change(check_type: &str, status: &'static str) {
 /// A service was deregistered by `DeregisterCriticalServiceAfter`.
 pub fn check_reaped() {
     counter!("consul.agent.check.reaped").increment(1);
+}
+
+/// A TLS handshake on the HTTPS API (`http`) or the RPC port (`rpc`) failed.
+pub fn tls_handshake_failure(interface: &'static str) {
+    counter!("cairn.tls.handshake_failures", "interface" => interface).increment(1);
 }

@@ -21,8 +21,9 @@ use crate::metrics::Metrics;
 use crate::raft::network::Network;
 use crate::raft::state_machine::StateMachine;
 use crate::raft::{raft_config, raft_id, Raft, RaftNode};
-use crate::rpc::listener::Handlers;
-use crate::rpc::Protocol;
+use crate::rpc::listener::{Handlers, ListenerTls};
+use crate::rpc::{DialTls, Dialer, Protocol};
+use crate::tls::AgentTls;
 use crate::store::log::LogStore;
 use anyhow::{anyhow, Context, Result};
 use std::net::SocketAddr;
@@ -207,9 +208,21 @@ async fn start_gossip(config: &Config, node_id: &str) -> Result<Gossip> {
     .with_context(|| format!("binding serf LAN on {}:{serf_port}", config.bind_addr))
 }
 
+/// How this agent dials servers: from its bind address, in TLS when
+/// `verify_outgoing` is on.
+fn dialer(config: &Config, tls: &AgentTls) -> Dialer {
+    let dial_tls = tls
+        .rpc
+        .outgoing
+        .clone()
+        .map(|c| DialTls::new(c, tls.rpc.server_name.clone()));
+    Dialer::with_tls(Some(config.bind_addr), dial_tls)
+}
+
 /// A server: the replica, raft, the subscription feed, and the RPC port.
 async fn start_server(
     config: &Config,
+    tls: &AgentTls,
     data_dir: &Path,
     node_id: &str,
     gossip: &Gossip,
@@ -231,10 +244,10 @@ async fn start_server(
             .validate()
             .map_err(|e| anyhow!("raft config: {e}"))?,
     );
-    let local = Some(config.bind_addr);
+    let dialer = dialer(config, tls);
     let acks = crate::raft::network::Acks::default();
     let network = Network {
-        local,
+        dialer: dialer.clone(),
         acks: acks.clone(),
     };
     let raft = Raft::new(id, raft_cfg, network, log_store, sm)
@@ -243,7 +256,7 @@ async fn start_server(
     let node = RaftNode::start(
         raft.clone(),
         id,
-        local,
+        dialer,
         catalog.clone(),
         gossip.clone(),
         acks,
@@ -272,6 +285,7 @@ async fn start_server(
     tokio::spawn(crate::rpc::listener::serve(
         listener,
         handlers,
+        ListenerTls::new(&tls.rpc, config.limits.rpc_handshake_timeout),
         config.limits.rpc_max_conns_per_client,
         shutdown,
         RPC_DRAIN,
@@ -297,6 +311,7 @@ async fn start_server(
 /// subscription, and every request forwarded to a server.
 async fn start_client(
     config: &Config,
+    tls: &AgentTls,
     data_dir: &Path,
     gossip: &Gossip,
     shutdown: watch::Receiver<bool>,
@@ -305,20 +320,20 @@ async fn start_client(
         Arc::new(Catalog::open_view(&data_dir.join("view")).context("opening the catalog view")?);
     let servers = Arc::new(ServerList::new(gossip.clone(), config.datacenter.clone()));
     let status = Arc::new(ViewStatus::default());
-    let local = Some(config.bind_addr);
+    let dialer = dialer(config, tls);
     let agent_token = config
         .acl
         .tokens
         .agent
         .clone()
         .or_else(|| config.acl.tokens.default.clone());
-    let forwarder = Forwarder::new(servers.clone(), local, view.clone(), status.clone())
+    let forwarder = Forwarder::new(servers.clone(), dialer.clone(), view.clone(), status.clone())
         .with_agent_token(agent_token);
     let subscriber = Subscriber {
         view: view.clone(),
         servers,
         status,
-        local,
+        dialer,
         node: config.node_name.clone(),
     };
     tokio::spawn(subscriber.run(shutdown));
@@ -354,6 +369,9 @@ impl Running {
     /// Data dir, gossip, the server or client core, the agent, listeners,
     /// background tasks.
     async fn start(config: Config, loader: crate::config::Loader) -> Result<Running> {
+        // Every certificate, key and CA is read before anything is bound,
+        // so a bad path stops the agent with an error naming it.
+        let tls = AgentTls::load(&config)?;
         let data = DataDir::prepare(&config)?;
         let data_dir = data.path.clone();
         let node_id = node_id(&config, &data_dir)?;
@@ -363,9 +381,9 @@ impl Running {
 
         let gossip = start_gossip(&config, &node_id).await?;
         let core = if config.server {
-            start_server(&config, &data_dir, &node_id, &gossip, stop_rx).await?
+            start_server(&config, &tls, &data_dir, &node_id, &gossip, stop_rx).await?
         } else {
-            start_client(&config, &data_dir, &gossip, stop_rx).await?
+            start_client(&config, &tls, &data_dir, &gossip, stop_rx).await?
         };
 
         let local = Local::open(&data_dir).context("opening local state")?;
@@ -414,15 +432,18 @@ impl Running {
         )
         .await
         .context("starting DNS server")?;
-        let http = crate::http::start(Api {
+        let http = crate::http::start(
+            Api {
             agent: agent.clone(),
             catalog: core.catalog.clone(),
             consensus: core.consensus.clone(),
             gossip: gossip.clone(),
             config: config.clone(),
-            metrics,
-            acl: acl.clone(),
-        })
+                metrics,
+                acl: acl.clone(),
+            },
+            tls.https.clone(),
+        )
         .await
         .context("starting HTTP server")?;
 
@@ -448,7 +469,7 @@ impl Running {
             tokio::spawn(reload_on_sighup(agent.clone())),
         ];
         if let Some(server) = &core.server {
-            tasks.extend(server_tasks(&config, &core, server, &gossip));
+            tasks.extend(server_tasks(&config, &tls, &core, server, &gossip));
             if config.acl.enabled {
                 tasks.push(tokio::spawn(crate::acl::leader::leader_loop(
                     config.acl.clone(),
@@ -556,6 +577,7 @@ impl Running {
 /// The cluster upkeep a server runs.
 fn server_tasks(
     config: &Config,
+    tls: &AgentTls,
     core: &Core,
     server: &ServerParts,
     gossip: &Gossip,
@@ -566,7 +588,7 @@ fn server_tasks(
         catalog: core.catalog.clone(),
         gossip: gossip.clone(),
         datacenter: config.datacenter.clone(),
-        local: Some(config.bind_addr),
+        dialer: dialer(config, tls),
     };
     let mut tasks = vec![
         tokio::spawn(crate::cluster::leader_loop(ctx.clone())),

@@ -11,6 +11,7 @@ mod http;
 mod lock;
 mod registrator;
 mod template;
+mod tls;
 mod watch;
 
 use anyhow::Result;
@@ -32,6 +33,7 @@ Available commands are:
     registrator    Registers Docker containers' published ports as services
     reload         Triggers the agent to reload configuration files
     template       Renders templates from the catalog and KV, as consul-template does
+    tls            Builtin helpers for creating CAs and certificates
     validate       Validate config files/directories
     version        Prints the cairn version
     watch          Watch for changes in the catalog or KV and run a handler
@@ -58,6 +60,7 @@ pub fn main(argv: Vec<String>) -> Result<i32> {
         "reload" => config_files::reload(&rest),
         "validate" => config_files::validate(&rest),
         "template" => template::run(rest),
+        "tls" => tls::run(rest),
         "registrator" => registrator::run(rest),
         "watch" => watch::run(rest),
         "keygen" => without_flags(

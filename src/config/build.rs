@@ -58,6 +58,7 @@ impl Config {
             c.ui = true;
         }
         c.validate()?;
+        c.tls.validate().map_err(ConfigError::Invalid)?;
         c.check_script_definitions()?;
         Ok(c)
     }
@@ -95,11 +96,13 @@ impl Config {
         self.apply_dns(s)?;
         self.apply_join(s)?;
         self.apply_agent(s)?;
-        self.apply_limits(s);
+        self.apply_limits(s)?;
         self.apply_acl(&s.acl)?;
         if let Some(dc) = &s.primary_datacenter {
             self.primary_datacenter = dc.to_ascii_lowercase();
         }
+        let tls_warnings = self.tls.apply(&s.tls, &s.deprecated_tls());
+        self.warnings.extend(tls_warnings);
         self.apply_definitions(s)
     }
 
@@ -344,8 +347,18 @@ impl Config {
         Ok(())
     }
 
-    fn apply_limits(&mut self, s: &Source) {
+    fn apply_limits(&mut self, s: &Source) -> Result<(), String> {
         let l = &s.limits;
+        set_duration(
+            &mut self.limits.https_handshake_timeout,
+            "limits.https_handshake_timeout",
+            &l.https_handshake_timeout,
+        )?;
+        set_duration(
+            &mut self.limits.rpc_handshake_timeout,
+            "limits.rpc_handshake_timeout",
+            &l.rpc_handshake_timeout,
+        )?;
         set(&mut self.kv_max_value_size, &l.kv_max_value_size);
         set(
             &mut self.limits.http_max_conns_per_client,
@@ -355,6 +368,7 @@ impl Config {
             &mut self.limits.rpc_max_conns_per_client,
             &l.rpc_max_conns_per_client,
         );
+        Ok(())
     }
 }
 

@@ -134,6 +134,41 @@ pub struct Source {
     pub checks: Vec<serde_json::Value>,
     pub acl: AclSource,
     pub primary_datacenter: Option<String>,
+    pub tls: super::tls::TlsConfig,
+    /// Consul's pre-1.12 top-level TLS keys, mapped into `tls` with a
+    /// deprecation warning (`config/tls.rs`).
+    pub ca_file: Option<PathBuf>,
+    pub ca_path: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub tls_cipher_suites: Option<String>,
+    pub tls_min_version: Option<String>,
+    pub tls_prefer_server_cipher_suites: Option<bool>,
+    pub verify_incoming: Option<bool>,
+    pub verify_incoming_https: Option<bool>,
+    pub verify_incoming_rpc: Option<bool>,
+    pub verify_outgoing: Option<bool>,
+    pub verify_server_hostname: Option<bool>,
+}
+
+impl Source {
+    /// The deprecated top-level TLS keys this source sets.
+    pub(super) fn deprecated_tls(&self) -> super::tls::DeprecatedTls {
+        super::tls::DeprecatedTls {
+            ca_file: self.ca_file.clone(),
+            ca_path: self.ca_path.clone(),
+            cert_file: self.cert_file.clone(),
+            key_file: self.key_file.clone(),
+            tls_cipher_suites: self.tls_cipher_suites.clone(),
+            tls_min_version: self.tls_min_version.clone(),
+            verify_incoming: self.verify_incoming,
+            verify_incoming_https: self.verify_incoming_https,
+            verify_incoming_rpc: self.verify_incoming_rpc,
+            verify_outgoing: self.verify_outgoing,
+            verify_server_hostname: self.verify_server_hostname,
+            tls_prefer_server_cipher_suites: self.tls_prefer_server_cipher_suites,
+        }
+    }
 }
 
 /// `acl`.
@@ -258,6 +293,8 @@ pub struct LimitsSource {
     pub kv_max_value_size: Option<u64>,
     pub http_max_conns_per_client: Option<u32>,
     pub rpc_max_conns_per_client: Option<u32>,
+    pub https_handshake_timeout: Option<DurationSource>,
+    pub rpc_handshake_timeout: Option<DurationSource>,
 }
 
 /// `performance`.

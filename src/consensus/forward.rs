@@ -16,8 +16,7 @@ use super::servers::ServerList;
 use super::{Backend, ConsensusError, Contact, PeerRef, RaftConfiguration, RaftStats};
 use crate::catalog::command::{Command, Response};
 use crate::catalog::Catalog;
-use crate::rpc::{MuxClient, Protocol};
-use std::net::IpAddr;
+use crate::rpc::{Dialer, MuxClient, Protocol};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -113,17 +112,17 @@ pub struct Forwarder {
 }
 
 impl Forwarder {
-    /// `local`: the address RPC connections are made from.
+    /// `dialer`: how RPC connections to servers are made.
     pub fn new(
         servers: Arc<ServerList>,
-        local: Option<IpAddr>,
+        dialer: Dialer,
         view: Arc<Catalog>,
         status: Arc<ViewStatus>,
     ) -> Forwarder {
         Forwarder {
             agent_token: None,
             servers,
-            rpc: MuxClient::new(local, Protocol::Consul),
+            rpc: MuxClient::new(dialer, Protocol::Consul),
             view,
             status,
         }

@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncWriteExt, BufReader};
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::TcpStream;
+use tokio::io::WriteHalf;
+use crate::rpc::RpcStream;
 use tokio::sync::watch;
 
 /// The ring keeps at most this many bytes of entries in memory (estimated
@@ -411,20 +411,13 @@ impl Publisher {
             runtime.spawn(self.clone().tick_loop());
         }
         let me = self.clone();
-        move |sock: TcpStream, peer: SocketAddr| -> BoxFuture<'static, ()> {
+        move |sock: RpcStream, peer: SocketAddr| -> BoxFuture<'static, ()> {
             let me = me.clone();
             let runtime = runtime.clone();
             Box::pin(async move {
-                // Re-register the socket with the feed runtime's reactor.
-                let sock = match sock.into_std() {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::warn!(%peer, "feed: {e}");
-                        return;
-                    }
-                };
                 let task = runtime.spawn(async move {
-                    let sock = match TcpStream::from_std(sock) {
+                    // Re-register the socket with the feed runtime's reactor.
+                    let sock = match sock.rebind() {
                         Ok(s) => s,
                         Err(e) => {
                             tracing::warn!(%peer, "feed: {e}");
@@ -442,8 +435,8 @@ impl Publisher {
         }
     }
 
-    async fn serve(self: &Arc<Self>, sock: TcpStream, peer: SocketAddr) -> Result<(), FeedEnd> {
-        let (rd, wr) = sock.into_split();
+    async fn serve(self: &Arc<Self>, sock: RpcStream, peer: SocketAddr) -> Result<(), FeedEnd> {
+        let (rd, wr) = tokio::io::split(sock);
         // A subscriber sends one small frame; a big buffer per subscription
         // would only cost memory.
         let mut rd = BufReader::with_capacity(1024, rd);
@@ -717,7 +710,7 @@ enum FeedEnd {
 }
 
 struct Out {
-    wr: OwnedWriteHalf,
+    wr: WriteHalf<RpcStream>,
 }
 
 impl Out {

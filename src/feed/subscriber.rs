@@ -7,8 +7,7 @@ use crate::catalog::snapshot::CatalogSnapshot;
 use crate::catalog::{Catalog, LogPos};
 use crate::consensus::forward::ViewStatus;
 use crate::consensus::servers::ServerList;
-use crate::rpc::{frame, Protocol};
-use std::net::IpAddr;
+use crate::rpc::{frame, Dialer, Protocol};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::BufReader;
@@ -26,8 +25,8 @@ pub struct Subscriber {
     pub view: Arc<Catalog>,
     pub servers: Arc<ServerList>,
     pub status: Arc<ViewStatus>,
-    /// The address connections are made from.
-    pub local: Option<IpAddr>,
+    /// How connections to servers are made.
+    pub dialer: Dialer,
     pub node: String,
 }
 
@@ -140,12 +139,12 @@ impl Subscriber {
         let from = (self.view.is_ready() && !force).then_some(applied);
         let sock = tokio::time::timeout(
             DIAL_TIMEOUT,
-            crate::rpc::dial(addr, self.local, Protocol::Feed),
+            self.dialer.dial(addr, Protocol::Feed),
         )
         .await
         .map_err(|_| SessionError::Dial("timeout".into()))?
         .map_err(|e| SessionError::Dial(e.to_string()))?;
-        let (rd, mut wr) = sock.into_split();
+        let (rd, mut wr) = tokio::io::split(sock);
         let mut rd = BufReader::new(rd);
         let sub = Subscribe {
             version: VERSION,

@@ -21,6 +21,15 @@
 //! out gives the slot back when hyper drops it. Rejections run on their own
 //! task, so a client that does not read never stalls the accept loop.
 //!
+//! A listener given [`HttpsTls`] serves HTTPS: each accepted connection is
+//! counted first, then does its TLS handshake in a task of its own within
+//! `limits.https_handshake_timeout`, so a slow or silent client never
+//! stalls the accept loop, and only a finished handshake reaches hyper. A
+//! connection over the limit on a TLS listener is closed without the 429
+//! (plain text would mean nothing to a TLS client). A plain HTTP request on
+//! the TLS port gets Go's `400 Bad Request` (`Client sent an HTTP request to
+//! an HTTPS server.`), as Consul's, and nothing else.
+//!
 //! [`serve`] runs axum on such a listener until shutdown is signalled, then
 //! stops accepting (the port is released at once), lets requests in flight
 //! finish for up to the drain window, and returns.
@@ -39,8 +48,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use crate::tls::handshake_log::FailureLog;
+use crate::tls::stream::MaybeTls;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 /// Consul's default `limits.http_max_conns_per_client`.
 pub const DEFAULT_MAX_CONNS_PER_CLIENT: usize = 200;
@@ -166,28 +178,70 @@ impl Drop for ConnSlot {
     }
 }
 
+/// What an HTTPS listener needs: its rustls config, Consul's
+/// `limits.https_handshake_timeout`, and a log for failed handshakes.
+#[derive(Clone)]
+pub struct HttpsTls {
+    acceptor: tokio_rustls::TlsAcceptor,
+    handshake_timeout: Duration,
+    failures: Arc<FailureLog>,
+}
+
+impl std::fmt::Debug for HttpsTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpsTls")
+            .field("handshake_timeout", &self.handshake_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpsTls {
+    pub fn new(config: Arc<rustls::ServerConfig>, handshake_timeout: Duration) -> Self {
+        HttpsTls {
+            acceptor: config.into(),
+            handshake_timeout,
+            failures: Arc::new(FailureLog::incoming("http")),
+        }
+    }
+}
+
 /// A TCP listener that enforces a [`ConnLimiter`] on what it accepts.
 #[derive(Debug)]
 pub struct LimitedListener {
     tcp: TcpListener,
     limiter: ConnLimiter,
+    tls: Option<HttpsTls>,
+    /// TLS handshakes in progress; a finished one is the next accepted
+    /// connection. Dropped (and so cancelled) with the listener.
+    handshakes: JoinSet<Option<(LimitedConn, SocketAddr)>>,
 }
 
 impl LimitedListener {
     /// Wraps a bound listener; `limiter` may be shared with other listeners.
     pub fn new(tcp: TcpListener, limiter: ConnLimiter) -> Self {
-        LimitedListener { tcp, limiter }
+        LimitedListener {
+            tcp,
+            limiter,
+            tls: None,
+            handshakes: JoinSet::new(),
+        }
     }
-}
 
-impl Listener for LimitedListener {
-    type Io = LimitedConn;
-    type Addr = SocketAddr;
+    /// Serves HTTPS instead of HTTP.
+    pub fn with_tls(mut self, tls: HttpsTls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
 
-    async fn accept(&mut self) -> (LimitedConn, SocketAddr) {
+    /// The next TCP connection within its client's allowance.
+    async fn next_counted(
+        tcp: &TcpListener,
+        limiter: &ConnLimiter,
+        tls: bool,
+    ) -> (TcpStream, SocketAddr, ConnSlot) {
         let mut backoff = ACCEPT_BACKOFF_FIRST;
         loop {
-            let (stream, peer) = match self.tcp.accept().await {
+            let (stream, peer) = match tcp.accept().await {
                 Ok(accepted) => accepted,
                 // The client gave up between connecting and our accept.
                 Err(e) if is_connection_error(&e) => continue,
@@ -199,25 +253,50 @@ impl Listener for LimitedListener {
                 }
             };
             backoff = ACCEPT_BACKOFF_FIRST;
-            let Some(slot) = self.limiter.try_acquire(peer.ip()) else {
+            let Some(slot) = limiter.try_acquire(peer.ip()) else {
                 tracing::debug!(
                     client = %peer,
-                    limit = self.limiter.max_per_client(),
+                    limit = limiter.max_per_client(),
                     "HTTP connection over the per-client limit; answering 429"
                 );
-                tokio::spawn(reject(stream));
+                if !tls {
+                    tokio::spawn(reject(stream));
+                }
                 continue;
             };
             if let Err(e) = stream.set_nodelay(true) {
                 tracing::debug!(client = %peer, "cannot set TCP_NODELAY: {e}");
             }
-            return (
-                LimitedConn {
-                    stream,
+            return (stream, peer, slot);
+        }
+    }
+}
+
+impl Listener for LimitedListener {
+    type Io = LimitedConn;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (LimitedConn, SocketAddr) {
+        loop {
+            let Some(tls) = self.tls.clone() else {
+                let (stream, peer, slot) =
+                    Self::next_counted(&self.tcp, &self.limiter, false).await;
+                let conn = LimitedConn {
+                    stream: MaybeTls::Plain(stream),
                     _slot: slot,
-                },
-                peer,
-            );
+                };
+                return (conn, peer);
+            };
+            tokio::select! {
+                (stream, peer, slot) = Self::next_counted(&self.tcp, &self.limiter, true) => {
+                    self.handshakes.spawn(handshake(tls, stream, peer, slot));
+                }
+                Some(done) = self.handshakes.join_next(), if !self.handshakes.is_empty() => {
+                    if let Ok(Some(accepted)) = done {
+                        return accepted;
+                    }
+                }
+            }
         }
     }
 
@@ -260,10 +339,68 @@ async fn reject(mut stream: TcpStream) {
     let _ = tokio::time::timeout(REJECT_LINGER, drain_input).await;
 }
 
+/// Go's `tlsRecordHeaderLooksLikeHTTP`: the first five bytes of a plain
+/// HTTP request, where a TLS record header was expected.
+fn looks_like_http(head: &[u8]) -> bool {
+    matches!(head, b"GET /" | b"HEAD " | b"POST " | b"PUT /" | b"OPTIO")
+}
+
+/// What Go's HTTP server (and so Consul) answers such a request with.
+const PLAIN_HTTP_ON_TLS_RESPONSE: &[u8] =
+    b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
+
+/// The TLS handshake of one accepted connection; `None` (logged at a
+/// bounded rate) when it fails or takes longer than the timeout.
+async fn handshake(
+    tls: HttpsTls,
+    stream: TcpStream,
+    peer: SocketAddr,
+    slot: ConnSlot,
+) -> Option<(LimitedConn, SocketAddr)> {
+    let acceptor = tls.acceptor.clone();
+    let session = async move {
+        let mut stream = stream;
+        let mut head = [0u8; 5];
+        loop {
+            let n = stream.peek(&mut head).await?;
+            if n == 0 || n == head.len() {
+                break;
+            }
+            // Part of a record: wait for the rest rather than spin.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if looks_like_http(&head) {
+            let _ = stream.write_all(PLAIN_HTTP_ON_TLS_RESPONSE).await;
+            let _ = stream.shutdown().await;
+            return Ok(None);
+        }
+        acceptor.accept(stream).await.map(Some)
+    };
+    match tokio::time::timeout(tls.handshake_timeout, session).await {
+        Ok(Ok(Some(session))) => Some((
+            LimitedConn {
+                stream: MaybeTls::Tls(Box::new(session.into())),
+                _slot: slot,
+            },
+            peer,
+        )),
+        Ok(Ok(None)) => None,
+        Ok(Err(e)) => {
+            tls.failures.report(peer, &e);
+            None
+        }
+        Err(_) => {
+            let why = format!("no handshake within {:?}", tls.handshake_timeout);
+            tls.failures.report(peer, &why);
+            None
+        }
+    }
+}
+
 /// An accepted HTTP connection, counted against its client until dropped.
 #[derive(Debug)]
 pub struct LimitedConn {
-    stream: TcpStream,
+    stream: MaybeTls,
     _slot: ConnSlot,
 }
 

@@ -238,19 +238,33 @@ impl HttpServers {
     }
 }
 
-/// Binds the HTTP listeners on every client address and serves them in the
-/// background until the agent shuts down. Returns once bound; a bind
-/// failure is an error.
-pub async fn start(api: Api) -> std::io::Result<HttpServers> {
+/// Binds the HTTP listeners on every client address, and the HTTPS ones
+/// when `ports.https` is set (serving the same routes with `https`), and
+/// serves them in the background until the agent shuts down. Returns once
+/// bound; a bind failure is an error.
+pub async fn start(
+    api: Api,
+    https: Option<Arc<rustls::ServerConfig>>,
+) -> std::io::Result<HttpServers> {
     let mut servers = HttpServers::default();
     let config = api.config.clone();
     let shutdown = api.agent.shutdown_signal();
-    let port = config.ports.http;
-    if port < 0 {
+    let plain = port("HTTP", config.ports.http)?;
+    let tls = match (port("HTTPS", config.ports.https)?, https) {
+        (Some(port), Some(tls)) => Some((
+            port,
+            listener::HttpsTls::new(tls, config.limits.https_handshake_timeout),
+        )),
+        (Some(_), None) => {
+            return Err(std::io::Error::other(
+                "HTTPS port configured but no TLS certificate to serve it with",
+            ))
+        }
+        (None, _) => None,
+    };
+    if plain.is_none() && tls.is_none() {
         return Ok(servers);
     }
-    let port = u16::try_from(port)
-        .map_err(|_| std::io::Error::other(format!("invalid HTTP port {port}")))?;
     let ui = ui::Ui::new(&config)?;
     let server = Arc::new(Server {
         api,
@@ -258,26 +272,42 @@ pub async fn start(api: Api) -> std::io::Result<HttpServers> {
         ui,
     });
     let app = axum::Router::new().fallback(dispatch).with_state(server);
-    // One allowance per client IP across every HTTP listener, as Consul's.
+    // One allowance per client IP across every HTTP and HTTPS listener, as
+    // Consul's.
     let limiter = listener::ConnLimiter::new(config.limits.http_max_conns_per_client as usize);
-    for ip in &config.client_addrs {
-        let addr = SocketAddr::new(*ip, port);
-        let tcp = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-            std::io::Error::new(
-                e.kind(),
-                format!("Error starting HTTP listener on {addr}: {e}"),
-            )
-        })?;
-        let serve = listener::serve(
-            listener::LimitedListener::new(tcp, limiter.clone()),
-            app.clone(),
-            shutdown.clone(),
-            DRAIN,
-        );
-        servers.tasks.push(tokio::spawn(serve));
-        tracing::info!(%addr, "HTTP API listening");
+    let listeners = plain
+        .map(|p| ("HTTP", p, None))
+        .into_iter()
+        .chain(tls.map(|(p, t)| ("HTTPS", p, Some(t))));
+    for (scheme, port, tls) in listeners {
+        for ip in &config.client_addrs {
+            let addr = SocketAddr::new(*ip, port);
+            let tcp = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("Error starting {scheme} listener on {addr}: {e}"),
+                )
+            })?;
+            let mut l = listener::LimitedListener::new(tcp, limiter.clone());
+            if let Some(tls) = tls.clone() {
+                l = l.with_tls(tls);
+            }
+            let serve = listener::serve(l, app.clone(), shutdown.clone(), DRAIN);
+            servers.tasks.push(tokio::spawn(serve));
+            tracing::info!(%addr, "{scheme} API listening");
+        }
     }
     Ok(servers)
+}
+
+/// A listener's port; `None` when it is off (negative, Consul's -1).
+fn port(scheme: &str, port: i32) -> std::io::Result<Option<u16>> {
+    if port < 0 {
+        return Ok(None);
+    }
+    u16::try_from(port)
+        .map(Some)
+        .map_err(|_| std::io::Error::other(format!("invalid {scheme} port {port}")))
 }
 
 /// Largest body read for any request. KV values are capped separately at

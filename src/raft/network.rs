@@ -23,7 +23,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::net::TcpStream;
+use crate::rpc::{Dialer, RpcStream};
 
 /// Raft's messages on the wire. Frames are decoded once and handled at
 /// once; boxing the large variants would buy nothing.
@@ -102,18 +102,19 @@ impl Acks {
     }
 }
 
-/// `local`: the address outgoing raft connections are made from.
+/// `dialer`: how outgoing raft connections are made (from where, in TLS
+/// or not).
 #[derive(Clone, Default)]
 pub struct Network {
-    pub local: Option<std::net::IpAddr>,
+    pub dialer: Dialer,
     pub acks: Acks,
 }
 
 pub struct PeerClient {
     target: NodeId,
     node: BasicNode,
-    conn: Option<TcpStream>,
-    local: Option<std::net::IpAddr>,
+    conn: Option<RpcStream>,
+    dialer: Dialer,
     acks: Acks,
 }
 
@@ -125,7 +126,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             target,
             node: node.clone(),
             conn: None,
-            local: self.local,
+            dialer: self.dialer.clone(),
             acks: self.acks.clone(),
         }
     }
@@ -145,7 +146,7 @@ impl PeerClient {
         if self.conn.is_none() {
             let dial = tokio::time::timeout(
                 ttl.min(Duration::from_secs(1)),
-                crate::rpc::dial(&self.node.addr, self.local, Protocol::Raft),
+                self.dialer.dial(&self.node.addr, Protocol::Raft),
             )
             .await;
             self.conn = Some(match dial {

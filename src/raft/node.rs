@@ -15,11 +15,10 @@ use crate::consensus::{
     LEADER_HOLD,
 };
 use crate::gossip::Gossip;
-use crate::rpc::{MuxClient, Protocol};
+use crate::rpc::{Dialer, MuxClient, Protocol};
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -132,11 +131,11 @@ fn takes_lock(cmd: &Command) -> bool {
 }
 
 impl RaftNode {
-    /// `local`: the address outgoing RPC connections are made from.
+    /// `dialer`: how outgoing RPC connections are made.
     pub fn start(
         raft: Raft,
         id: NodeId,
-        local: Option<IpAddr>,
+        dialer: Dialer,
         catalog: Arc<Catalog>,
         gossip: Gossip,
         acks: super::network::Acks,
@@ -144,7 +143,7 @@ impl RaftNode {
         let node = Arc::new(RaftNode {
             raft,
             id,
-            forward: MuxClient::new(local, Protocol::Consul),
+            forward: MuxClient::new(dialer, Protocol::Consul),
             last_contact: parking_lot::Mutex::new(None),
             catalog,
             gossip,

@@ -11,15 +11,15 @@ use crate::rpc::{mux, read_frame, write_frame};
 use futures::future::BoxFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use crate::rpc::RpcStream;
 use tokio::io::BufReader;
-use tokio::net::TcpStream;
 
 /// Serves AppendEntries, Vote and InstallSnapshot on one connection.
 pub fn raft_handler(node: Arc<RaftNode>) -> impl ConnHandler {
-    move |sock: TcpStream, peer: SocketAddr| -> BoxFuture<'static, ()> {
+    move |sock: RpcStream, peer: SocketAddr| -> BoxFuture<'static, ()> {
         let node = node.clone();
         Box::pin(async move {
-            let (rd, mut wr) = sock.into_split();
+            let (rd, mut wr) = tokio::io::split(sock);
             let mut rd = BufReader::new(rd);
             loop {
                 let req: RaftRpc = match read_frame(&mut rd).await {
@@ -58,7 +58,7 @@ pub fn consul_handler(node: Arc<RaftNode>) -> impl ConnHandler {
             Box::pin(async move { node.handle(req).await })
         },
     );
-    move |sock: TcpStream, peer: SocketAddr| -> BoxFuture<'static, ()> {
+    move |sock: RpcStream, peer: SocketAddr| -> BoxFuture<'static, ()> {
         Box::pin(mux::serve_connection(sock, peer, handle.clone()))
     }
 }

@@ -9,7 +9,8 @@
 //! register a [`listener::ConnHandler`] per protocol byte.
 //!
 //! - [`frame`]: the frame codec;
-//! - [`dial`]: connecting from the agent's bind address;
+//! - [`dial`]: connecting from the agent's bind address, in TLS when
+//!   `verify_outgoing` says so;
 //! - [`mux`]: many concurrent calls over one connection per peer;
 //! - [`listener`]: the accept loop, with Consul's per-client connection cap
 //!   and orderly shutdown.
@@ -19,9 +20,16 @@ pub mod frame;
 pub mod listener;
 pub mod mux;
 
-pub use dial::dial;
+pub use dial::{DialTls, Dialer};
+
+/// An RPC connection, in plain text or TLS.
+pub type RpcStream = crate::tls::stream::MaybeTls;
 pub use frame::{read_frame, write_frame, FrameError, MAX_FRAME};
 pub use mux::{CallError, MuxClient};
+
+/// Consul's `RPCTLS`: the first byte of a connection that continues in
+/// TLS and names its real protocol inside the session.
+pub const RPC_TLS: u8 = 0x03;
 
 /// The first byte of every connection to the RPC port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -8,21 +8,19 @@
 //! with yamux for the same reason), so `rpc_max_conns_per_client` counts
 //! agents, not requests, and frames queued together go out in one write.
 
-use super::dial::dial;
+use super::dial::Dialer;
 use super::frame::{self, FrameError};
-use super::Protocol;
+use super::{Protocol, RpcStream};
 use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncWriteExt, BufReader};
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 /// Frames queued together are written with one syscall, up to this size.
@@ -77,7 +75,7 @@ pub(crate) fn split_tagged(payload: &[u8]) -> Result<(u64, &[u8]), FrameError> {
 }
 
 /// Writes queued frames, several per syscall when they queue up.
-async fn write_loop(mut w: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Vec<u8>>) {
+async fn write_loop<W: AsyncWrite + Unpin>(mut w: W, mut rx: mpsc::UnboundedReceiver<Vec<u8>>) {
     let mut buf = Vec::new();
     while let Some(first) = rx.recv().await {
         buf.clear();
@@ -105,8 +103,8 @@ struct Conn {
 }
 
 impl Conn {
-    fn start(stream: TcpStream, addr: String) -> Arc<Conn> {
-        let (rd, wr) = stream.into_split();
+    fn start(stream: RpcStream, addr: String) -> Arc<Conn> {
+        let (rd, wr) = tokio::io::split(stream);
         let (out, rx) = mpsc::unbounded_channel();
         let conn = Arc::new(Conn {
             out,
@@ -154,16 +152,16 @@ type Slot = Arc<tokio::sync::Mutex<Option<Arc<Conn>>>>;
 /// Multiplexed connections to peers, one per address.
 pub struct MuxClient {
     slots: parking_lot::Mutex<HashMap<String, Slot>>,
-    local: Option<IpAddr>,
+    dialer: Dialer,
     protocol: Protocol,
 }
 
 impl MuxClient {
-    /// `local`: the address connections are made from.
-    pub fn new(local: Option<IpAddr>, protocol: Protocol) -> MuxClient {
+    /// Connections are made by `dialer` and speak `protocol`.
+    pub fn new(dialer: Dialer, protocol: Protocol) -> MuxClient {
         MuxClient {
             slots: Default::default(),
-            local,
+            dialer,
             protocol,
         }
     }
@@ -183,7 +181,7 @@ impl MuxClient {
             addr: addr.to_string(),
             source,
         };
-        let stream = tokio::time::timeout(timeout, dial(addr, self.local, self.protocol))
+        let stream = tokio::time::timeout(timeout, self.dialer.dial(addr, self.protocol))
             .await
             .map_err(|_| dial_err(io::Error::new(io::ErrorKind::TimedOut, "timeout")))?
             .map_err(dial_err)?;
@@ -243,13 +241,13 @@ impl MuxClient {
 /// Serves multiplexed requests on one accepted connection: each request
 /// runs in its own task and its response is queued as soon as it is ready.
 /// A frame that does not decode ends the connection with a log line.
-pub async fn serve_connection<Req, Resp, F>(stream: TcpStream, peer: SocketAddr, handler: Arc<F>)
+pub async fn serve_connection<Req, Resp, F>(stream: RpcStream, peer: SocketAddr, handler: Arc<F>)
 where
     Req: DeserializeOwned + Send + 'static,
     Resp: Serialize + Send + 'static,
     F: Fn(Req) -> BoxFuture<'static, Resp> + Send + Sync + 'static,
 {
-    let (rd, wr) = stream.into_split();
+    let (rd, wr) = tokio::io::split(stream);
     let (out, rx) = mpsc::unbounded_channel();
     tokio::spawn(write_loop(wr, rx));
     let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
@@ -316,10 +314,10 @@ mod tests {
                         n * 2
                     })
                 });
-                tokio::spawn(serve_connection(s, peer, handler));
+                tokio::spawn(serve_connection(s.into(), peer, handler));
             }
         });
-        let client = Arc::new(MuxClient::new(None, Protocol::Consul));
+        let client = Arc::new(MuxClient::new(Dialer::plain(None), Protocol::Consul));
         let calls = (0..8u64).map(|n| {
             let (client, addr) = (client.clone(), addr.clone());
             async move {
@@ -344,7 +342,7 @@ mod tests {
             let mut buf = [0u8; 64];
             let _ = tokio::io::AsyncReadExt::read(&mut s, &mut buf).await;
         });
-        let client = MuxClient::new(None, Protocol::Consul);
+        let client = MuxClient::new(Dialer::plain(None), Protocol::Consul);
         let err = client
             .call::<u64, u64>(&addr, &1, Duration::from_secs(5))
             .await
