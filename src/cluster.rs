@@ -541,18 +541,23 @@ async fn remove_non_voters(
 }
 
 /// Whether a learner's replicated log is close enough to the leader's to
-/// promote it to voter without stalling commits.
+/// promote it to voter without stalling commits. A learner that has never
+/// acknowledged an entry is not caught up, however short the log: the
+/// leader may be unable to reach it at all (a server whose TLS
+/// certificate it refuses), and a voter that never answers only lowers
+/// the cluster's fault tolerance.
 fn caught_up(node: &RaftNode, id: NodeId) -> bool {
     let m = node.raft().metrics();
     let m = m.borrow();
     let last = m.last_log_index.unwrap_or(0);
-    let matched = m
+    let Some(matched) = m
         .replication
         .as_ref()
         .and_then(|r| r.get(&id).cloned().flatten())
-        .map(|l| l.index)
-        .unwrap_or(0);
-    last.saturating_sub(matched) <= 100
+    else {
+        return false;
+    };
+    last.saturating_sub(matched.index) <= 100
 }
 
 fn serf_check(node: &str, status: HealthStatus) -> Check {
