@@ -38,7 +38,8 @@ async fn subscribe(i: usize, servers: Arc<Vec<String>>, stats: Arc<Stats>) {
         let from = std::net::IpAddr::from([127, 0, 61, 1 + (i / 50) as u8]);
         let Ok(sock) = cairn::rpc::Dialer::plain(Some(from))
             .dial(addr, Protocol::Feed)
-            .await else {
+            .await
+        else {
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         };

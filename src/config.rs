@@ -17,11 +17,11 @@ mod tls;
 
 pub use build::Origin;
 pub use definitions::{FileCheck, FileService, SCRIPTS_DISABLED_LOCAL};
-pub use tls::{TlsConfig, TlsInterface, TlsVersion};
 pub use source::{
     AddressesSource, DnsSource, DurationSource, LimitsSource, PerformanceSource, PortsSource,
     SoaSource, Source, TelemetrySource, UiSource,
 };
+pub use tls::{TlsConfig, TlsInterface, TlsVersion};
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

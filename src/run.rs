@@ -23,8 +23,8 @@ use crate::raft::state_machine::StateMachine;
 use crate::raft::{raft_config, raft_id, Raft, RaftNode};
 use crate::rpc::listener::{Handlers, ListenerTls};
 use crate::rpc::{DialTls, Dialer, Protocol};
-use crate::tls::AgentTls;
 use crate::store::log::LogStore;
+use crate::tls::AgentTls;
 use anyhow::{anyhow, Context, Result};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -327,8 +327,13 @@ async fn start_client(
         .agent
         .clone()
         .or_else(|| config.acl.tokens.default.clone());
-    let forwarder = Forwarder::new(servers.clone(), dialer.clone(), view.clone(), status.clone())
-        .with_agent_token(agent_token);
+    let forwarder = Forwarder::new(
+        servers.clone(),
+        dialer.clone(),
+        view.clone(),
+        status.clone(),
+    )
+    .with_agent_token(agent_token);
     let subscriber = Subscriber {
         view: view.clone(),
         servers,
@@ -434,11 +439,11 @@ impl Running {
         .context("starting DNS server")?;
         let http = crate::http::start(
             Api {
-            agent: agent.clone(),
-            catalog: core.catalog.clone(),
-            consensus: core.consensus.clone(),
-            gossip: gossip.clone(),
-            config: config.clone(),
+                agent: agent.clone(),
+                catalog: core.catalog.clone(),
+                consensus: core.consensus.clone(),
+                gossip: gossip.clone(),
+                config: config.clone(),
                 metrics,
                 acl: acl.clone(),
             },

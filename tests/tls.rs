@@ -117,14 +117,21 @@ fn tls_ca_and_cert_create_write_consuls_files() {
     assert!(!o.status.success());
     assert_eq!(text(&o).1, "consul-agent-ca.pem already exists.\n");
 
-    let (out, _) = run(&["tls", "cert", "create", "-server", "-dc", "dc1", "-node", "n1"]);
+    let (out, _) = run(&[
+        "tls", "cert", "create", "-server", "-dc", "dc1", "-node", "n1",
+    ]);
     assert!(out.starts_with("==> WARNING: Server Certificates grants authority to become a\n    server and access all state"), "{out}");
     assert!(out.ends_with(
         "==> Using consul-agent-ca.pem and consul-agent-ca-key.pem\n==> Saved dc1-server-consul-0.pem\n==> Saved dc1-server-consul-0-key.pem\n"
     ), "{out}");
     assert_eq!(mode("dc1-server-consul-0-key.pem"), 0o600);
     let server = dir.path().join("dc1-server-consul-0.pem");
-    for name in ["server.dc1.consul", "n1.server.dc1.consul", "localhost", "127.0.0.1"] {
+    for name in [
+        "server.dc1.consul",
+        "n1.server.dc1.consul",
+        "localhost",
+        "127.0.0.1",
+    ] {
         assert!(valid_for(&server, name), "server cert lacks {name}");
     }
     assert!(!valid_for(&server, "server.dc2.consul"));
@@ -132,15 +139,29 @@ fn tls_ca_and_cert_create_write_consuls_files() {
     let (out, _) = run(&["tls", "cert", "create", "-server"]);
     assert!(out.contains("==> Saved dc1-server-consul-1.pem\n"), "{out}");
     let (out, _) = run(&[
-        "tls", "cert", "create", "-client", "-dc", "dc2", "-additional-dnsname", "extra.example",
-        "-additional-ipaddress", "10.1.2.3",
+        "tls",
+        "cert",
+        "create",
+        "-client",
+        "-dc",
+        "dc2",
+        "-additional-dnsname",
+        "extra.example",
+        "-additional-ipaddress",
+        "10.1.2.3",
     ]);
     assert_eq!(
         out,
         "==> Using consul-agent-ca.pem and consul-agent-ca-key.pem\n==> Saved dc2-client-consul-0.pem\n==> Saved dc2-client-consul-0-key.pem\n"
     );
     let client = dir.path().join("dc2-client-consul-0.pem");
-    for name in ["client.dc2.consul", "localhost", "127.0.0.1", "extra.example", "10.1.2.3"] {
+    for name in [
+        "client.dc2.consul",
+        "localhost",
+        "127.0.0.1",
+        "extra.example",
+        "10.1.2.3",
+    ] {
         assert!(valid_for(&client, name), "client cert lacks {name}");
     }
     let (_, _) = run(&["tls", "cert", "create", "-cli"]);
@@ -148,10 +169,22 @@ fn tls_ca_and_cert_create_write_consuls_files() {
     assert!(valid_for(&cli, "cli.dc1.consul") && !valid_for(&cli, "127.0.0.1"));
 
     for (args, err) in [
-        (&["tls", "cert", "create"][..], "Please provide either -server, -client, or -cli\n"),
-        (&["tls", "cert", "create", "-server", "-client"][..], "Please provide either -server, -client, or -cli\n"),
-        (&["tls", "cert", "create", "-client", "-node", "x"][..], "-node requires -server\n"),
-        (&["tls", "cert", "create", "-server", "-ca", "nope.pem"][..], "Error reading CA: open nope.pem: no such file or directory\n"),
+        (
+            &["tls", "cert", "create"][..],
+            "Please provide either -server, -client, or -cli\n",
+        ),
+        (
+            &["tls", "cert", "create", "-server", "-client"][..],
+            "Please provide either -server, -client, or -cli\n",
+        ),
+        (
+            &["tls", "cert", "create", "-client", "-node", "x"][..],
+            "-node requires -server\n",
+        ),
+        (
+            &["tls", "cert", "create", "-server", "-ca", "nope.pem"][..],
+            "Error reading CA: open nope.pem: no such file or directory\n",
+        ),
     ] {
         let o = cairn_in(dir.path(), args, &[]);
         assert!(!o.status.success(), "{args:?}");
@@ -163,7 +196,14 @@ fn tls_ca_and_cert_create_write_consuls_files() {
     let wrong_key = other.path().join("consul-agent-ca-key.pem");
     let o = cairn_in(
         dir.path(),
-        &["tls", "cert", "create", "-client", "-key", wrong_key.to_str().unwrap()],
+        &[
+            "tls",
+            "cert",
+            "create",
+            "-client",
+            "-key",
+            wrong_key.to_str().unwrap(),
+        ],
         &[],
     );
     assert!(!o.status.success(), "{:?}", text(&o));
@@ -246,7 +286,11 @@ fn https_api_serves_the_cli_and_refuses_plain_text_and_unknown_clients() {
     // -http-addr without a scheme and CONSUL_HTTP_SSL, -ca-file as a flag.
     let o = cairn_in(
         pki.dir.path(),
-        &["members", &format!("-http-addr={ip}:{port}"), &format!("-ca-file={ca}")],
+        &[
+            "members",
+            &format!("-http-addr={ip}:{port}"),
+            &format!("-ca-file={ca}"),
+        ],
         &[("CONSUL_HTTP_SSL", "true")],
     );
     assert!(o.status.success(), "{:?}", text(&o));
@@ -257,7 +301,10 @@ fn https_api_serves_the_cli_and_refuses_plain_text_and_unknown_clients() {
     let o = cairn_in(
         pki.dir.path(),
         &["members"],
-        &[("CONSUL_HTTP_ADDR", &base), ("CONSUL_HTTP_SSL_VERIFY", "false")],
+        &[
+            ("CONSUL_HTTP_ADDR", &base),
+            ("CONSUL_HTTP_SSL_VERIFY", "false"),
+        ],
     );
     assert!(o.status.success(), "{:?}", text(&o));
     // A name the certificate does not carry fails; one it carries works.
@@ -326,17 +373,27 @@ fn https_verify_incoming_wants_a_client_certificate_from_the_ca() {
 
     let base = format!("https://{ip}:{port}");
     let ca = pki.ca().display().to_string();
-    let env = [("CONSUL_HTTP_ADDR", base.as_str()), ("CONSUL_CACERT", ca.as_str())];
+    let env = [
+        ("CONSUL_HTTP_ADDR", base.as_str()),
+        ("CONSUL_CACERT", ca.as_str()),
+    ];
     let o = cairn_in(pki.dir.path(), &["members"], &env);
     assert!(!o.status.success(), "{:?}", text(&o));
     let (c, k) = (ccert.display().to_string(), ckey.display().to_string());
     let mut with_cert = env.to_vec();
-    with_cert.extend([("CONSUL_CLIENT_CERT", c.as_str()), ("CONSUL_CLIENT_KEY", k.as_str())]);
+    with_cert.extend([
+        ("CONSUL_CLIENT_CERT", c.as_str()),
+        ("CONSUL_CLIENT_KEY", k.as_str()),
+    ]);
     let o = cairn_in(pki.dir.path(), &["members"], &with_cert);
     assert!(o.status.success(), "{:?}", text(&o));
     let o = cairn_in(
         pki.dir.path(),
-        &["members", &format!("-client-cert={c}"), &format!("-client-key={k}")],
+        &[
+            "members",
+            &format!("-client-cert={c}"),
+            &format!("-client-key={k}"),
+        ],
         &env,
     );
     assert!(o.status.success(), "{:?}", text(&o));
@@ -359,19 +416,37 @@ fn bad_certificate_files_stop_the_agent_with_an_error_naming_them() {
     let missing = pki.path("missing.pem");
     let cases = [
         (
-            format!(r#"{{"tls":{{"defaults":{{"cert_file":"{}","key_file":"{}"}}}}}}"#, missing.display(), key.display()),
-            format!("Failed to load cert/key pair: open {}: no such file or directory", missing.display()),
+            format!(
+                r#"{{"tls":{{"defaults":{{"cert_file":"{}","key_file":"{}"}}}}}}"#,
+                missing.display(),
+                key.display()
+            ),
+            format!(
+                "Failed to load cert/key pair: open {}: no such file or directory",
+                missing.display()
+            ),
         ),
         (
-            format!(r#"{{"tls":{{"defaults":{{"cert_file":"{}","key_file":"{}"}}}}}}"#, garbage.display(), key.display()),
+            format!(
+                r#"{{"tls":{{"defaults":{{"cert_file":"{}","key_file":"{}"}}}}}}"#,
+                garbage.display(),
+                key.display()
+            ),
             garbage.display().to_string(),
         ),
         (
-            format!(r#"{{"tls":{{"defaults":{{"cert_file":"{}","key_file":"{}"}}}}}}"#, cert.display(), garbage.display()),
+            format!(
+                r#"{{"tls":{{"defaults":{{"cert_file":"{}","key_file":"{}"}}}}}}"#,
+                cert.display(),
+                garbage.display()
+            ),
             garbage.display().to_string(),
         ),
         (
-            format!(r#"{{"tls":{{"defaults":{{"ca_file":"{}"}}}}}}"#, garbage.display()),
+            format!(
+                r#"{{"tls":{{"defaults":{{"ca_file":"{}"}}}}}}"#,
+                garbage.display()
+            ),
             format!("Error loading from {}", garbage.display()),
         ),
         (
@@ -404,7 +479,10 @@ fn bad_certificate_files_stop_the_agent_with_an_error_naming_them() {
         );
         let (out, err) = text(&o);
         assert_eq!(o.status.code(), Some(1), "{json}: {out}{err}");
-        assert!(err.contains(want.as_str()), "{json}: want {want:?} in {err}");
+        assert!(
+            err.contains(want.as_str()),
+            "{json}: want {want:?} in {err}"
+        );
         assert!(!err.contains("panicked"), "{err}");
     }
 }
@@ -460,7 +538,9 @@ fn raft_over_tls(pki: &Pki, addr: &str, cert: &Path, key: &Path) -> bool {
     match tls.read(&mut buf) {
         Ok(0) => false,
         Ok(_) => true,
-        Err(e) => e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut,
+        Err(e) => {
+            e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut
+        }
     }
 }
 
@@ -492,7 +572,8 @@ fn rpc_tls_cluster_replicates_forwards_and_keeps_another_datacenter_out_of_raft(
     );
     for s in &servers {
         assert!(
-            eventually(Duration::from_secs(10), || stale_value(s, "tls-key").as_deref()
+            eventually(Duration::from_secs(10), || stale_value(s, "tls-key")
+                .as_deref()
                 == Some("over-tls")),
             "{} has the write",
             s.name
@@ -504,10 +585,7 @@ fn rpc_tls_cluster_replicates_forwards_and_keeps_another_datacenter_out_of_raft(
     client.spawn();
     assert!(
         eventually(Duration::from_secs(20), || client
-            .put(
-                "/v1/agent/service/register",
-                r#"{"Name":"web","Port":80}"#
-            )
+            .put("/v1/agent/service/register", r#"{"Name":"web","Port":80}"#)
             .is_ok_and(|r| r.status == 200)),
         "registering through the client agent; log:\n{}",
         client.log_text()
@@ -517,7 +595,8 @@ fn rpc_tls_cluster_replicates_forwards_and_keeps_another_datacenter_out_of_raft(
             .is_ok_and(|r| r.status == 200 && r.body.contains("\"ServiceName\":\"web\""))
     };
     assert!(
-        eventually(Duration::from_secs(20), || has_web(&servers[0]) && has_web(&client)),
+        eventually(Duration::from_secs(20), || has_web(&servers[0])
+            && has_web(&client)),
         "the service reaches the servers and the client's own view; log:\n{}",
         client.log_text()
     );
@@ -532,7 +611,9 @@ fn rpc_tls_cluster_replicates_forwards_and_keeps_another_datacenter_out_of_raft(
     assert!(got.is_empty());
     assert!(eventually(Duration::from_secs(5), || servers[0]
         .log_text()
-        .contains("Non-TLS connection attempted with VerifyIncoming set")));
+        .contains(
+            "Non-TLS connection attempted with VerifyIncoming set"
+        )));
 
     // Raft from a client agent's certificate, or another datacenter's
     // server certificate, is refused (CVE-2021-37219); a dc1 server's is
@@ -541,9 +622,11 @@ fn rpc_tls_cluster_replicates_forwards_and_keeps_another_datacenter_out_of_raft(
     assert!(raft_over_tls(&pki, &s1, &scert, &skey));
     assert!(!raft_over_tls(&pki, &s1, &ccert, &ckey));
     assert!(!raft_over_tls(&pki, &s1, &dc2cert, &dc2key));
-    assert!(eventually(Duration::from_secs(5), || servers[0].log_text().contains(
+    assert!(eventually(Duration::from_secs(5), || {
+        servers[0].log_text().contains(
         "AuthorizeServerConn failed certificate validation for certificate with a SAN.DNSName of server.dc1.consul"
-    )));
+    )
+    }));
 
     // A fourth server holding dc2's certificate joins dc1's gossip but is
     // never replicated to, never becomes a voter and serves none of dc1's
@@ -578,6 +661,10 @@ fn rpc_tls_cluster_replicates_forwards_and_keeps_another_datacenter_out_of_raft(
     );
     let peers = servers[0].get("/v1/status/peers").unwrap().json();
     assert_eq!(peers.as_array().map(Vec::len), Some(3), "{peers}");
-    assert_eq!(stale_value(&s4, "tls-key"), None, "s4 serves none of dc1's data");
+    assert_eq!(
+        stale_value(&s4, "tls-key"),
+        None,
+        "s4 serves none of dc1's data"
+    );
     assert!(s4.running(), "s4 stays up: {}", s4.log_text());
 }

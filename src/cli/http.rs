@@ -235,10 +235,19 @@ mod tests {
         .collect();
         set.parse(&mut o, &args).unwrap();
         let tls = o.http.tls();
-        assert_eq!(tls.ca_file.as_deref(), Some(std::path::Path::new("/ca.pem")));
+        assert_eq!(
+            tls.ca_file.as_deref(),
+            Some(std::path::Path::new("/ca.pem"))
+        );
         assert_eq!(tls.ca_path.as_deref(), Some(std::path::Path::new("/cas")));
-        assert_eq!(tls.client_cert.as_deref(), Some(std::path::Path::new("/c.pem")));
-        assert_eq!(tls.client_key.as_deref(), Some(std::path::Path::new("/k.pem")));
+        assert_eq!(
+            tls.client_cert.as_deref(),
+            Some(std::path::Path::new("/c.pem"))
+        );
+        assert_eq!(
+            tls.client_key.as_deref(),
+            Some(std::path::Path::new("/k.pem"))
+        );
         assert_eq!(tls.server_name.as_deref(), Some("server.dc1.consul"));
     }
 }

@@ -382,7 +382,12 @@ fn cert_create(args: &[String]) -> i32 {
         return 1;
     }
     let mut ips = Vec::new();
-    for ip in o.ip_addresses.iter().map(|i| i.trim()).filter(|i| !i.is_empty()) {
+    for ip in o
+        .ip_addresses
+        .iter()
+        .map(|i| i.trim())
+        .filter(|i| !i.is_empty())
+    {
         match ip.parse() {
             Ok(ip) => ips.push(ip),
             Err(_) => {
@@ -419,7 +424,10 @@ fn cert_create(args: &[String]) -> i32 {
     let ca = match std::fs::read_to_string(&ca_file) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("Error reading CA: {}", crate::tls::open_error(Path::new(&ca_file), &e));
+            eprintln!(
+                "Error reading CA: {}",
+                crate::tls::open_error(Path::new(&ca_file), &e)
+            );
             return 1;
         }
     };

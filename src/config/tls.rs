@@ -49,7 +49,10 @@ impl TlsBlock {
         set(&mut self.tls_cipher_suites, &later.tls_cipher_suites);
         set(&mut self.verify_incoming, &later.verify_incoming);
         set(&mut self.verify_outgoing, &later.verify_outgoing);
-        set(&mut self.verify_server_hostname, &later.verify_server_hostname);
+        set(
+            &mut self.verify_server_hostname,
+            &later.verify_server_hostname,
+        );
         set(&mut self.use_auto_cert, &later.use_auto_cert);
     }
 }
@@ -122,10 +125,26 @@ impl TlsConfig {
         let mut warns = Vec::new();
         let d = &mut self.defaults;
         let moves = [
-            (fill(&mut d.ca_file, &old.ca_file), "ca_file", "tls.defaults.ca_file"),
-            (fill(&mut d.ca_path, &old.ca_path), "ca_path", "tls.defaults.ca_path"),
-            (fill(&mut d.cert_file, &old.cert_file), "cert_file", "tls.defaults.cert_file"),
-            (fill(&mut d.key_file, &old.key_file), "key_file", "tls.defaults.key_file"),
+            (
+                fill(&mut d.ca_file, &old.ca_file),
+                "ca_file",
+                "tls.defaults.ca_file",
+            ),
+            (
+                fill(&mut d.ca_path, &old.ca_path),
+                "ca_path",
+                "tls.defaults.ca_path",
+            ),
+            (
+                fill(&mut d.cert_file, &old.cert_file),
+                "cert_file",
+                "tls.defaults.cert_file",
+            ),
+            (
+                fill(&mut d.key_file, &old.key_file),
+                "key_file",
+                "tls.defaults.key_file",
+            ),
             (
                 fill(&mut d.tls_cipher_suites, &old.tls_cipher_suites),
                 "tls_cipher_suites",
@@ -149,7 +168,10 @@ impl TlsConfig {
                     None => v.clone(),
                 });
             }
-            warns.push(deprecation("tls_min_version", "tls.defaults.tls_min_version"));
+            warns.push(deprecation(
+                "tls_min_version",
+                "tls.defaults.tls_min_version",
+            ));
         }
         let moves = [
             (
@@ -163,7 +185,10 @@ impl TlsConfig {
                 "tls.https.verify_incoming",
             ),
             (
-                fill(&mut self.internal_rpc.verify_incoming, &old.verify_incoming_rpc),
+                fill(
+                    &mut self.internal_rpc.verify_incoming,
+                    &old.verify_incoming_rpc,
+                ),
                 "verify_incoming_rpc",
                 "tls.internal_rpc.verify_incoming",
             ),
@@ -230,8 +255,7 @@ impl TlsConfig {
                 })?;
             }
             if let Some(suites) = &block.tls_cipher_suites {
-                cipher_suites(suites)
-                    .map_err(|e| format!("tls.{name}.tls_cipher_suites: {e}"))?;
+                cipher_suites(suites).map_err(|e| format!("tls.{name}.tls_cipher_suites: {e}"))?;
             }
         }
         // Only TLS 1.2 suites can be chosen; a block that sets suites for
@@ -431,7 +455,10 @@ mod tests {
         .unwrap();
         let rpc = c.tls.internal_rpc();
         assert_eq!(rpc.ca_file.as_deref(), Some(Path::new("/rpc-ca.pem")));
-        assert!(!rpc.verify_incoming, "the interface's false beats the defaults' true");
+        assert!(
+            !rpc.verify_incoming,
+            "the interface's false beats the defaults' true"
+        );
         assert!(rpc.verify_outgoing);
         assert_eq!(rpc.min_version, TlsVersion::V1_3);
         let https = c.tls.https();
@@ -452,7 +479,10 @@ mod tests {
         assert!(!rpc.verify_incoming && !rpc.verify_outgoing && !rpc.verify_server_hostname);
         assert!(!rpc.has_ca() && !rpc.has_cert());
         assert_eq!(c.ports.https, -1);
-        assert_eq!(c.limits.https_handshake_timeout, std::time::Duration::from_secs(5));
+        assert_eq!(
+            c.limits.https_handshake_timeout,
+            std::time::Duration::from_secs(5)
+        );
     }
 
     #[test]
@@ -465,9 +495,11 @@ mod tests {
 
     #[test]
     fn deprecated_keys_map_with_consuls_warnings() {
-        let c = build(&[r#"{"ca_file":"/ca.pem","ca_path":"/cas","cert_file":"/c.pem","key_file":"/k.pem",
+        let c = build(&[
+            r#"{"ca_file":"/ca.pem","ca_path":"/cas","cert_file":"/c.pem","key_file":"/k.pem",
                 "verify_incoming_rpc":true,"verify_incoming_https":false,"verify_outgoing":true,
-                "verify_server_hostname":true,"tls_min_version":"tls12"}"#])
+                "verify_server_hostname":true,"tls_min_version":"tls12"}"#,
+        ])
         .unwrap();
         let rpc = c.tls.internal_rpc();
         assert_eq!(rpc.ca_file.as_deref(), Some(Path::new("/ca.pem")));
@@ -495,7 +527,10 @@ mod tests {
         let c = build(&[r#"{"ca_file":"/old.pem","verify_incoming":true,
                             "tls":{"defaults":{"ca_file":"/new.pem"}}}"#])
         .unwrap();
-        assert_eq!(c.tls.https().ca_file.as_deref(), Some(Path::new("/new.pem")));
+        assert_eq!(
+            c.tls.https().ca_file.as_deref(),
+            Some(Path::new("/new.pem"))
+        );
         // The old verify_incoming reaches defaults, and so HTTPS and RPC.
         assert!(c.tls.https().verify_incoming && c.tls.internal_rpc().verify_incoming);
         // An old key in a later source still overrides an earlier new one.
@@ -504,7 +539,10 @@ mod tests {
             r#"{"ca_file":"/later.pem"}"#,
         ])
         .unwrap();
-        assert_eq!(c.tls.https().ca_file.as_deref(), Some(Path::new("/later.pem")));
+        assert_eq!(
+            c.tls.https().ca_file.as_deref(),
+            Some(Path::new("/later.pem"))
+        );
     }
 
     #[test]
@@ -526,10 +564,14 @@ mod tests {
             err(r#"{"tls":{"https":{"tls_min_version":"TLSv9"}}}"#),
             "tls.https.tls_min_version: invalid TLS version: no matching TLS version found for TLSv9, please specify one of [TLS_AUTO, TLSv1_0, TLSv1_1, TLSv1_2, TLSv1_3]"
         );
-        assert!(err(r#"{"tls":{"defaults":{"tls_cipher_suites":"TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA"}}}"#)
-            .contains("is not supported"));
+        assert!(err(
+            r#"{"tls":{"defaults":{"tls_cipher_suites":"TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA"}}}"#
+        )
+        .contains("is not supported"));
         assert_eq!(
-            err(r#"{"tls":{"internal_rpc":{"tls_min_version":"TLSv1_3","tls_cipher_suites":"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"}}}"#),
+            err(
+                r#"{"tls":{"internal_rpc":{"tls_min_version":"TLSv1_3","tls_cipher_suites":"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"}}}"#
+            ),
             "tls.internal_rpc.tls_cipher_suites: TLS 1.3 cipher suites are not configurable"
         );
         let e = serde_json::from_str::<Source>(r#"{"tls":{"defaults":{"bogus":1}}}"#)

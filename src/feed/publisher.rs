@@ -8,6 +8,7 @@ use crate::catalog::command::{Command, KvOp, TxnOp};
 use crate::catalog::{Catalog, LogPos};
 use crate::rpc::frame::{self, FrameError};
 use crate::rpc::listener::ConnHandler;
+use crate::rpc::RpcStream;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use std::collections::VecDeque;
@@ -15,9 +16,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::io::WriteHalf;
-use crate::rpc::RpcStream;
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::sync::watch;
 
 /// The ring keeps at most this many bytes of entries in memory (estimated

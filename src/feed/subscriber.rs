@@ -137,13 +137,10 @@ impl Subscriber {
             .map_err(|e| SessionError::Store(e.to_string()))?
             .map_err(|e| SessionError::Store(e.to_string()))?;
         let from = (self.view.is_ready() && !force).then_some(applied);
-        let sock = tokio::time::timeout(
-            DIAL_TIMEOUT,
-            self.dialer.dial(addr, Protocol::Feed),
-        )
-        .await
-        .map_err(|_| SessionError::Dial("timeout".into()))?
-        .map_err(|e| SessionError::Dial(e.to_string()))?;
+        let sock = tokio::time::timeout(DIAL_TIMEOUT, self.dialer.dial(addr, Protocol::Feed))
+            .await
+            .map_err(|_| SessionError::Dial("timeout".into()))?
+            .map_err(|e| SessionError::Dial(e.to_string()))?;
         let (rd, mut wr) = tokio::io::split(sock);
         let mut rd = BufReader::new(rd);
         let sub = Subscribe {

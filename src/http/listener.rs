@@ -34,6 +34,8 @@
 //! stops accepting (the port is released at once), lets requests in flight
 //! finish for up to the drain window, and returns.
 
+use crate::tls::handshake_log::FailureLog;
+use crate::tls::stream::MaybeTls;
 use axum::extract::connect_info::Connected;
 use axum::serve::{IncomingStream, Listener};
 use axum::Router;
@@ -48,8 +50,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use crate::tls::handshake_log::FailureLog;
-use crate::tls::stream::MaybeTls;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -818,5 +818,79 @@ mod tests {
             .await
             .expect("serve returned")
             .expect("serve did not panic");
+    }
+
+    #[tokio::test]
+    async fn https_handshakes_run_beside_the_accept_loop_and_count_against_the_limit() {
+        use crate::tls::generate::Role;
+        let pki = crate::tls::tests::Pki::new();
+        let (cert, key) = pki.issue(Role::Server, "dc1");
+        let pair = crate::tls::files::key_pair(&cert, &key).unwrap();
+        let roots = Arc::new(
+            crate::tls::files::cas(Some(&pki.ca_file()), None)
+                .unwrap()
+                .unwrap(),
+        );
+        let iface = crate::config::Config::default().tls.https();
+        let server_config = crate::tls::incoming::server_config(
+            &iface,
+            &pair,
+            None,
+            &crate::tls::incoming::HTTPS_ALPN,
+        )
+        .unwrap();
+        let tcp = TcpListener::bind((LOCALHOST, 0)).await.expect("bind");
+        let addr = tcp.local_addr().expect("local addr");
+        let limiter = ConnLimiter::new(10);
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let listener = LimitedListener::new(tcp, limiter.clone())
+            .with_tls(HttpsTls::new(server_config, Duration::from_millis(500)));
+        let served = tokio::spawn(serve(
+            listener,
+            Router::new().route("/", get(|| async { "ok" })),
+            shutdown_rx,
+            PATIENCE,
+        ));
+
+        // A client that never says anything holds a slot, not the loop.
+        let _silent = connect(addr).await;
+        let client_config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config));
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = tokio::time::timeout(PATIENCE, connector.connect(name, connect(addr).await))
+            .await
+            .expect("handshake in time")
+            .expect("handshake");
+        assert_eq!(limiter.open_from(LOCALHOST), 2);
+        tls.write_all(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        tokio::time::timeout(PATIENCE, tls.read_to_end(&mut got))
+            .await
+            .expect("answer in time")
+            .ok();
+        let got = String::from_utf8_lossy(&got);
+        assert!(
+            got.starts_with("HTTP/1.1 200 OK") && got.ends_with("ok"),
+            "{got}"
+        );
+
+        // The silent one is dropped at the handshake timeout, its slot freed.
+        wait_until("the silent connection times out", || {
+            limiter.open_from(LOCALHOST) == 0
+        })
+        .await;
+        shutdown.send(true).unwrap();
+        tokio::time::timeout(PATIENCE, served)
+            .await
+            .expect("serve returned")
+            .expect("no panic");
     }
 }

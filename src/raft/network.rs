@@ -9,6 +9,7 @@
 
 use super::{NodeId, TypeConfig};
 use crate::rpc::{read_frame, write_frame, Protocol};
+use crate::rpc::{Dialer, RpcStream};
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
@@ -23,7 +24,6 @@ use std::collections::{BTreeSet, HashMap};
 use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use crate::rpc::{Dialer, RpcStream};
 
 /// Raft's messages on the wire. Frames are decoded once and handled at
 /// once; boxing the large variants would buy nothing.

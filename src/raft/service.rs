@@ -7,11 +7,11 @@ use super::network::{RaftReply, RaftRpc};
 use super::RaftNode;
 use crate::consensus::api::{ServerRequest, ServerResponse};
 use crate::rpc::listener::ConnHandler;
+use crate::rpc::RpcStream;
 use crate::rpc::{mux, read_frame, write_frame};
 use futures::future::BoxFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use crate::rpc::RpcStream;
 use tokio::io::BufReader;
 
 /// Serves AppendEntries, Vote and InstallSnapshot on one connection.

@@ -37,7 +37,10 @@ pub struct DialTls {
 }
 
 impl DialTls {
-    pub fn new(config: Arc<rustls::ClientConfig>, server_name: Option<ServerName<'static>>) -> Self {
+    pub fn new(
+        config: Arc<rustls::ClientConfig>,
+        server_name: Option<ServerName<'static>>,
+    ) -> Self {
         DialTls {
             connector: config.into(),
             server_name,

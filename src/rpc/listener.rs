@@ -345,7 +345,12 @@ mod tests {
         );
     }
 
-    fn tls_config(dc: &str, cert: &std::path::Path, key: &std::path::Path, ca: &std::path::Path) -> RpcTls {
+    fn tls_config(
+        dc: &str,
+        cert: &std::path::Path,
+        key: &std::path::Path,
+        ca: &std::path::Path,
+    ) -> RpcTls {
         let json = format!(
             r#"{{"datacenter":"{dc}","tls":{{"defaults":{{"ca_file":"{}","cert_file":"{}","key_file":"{}",
                 "verify_incoming":true,"verify_outgoing":true}},"internal_rpc":{{"verify_server_hostname":true}}}}}}"#,
@@ -418,9 +423,15 @@ mod tests {
 
         // A client agent's certificate may forward, but never speak raft
         // (the CVE-2021-37219 check).
-        let mut s = dialer(&client_tls).dial(&addr, Protocol::Consul).await.unwrap();
+        let mut s = dialer(&client_tls)
+            .dial(&addr, Protocol::Consul)
+            .await
+            .unwrap();
         assert!(echoes(&mut s).await);
-        let mut s = dialer(&client_tls).dial(&addr, Protocol::Raft).await.unwrap();
+        let mut s = dialer(&client_tls)
+            .dial(&addr, Protocol::Raft)
+            .await
+            .unwrap();
         assert!(!echoes(&mut s).await);
 
         // Without a client certificate the handshake itself fails.
@@ -437,12 +448,18 @@ mod tests {
             Err(_) => true,
             Ok(mut s) => !echoes(&mut s).await,
         };
-        assert!(refused, "a connection without a client certificate is served");
+        assert!(
+            refused,
+            "a connection without a client certificate is served"
+        );
 
         // A dialler expecting another datacenter's servers refuses this one.
         let mut dc2 = server_tls.clone();
         dc2.server_name = Some(crate::tls::outgoing::server_name("dc2", "consul").unwrap());
-        let err = dialer(&dc2).dial(&addr, Protocol::Consul).await.unwrap_err();
+        let err = dialer(&dc2)
+            .dial(&addr, Protocol::Consul)
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("server.dc2.consul"), "{err}");
 
         // Forwarded calls multiplex over the TLS connection as over TCP.

@@ -38,8 +38,8 @@ pub fn key_pair(cert_file: &Path, key_file: &Path) -> Result<KeyPair, TlsError> 
     let fail = |why: String| TlsError::KeyPair(why);
     let cert_pem = std::fs::read(cert_file).map_err(|e| fail(open_error(cert_file, &e)))?;
     let key_pem = std::fs::read(key_file).map_err(|e| fail(open_error(key_file, &e)))?;
-    let chain = certificates(&cert_pem)
-        .map_err(|e| fail(format!("{}: {e}", cert_file.display())))?;
+    let chain =
+        certificates(&cert_pem).map_err(|e| fail(format!("{}: {e}", cert_file.display())))?;
     if chain.is_empty() {
         return Err(fail(format!(
             "{}: tls: failed to find any PEM data in certificate input",
@@ -75,7 +75,10 @@ pub fn key_pair(cert_file: &Path, key_file: &Path) -> Result<KeyPair, TlsError> 
 
 /// The CAs of `ca_file`, else of every file under `ca_path` (recursively,
 /// as Go's `filepath.Walk`); `None` when neither is set.
-pub fn cas(ca_file: Option<&Path>, ca_path: Option<&Path>) -> Result<Option<RootCertStore>, TlsError> {
+pub fn cas(
+    ca_file: Option<&Path>,
+    ca_path: Option<&Path>,
+) -> Result<Option<RootCertStore>, TlsError> {
     let mut files = Vec::new();
     if let Some(f) = ca_file {
         files.push(f.to_path_buf());

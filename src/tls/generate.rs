@@ -13,8 +13,8 @@
 use super::sec1;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    GeneralSubtree, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, NameConstraints, PublicKeyData,
-    SanType, SerialNumber, PKCS_ECDSA_P256_SHA256,
+    GeneralSubtree, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, NameConstraints,
+    PublicKeyData, SanType, SerialNumber, PKCS_ECDSA_P256_SHA256,
 };
 use ring::rand::SecureRandom;
 use rustls::pki_types::pem::PemObject;
@@ -91,10 +91,7 @@ impl CertOptions {
         match self.role {
             Role::Server => {
                 if let Some(node) = &self.node {
-                    dns.push(format!(
-                        "{node}.server.{}.{}",
-                        self.datacenter, self.domain
-                    ));
+                    dns.push(format!("{node}.server.{}.{}", self.datacenter, self.domain));
                 }
                 dns.extend([name, "localhost".into()]);
                 ips.push(IpAddr::from([127, 0, 0, 1]));

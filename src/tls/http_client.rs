@@ -50,9 +50,7 @@ impl ClientTls {
                     })?;
                     builder
                         .dangerous()
-                        .with_custom_certificate_verifier(Arc::new(ExpectName::new(
-                            verifier, name,
-                        )))
+                        .with_custom_certificate_verifier(Arc::new(ExpectName::new(verifier, name)))
                 }
                 None => builder.with_webpki_verifier(verifier),
             }

@@ -86,7 +86,7 @@ pub(crate) fn provider(suites: &[String]) -> Arc<rustls::crypto::CryptoProvider>
             rustls::SupportedCipherSuite::Tls13(_) => true,
             other => {
                 let name = format!("{:?}", other.suite());
-                suites.iter().any(|want| *want == name)
+                suites.contains(&name)
             }
         });
     }

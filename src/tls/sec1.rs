@@ -31,7 +31,9 @@ fn read(input: &[u8]) -> Result<(Tlv<'_>, &[u8]), String> {
         if n == 0 || n > 3 || rest.len() < n {
             return Err(bad());
         }
-        let len = rest[..n].iter().fold(0usize, |acc, b| (acc << 8) | *b as usize);
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | *b as usize);
         (len, &rest[n..])
     };
     if rest.len() < len {
@@ -156,7 +158,12 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        for bad in [&[][..], &[0x30], &[0x30, 0x85, 1, 2, 3, 4, 5], &[0x30, 0x03, 0x02, 0x01]] {
+        for bad in [
+            &[][..],
+            &[0x30],
+            &[0x30, 0x85, 1, 2, 3, 4, 5],
+            &[0x30, 0x03, 0x02, 0x01],
+        ] {
             assert!(pkcs8_to_sec1(bad).is_err());
             assert!(sec1_to_pkcs8(bad).is_err());
         }

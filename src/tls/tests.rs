@@ -58,7 +58,12 @@ impl Pki {
     }
 }
 
-fn interface(ca: &Path, cert: Option<(&Path, &Path)>, vin: bool, vhost: bool) -> crate::config::TlsInterface {
+fn interface(
+    ca: &Path,
+    cert: Option<(&Path, &Path)>,
+    vin: bool,
+    vhost: bool,
+) -> crate::config::TlsInterface {
     crate::config::TlsInterface {
         ca_file: Some(ca.to_path_buf()),
         ca_path: None,
@@ -106,7 +111,9 @@ async fn verify_server_hostname_refuses_a_server_of_another_datacenter() {
 
     let strict = interface(&ca, Some((&dc1_cert, &dc1_key)), false, true);
     let client = outgoing::rpc_client_config(&strict, Some(&dc1), &roots(&ca)).unwrap();
-    let err = handshake(server.clone(), client, name.clone()).await.unwrap_err();
+    let err = handshake(server.clone(), client, name.clone())
+        .await
+        .unwrap_err();
     assert!(err.contains("server.dc1.consul"), "{err}");
 
     // Without verify_server_hostname only the chain is checked.
@@ -116,8 +123,11 @@ async fn verify_server_hostname_refuses_a_server_of_another_datacenter() {
 
     // On the serving side, AuthorizeServerConn wants server.dc2.consul of a
     // raft peer here (this server thinks it is in dc2): dc1's cert fails.
-    let err = verify::authorize_server(peer.as_deref(), &outgoing::server_name("dc2", "consul").unwrap())
-        .unwrap_err();
+    let err = verify::authorize_server(
+        peer.as_deref(),
+        &outgoing::server_name("dc2", "consul").unwrap(),
+    )
+    .unwrap_err();
     assert!(
         err.starts_with("AuthorizeServerConn failed certificate validation for certificate with a SAN.DNSName of server.dc2.consul: "),
         "{err}"
@@ -139,14 +149,18 @@ async fn verify_incoming_requires_a_client_certificate_from_the_ca() {
 
     let anonymous = interface(&ca, None, false, false);
     let client = outgoing::rpc_client_config(&anonymous, None, &roots(&ca)).unwrap();
-    assert!(handshake(server.clone(), client, name.clone()).await.is_err());
+    assert!(handshake(server.clone(), client, name.clone())
+        .await
+        .is_err());
 
     // A client certificate from another CA is refused too.
     let other = Pki::new();
     let (ocert, okey) = other.issue(Role::Client, "dc1");
     let stranger = files::key_pair(&ocert, &okey).unwrap();
     let client = outgoing::rpc_client_config(&anonymous, Some(&stranger), &roots(&ca)).unwrap();
-    assert!(handshake(server.clone(), client, name.clone()).await.is_err());
+    assert!(handshake(server.clone(), client, name.clone())
+        .await
+        .is_err());
 
     let client_pair = files::key_pair(&ccert, &ckey).unwrap();
     let client = outgoing::rpc_client_config(&anonymous, Some(&client_pair), &roots(&ca)).unwrap();
@@ -170,23 +184,37 @@ fn bad_files_are_errors_that_name_them() {
     let garbage = pki.dir.path().join("garbage.pem");
     std::fs::write(&garbage, "not a certificate\n").unwrap();
     let e = files::key_pair(&garbage, &key).unwrap_err().to_string();
-    assert!(e.contains(&garbage.display().to_string()) && e.contains("failed to find any PEM data"), "{e}");
+    assert!(
+        e.contains(&garbage.display().to_string()) && e.contains("failed to find any PEM data"),
+        "{e}"
+    );
     let e = files::key_pair(&cert, &garbage).unwrap_err().to_string();
     assert!(e.contains(&garbage.display().to_string()), "{e}");
     // Another certificate's key.
     let (_, other_key) = pki.issue(Role::Client, "dc1");
     let e = files::key_pair(&cert, &other_key).unwrap_err().to_string();
-    assert!(e.ends_with("tls: private key does not match public key"), "{e}");
+    assert!(
+        e.ends_with("tls: private key does not match public key"),
+        "{e}"
+    );
     let e = files::cas(Some(&garbage), None).unwrap_err().to_string();
-    assert!(e.starts_with(&format!("Error loading from {}: ", garbage.display())), "{e}");
+    assert!(
+        e.starts_with(&format!("Error loading from {}: ", garbage.display())),
+        "{e}"
+    );
     let empty = tempfile::tempdir().unwrap();
-    let e = files::cas(None, Some(empty.path())).unwrap_err().to_string();
+    let e = files::cas(None, Some(empty.path()))
+        .unwrap_err()
+        .to_string();
     assert_eq!(e, "Error loading from CAPath: no CAs found");
     // A CA directory: every file in it is read.
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("a.pem"), &pki.ca.cert).unwrap();
     std::fs::write(dir.path().join("b.pem"), &Pki::new().ca.cert).unwrap();
-    assert_eq!(files::cas(None, Some(dir.path())).unwrap().unwrap().len(), 2);
+    assert_eq!(
+        files::cas(None, Some(dir.path())).unwrap().unwrap().len(),
+        2
+    );
 }
 
 fn config(json: &str) -> Config {
@@ -199,7 +227,11 @@ fn the_agent_refuses_what_consul_refuses() {
     let pki = Pki::new();
     let (cert, key) = pki.issue(Role::Server, "dc1");
     let ca = pki.ca_file();
-    let load = |json: String| super::AgentTls::load(&config(&json)).map(|_| ()).map_err(|e| e.to_string());
+    let load = |json: String| {
+        super::AgentTls::load(&config(&json))
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
     assert_eq!(
         load(r#"{"tls":{"defaults":{"verify_incoming":true}}}"#.into()).unwrap_err(),
         "VerifyIncoming set but no CA certificates were provided"
@@ -213,7 +245,10 @@ fn the_agent_refuses_what_consul_refuses() {
         "VerifyOutgoing set but no CA certificates were provided"
     );
     let e = load(r#"{"ports":{"https":8501}}"#.into()).unwrap_err();
-    assert!(e.starts_with("HTTPS is enabled (ports.https = 8501) but no certificate is configured"), "{e}");
+    assert!(
+        e.starts_with("HTTPS is enabled (ports.https = 8501) but no certificate is configured"),
+        "{e}"
+    );
     let ok = format!(
         r#"{{"ports":{{"https":8501}},"tls":{{"defaults":{{"ca_file":"{}","cert_file":"{}","key_file":"{}","verify_incoming":true,"verify_outgoing":true}},"internal_rpc":{{"verify_server_hostname":true}}}}}}"#,
         ca.display(),
@@ -224,7 +259,10 @@ fn the_agent_refuses_what_consul_refuses() {
     assert!(tls.https.is_some() && tls.rpc.incoming.is_some() && tls.rpc.outgoing.is_some());
     assert!(tls.rpc.verify_incoming);
     assert_eq!(
-        tls.rpc.raft_peer_name.as_ref().map(|n| n.to_str().into_owned()),
+        tls.rpc
+            .raft_peer_name
+            .as_ref()
+            .map(|n| n.to_str().into_owned()),
         Some("server.dc1.consul".into())
     );
 }

@@ -7,7 +7,7 @@
 //!   since agents are dialled by IP).
 //! - [`ExpectName`]: the CLI's `-tls-server-name` / `CONSUL_TLS_SERVER_NAME`
 //!   checks the certificate against that name instead of the URL's host.
-//! - [`Unverified`]: `CONSUL_HTTP_SSL_VERIFY=false`.
+//! - [`Unverified`]: accepts any certificate, for `CONSUL_HTTP_SSL_VERIFY=false`.
 //! - [`authorize_server`]: Consul's `AuthorizeServerConn` (the
 //!   CVE-2021-37219 fix): a raft connection must present a certificate valid
 //!   for `server.<dc>.<domain>`, so a client agent's certificate, or a
