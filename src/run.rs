@@ -210,7 +210,7 @@ async fn start_gossip(config: &Config, node_id: &str) -> Result<Gossip> {
 
 /// How this agent dials servers: from its bind address, in TLS when
 /// `verify_outgoing` is on.
-fn dialer(config: &Config, tls: &AgentTls) -> Dialer {
+fn rpc_dialer(config: &Config, tls: &AgentTls) -> Dialer {
     let dial_tls = tls
         .rpc
         .outgoing
@@ -244,7 +244,7 @@ async fn start_server(
             .validate()
             .map_err(|e| anyhow!("raft config: {e}"))?,
     );
-    let dialer = dialer(config, tls);
+    let dialer = rpc_dialer(config, tls);
     let acks = crate::raft::network::Acks::default();
     let network = Network {
         dialer: dialer.clone(),
@@ -320,7 +320,7 @@ async fn start_client(
         Arc::new(Catalog::open_view(&data_dir.join("view")).context("opening the catalog view")?);
     let servers = Arc::new(ServerList::new(gossip.clone(), config.datacenter.clone()));
     let status = Arc::new(ViewStatus::default());
-    let dialer = dialer(config, tls);
+    let dialer = rpc_dialer(config, tls);
     let agent_token = config
         .acl
         .tokens
@@ -593,7 +593,7 @@ fn server_tasks(
         catalog: core.catalog.clone(),
         gossip: gossip.clone(),
         datacenter: config.datacenter.clone(),
-        dialer: dialer(config, tls),
+        dialer: rpc_dialer(config, tls),
     };
     let mut tasks = vec![
         tokio::spawn(crate::cluster::leader_loop(ctx.clone())),

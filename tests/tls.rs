@@ -668,3 +668,39 @@ fn rpc_tls_cluster_replicates_forwards_and_keeps_another_datacenter_out_of_raft(
     );
     assert!(s4.running(), "s4 stays up: {}", s4.log_text());
 }
+
+#[test]
+fn https_only_agent_with_plain_http_turned_off() {
+    let pki = Pki::new();
+    let ip = "127.0.140.3";
+    let (cert, key) = pki.cert(&["-server", "-additional-ipaddress", ip]);
+    let port = free_port_on(ip);
+    let config = pki.config(
+        "https-only.json",
+        &format!(
+            r#"{{"ports":{{"http":-1,"https":{port}}},"tls":{{"defaults":{{"ca_file":"{}","cert_file":"{}","key_file":"{}"}}}}}}"#,
+            pki.ca().display(),
+            cert.display(),
+            key.display()
+        ),
+    );
+    let mut agent = TestAgent::unstarted(ip, &[&format!("-config-file={}", config.display())]);
+    agent.http_port_from_config = true;
+    agent.child = Some(common::spawn_logged(&agent.args(), &agent.log, &[]));
+    let client = https_client(&pki, None);
+    let leader = format!("https://{ip}:{port}/v1/status/leader");
+    assert!(
+        eventually(Duration::from_secs(30), || client
+            .get(&leader)
+            .send()
+            .is_ok_and(|r| r.status() == 200)),
+        "HTTPS answers; log:\n{}",
+        agent.log_text()
+    );
+    assert!(
+        std::net::TcpStream::connect((ip, 8500)).is_err(),
+        "nothing listens on the plain HTTP port"
+    );
+    assert!(agent.log_text().contains("HTTPS API listening"));
+    assert!(!agent.log_text().contains("HTTP API listening"));
+}
