@@ -121,6 +121,10 @@ fn describe() {
         "Status changes of this agent's checks, by check type and new status"
     );
     metrics::describe_counter!(
+        "cairn.gossip.packets_dropped",
+        "Gossip datagrams dropped: reason=decrypt when no installed key opens them (a member with another key, or none), reason=malformed when they open but do not decode"
+    );
+    metrics::describe_counter!(
         "consul.agent.check.reaped",
         "Services deregistered because a check stayed critical past DeregisterCriticalServiceAfter"
     );
@@ -185,4 +189,10 @@ pub fn check_status_change(check_type: &str, status: &'static str) {
 /// A service was deregistered by `DeregisterCriticalServiceAfter`.
 pub fn check_reaped() {
     counter!("consul.agent.check.reaped").increment(1);
+}
+
+/// A gossip datagram was dropped: `decrypt` when no installed key opens
+/// it, `malformed` when it opens but does not decode.
+pub fn gossip_packet_dropped(reason: &'static str) {
+    counter!("cairn.gossip.packets_dropped", "reason" => reason).increment(1);
 }

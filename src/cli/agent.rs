@@ -190,6 +190,11 @@ pub(crate) fn flag_set() -> FlagSet<AgentArgs> {
                 "The base64 `key` that encrypts gossip (see cairn keygen).",
                 |a, v| a.source.encrypt = Some(v),
             ),
+            Flag::bool(
+                "disable-keyring-file",
+                "Keep the gossip keyring in memory only, not in the data dir.",
+                |a, v| a.source.disable_keyring_file = Some(v),
+            ),
             Flag::list(
                 "recursor",
                 "An upstream DNS server `address` for names outside the domain.",
