@@ -529,7 +529,7 @@ async fn read_socket(
             Some(Datagram::Key(msg)) => keys.receive(from, msg),
             Some(Datagram::BadKey) => {
                 crate::metrics::gossip_packet_dropped("malformed");
-                tracing::debug!(%from, "gossip: dropping malformed keyring message");
+                tracing::warn!(%from, "gossip: dropping malformed packet: a keyring message that does not decode");
             }
             None => {
                 crate::metrics::gossip_packet_dropped("decrypt");
