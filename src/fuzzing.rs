@@ -410,7 +410,14 @@ impl Gossip {
         let mut out: Vec<Vec<u8>> = ops
             .into_iter()
             .enumerate()
-            .map(|(i, op)| KeyMessage::Request { id: i as u64, op }.encode())
+            .map(|(i, op)| {
+                KeyMessage::Request {
+                    id: i as u64,
+                    from: "alpha".into(),
+                    op,
+                }
+                .encode()
+            })
             .collect();
         let reply = NodeKeyReply {
             node: "beta".into(),

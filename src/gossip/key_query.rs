@@ -11,6 +11,10 @@
 //! begin with the sender's name length as a varint, and postcard writes
 //! varints in their shortest form, which never begins `0xFF 0x00`.
 //!
+//! A member answers only an asker it knows as an alive member, and sends
+//! the answer to that member's gossip address (not to the datagram's
+//! source), so a forged request cannot aim answers at a third party.
+//!
 //! UDP loses datagrams, so the asker resends the request to every member
 //! that has not answered, every [`RETRANSMIT`], until all have or the
 //! deadline (serf's query timeout) passes. A member remembers its recent
@@ -18,13 +22,14 @@
 //! retransmission of an old `use` cannot undo a newer one.
 
 use super::keyring::{Keyring, KeyringError, KeyringFile, SharedKeyring};
+use super::{MemberStatus, MemberTable};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 /// The first bytes of every keyring message (then a version byte).
@@ -68,8 +73,16 @@ pub struct NodeKeyReply {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum KeyMessage {
-    Request { id: u64, op: KeyOp },
-    Reply { id: u64, reply: NodeKeyReply },
+    /// `from` is the asker's node name.
+    Request {
+        id: u64,
+        from: String,
+        op: KeyOp,
+    },
+    Reply {
+        id: u64,
+        reply: NodeKeyReply,
+    },
 }
 
 impl KeyMessage {
@@ -193,7 +206,7 @@ pub(crate) fn apply(
 
 /// Who asked: another member over the socket, or this agent itself.
 enum Asker {
-    Remote { from: SocketAddr, id: u64 },
+    Remote { from: String, id: u64 },
     Local(oneshot::Sender<NodeKeyReply>),
 }
 
@@ -209,7 +222,8 @@ struct Responder {
     keyring: SharedKeyring,
     file: Option<KeyringFile>,
     socket: Arc<UdpSocket>,
-    answered: VecDeque<((SocketAddr, u64), NodeKeyReply)>,
+    members: watch::Receiver<MemberTable>,
+    answered: VecDeque<((String, u64), NodeKeyReply)>,
 }
 
 impl Responder {
@@ -221,10 +235,18 @@ impl Responder {
                     let _ = done.send(reply);
                 }
                 Asker::Remote { from, id } => {
+                    let addr = self.members.borrow().get(&from).and_then(|m| {
+                        (m.status == MemberStatus::Alive && from != self.node).then_some(m.id.addr)
+                    });
+                    let Some(addr) = addr else {
+                        tracing::debug!(asker = %from, "keyring request from no alive member: ignored");
+                        continue;
+                    };
+                    let key = (from, id);
                     let seen = self
                         .answered
                         .iter()
-                        .find(|(k, _)| *k == (from, id))
+                        .find(|(k, _)| *k == key)
                         .map(|(_, r)| r.clone());
                     let reply = match seen {
                         Some(r) => r,
@@ -233,13 +255,13 @@ impl Responder {
                             if self.answered.len() == REMEMBERED {
                                 self.answered.pop_front();
                             }
-                            self.answered.push_back(((from, id), r.clone()));
+                            self.answered.push_back((key, r.clone()));
                             r
                         }
                     };
                     let msg = KeyMessage::Reply { id, reply }.encode();
-                    if let Err(e) = self.socket.send_to(&self.keyring.seal(&msg), from).await {
-                        tracing::debug!(%from, "keyring reply: {e}");
+                    if let Err(e) = self.socket.send_to(&self.keyring.seal(&msg), addr).await {
+                        tracing::debug!(%addr, "keyring reply: {e}");
                     }
                 }
             }
@@ -320,6 +342,7 @@ impl KeyQueries {
         socket: Arc<UdpSocket>,
         keyring: SharedKeyring,
         file: Option<KeyringFile>,
+        members: watch::Receiver<MemberTable>,
     ) -> KeyQueries {
         let (jobs, rx) = mpsc::channel(256);
         let responder = Responder {
@@ -327,6 +350,7 @@ impl KeyQueries {
             keyring: keyring.clone(),
             file,
             socket: socket.clone(),
+            members,
             answered: VecDeque::new(),
         };
         tokio::spawn(responder.run(rx));
@@ -342,15 +366,15 @@ impl KeyQueries {
     /// A keyring message read from the socket (already opened). Never
     /// waits: a request that finds the responder busy is dropped, and its
     /// asker sends it again.
-    pub(crate) fn receive(&self, from: SocketAddr, msg: KeyMessage) {
+    pub(crate) fn receive(&self, msg: KeyMessage) {
         match msg {
-            KeyMessage::Request { id, op } => {
+            KeyMessage::Request { id, from, op } => {
                 let job = Job {
                     op,
                     asker: Asker::Remote { from, id },
                 };
                 if self.jobs.try_send(job).is_err() {
-                    tracing::debug!(%from, "keyring request dropped: responder busy");
+                    tracing::debug!("keyring request dropped: responder busy");
                 }
             }
             KeyMessage::Reply { id, reply } => {
@@ -395,7 +419,12 @@ impl KeyQueries {
                 resp.count(reply);
             }
         }
-        let request = KeyMessage::Request { id, op }.encode();
+        let request = KeyMessage::Request {
+            id,
+            from: self.node.clone(),
+            op,
+        }
+        .encode();
         while !waiting.is_empty() && Instant::now() < deadline {
             for addr in waiting.iter().filter_map(|n| others.get(*n)) {
                 // Sealed afresh each time: a `use` may have changed the primary.
@@ -443,6 +472,7 @@ mod tests {
     fn messages_round_trip_and_are_told_from_foca_packets() {
         let msg = KeyMessage::Request {
             id: 7,
+            from: "s1".into(),
             op: KeyOp::Install(vec![1; 32]),
         };
         let bytes = msg.encode();
@@ -534,17 +564,56 @@ mod tests {
         assert_eq!(query_timeout(10), Duration::from_millis(6400));
     }
 
+    fn table(members: &[(&str, SocketAddr)]) -> MemberTable {
+        let info = |name: &str, addr: SocketAddr| super::super::MemberInfo {
+            id: super::super::MemberId {
+                name: name.into(),
+                addr,
+                node_id: String::new(),
+                server: true,
+                dc: "dc1".into(),
+                rpc_port: 8300,
+                http_port: 8500,
+                version: "test".into(),
+                bootstrap_expect: 0,
+                started_ms: 0,
+                bump: 0,
+            },
+            status: MemberStatus::Alive,
+        };
+        Arc::new(
+            members
+                .iter()
+                .map(|(n, a)| (n.to_string(), info(n, *a)))
+                .collect(),
+        )
+    }
+
     /// Three responders on real sockets, one asker: the operation reaches
-    /// every member even though the first copy of each request is lost.
+    /// every member even though the first copy of each request is lost,
+    /// and a member ignores an asker it does not know.
     #[tokio::test]
     async fn an_operation_survives_a_lost_datagram() {
         let k1 = key();
+        let mut sockets = Vec::new();
+        for _ in 0..4 {
+            sockets.push(Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap()));
+        }
+        let addr = |i: usize| sockets[i].local_addr().unwrap();
+        // "d" is not a member: the others do not know it.
+        let (_members_tx, members) =
+            watch::channel(table(&[("a", addr(0)), ("b", addr(1)), ("c", addr(2))]));
         let mut agents = Vec::new();
-        for name in ["a", "b", "c"] {
-            let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        for (i, name) in ["a", "b", "c", "d"].into_iter().enumerate() {
             let keyring = SharedKeyring::new(Some(Keyring::new(k1.clone())));
-            let q = KeyQueries::start(name.into(), socket.clone(), keyring.clone(), None);
-            agents.push((name, socket, keyring, q));
+            let q = KeyQueries::start(
+                name.into(),
+                sockets[i].clone(),
+                keyring.clone(),
+                None,
+                members.clone(),
+            );
+            agents.push((name, sockets[i].clone(), keyring, q));
         }
         // Each member's reader: drop the first request it sees, then
         // deliver everything.
@@ -553,7 +622,7 @@ mod tests {
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 65536];
                 let mut dropped_one = false;
-                while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+                while let Ok((n, _)) = socket.recv_from(&mut buf).await {
                     let Some(data) = keyring.open(&buf[..n]) else {
                         continue;
                     };
@@ -564,14 +633,12 @@ mod tests {
                         dropped_one = true;
                         continue;
                     }
-                    q.receive(from, msg);
+                    q.receive(msg);
                 }
             });
         }
-        let others: BTreeMap<String, SocketAddr> = agents[1..]
-            .iter()
-            .map(|(n, s, _, _)| (n.to_string(), s.local_addr().unwrap()))
-            .collect();
+        let others: BTreeMap<String, SocketAddr> =
+            [("b".to_string(), addr(1)), ("c".to_string(), addr(2))].into();
         let k2 = key();
         let asker = &agents[0].3;
         let r = asker
@@ -582,7 +649,7 @@ mod tests {
             )
             .await;
         assert_eq!((r.num_resp, r.num_nodes, r.error), (3, 3, None));
-        for (_, _, keyring, _) in &agents {
+        for (_, _, keyring, _) in &agents[..3] {
             assert_eq!(keyring.current().unwrap().keys(), &[k1.clone(), k2.clone()]);
         }
         let r = asker
@@ -600,7 +667,7 @@ mod tests {
         assert_eq!(r.keys.len(), 2);
 
         // A member that never answers: the asker gives up at the deadline.
-        let mut with_ghost = others;
+        let mut with_ghost = others.clone();
         with_ghost.insert("ghost".into(), "127.0.0.1:9".parse().unwrap());
         let started = Instant::now();
         let r = asker
@@ -608,5 +675,19 @@ mod tests {
             .await;
         assert_eq!(r.error.as_deref(), Some("3/4 nodes reported success"));
         assert!(started.elapsed() < Duration::from_secs(2));
+
+        // An asker no member knows gets no answers and changes nothing.
+        let stranger = &agents[3].3;
+        let r = stranger
+            .run(
+                KeyOp::Install(key().raw().to_vec()),
+                others,
+                Duration::from_millis(600),
+            )
+            .await;
+        assert_eq!(r.error.as_deref(), Some("1/3 nodes reported success"));
+        for (_, _, keyring, _) in &agents[1..3] {
+            assert_eq!(keyring.current().unwrap().keys(), &[k2.clone(), k1.clone()]);
+        }
     }
 }

@@ -334,6 +334,7 @@ impl Gossip {
             socket.clone(),
             keyring.clone(),
             cfg.keyring_file.clone(),
+            members.clone(),
         );
         tokio::spawn(read_socket(
             socket.clone(),
@@ -526,7 +527,7 @@ async fn read_socket(
                     return;
                 }
             }
-            Some(Datagram::Key(msg)) => keys.receive(from, msg),
+            Some(Datagram::Key(msg)) => keys.receive(msg),
             Some(Datagram::BadKey) => {
                 crate::metrics::gossip_packet_dropped("malformed");
                 tracing::warn!(%from, "gossip: dropping malformed packet: a keyring message that does not decode");
