@@ -322,6 +322,23 @@ mod tests {
     }
 
     #[test]
+    fn dev_keeps_the_keyring_in_memory_unless_told_otherwise() {
+        let dir = "-data-dir=/tmp/cairn-keyring-flag";
+        assert!(cfg(&["-dev"]).unwrap().disable_keyring_file);
+        assert!(
+            !cfg(&["-dev", "-disable-keyring-file=false"])
+                .unwrap()
+                .disable_keyring_file
+        );
+        assert!(!cfg(&["-server", dir]).unwrap().disable_keyring_file);
+        assert!(
+            cfg(&["-server", dir, "-disable-keyring-file"])
+                .unwrap()
+                .disable_keyring_file
+        );
+    }
+
+    #[test]
     fn go_errors_and_bad_values() {
         assert_eq!(
             err(&["-dev", "-http-port=abc"]),
