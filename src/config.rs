@@ -263,6 +263,9 @@ pub struct Config {
     pub retry_max: u32,
     pub rejoin_after_leave: bool,
     pub encrypt: Option<String>,
+    /// `disable_keyring_file`: keep the gossip keyring in memory only, not
+    /// in `<data_dir>/serf/local.keyring` (on under `-dev`).
+    pub disable_keyring_file: bool,
     pub leave_on_terminate: Option<bool>,
     pub skip_leave_on_interrupt: Option<bool>,
     /// `telemetry.prometheus_retention_time`; 0 turns the Prometheus format off (415).
@@ -326,6 +329,7 @@ impl Default for Config {
             retry_max: 0,
             rejoin_after_leave: false,
             encrypt: None,
+            disable_keyring_file: false,
             leave_on_terminate: None,
             skip_leave_on_interrupt: None,
             prometheus_retention: Duration::from_secs(60),
@@ -365,6 +369,7 @@ impl Config {
         self.bind_addr = IpAddr::from([127, 0, 0, 1]);
         self.disable_hostname = true;
         self.enable_script_checks = false;
+        self.disable_keyring_file = true;
     }
 
     /// The address other agents reach this one on.

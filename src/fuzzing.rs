@@ -316,11 +316,12 @@ fn api_error_text(e: crate::http::wire::ApiError) -> String {
     format!("{status} {body}")
 }
 
-/// The gossip receive path: a datagram is opened (decrypted when gossip is
-/// encrypted) and handed to a fresh foca member, as the agent's reader
-/// task and gossip owner do.
+/// The gossip receive path: a datagram is opened (with any key of the
+/// keyring when gossip is encrypted) and handed to a fresh foca member, or
+/// decoded as a keyring message and answered against a keyring, as the
+/// agent's reader task, gossip owner and key responder do.
 pub struct Gossip {
-    keyring: Option<crate::gossip::crypto::Keyring>,
+    keyring: crate::gossip::keyring::SharedKeyring,
 }
 
 /// A 32-byte key the encrypted gossip target seals its packets with.
@@ -330,37 +331,48 @@ pub const GOSSIP_OTHER_KEY: &str = "cg8StVXbQJ0gPvMd9o7yrg==";
 
 impl Gossip {
     pub fn new(key: Option<&str>) -> Gossip {
+        let keyring = key.map(|k| {
+            crate::gossip::keyring::Keyring::new(
+                crate::gossip::crypto::Key::from_base64(k).expect("a valid gossip key"),
+            )
+        });
         Gossip {
-            keyring: key.map(|k| {
-                crate::gossip::crypto::Keyring::from_base64(k).expect("a valid gossip key")
-            }),
+            keyring: crate::gossip::keyring::SharedKeyring::new(keyring),
         }
     }
 
     /// Seals `plain` as a sending agent with this key would.
     pub fn seal(&self, plain: &[u8]) -> Vec<u8> {
-        match &self.keyring {
-            Some(k) => k.encrypt(plain),
-            None => plain.to_vec(),
-        }
+        self.keyring.seal(plain)
     }
 
     /// Receives one datagram; returns whether it was opened and reached
-    /// foca (whatever foca then made of it).
+    /// foca or the keyring operations (whatever they then made of it).
     pub fn receive(&self, packet: &[u8]) -> bool {
-        let Some(data) = crate::gossip::open_packet(self.keyring.as_ref(), packet) else {
-            return false;
-        };
-        let (mut foca, intents) = crate::gossip::new_foca(member("receiver", 8301));
-        let mut rt = foca::AccumulatingRuntime::new();
-        let _ = foca.handle_data(&data, &mut rt);
-        while rt.to_send().is_some() {}
-        while rt.to_schedule().is_some() {}
-        while rt.to_notify().is_some() {}
-        if let Ok(mut q) = intents.lock() {
-            q.clear();
+        use crate::gossip::key_query::KeyMessage;
+        use crate::gossip::Datagram;
+        match crate::gossip::open_datagram(&self.keyring, packet) {
+            None => false,
+            Some(Datagram::BadKey) => true,
+            Some(Datagram::Key(KeyMessage::Request { op, .. })) => {
+                let current = self.keyring.current();
+                let _ = crate::gossip::key_query::apply("receiver", current.as_deref(), &op);
+                true
+            }
+            Some(Datagram::Key(KeyMessage::Reply { .. })) => true,
+            Some(Datagram::Swim(data)) => {
+                let (mut foca, intents) = crate::gossip::new_foca(member("receiver", 8301));
+                let mut rt = foca::AccumulatingRuntime::new();
+                let _ = foca.handle_data(&data, &mut rt);
+                while rt.to_send().is_some() {}
+                while rt.to_schedule().is_some() {}
+                while rt.to_notify().is_some() {}
+                if let Ok(mut q) = intents.lock() {
+                    q.clear();
+                }
+                true
+            }
         }
-        true
     }
 
     /// Real packets for a seed corpus: a member's announce to another, and
@@ -381,6 +393,40 @@ impl Gossip {
                 out.push(data.to_vec());
             }
         }
+        out
+    }
+
+    /// Keyring messages for a seed corpus: each operation's request, and a
+    /// member's answer to a list.
+    pub fn sample_key_messages() -> Vec<Vec<u8>> {
+        use crate::gossip::key_query::{KeyMessage, KeyOp, NodeKeyReply};
+        let key = crate::gossip::crypto::decode_base64(GOSSIP_KEY).unwrap_or_default();
+        let ops = [
+            KeyOp::List,
+            KeyOp::Install(key.clone()),
+            KeyOp::Use(key.clone()),
+            KeyOp::Remove(key),
+        ];
+        let mut out: Vec<Vec<u8>> = ops
+            .into_iter()
+            .enumerate()
+            .map(|(i, op)| {
+                KeyMessage::Request {
+                    id: i as u64,
+                    from: "alpha".into(),
+                    op,
+                }
+                .encode()
+            })
+            .collect();
+        let reply = NodeKeyReply {
+            node: "beta".into(),
+            result: true,
+            message: String::new(),
+            keys: vec![GOSSIP_KEY.into()],
+            primary: GOSSIP_KEY.into(),
+        };
+        out.push(KeyMessage::Reply { id: 0, reply }.encode());
         out
     }
 }
@@ -806,6 +852,18 @@ mod tests {
             assert!(ours.receive(&ours.seal(p)));
             assert!(!ours.receive(&other.seal(p)), "another key's packet");
         }
+        for m in Gossip::sample_key_messages() {
+            assert!(plain.receive(&m));
+            assert!(
+                !ours.receive(&m),
+                "a plain keyring message on an encrypted agent"
+            );
+            assert!(ours.receive(&ours.seal(&m)));
+            assert!(
+                !ours.receive(&other.seal(&m)),
+                "another key's keyring message"
+            );
+        }
     }
 
     #[test]
@@ -841,22 +899,29 @@ mod tests {
             std::fs::create_dir_all(&dir).unwrap();
             std::fs::write(dir.join(name), bytes).unwrap();
         };
-        for (i, p) in Gossip::sample_packets().iter().enumerate() {
+        let swim = Gossip::sample_packets().into_iter().map(|p| ("swim", p));
+        let keys = Gossip::sample_key_messages()
+            .into_iter()
+            .map(|p| ("keyring", p));
+        let mut seen = std::collections::HashMap::new();
+        for (kind, p) in swim.chain(keys) {
+            let i = seen.entry(kind).or_insert(0usize);
             // Mode 0: as received by an unencrypted agent; mode 2: sealed
             // with our key first; mode 3: sealed with another key.
             for mode in [0u8, 2, 3] {
                 write(
                     "gossip",
-                    format!("swim-{i}-mode{mode}"),
+                    format!("{kind}-{i}-mode{mode}"),
                     &[&[mode], &p[..]].concat(),
                 );
             }
-            let sealed = Gossip::new(Some(GOSSIP_KEY)).seal(p);
+            let sealed = Gossip::new(Some(GOSSIP_KEY)).seal(&p);
             write(
                 "gossip",
-                format!("swim-{i}-sealed"),
+                format!("{kind}-{i}-sealed"),
                 &[&[1u8], &sealed[..]].concat(),
             );
+            *i += 1;
         }
         for (side, stream) in sample_rpc_streams() {
             let which = Rpc::ALL

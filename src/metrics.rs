@@ -125,6 +125,10 @@ fn describe() {
         "TLS handshakes that failed, by interface (http or rpc)"
     );
     metrics::describe_counter!(
+        "cairn.gossip.packets_dropped",
+        "Gossip datagrams dropped: reason=decrypt when no installed key opens them (a member with another key, or none), reason=malformed when they open but do not decode"
+    );
+    metrics::describe_counter!(
         "consul.agent.check.reaped",
         "Services deregistered because a check stayed critical past DeregisterCriticalServiceAfter"
     );
@@ -194,4 +198,10 @@ pub fn check_reaped() {
 /// A TLS handshake on the HTTPS API (`http`) or the RPC port (`rpc`) failed.
 pub fn tls_handshake_failure(interface: &'static str) {
     counter!("cairn.tls.handshake_failures", "interface" => interface).increment(1);
+}
+
+/// A gossip datagram was dropped: `decrypt` when no installed key opens
+/// it, `malformed` when it opens but does not decode.
+pub fn gossip_packet_dropped(reason: &'static str) {
+    counter!("cairn.gossip.packets_dropped", "reason" => reason).increment(1);
 }

@@ -13,7 +13,6 @@ use crate::consensus::servers::ServerList;
 use crate::consensus::Consensus;
 use crate::feed::publisher::Publisher;
 use crate::feed::subscriber::Subscriber;
-use crate::gossip::crypto::Keyring;
 use crate::gossip::{Gossip, GossipConfig, MemberId};
 use crate::health::HealthDeps;
 use crate::http::Api;
@@ -180,7 +179,7 @@ struct Core {
     server: Option<ServerParts>,
 }
 
-async fn start_gossip(config: &Config, node_id: &str) -> Result<Gossip> {
+async fn start_gossip(config: &Config, data_dir: &Path, node_id: &str) -> Result<Gossip> {
     let serf_port = config.ports.serf_lan.max(0) as u16;
     let identity = MemberId {
         name: config.node_name.clone(),
@@ -195,14 +194,20 @@ async fn start_gossip(config: &Config, node_id: &str) -> Result<Gossip> {
         started_ms: crate::gossip::now_ms(),
         bump: 0,
     };
-    let keyring = match &config.encrypt {
-        Some(k) => Some(Keyring::from_base64(k).map_err(|e| anyhow!("-encrypt: {e}"))?),
-        None => None,
-    };
+    let keys = crate::gossip::keyring::at_start(
+        config.encrypt.as_deref(),
+        data_dir,
+        config.disable_keyring_file,
+    )
+    .map_err(|e| anyhow!("{e}"))?;
+    for w in &keys.warnings {
+        tracing::warn!("{w}");
+    }
     Gossip::start(GossipConfig {
         bind: SocketAddr::new(config.bind_addr, serf_port),
         identity,
-        keyring,
+        keyring: keys.keyring,
+        keyring_file: keys.file,
     })
     .await
     .with_context(|| format!("binding serf LAN on {}:{serf_port}", config.bind_addr))
@@ -384,7 +389,7 @@ impl Running {
         let metrics = Metrics::install();
         let (stop, stop_rx) = watch::channel(false);
 
-        let gossip = start_gossip(&config, &node_id).await?;
+        let gossip = start_gossip(&config, &data_dir, &node_id).await?;
         let core = if config.server {
             start_server(&config, &tls, &data_dir, &node_id, &gossip, stop_rx).await?
         } else {

@@ -190,6 +190,11 @@ pub(crate) fn flag_set() -> FlagSet<AgentArgs> {
                 "The base64 `key` that encrypts gossip (see cairn keygen).",
                 |a, v| a.source.encrypt = Some(v),
             ),
+            Flag::bool(
+                "disable-keyring-file",
+                "Keep the gossip keyring in memory only, not in the data dir.",
+                |a, v| a.source.disable_keyring_file = Some(v),
+            ),
             Flag::list(
                 "recursor",
                 "An upstream DNS server `address` for names outside the domain.",
@@ -314,6 +319,23 @@ mod tests {
         assert_eq!(c.node_meta.get("zone").map(String::as_str), Some("z:1"));
         assert_eq!(c.retry_interval, Duration::from_secs(1));
         assert_eq!(c.encrypt.as_deref(), Some("abc=="));
+    }
+
+    #[test]
+    fn dev_keeps_the_keyring_in_memory_unless_told_otherwise() {
+        let dir = "-data-dir=/tmp/cairn-keyring-flag";
+        assert!(cfg(&["-dev"]).unwrap().disable_keyring_file);
+        assert!(
+            !cfg(&["-dev", "-disable-keyring-file=false"])
+                .unwrap()
+                .disable_keyring_file
+        );
+        assert!(!cfg(&["-server", dir]).unwrap().disable_keyring_file);
+        assert!(
+            cfg(&["-server", dir, "-disable-keyring-file"])
+                .unwrap()
+                .disable_keyring_file
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod client;
 mod config_files;
 mod flags;
 mod http;
+mod keyring;
 mod lock;
 mod registrator;
 mod template;
@@ -26,6 +27,7 @@ Available commands are:
     info           Provides debugging information for operators
     join           Tell a running agent to join the cluster
     keygen         Generates a new encryption key
+    keyring        Manages gossip layer encryption keys
     leave          Gracefully leaves the cluster and shuts down
     lock           Execute a command holding a lock
     members        Lists the members of the cluster
@@ -56,6 +58,7 @@ pub fn main(argv: Vec<String>) -> Result<i32> {
         "leave" | "members" | "info" | "join" | "force-leave" | "operator" => {
             client::run(&cmd, rest)
         }
+        "keyring" => keyring::run(rest),
         "lock" => lock::run(rest),
         "reload" => config_files::reload(&rest),
         "validate" => config_files::validate(&rest),

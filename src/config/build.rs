@@ -288,6 +288,7 @@ impl Config {
         set(&mut self.retry_max, &s.retry_max);
         set(&mut self.rejoin_after_leave, &s.rejoin_after_leave);
         set_some(&mut self.encrypt, &s.encrypt);
+        set(&mut self.disable_keyring_file, &s.disable_keyring_file);
         set_some(&mut self.leave_on_terminate, &s.leave_on_terminate);
         set_some(
             &mut self.skip_leave_on_interrupt,

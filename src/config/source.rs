@@ -107,6 +107,7 @@ pub struct Source {
     pub retry_max: Option<u32>,
     pub rejoin_after_leave: Option<bool>,
     pub encrypt: Option<String>,
+    pub disable_keyring_file: Option<bool>,
     pub leave_on_terminate: Option<bool>,
     pub skip_leave_on_interrupt: Option<bool>,
     pub telemetry: TelemetrySource,

@@ -3,15 +3,23 @@
 //! fed by an mpsc of inputs (packets, timers, commands); a single scheduler
 //! task delivers timers in order; the member table is published on a watch
 //! channel that the leader's reconciler and the HTTP API read.
+//!
+//! With encryption on, every datagram is sealed with the keyring's primary
+//! key and opened with any installed key ([`keyring`]); the keyring
+//! operations (`/v1/operator/keyring`) travel on the same socket beside
+//! foca's packets ([`key_query`]).
 
 pub mod crypto;
+pub mod key_query;
+pub mod keyring;
 
 use bytes::Bytes;
-use crypto::Keyring;
 use foca::{
     BroadcastHandler, Config as FocaConfig, Foca, Invalidates, OwnedNotification, PostcardCodec,
     Timer,
 };
+use key_query::{KeyMessage, KeyOp, KeyQueries, KeyResponse};
+use keyring::{Keyring, KeyringFile, SharedKeyring};
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
@@ -101,7 +109,10 @@ pub type MemberTable = Arc<BTreeMap<String, MemberInfo>>;
 pub struct GossipConfig {
     pub bind: SocketAddr,
     pub identity: MemberId,
+    /// `None`: gossip is not encrypted.
     pub keyring: Option<Keyring>,
+    /// Where keyring changes are persisted (`None` with `disable_keyring_file`).
+    pub keyring_file: Option<KeyringFile>,
 }
 
 /// Intentions spread as custom broadcasts.
@@ -198,6 +209,8 @@ pub struct Gossip {
     tx: mpsc::Sender<Input>,
     members: watch::Receiver<MemberTable>,
     conflict: watch::Receiver<Option<String>>,
+    keyring: SharedKeyring,
+    keys: KeyQueries,
     pub identity: MemberId,
 }
 
@@ -239,12 +252,65 @@ pub(crate) fn new_foca(identity: MemberId) -> (Swim, Arc<Mutex<Vec<Intent>>>) {
     (foca, intents)
 }
 
-/// A received datagram's payload for foca: decrypted with our key when
-/// gossip is encrypted (`None` when it does not decrypt), else as is.
-pub(crate) fn open_packet(keyring: Option<&Keyring>, packet: &[u8]) -> Option<Vec<u8>> {
-    match keyring {
-        Some(k) => k.decrypt(packet),
-        None => Some(packet.to_vec()),
+/// What a received datagram holds once opened.
+#[derive(Debug)]
+pub(crate) enum Datagram {
+    /// A packet for foca.
+    Swim(Vec<u8>),
+    /// A keyring operation or its answer.
+    Key(KeyMessage),
+    /// A keyring message that does not decode.
+    BadKey,
+}
+
+/// Opens a received datagram with the keyring (`None` when gossip is
+/// encrypted and no installed key opens it) and tells what it is.
+pub(crate) fn open_datagram(keyring: &SharedKeyring, packet: &[u8]) -> Option<Datagram> {
+    let data = keyring.open(packet)?;
+    if !KeyMessage::is_one(&data) {
+        return Some(Datagram::Swim(data));
+    }
+    Some(match KeyMessage::decode(&data) {
+        Some(m) => Datagram::Key(m),
+        None => Datagram::BadKey,
+    })
+}
+
+/// Logs dropped datagrams at most once per [`DropLog::EVERY`], with how many
+/// were dropped since the last line: a member with the wrong key sends
+/// several packets a second, and one line each would drown the log.
+struct DropLog {
+    last: Option<Instant>,
+    unlogged: u64,
+}
+
+impl DropLog {
+    const EVERY: Duration = Duration::from_secs(10);
+
+    fn new() -> DropLog {
+        DropLog {
+            last: None,
+            unlogged: 0,
+        }
+    }
+
+    /// Counts one drop; true when this one should be logged (with
+    /// [`DropLog::unlogged`] drops before it since the last line).
+    fn note(&mut self, now: Instant) -> bool {
+        match self.last {
+            Some(at) if now.duration_since(at) < Self::EVERY => {
+                self.unlogged += 1;
+                false
+            }
+            _ => {
+                self.last = Some(now);
+                true
+            }
+        }
+    }
+
+    fn take_unlogged(&mut self) -> u64 {
+        std::mem::take(&mut self.unlogged)
     }
 }
 
@@ -262,31 +328,20 @@ impl Gossip {
         let (members_tx, members) = watch::channel::<MemberTable>(Arc::new(BTreeMap::new()));
         let (conflict_tx, conflict) = watch::channel::<Option<String>>(None);
 
-        // Reader: datagrams -> (decrypt) -> foca task.
-        {
-            let socket = socket.clone();
-            let tx = tx.clone();
-            let keyring = cfg.keyring.clone();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 65536];
-                loop {
-                    let (n, from) = match socket.recv_from(&mut buf).await {
-                        Ok(x) => x,
-                        Err(e) => {
-                            tracing::debug!("gossip recv: {e}");
-                            continue;
-                        }
-                    };
-                    let Some(data) = open_packet(keyring.as_ref(), &buf[..n]) else {
-                        tracing::warn!(%from, "gossip: dropping packet that does not decrypt with our key");
-                        continue;
-                    };
-                    if tx.send(Input::Data(data)).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
+        let keyring = SharedKeyring::new(cfg.keyring.clone());
+        let keys = KeyQueries::start(
+            cfg.identity.name.clone(),
+            socket.clone(),
+            keyring.clone(),
+            cfg.keyring_file.clone(),
+            members.clone(),
+        );
+        tokio::spawn(read_socket(
+            socket.clone(),
+            keyring.clone(),
+            keys.clone(),
+            tx.clone(),
+        ));
 
         // Scheduler: one ordered timer queue.
         let (sched_tx, mut sched_rx) = mpsc::unbounded_channel::<(Instant, Timer<MemberId>)>();
@@ -326,7 +381,7 @@ impl Gossip {
         let owner = Owner {
             foca,
             socket,
-            keyring: cfg.keyring.clone(),
+            keyring: keyring.clone(),
             sched: sched_tx,
             intents,
             table: BTreeMap::new(),
@@ -341,8 +396,29 @@ impl Gossip {
             tx,
             members,
             conflict,
+            keyring,
+            keys,
             identity: cfg.identity,
         })
+    }
+
+    /// Whether gossip is encrypted (a keyring is installed).
+    pub fn encrypted(&self) -> bool {
+        self.keyring.enabled()
+    }
+
+    /// Runs a keyring operation on every alive member, this agent
+    /// included, and counts their answers (serf's key query): waits for
+    /// all of them up to serf's query timeout.
+    pub async fn key_operation(&self, op: KeyOp) -> KeyResponse {
+        let others: BTreeMap<String, SocketAddr> = self
+            .members()
+            .values()
+            .filter(|m| m.status == MemberStatus::Alive && m.id.name != self.identity.name)
+            .map(|m| (m.id.name.clone(), m.id.addr))
+            .collect();
+        let timeout = key_query::query_timeout(others.len() + 1);
+        self.keys.run(op, others, timeout).await
     }
 
     /// The current member table (this agent included), by name.
@@ -426,10 +502,56 @@ impl Gossip {
     }
 }
 
+/// The socket's reader: each datagram is opened with the keyring, then
+/// handed to foca or to the keyring operations. One that no installed key
+/// opens is dropped, counted and logged (at a rate limit).
+async fn read_socket(
+    socket: Arc<UdpSocket>,
+    keyring: SharedKeyring,
+    keys: KeyQueries,
+    tx: mpsc::Sender<Input>,
+) {
+    let mut buf = vec![0u8; 65536];
+    let mut drops = DropLog::new();
+    loop {
+        let (n, from) = match socket.recv_from(&mut buf).await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::debug!("gossip recv: {e}");
+                continue;
+            }
+        };
+        match open_datagram(&keyring, &buf[..n]) {
+            Some(Datagram::Swim(data)) => {
+                if tx.send(Input::Data(data)).await.is_err() {
+                    return;
+                }
+            }
+            Some(Datagram::Key(msg)) => keys.receive(msg),
+            Some(Datagram::BadKey) => {
+                crate::metrics::gossip_packet_dropped("malformed");
+                tracing::warn!(%from, "gossip: dropping malformed packet: a keyring message that does not decode");
+            }
+            None => {
+                crate::metrics::gossip_packet_dropped("decrypt");
+                if drops.note(Instant::now()) {
+                    let earlier = drops.take_unlogged();
+                    // memberlist's words for the same drop.
+                    tracing::warn!(
+                        %from,
+                        dropped_since_last_report = earlier,
+                        "gossip: Decrypt packet failed: No installed keys could decrypt the message"
+                    );
+                }
+            }
+        }
+    }
+}
+
 struct Owner {
     foca: Swim,
     socket: Arc<UdpSocket>,
-    keyring: Option<Keyring>,
+    keyring: SharedKeyring,
     sched: mpsc::UnboundedSender<(Instant, Timer<MemberId>)>,
     intents: Arc<Mutex<Vec<Intent>>>,
     /// name -> member info, excluding this agent (added on publish).
@@ -498,6 +620,7 @@ impl Owner {
                     | foca::Error::Decode(_)
                     | foca::Error::CustomBroadcast(_)),
                 ) => {
+                    crate::metrics::gossip_packet_dropped("malformed");
                     tracing::warn!("gossip: dropping malformed packet: {e}");
                 }
                 Err(e) => tracing::debug!("gossip: {e}"),
@@ -541,9 +664,10 @@ impl Owner {
     }
 
     async fn send(&self, dst: SocketAddr, data: Bytes) {
-        let res = match &self.keyring {
-            Some(k) => self.socket.send_to(&k.encrypt(&data), dst).await,
-            None => self.socket.send_to(&data, dst).await,
+        let res = if self.keyring.enabled() {
+            self.socket.send_to(&self.keyring.seal(&data), dst).await
+        } else {
+            self.socket.send_to(&data, dst).await
         };
         if let Err(e) = res {
             tracing::debug!(%dst, "gossip send: {e}");
@@ -712,7 +836,8 @@ mod tests {
         Gossip::start(GossipConfig {
             bind: id.addr,
             identity: id,
-            keyring: key.map(|k| Keyring::from_base64(k).unwrap()),
+            keyring: key.map(|k| Keyring::new(crypto::Key::from_base64(k).unwrap())),
+            keyring_file: None,
         })
         .await
         .unwrap()
@@ -773,6 +898,77 @@ mod tests {
                 .unwrap(),
             1
         );
+    }
+
+    fn all_alive(agents: &[&Gossip]) -> bool {
+        agents.iter().all(|g| {
+            let t = g.members();
+            t.len() == agents.len() && t.values().all(|m| m.status == MemberStatus::Alive)
+        })
+    }
+
+    /// Install, use, remove across three members: every step reaches all
+    /// of them, membership never breaks, and the old key is then useless.
+    #[tokio::test]
+    async fn a_rotation_reaches_every_member_and_keeps_them_alive() {
+        let k1 = crypto::keygen();
+        let a = start("a", Some(&k1)).await;
+        let b = start("b", Some(&k1)).await;
+        let c = start("c", Some(&k1)).await;
+        for g in [&b, &c] {
+            g.join(&[a.identity.addr], Duration::from_secs(3))
+                .await
+                .unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !all_alive(&[&a, &b, &c]) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(all_alive(&[&a, &b, &c]));
+
+        let old = crypto::Key::from_base64(&k1).unwrap();
+        let new = crypto::Key::from_base64(&crypto::keygen()).unwrap();
+        let raw = new.raw().to_vec();
+        // Each step asked of a different member: any member can ask.
+        for (asker, op) in [
+            (&a, KeyOp::Install(raw.clone())),
+            (&b, KeyOp::Use(raw.clone())),
+            (&c, KeyOp::Remove(old.raw().to_vec())),
+        ] {
+            let r = asker.key_operation(op.clone()).await;
+            assert_eq!((r.error, r.num_resp, r.num_nodes), (None, 3, 3), "{op:?}");
+            assert!(all_alive(&[&a, &b, &c]), "after {op:?}");
+        }
+        let r = a.key_operation(KeyOp::List).await;
+        assert_eq!(r.keys, BTreeMap::from([(new.to_base64(), 3)]));
+        assert_eq!(r.primary_keys, BTreeMap::from([(new.to_base64(), 3)]));
+        let r = a.key_operation(KeyOp::Remove(raw.clone())).await;
+        assert_eq!(r.error.as_deref(), Some("3/3 nodes reported failure"));
+        assert_eq!(r.messages.len(), 3);
+
+        // Several probe rounds later everyone is still alive, and an agent
+        // that only has the old key cannot join.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(all_alive(&[&a, &b, &c]));
+        let stale = start("stale", Some(&k1)).await;
+        let n = stale
+            .join(&[a.identity.addr], Duration::from_millis(1500))
+            .await
+            .unwrap();
+        assert_eq!(n, 0);
+    }
+
+    #[test]
+    fn drops_are_logged_at_most_every_ten_seconds() {
+        let mut log = DropLog::new();
+        let t0 = Instant::now();
+        assert!(log.note(t0));
+        assert_eq!(log.take_unlogged(), 0);
+        for i in 1..=5 {
+            assert!(!log.note(t0 + Duration::from_secs(i)));
+        }
+        assert!(log.note(t0 + Duration::from_secs(11)));
+        assert_eq!(log.take_unlogged(), 5);
     }
 
     #[tokio::test]

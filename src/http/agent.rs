@@ -814,7 +814,7 @@ fn stats(ctx: &Ctx, services: usize, checks: &[Check], raft: Option<RaftStats>) 
             "os": std::env::consts::OS,
             "version": "rust",
         },
-        "serf_lan": {"members": s(&serf.0), "failed": s(&serf.1), "left": s(&serf.2), "health_score": "0", "encrypted": s(&cfg.encrypt.is_some())},
+        "serf_lan": {"members": s(&serf.0), "failed": s(&serf.1), "left": s(&serf.2), "health_score": "0", "encrypted": s(&ctx.gossip.encrypted())},
     });
     // Only servers have raft and the WAN pool.
     if let Some(r) = raft {
@@ -837,7 +837,7 @@ fn stats(ctx: &Ctx, services: usize, checks: &[Check], raft: Option<RaftStats>) 
             "state": r.state,
             "term": s(&r.term),
         });
-        out["serf_wan"] = json!({"members": "1", "failed": "0", "left": "0", "health_score": "0", "encrypted": s(&cfg.encrypt.is_some())});
+        out["serf_wan"] = json!({"members": "1", "failed": "0", "left": "0", "health_score": "0", "encrypted": s(&ctx.gossip.encrypted())});
     }
     out
 }

@@ -18,6 +18,7 @@ mod cluster;
 pub mod decode;
 mod health;
 mod internal;
+mod keyring;
 mod kv;
 pub mod listener;
 mod metrics;
@@ -191,6 +192,11 @@ fn routes() -> Vec<Route> {
             "/v1/operator/raft/configuration",
             [GET],
             operator::raft_configuration
+        ),
+        route!(
+            "/v1/operator/keyring",
+            [GET, POST, PUT, DELETE],
+            keyring::keyring
         ),
     ]
 }
