@@ -202,6 +202,13 @@ mod tests {
     }
 
     #[test]
+    fn there_is_no_limit_on_match_expressions() {
+        // As Consul calls go-bexpr v0.1.2: its 32 needs a configuration.
+        let many = vec!["Node == a"; 40].join(" or ");
+        assert!(Filter::new(Some(&many), Subject::Node).is_ok());
+    }
+
+    #[test]
     fn an_empty_expression_lets_everything_through() {
         for expr in [None, Some("")] {
             let f = Filter::new(expr, Subject::Node).expect("nil filter");
