@@ -10,6 +10,7 @@ pub mod consensus;
 pub mod dns;
 pub mod duration;
 pub mod feed;
+pub mod filter;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gossip;

@@ -530,15 +530,17 @@ fn agent_service(datacenter: &str, s: &Service) -> AgentServiceJson {
 
 /// `GET /v1/agent/services` => `{id: AgentService}`.
 pub async fn services(ctx: Ctx) -> ApiResult {
+    let expr = ctx.filter(crate::filter::Subject::AgentService)?;
     let authz = ctx.authorizer().await?;
     let mut services = ctx.agent.local_services();
     let before = services.len();
     services.retain(|s| authz.allows(Resource::Service, &s.name, Access::Read));
     let filtered = services.len() != before;
-    let out: BTreeMap<String, AgentServiceJson> = services
+    let mut out: BTreeMap<String, AgentServiceJson> = services
         .iter()
         .map(|s| (s.id.clone(), agent_service(&ctx.config.datacenter, s)))
         .collect();
+    expr.retain_values(&mut out);
     let mut resp = ctx.json(&out);
     if filtered {
         set_filtered_by_acls(&mut resp, &authz);
@@ -596,6 +598,9 @@ pub async fn service(ctx: Ctx) -> ApiResult {
 
 /// `GET /v1/agent/checks` => `{checkID: HealthCheck}`.
 pub async fn checks(ctx: Ctx) -> ApiResult {
+    // Consul creates this filter without a type: it is checked against
+    // the checks only when there is one.
+    let expr = crate::filter::DeferredFilter::new(ctx.query.get("filter"))?;
     let authz = ctx.authorizer().await?;
     let mut checks = ctx.agent.local_checks();
     let before = checks.len();
@@ -603,10 +608,11 @@ pub async fn checks(ctx: Ctx) -> ApiResult {
         checks.retain(|c| check_visible(&ctx, &authz, c));
     }
     let filtered = checks.len() != before;
-    let out: BTreeMap<String, HealthCheckJson> = checks
+    let mut out: BTreeMap<String, HealthCheckJson> = checks
         .iter()
         .map(|c| (c.check_id.clone(), HealthCheckJson::from(c)))
         .collect();
+    expr.retain_values(crate::filter::Subject::HealthCheck, &mut out)?;
     let mut resp = ctx.json(&out);
     if filtered {
         set_filtered_by_acls(&mut resp, &authz);

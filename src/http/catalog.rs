@@ -17,6 +17,7 @@ use crate::catalog::types::{
     Check, CheckDefinition, CheckKind, HealthStatus, Node, Service, ServiceAddress, Weights,
 };
 use crate::catalog::Table;
+use crate::filter::Subject;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -459,6 +460,7 @@ pub async fn datacenters(ctx: Ctx) -> ApiResult {
 pub async fn nodes(ctx: Ctx) -> ApiResult {
     let opts = ctx.read_opts()?;
     let filter = meta_filter(&ctx.query);
+    let expr = ctx.filter(Subject::Node)?;
     let authz = ctx.authorizer().await?;
     let mut filtered = false;
     let (nodes, index) = blocking::query(&ctx, &opts, Watch::Catalog, |r| {
@@ -467,7 +469,8 @@ pub async fn nodes(ctx: Ctx) -> ApiResult {
         let before = nodes.len();
         nodes.retain(|n| authz.allows(Resource::Node, &n.name, Access::Read));
         filtered = nodes.len() != before;
-        let nodes: Vec<NodeJson> = nodes.iter().map(NodeJson::from).collect();
+        let mut nodes: Vec<NodeJson> = nodes.iter().map(NodeJson::from).collect();
+        expr.retain(&mut nodes);
         Ok((nodes, r.index(&[Table::Nodes])?))
     })
     .await?;
@@ -483,21 +486,24 @@ pub async fn nodes(ctx: Ctx) -> ApiResult {
 pub async fn services(ctx: Ctx) -> ApiResult {
     let opts = ctx.read_opts()?;
     let filter = meta_filter(&ctx.query);
+    let expr = ctx.filter(Subject::ServiceNode)?;
     let authz = ctx.authorizer().await?;
     let mut filtered = false;
     let (services, index) = blocking::query(&ctx, &opts, Watch::Catalog, |r| {
         let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        if filter.is_empty() {
+        if filter.is_empty() && !expr.is_active() {
             for (name, tags) in r.service_tags()? {
                 out.insert(name, tags.into_iter().collect());
             }
         } else {
             let mut sets: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
             for svc in r.all_services()? {
-                let ok = r
-                    .node(&svc.node)?
-                    .is_some_and(|n| node_matches(&n, &filter));
-                if ok {
+                let ok = filter.is_empty()
+                    || r.node(&svc.node)?
+                        .is_some_and(|n| node_matches(&n, &filter));
+                // Consul filters the service instances as its state store
+                // keeps them, before the node's fields are joined in.
+                if ok && expr.matches(&ServiceNodeJson::stored(&svc)) {
                     sets.entry(svc.name).or_default().extend(svc.tags);
                 }
             }
@@ -529,6 +535,7 @@ pub async fn service(ctx: Ctx) -> ApiResult {
     }
     let tags = ctx.query.all("tag");
     let filter = meta_filter(&ctx.query);
+    let expr = ctx.filter(Subject::ServiceNode)?;
     let name = ctx.rest.clone();
     let authz = ctx.authorizer().await?;
     let mut filtered = false;
@@ -547,6 +554,7 @@ pub async fn service(ctx: Ctx) -> ApiResult {
                 rows.push(ServiceNodeJson::new(&node, &svc));
             }
         }
+        expr.retain(&mut rows);
         Ok((rows, r.index(&[Table::Services, Table::Nodes])?))
     })
     .await?;
@@ -579,16 +587,19 @@ pub async fn node(ctx: Ctx) -> ApiResult {
         return Err(ApiError::bad("Missing node name"));
     }
     let name = ctx.rest.clone();
+    let expr = ctx.filter(Subject::NodeService)?;
     let authz = ctx.authorizer().await?;
     let mut filtered = false;
     let (out, index) = blocking::query(&ctx, &opts, Watch::Catalog, |r| {
         let out = readable_node_services(r, &authz, &name, &mut filtered)?.map(|(n, services)| {
+            let mut services: BTreeMap<String, NodeServiceJson> = services
+                .iter()
+                .map(|s| (s.id.clone(), NodeServiceJson::from(s)))
+                .collect();
+            expr.retain_values(&mut services);
             NodeServicesMap {
                 node: (&n).into(),
-                services: services
-                    .iter()
-                    .map(|s| (s.id.clone(), NodeServiceJson::from(s)))
-                    .collect(),
+                services,
             }
         });
         Ok((out, r.index(&[Table::Nodes, Table::Services])?))
@@ -609,13 +620,17 @@ pub async fn node_services(ctx: Ctx) -> ApiResult {
         return Err(ApiError::bad("Missing node name"));
     }
     let name = ctx.rest.clone();
+    let expr = ctx.filter(Subject::NodeService)?;
     let authz = ctx.authorizer().await?;
     let mut filtered = false;
     let (out, index) = blocking::query(&ctx, &opts, Watch::Catalog, |r| {
         let out = readable_node_services(r, &authz, &name, &mut filtered)?.map(|(n, services)| {
+            let mut services: Vec<NodeServiceJson> =
+                services.iter().map(NodeServiceJson::from).collect();
+            expr.retain(&mut services);
             NodeServicesList {
                 node: (&n).into(),
-                services: services.iter().map(NodeServiceJson::from).collect(),
+                services,
             }
         });
         Ok((out, r.index(&[Table::Nodes, Table::Services])?))

@@ -69,12 +69,13 @@ pub fn self_member(ctx: &Ctx) -> Value {
 
 /// `GET /v1/agent/members`: the LAN member list as gossip sees it.
 pub async fn members(ctx: Ctx) -> ApiResult {
+    let expr = ctx.filter(crate::filter::Subject::Member)?;
     let authz = ctx.authorizer().await?;
     // One datacenter: the WAN pool is the servers.
     let wan = ctx.query.has("wan");
     let table = ctx.gossip.members();
     let mut filtered = false;
-    let list: Vec<Value> = table
+    let mut list: Vec<Value> = table
         .values()
         .filter(|m| !wan || m.id.server)
         .filter(|m| {
@@ -85,6 +86,7 @@ pub async fn members(ctx: Ctx) -> ApiResult {
         })
         .map(|m| member_json(&ctx.config, m))
         .collect();
+    expr.retain(&mut list);
     let mut resp = ctx.json(&list);
     if filtered {
         set_filtered_by_acls(&mut resp, &authz);

@@ -13,6 +13,7 @@ use super::wire::{parse_bool, set_filtered_by_acls, set_meta, ApiError, ApiResul
 use crate::acl::{Access, Authorizer, Resource};
 use crate::catalog::types::{Check, HealthStatus};
 use crate::catalog::Table;
+use crate::filter::Subject;
 
 const CHECK_TABLES: &[Table] = &[Table::Checks];
 const INSTANCE_TABLES: &[Table] = &[Table::Nodes, Table::Services, Table::Checks];
@@ -48,12 +49,14 @@ pub async fn node(ctx: Ctx) -> ApiResult {
         return Err(ApiError::bad("Missing node name"));
     }
     let name = ctx.rest.clone();
+    let expr = ctx.filter(Subject::HealthCheck)?;
     let authz = ctx.authorizer().await?;
     let mut filtered = false;
     let (checks, index) = blocking::query(&ctx, &opts, Watch::Catalog, |r| {
         let mut checks = r.node_checks(&name)?;
         filtered = retain_readable(&authz, &mut checks);
-        let checks: Vec<HealthCheckJson> = checks.iter().map(HealthCheckJson::from).collect();
+        let mut checks: Vec<HealthCheckJson> = checks.iter().map(HealthCheckJson::from).collect();
+        expr.retain(&mut checks);
         Ok((checks, r.index(CHECK_TABLES)?))
     })
     .await?;
@@ -73,6 +76,7 @@ pub async fn checks(ctx: Ctx) -> ApiResult {
     }
     let name = ctx.rest.clone();
     let filter = node_meta(&ctx);
+    let expr = ctx.filter(Subject::HealthCheck)?;
     let authz = ctx.authorizer().await?;
     let mut filtered = false;
     let (checks, index) = blocking::query(&ctx, &opts, Watch::Catalog, |r| {
@@ -84,6 +88,7 @@ pub async fn checks(ctx: Ctx) -> ApiResult {
                 out.push(HealthCheckJson::from(&c));
             }
         }
+        expr.retain(&mut out);
         Ok((out, r.index(CHECK_TABLES)?))
     })
     .await?;
@@ -115,6 +120,7 @@ pub async fn state(ctx: Ctx) -> ApiResult {
             .unwrap_or(StateFilter::Nothing),
     };
     let filter = node_meta(&ctx);
+    let expr = ctx.filter(Subject::HealthCheck)?;
     let authz = ctx.authorizer().await?;
     let mut filtered = false;
     let (checks, index) = blocking::query(&ctx, &opts, Watch::Catalog, |r| {
@@ -130,6 +136,7 @@ pub async fn state(ctx: Ctx) -> ApiResult {
                 out.push(HealthCheckJson::from(&c));
             }
         }
+        expr.retain(&mut out);
         Ok((out, r.index(CHECK_TABLES)?))
     })
     .await?;
@@ -156,6 +163,7 @@ pub async fn service(ctx: Ctx) -> ApiResult {
     let name = ctx.rest.clone();
     let tags = ctx.query.all("tag");
     let filter = node_meta(&ctx);
+    let expr = ctx.filter(Subject::CheckServiceNode)?;
     let authz = ctx.authorizer().await?;
     let mut filtered = false;
     let (entries, index) = blocking::query(&ctx, &opts, Watch::Catalog, |r| {
@@ -163,12 +171,13 @@ pub async fn service(ctx: Ctx) -> ApiResult {
         let before = instances.len();
         instances.retain(|i| instance_readable(&authz, &i.node.name, &i.service.name));
         filtered = instances.len() != before;
-        let entries: Vec<ServiceEntryJson> = instances
+        let mut entries: Vec<ServiceEntryJson> = instances
             .iter()
             .filter(|i| node_matches(&i.node, &filter))
             .filter(|i| !passing || i.checks.iter().all(|c| c.status == HealthStatus::Passing))
             .map(ServiceEntryJson::from)
             .collect();
+        expr.retain(&mut entries);
         Ok((entries, r.index(INSTANCE_TABLES)?))
     })
     .await?;

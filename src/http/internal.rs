@@ -5,18 +5,20 @@
 //! health endpoints and their `X-Consul-Index`.
 
 use super::blocking::{self, Watch};
-use super::types::{HealthCheckJson, NodeServiceJson};
+use super::types::{HealthCheckJson, NodeServiceJson, ServiceEntryJson};
 use super::wire::{set_filtered_by_acls, set_meta, ApiError, ApiResult, Ctx};
 use crate::acl::{Access, Authorizer, Resource};
 use crate::catalog::summary::{
     self, CatalogDump, CatalogOverview, HealthSummary, NodeInfo, ServiceSummary,
 };
+use crate::catalog::types::{Check, Node};
 use crate::catalog::Table;
+use crate::filter::{Filter, Subject};
 use axum::body::Body;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// What every summary can change with.
 const TABLES: &[Table] = &[Table::Nodes, Table::Services, Table::Checks];
@@ -172,13 +174,16 @@ fn readable(dump: &mut CatalogDump, authz: &Authorizer) -> bool {
 /// Runs `summarise` over one dump of the catalog, trimmed to what the
 /// token may read, with blocking semantics and renders it with the read's
 /// headers.
-async fn summary_read<T: Serialize>(ctx: &Ctx, summarise: impl Fn(&CatalogDump) -> T) -> ApiResult {
+async fn summary_read<T: Serialize>(
+    ctx: &Ctx,
+    summarise: impl Fn(&mut CatalogDump) -> T,
+) -> ApiResult {
     let opts = ctx.read_opts()?;
     let authz = ctx.authorizer().await?;
     let ((out, filtered), index) = blocking::query(ctx, &opts, Watch::Catalog, |r| {
         let mut dump = r.dump()?;
         let filtered = readable(&mut dump, &authz);
-        Ok(((summarise(&dump), filtered), r.index(TABLES)?))
+        Ok(((summarise(&mut dump), filtered), r.index(TABLES)?))
     })
     .await?;
     let mut resp = ctx.json(&out);
@@ -191,7 +196,9 @@ async fn summary_read<T: Serialize>(ctx: &Ctx, summarise: impl Fn(&CatalogDump) 
 
 /// `GET /v1/internal/ui/services`: one row per service name, by name.
 pub async fn services(ctx: Ctx) -> ApiResult {
+    let expr = ctx.filter(Subject::CheckServiceNode)?;
     summary_read(&ctx, |dump| {
+        retain_instances(dump, &expr);
         summary::service_summaries(dump)
             .into_iter()
             .map(ServiceSummaryJson::from)
@@ -203,13 +210,57 @@ pub async fn services(ctx: Ctx) -> ApiResult {
 /// `GET /v1/internal/ui/nodes`: every node with its services and checks;
 /// `[]` when there are none.
 pub async fn nodes(ctx: Ctx) -> ApiResult {
+    let expr = ctx.filter(Subject::NodeInfo)?;
     summary_read(&ctx, |dump| {
-        summary::node_infos(dump)
+        let mut infos: Vec<NodeInfoJson> = summary::node_infos(dump)
             .iter()
             .map(NodeInfoJson::from)
-            .collect::<Vec<_>>()
+            .collect();
+        expr.retain(&mut infos);
+        infos
     })
     .await
+}
+
+/// Keeps the service instances of `dump` that pass `expr` as Consul's
+/// `Internal.ServiceDump` filters them before the UI summarises: each as a
+/// `CheckServiceNode`, with its node and its node's and its own checks.
+fn retain_instances(dump: &mut CatalogDump, expr: &Filter) {
+    if !expr.is_active() {
+        return;
+    }
+    let nodes: HashMap<&str, &Node> = dump.nodes.iter().map(|n| (n.name.as_str(), n)).collect();
+    let mut checks: HashMap<(&str, &str), Vec<&Check>> = HashMap::new();
+    for c in &dump.checks {
+        checks
+            .entry((c.node.as_str(), c.service_id.as_str()))
+            .or_default()
+            .push(c);
+    }
+    let keep: Vec<bool> = dump
+        .services
+        .iter()
+        .map(|svc| {
+            let Some(node) = nodes.get(svc.node.as_str()) else {
+                return false;
+            };
+            let of_node = checks.get(&(svc.node.as_str(), ""));
+            let of_instance = checks.get(&(svc.node.as_str(), svc.id.as_str()));
+            let entry = ServiceEntryJson {
+                node: (*node).into(),
+                service: svc.into(),
+                checks: of_node
+                    .into_iter()
+                    .chain(of_instance)
+                    .flatten()
+                    .map(|c| (*c).into())
+                    .collect(),
+            };
+            expr.matches(&entry)
+        })
+        .collect();
+    let mut keep = keep.into_iter();
+    dump.services.retain(|_| keep.next().unwrap_or(false));
 }
 
 /// `GET /v1/internal/ui/node/<node>`: that node alone. Consul answers an

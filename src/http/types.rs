@@ -185,6 +185,17 @@ impl ServiceNodeJson {
             modify_index: s.modify_index,
         }
     }
+
+    /// The instance as Consul's state store holds it: the node's fields
+    /// (ID, address, datacenter, tagged addresses, meta) are filled in
+    /// only when it is read with its node, so they are empty here.
+    pub fn stored(s: &Service) -> ServiceNodeJson {
+        let node = Node {
+            name: s.node.clone(),
+            ..Node::default()
+        };
+        ServiceNodeJson::new(&node, s)
+    }
 }
 
 fn dur(d: Duration) -> String {

@@ -73,6 +73,19 @@ impl From<ConsensusError> for ApiError {
     }
 }
 
+/// Consul answers a filter it cannot create with a 500 (hashicorp/consul#7338).
+impl From<crate::filter::FilterError> for ApiError {
+    fn from(e: crate::filter::FilterError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+impl From<crate::filter::EvaluateError> for ApiError {
+    fn from(e: crate::filter::EvaluateError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
 impl From<heed::Error> for ApiError {
     fn from(e: heed::Error) -> Self {
         ApiError::Internal(format!("state store: {e}"))
@@ -284,6 +297,18 @@ impl Ctx {
     /// 4-space indentation and a trailing newline when pretty.
     pub fn json<T: Serialize + ?Sized>(&self, value: &T) -> Response {
         json_response(value, self.pretty())
+    }
+
+    /// `?filter` for a list of `subject`s, created before any read so a
+    /// bad one fails at once (also under `?index`).
+    pub fn filter(
+        &self,
+        subject: crate::filter::Subject,
+    ) -> Result<crate::filter::Filter, ApiError> {
+        Ok(crate::filter::Filter::new(
+            self.query.get("filter"),
+            subject,
+        )?)
     }
 
     /// Parses the consistency and blocking parameters every RPC-backed
