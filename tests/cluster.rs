@@ -598,6 +598,12 @@ fn no_leader_errors_read_modes_bad_packets_remove_peer_and_join() {
     let nodes = [&s1, &s2, &s3];
     let follower = nodes.iter().find(|n| !leader.starts_with(&n.ip)).unwrap();
     assert_eq!(follower.put("/v1/kv/x", "1").unwrap().body.trim(), "true");
+    // The write is acknowledged once the leader commits it; a follower
+    // applies it a moment later, and a stale read may run before that (as
+    // in Consul), so wait for it to be applied there first.
+    assert!(eventually(Duration::from_secs(5), || follower
+        .get("/v1/kv/x?stale")
+        .is_ok_and(|r| r.status == 200)));
     for (q, mode) in [
         ("?stale", "stale"),
         ("?consistent", "consistent"),
