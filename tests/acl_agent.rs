@@ -316,6 +316,10 @@ fn dns_answers_under_a_dns_token_set_at_runtime() {
         Some(&reg.to_string()),
         Some(ROOT),
     );
+    // A default read waits for the client's view to reach the leader's
+    // index, so its DNS then knows the service too.
+    let seen = ok(&client, "GET", "/v1/catalog/service/web", None, Some(ROOT));
+    assert_eq!(seen.as_array().map(Vec::len), Some(1), "{seen}");
     for node in [&server, &client] {
         let (status, answers) = dig_a(node, "web.service.consul");
         assert_eq!(status, "NXDOMAIN", "{}: {answers:?}", node.name);
