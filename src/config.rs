@@ -190,6 +190,7 @@ pub struct AclTokens {
     pub dns: Option<String>,
     pub agent_recovery: Option<String>,
     pub replication: Option<String>,
+    pub config_file_service_registration: Option<String>,
 }
 
 /// `acl {}`.

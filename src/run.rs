@@ -3,6 +3,7 @@
 //! forwarder, then the agent's own work and its listeners; waits for a
 //! signal or a leave and stops everything in order.
 
+use crate::acl::tokens::AgentTokens;
 use crate::agent::local::Local;
 use crate::agent::{Agent, AgentParts};
 use crate::catalog::Catalog;
@@ -319,6 +320,7 @@ async fn start_client(
     tls: &AgentTls,
     data_dir: &Path,
     gossip: &Gossip,
+    tokens: Arc<AgentTokens>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<Core> {
     let view =
@@ -326,19 +328,13 @@ async fn start_client(
     let servers = Arc::new(ServerList::new(gossip.clone(), config.datacenter.clone()));
     let status = Arc::new(ViewStatus::default());
     let dialer = rpc_dialer(config, tls);
-    let agent_token = config
-        .acl
-        .tokens
-        .agent
-        .clone()
-        .or_else(|| config.acl.tokens.default.clone());
     let forwarder = Forwarder::new(
         servers.clone(),
         dialer.clone(),
         view.clone(),
         status.clone(),
-    )
-    .with_agent_token(agent_token);
+        tokens,
+    );
     let subscriber = Subscriber {
         view: view.clone(),
         servers,
@@ -389,11 +385,16 @@ impl Running {
         let metrics = Metrics::install();
         let (stop, stop_rx) = watch::channel(false);
 
+        let tokens = Arc::new(AgentTokens::load(
+            &config.acl.tokens,
+            config.acl.enable_token_persistence,
+            &data_dir,
+        ));
         let gossip = start_gossip(&config, &data_dir, &node_id).await?;
         let core = if config.server {
             start_server(&config, &tls, &data_dir, &node_id, &gossip, stop_rx).await?
         } else {
-            start_client(&config, &tls, &data_dir, &gossip, stop_rx).await?
+            start_client(&config, &tls, &data_dir, &gossip, tokens.clone(), stop_rx).await?
         };
 
         let local = Local::open(&data_dir).context("opening local state")?;
@@ -414,6 +415,7 @@ impl Running {
             data_dir: data_dir.clone(),
             catalog: core.catalog.clone(),
             consensus: core.consensus.clone(),
+            tokens: tokens.clone(),
             local,
             health,
             loader: Some(loader),
@@ -429,11 +431,15 @@ impl Running {
         let acl = if !config.acl.enabled {
             crate::acl::Resolver::disabled()
         } else if let Some(server) = &core.server {
-            let acl = crate::acl::Resolver::server(config.acl.clone(), core.catalog.clone());
+            let acl = crate::acl::Resolver::server(
+                config.acl.clone(),
+                core.catalog.clone(),
+                tokens.clone(),
+            );
             server.node.set_acl(acl.clone());
             acl
         } else {
-            crate::acl::Resolver::client(config.acl.clone(), core.consensus.clone())
+            crate::acl::Resolver::client(config.acl.clone(), core.consensus.clone(), tokens.clone())
         };
         crate::dns::start(
             &config,
@@ -456,6 +462,9 @@ impl Running {
         )
         .await
         .context("starting HTTP server")?;
+        if let Some(server) = &core.server {
+            server.node.set_acl_endpoints(http.acl_endpoints());
+        }
 
         if let Some(pid_file) = &config.pid_file {
             std::fs::write(pid_file, std::process::id().to_string())

@@ -3,13 +3,13 @@
 
 mod common;
 
+use common::acl::{call, ok, req, wait_acl_ready, ANONYMOUS};
 use common::cluster::Node;
 use common::{eventually, http_request, Resp};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::time::Duration;
 
 const ROOT: &str = "4e1b0c3f9d2a4b7c8e6f5a3d2c1b0a99";
-const ANONYMOUS: &str = "00000000-0000-0000-0000-000000000002";
 
 /// A single server on 127.0.`net`.`host` with ACLs on, default deny, and
 /// `initial` as the initial management token if given.
@@ -29,35 +29,7 @@ fn acl_server(net: u8, host: u8, initial: Option<&str>) -> Node {
 
 fn start(node: &mut Node) {
     node.spawn();
-    // Ready once the leader created the anonymous token (anonymous gets a
-    // 403 naming it rather than `ACL not found` or a connection error).
-    let ready = eventually(Duration::from_secs(30), || {
-        call(node, "GET", "/v1/kv/probe", None, None)
-            .is_some_and(|r| r.status == 403 && r.body.contains(ANONYMOUS))
-    });
-    assert!(ready, "agent not ready; log:\n{}", node.log_text());
-}
-
-fn call(
-    node: &Node,
-    method: &str,
-    path: &str,
-    body: Option<&str>,
-    token: Option<&str>,
-) -> Option<Resp> {
-    let url = format!("http://{}:8500{path}", node.ip);
-    let headers: Vec<(&str, &str)> = token.map(|t| ("X-Consul-Token", t)).into_iter().collect();
-    http_request(method, &url, body.map(str::as_bytes), &headers).ok()
-}
-
-fn req(node: &Node, method: &str, path: &str, body: Option<&str>, token: Option<&str>) -> Resp {
-    call(node, method, path, body, token).unwrap_or_else(|| panic!("{method} {path} failed"))
-}
-
-fn ok(node: &Node, method: &str, path: &str, body: Option<&str>, token: Option<&str>) -> Value {
-    let r = req(node, method, path, body, token);
-    assert_eq!(r.status, 200, "{method} {path}: {}", r.body);
-    r.json()
+    wait_acl_ready(node);
 }
 
 fn header<'a>(r: &'a Resp, name: &str) -> Option<&'a str> {

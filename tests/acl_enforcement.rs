@@ -5,13 +5,13 @@
 
 mod common;
 
+use common::acl::{call, denial, req, ANONYMOUS};
 use common::cluster::Node;
-use common::{eventually, http_request, Resp};
+use common::eventually;
 use serde_json::json;
 use std::time::Duration;
 
 const ROOT: &str = "root";
-const ANONYMOUS: &str = "00000000-0000-0000-0000-000000000002";
 const FILTERED: &str = "X-Consul-Results-Filtered-By-ACLs";
 
 /// A dev agent on 127.0.129.`host` with ACLs on and default deny.
@@ -51,36 +51,10 @@ fn acl_agent(host: u8) -> Node {
     node
 }
 
-fn call(
-    node: &Node,
-    method: &str,
-    path: &str,
-    body: Option<&str>,
-    token: Option<&str>,
-) -> Option<Resp> {
-    let url = format!("http://{}:8500{path}", node.ip);
-    let headers: Vec<(&str, &str)> = token.map(|t| ("X-Consul-Token", t)).into_iter().collect();
-    http_request(method, &url, body.map(str::as_bytes), &headers).ok()
-}
-
-fn req(node: &Node, method: &str, path: &str, body: Option<&str>, token: Option<&str>) -> Resp {
-    call(node, method, path, body, token).unwrap_or_else(|| panic!("{method} {path} failed"))
-}
-
 /// Creates a policy with `rules` and a token holding it; returns
 /// (AccessorID, SecretID).
 fn token_with(node: &Node, name: &str, rules: &str) -> (String, String) {
-    let policy = json!({"Name": name, "Rules": rules}).to_string();
-    let r = req(node, "PUT", "/v1/acl/policy", Some(&policy), Some(ROOT));
-    assert_eq!(r.status, 200, "policy create: {}", r.body);
-    let token = json!({"Description": name, "Policies": [{"Name": name}]}).to_string();
-    let r = req(node, "PUT", "/v1/acl/token", Some(&token), Some(ROOT));
-    assert_eq!(r.status, 200, "token create: {}", r.body);
-    let t = r.json();
-    (
-        t["AccessorID"].as_str().expect("AccessorID").to_string(),
-        t["SecretID"].as_str().expect("SecretID").to_string(),
-    )
+    common::acl::token_with(node, ROOT, name, rules)
 }
 
 /// Two services and two keys, written with the management token.
@@ -105,18 +79,6 @@ fn seed(node: &Node) {
         r.status == 200 && r.json().get("web").is_some() && r.json().get("db").is_some()
     });
     assert!(synced, "services never reached the catalog");
-}
-
-/// Consul's denial text; an empty resource name has no ` on` part.
-fn denial(accessor: &str, permission: &str, resource: &str) -> String {
-    let on = if resource.is_empty() {
-        String::new()
-    } else {
-        format!(" on \"{resource}\"")
-    };
-    format!(
-        "Permission denied: token with AccessorID '{accessor}' lacks permission '{permission}'{on}"
-    )
 }
 
 #[test]

@@ -7,6 +7,7 @@ pub mod command;
 pub mod leader;
 pub mod resolver;
 pub mod rules;
+pub mod tokens;
 pub mod types;
 
 pub use authorizer::{Access, Authorizer, Global, Level, Resource, Rules};

@@ -8,6 +8,7 @@
 //! answers.
 
 use super::authorizer::{Level, Resource, Rules};
+use super::tokens::{AgentTokens, TokenKind};
 use super::types::{Identities, Token, ANONYMOUS_SECRET, MANAGEMENT_POLICY_ID};
 use super::{rules, Authorizer};
 use crate::catalog::query::Reader;
@@ -47,6 +48,8 @@ pub struct Resolver {
 
 struct Inner {
     config: Option<AclConfig>,
+    /// The agent's own tokens (`default`, `dns`, `agent`), as they are now.
+    tokens: Arc<AgentTokens>,
     catalog: Option<Arc<Catalog>>,
     /// Set on a client agent: tokens are resolved by a server.
     remote: Option<Consensus>,
@@ -95,6 +98,7 @@ impl Resolver {
         Resolver {
             inner: Arc::new(Inner {
                 config: None,
+                tokens: Arc::new(AgentTokens::from_config(&Default::default())),
                 catalog: None,
                 remote: None,
                 cache: Default::default(),
@@ -103,10 +107,11 @@ impl Resolver {
     }
 
     /// A server: tokens come from the local catalog replica.
-    pub fn server(config: AclConfig, catalog: Arc<Catalog>) -> Resolver {
+    pub fn server(config: AclConfig, catalog: Arc<Catalog>, tokens: Arc<AgentTokens>) -> Resolver {
         Resolver {
             inner: Arc::new(Inner {
                 config: Some(config),
+                tokens,
                 catalog: Some(catalog),
                 remote: None,
                 cache: Default::default(),
@@ -115,10 +120,11 @@ impl Resolver {
     }
 
     /// A client agent: tokens are resolved by a server through `consensus`.
-    pub fn client(config: AclConfig, consensus: Consensus) -> Resolver {
+    pub fn client(config: AclConfig, consensus: Consensus, tokens: Arc<AgentTokens>) -> Resolver {
         Resolver {
             inner: Arc::new(Inner {
                 config: Some(config),
+                tokens,
                 catalog: None,
                 remote: Some(consensus),
                 cache: Default::default(),
@@ -134,20 +140,33 @@ impl Resolver {
         self.inner.config.as_ref().is_none_or(|c| c.default_allow)
     }
 
-    /// The secret a request without one acts with: the agent's `default`
-    /// token, else anonymous.
-    pub fn default_secret(&self) -> &str {
-        self.inner
-            .config
-            .as_ref()
-            .and_then(|c| c.tokens.default.as_deref())
-            .unwrap_or(ANONYMOUS_SECRET)
+    /// The agent's own tokens, which `PUT /v1/agent/token/:type` replaces.
+    pub fn tokens(&self) -> &Arc<AgentTokens> {
+        &self.inner.tokens
     }
 
-    /// The secret the agent's own writes carry: `agent`, else `default`.
+    /// The secret a request without one acts with: the agent's `default`
+    /// token, else anonymous.
+    pub fn default_secret(&self) -> String {
+        self.inner
+            .tokens
+            .default_token()
+            .unwrap_or_else(|| ANONYMOUS_SECRET.to_string())
+    }
+
+    /// The secret the agent's own writes carry: `agent`, else `default`
+    /// (None with ACLs off).
     pub fn agent_secret(&self) -> Option<String> {
-        let c = self.inner.config.as_ref()?;
-        c.tokens.agent.clone().or_else(|| c.tokens.default.clone())
+        self.inner.config.as_ref()?;
+        self.inner.tokens.agent_token()
+    }
+
+    /// The secret DNS answers under: `dns`, else `default`, else anonymous.
+    fn dns_secret(&self) -> String {
+        self.inner
+            .tokens
+            .get(TokenKind::Dns)
+            .unwrap_or_else(|| self.default_secret())
     }
 
     /// Resolves `secret` (None: the agent's default token).
@@ -155,7 +174,14 @@ impl Resolver {
         let Some(config) = &self.inner.config else {
             return Ok(Authorizer::allow_all());
         };
-        let secret = secret.unwrap_or_else(|| self.default_secret());
+        let default;
+        let secret = match secret {
+            Some(s) => s,
+            None => {
+                default = self.default_secret();
+                &default
+            }
+        };
         if let Some(catalog) = &self.inner.catalog {
             return self.resolve_local(config, catalog, secret);
         }
@@ -273,21 +299,17 @@ impl Resolver {
         let Some(config) = &self.inner.config else {
             return Authorizer::allow_all();
         };
-        let secret = config
-            .tokens
-            .dns
-            .as_deref()
-            .unwrap_or_else(|| self.default_secret());
+        let secret = self.dns_secret();
         let fallback = || Authorizer::compile("", &[], config.default_allow, false);
         match &self.inner.catalog {
             Some(catalog) => self
-                .resolve_local(config, catalog, secret)
+                .resolve_local(config, catalog, &secret)
                 .unwrap_or_else(|_| fallback()),
             None => {
                 // Client agents: the last answer a server gave (refreshed
                 // by HTTP-side resolution and by `refresh_dns`).
                 let cache = self.inner.cache.lock();
-                match cache.entries.get(secret).map(|e| e.authz.clone()) {
+                match cache.entries.get(&secret).map(|e| e.authz.clone()) {
                     Some(Ok(a)) => a,
                     _ => fallback(),
                 }
@@ -296,7 +318,8 @@ impl Resolver {
     }
 
     /// Client agents: keeps the DNS token's authorizer fresh in the cache
-    /// (DNS cannot wait on a server).
+    /// (DNS cannot wait on a server), at once when the `dns` or `default`
+    /// token is replaced.
     pub async fn refresh_dns(self) {
         let Some(config) = self.inner.config.clone() else {
             return;
@@ -304,15 +327,27 @@ impl Resolver {
         if self.inner.catalog.is_some() {
             return;
         }
-        let secret = config
+        let mut changed = self
+            .inner
             .tokens
-            .dns
-            .clone()
-            .unwrap_or_else(|| self.default_secret().to_string());
+            .watch(&[TokenKind::Dns, TokenKind::Default]);
         loop {
-            let _ = self.resolve(Some(&secret)).await;
-            tokio::time::sleep(config.token_ttl.max(Duration::from_secs(1))).await;
+            self.prime_dns().await;
+            tokio::select! {
+                _ = tokio::time::sleep(config.token_ttl.max(Duration::from_secs(1))) => {}
+                _ = changed.changed() => {}
+            }
         }
+    }
+
+    /// Client agents: asks a server about the current DNS token now, so
+    /// DNS answers under it from the next query on.
+    pub async fn prime_dns(&self) {
+        if self.inner.config.is_none() || self.inner.catalog.is_some() {
+            return;
+        }
+        let secret = self.dns_secret();
+        let _ = self.resolve(Some(&secret)).await;
     }
 }
 

@@ -8,6 +8,9 @@
 //! of changes costs one round of concurrent writes (which raft's group
 //! commit turns into one fsync).
 //!
+//! The writes carry the agent's own token ([`super::Agent::as_agent`]),
+//! not the token of the request that changed the check.
+//!
 //! Other writers of local state (registration, anti-entropy) write what
 //! they saw and then call [`super::Agent::resync_if_stale`], which marks
 //! whatever changed meanwhile: whoever writes last, the catalog ends equal
@@ -154,7 +157,8 @@ pub async fn run(agent: Arc<Agent>) {
                 (id, agent.write(cmd).await)
             }
         });
-        let results = futures::future::join_all(writes).await;
+        // The agent's own writes: its `agent` token, whoever changed the check.
+        let results = agent.as_agent(futures::future::join_all(writes)).await;
         let mut written = Vec::new();
         let mut failed = false;
         for (id, result) in results {
@@ -164,6 +168,13 @@ pub async fn run(agent: Arc<Agent>) {
                 // catalog yet): anti-entropy registers both together.
                 Err(AgentError::Internal(why)) => {
                     tracing::debug!(check = %id, "check sync rejected: {why}");
+                }
+                // Refused by the ACLs: retrying every second would only
+                // repeat the refusal; anti-entropy writes the check with
+                // its next pass (Consul marks it in sync until the next
+                // full sync).
+                Err(e) if super::sync::blocked_by_acls(&e) => {
+                    tracing::warn!(check = %id, error = %e, "Check registration blocked by ACLs");
                 }
                 Err(e) => {
                     tracing::warn!(check = %id, "check sync failed, will retry: {e}");

@@ -36,7 +36,7 @@ impl Agent {
             .await
             .map_err(|e| AgentError::Internal(format!("reload: {e}")))?
             .map_err(|e| AgentError::Internal(e.to_string()))?;
-        self.apply_file_definitions(&config.services, &config.checks, true)
+        self.as_agent(self.apply_file_definitions(&config.services, &config.checks, true))
             .await?;
         tracing::info!(
             services = config.services.len(),

@@ -20,6 +20,7 @@ pub mod local;
 pub mod reaper;
 pub mod sync;
 
+use crate::acl::tokens::AgentTokens;
 use crate::catalog::command::{Command, Deregistration, Registration, Response};
 use crate::catalog::types::{
     Check, CheckDefinition, HealthStatus, Node, Service, NODE_MAINT_CHECK_ID, SERF_HEALTH_CHECK_ID,
@@ -73,6 +74,8 @@ pub struct AgentParts {
     /// This agent's catalog: a server's replica or a client agent's view.
     pub catalog: Arc<Catalog>,
     pub consensus: Consensus,
+    /// The agent's ACL tokens; its own writes carry the `agent` one.
+    pub tokens: Arc<AgentTokens>,
     pub local: Local,
     pub health: HealthHandle,
     /// Builds the configuration again on reload; `None` for an agent
@@ -86,6 +89,7 @@ pub struct Agent {
     data_dir: PathBuf,
     catalog: Arc<Catalog>,
     consensus: Consensus,
+    tokens: Arc<AgentTokens>,
     local: Local,
     health: HealthHandle,
     check_sync: check_sync::CheckSync,
@@ -103,6 +107,7 @@ impl Agent {
             data_dir: parts.data_dir,
             catalog: parts.catalog,
             consensus: parts.consensus,
+            tokens: parts.tokens,
             local: parts.local,
             health: parts.health,
             check_sync: check_sync::CheckSync::default(),
@@ -131,6 +136,17 @@ impl Agent {
 
     pub fn uptime(&self) -> Duration {
         self.started.elapsed()
+    }
+
+    /// Runs `f` as the agent itself: the writes it makes carry the agent's
+    /// `agent` token (else `default`, Consul's `AgentToken()`) as it is
+    /// now, whatever request `f` runs inside, and the server authorizes
+    /// them with it. For anti-entropy, check sync, reaping and reloading
+    /// the files' definitions.
+    pub async fn as_agent<F: std::future::Future>(&self, f: F) -> F::Output {
+        crate::acl::REQUEST_TOKEN
+            .scope(self.tokens.agent_token(), f)
+            .await
     }
 
     /// Proposes a command; a rejection by the state machine becomes a 500

@@ -51,7 +51,7 @@ pub async fn run(agent: Arc<Agent>) {
                 service = %service_id, check = %check_id,
                 "check has been critical for too long; deregistering its service"
             );
-            match agent.deregister_service(&service_id).await {
+            match agent.as_agent(agent.deregister_service(&service_id)).await {
                 Ok(()) => crate::metrics::check_reaped(),
                 Err(e) => tracing::warn!(service = %service_id, "reaping failed: {e}"),
             }

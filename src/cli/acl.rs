@@ -14,9 +14,10 @@ const USAGE: &str = "Usage: cairn acl <subcommand> [options] [args]
   Manages ACL tokens and policies.
 
 Subcommands:
-    bootstrap    Bootstrap the ACL system
-    policy       Manage ACL policies (create, list, read, delete)
-    token        Manage ACL tokens (create, list, read, delete)
+    bootstrap          Bootstrap the ACL system
+    policy             Manage ACL policies (create, list, read, delete)
+    set-agent-token    Assign tokens for the agent's usage
+    token              Manage ACL tokens (create, list, read, delete)
 ";
 
 pub fn run(args: Vec<String>) -> Result<i32> {
@@ -29,6 +30,7 @@ pub fn run(args: Vec<String>) -> Result<i32> {
     };
     let outcome = match (sub, rest.split_first()) {
         ("bootstrap", _) => bootstrap(rest),
+        ("set-agent-token", _) => set_agent_token(rest),
         ("policy", Some((verb, r))) => policy(verb, r),
         ("token", Some((verb, r))) => token(verb, r),
         ("-h" | "-help" | "--help", _) => {
@@ -202,6 +204,79 @@ fn bootstrap(args: &[String]) -> Result<i32> {
     let t = send(&o, reqwest::Method::PUT, "/v1/acl/bootstrap", None)
         .map_err(|e| anyhow!("Failed ACL bootstrapping: {e}"))?;
     print_token(&t);
+    Ok(0)
+}
+
+const SET_AGENT_TOKEN_USAGE: &str = "Usage: cairn acl set-agent-token [options] TYPE TOKEN
+
+  Sets one of the agent's ACL tokens while it runs. Unless the agent has
+  acl.enable_token_persistence, the token lasts until the agent restarts.
+
+  Token types:
+
+    default       Used for requests (HTTP and DNS) that carry no token, and
+                  for the agent's own operations when no agent token is set.
+    agent         Used for the agent's own operations (registering itself,
+                  anti-entropy, check updates).
+    recovery      The agent recovery token.
+    replication   The replication token.
+    config_file_service_registration
+                  The token for services and checks from config files.
+    dns           Used for DNS lookups.
+
+  TOKEN may be @<file> to read it from a file, or - to read it from stdin.
+";
+
+/// The API name of each `set-agent-token` TYPE (Consul's CLI says
+/// `recovery` where the endpoint says `agent_recovery`).
+fn agent_token_path(kind: &str) -> Option<&'static str> {
+    Some(match kind {
+        "default" => "default",
+        "agent" => "agent",
+        "recovery" => "agent_recovery",
+        "replication" => "replication",
+        "config_file_service_registration" => "config_file_service_registration",
+        "dns" => "dns",
+        _ => return None,
+    })
+}
+
+/// `cairn acl set-agent-token TYPE TOKEN`: `PUT /v1/agent/token/<type>`
+/// [command/acl/agenttokens].
+fn set_agent_token(args: &[String]) -> Result<i32> {
+    let set = FlagSet::new(SET_AGENT_TOKEN_USAGE, http::flags::<Opts>());
+    let (o, rest) = match set.parse_or_report(args) {
+        Ok(parsed) => parsed,
+        Err(code) => return Ok(if code == 0 { 0 } else { 1 }),
+    };
+    let (kind, token) = match rest.as_slice() {
+        [] => return Err(anyhow!("Error! Missing TYPE and TOKEN arguments")),
+        [kind] if agent_token_path(kind).is_some() => {
+            return Err(anyhow!("Error! Missing TOKEN argument"))
+        }
+        [_] => return Err(anyhow!("Error! MISSING TYPE argument")),
+        [kind, token] => (
+            kind.as_str(),
+            rules_text(token).map_err(|e| anyhow!("Error! {e:#}"))?,
+        ),
+        more => {
+            return Err(anyhow!(
+                "Error! Too many arguments: expected 2 got {}",
+                more.len()
+            ))
+        }
+    };
+    let Some(path) = agent_token_path(kind) else {
+        return Err(anyhow!("Unknown token type"));
+    };
+    send(
+        &o,
+        reqwest::Method::PUT,
+        &format!("/v1/agent/token/{path}"),
+        Some(json!({ "Token": token })),
+    )
+    .map_err(|e| anyhow!("Failed to set ACL token {kind:?}: {e}"))?;
+    println!("ACL token {kind:?} set successfully");
     Ok(0)
 }
 

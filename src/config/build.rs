@@ -154,6 +154,10 @@ impl Config {
         set_some(&mut c.default, &t.default);
         set_some(&mut c.dns, &t.dns);
         set_some(&mut c.replication, &t.replication);
+        set_some(
+            &mut c.config_file_service_registration,
+            &t.config_file_service_registration,
+        );
         // Empty strings mean unset, as in Consul.
         for v in [
             &mut c.initial_management,
@@ -162,6 +166,7 @@ impl Config {
             &mut c.dns,
             &mut c.agent_recovery,
             &mut c.replication,
+            &mut c.config_file_service_registration,
         ] {
             if v.as_deref() == Some("") {
                 *v = None;

@@ -49,6 +49,39 @@ pub enum ServerRequest {
     ResolveToken {
         secret: String,
     },
+    /// An `/v1/acl/*` request made to a client agent, answered by the
+    /// server's own endpoint (see `crate::http::acl_forward`).
+    Acl(AclCall),
+}
+
+/// An `/v1/acl/*` HTTP request as a client agent received it, for a server
+/// to answer as if it had been made to it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AclCall {
+    pub method: String,
+    /// The path as received, still percent-encoded (`/v1/acl/token/self`).
+    pub path: String,
+    /// The raw query string, without `?`.
+    pub query: Option<String>,
+    /// The secret the request acts with: its own token, else the client
+    /// agent's `default` token (None: neither).
+    pub token: Option<String>,
+    pub body: Vec<u8>,
+}
+
+/// The server's answer to an [`AclCall`], to be given to the caller as is.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AclReply {
+    pub status: u16,
+    /// Every header but the ones about the connection and the body's framing.
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub body: Vec<u8>,
+}
+
+/// What answers [`ServerRequest::Acl`] on a server: its HTTP API's ACL
+/// endpoints, handed to the RPC side once the HTTP API is built.
+pub trait AclEndpoints: Send + Sync + 'static {
+    fn serve(&self, call: AclCall) -> futures::future::BoxFuture<'static, AclReply>;
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -68,6 +101,7 @@ pub enum Reply {
     Done,
     Status(StatusReply),
     Identity(Option<crate::acl::Identity>),
+    Acl(AclReply),
 }
 
 pub type ServerResponse = Result<Reply, ConsensusError>;

@@ -11,9 +11,10 @@
 //! the view to show it too, so this agent's own DNS and stale reads see
 //! what it just wrote.
 
-use super::api::{mismatched, Reply, ServerRequest, ServerResponse};
+use super::api::{mismatched, AclCall, AclReply, Reply, ServerRequest, ServerResponse};
 use super::servers::ServerList;
 use super::{Backend, ConsensusError, Contact, PeerRef, RaftConfiguration, RaftStats};
+use crate::acl::tokens::AgentTokens;
 use crate::catalog::command::{Command, Response};
 use crate::catalog::Catalog;
 use crate::rpc::{Dialer, MuxClient, Protocol};
@@ -102,9 +103,9 @@ impl ViewStatus {
 }
 
 pub struct Forwarder {
-    /// The agent's own token for writes it makes itself (`acl.tokens.agent`,
-    /// else `default`).
-    agent_token: Option<String>,
+    /// The agent's tokens: writes made outside any request carry its
+    /// `agent` token (else `default`), as it is at the time of the write.
+    tokens: Arc<AgentTokens>,
     servers: Arc<ServerList>,
     rpc: MuxClient,
     view: Arc<Catalog>,
@@ -118,9 +119,10 @@ impl Forwarder {
         dialer: Dialer,
         view: Arc<Catalog>,
         status: Arc<ViewStatus>,
+        tokens: Arc<AgentTokens>,
     ) -> Forwarder {
         Forwarder {
-            agent_token: None,
+            tokens,
             servers,
             rpc: MuxClient::new(dialer, Protocol::Consul),
             view,
@@ -128,14 +130,17 @@ impl Forwarder {
         }
     }
 
-    /// The token the agent's own writes (outside any request) carry.
-    pub fn with_agent_token(mut self, token: Option<String>) -> Forwarder {
-        self.agent_token = token;
-        self
-    }
-
     /// Sends `req` to the first server that can be reached.
     async fn call(&self, req: &ServerRequest) -> Result<Reply, ConsensusError> {
+        self.call_within(req, CALL_TIMEOUT).await
+    }
+
+    /// [`Forwarder::call`] with a timeout of its own.
+    async fn call_within(
+        &self,
+        req: &ServerRequest,
+        timeout: Duration,
+    ) -> Result<Reply, ConsensusError> {
         let servers = self.servers.ordered();
         if servers.is_empty() {
             return Err(ConsensusError::NoServers);
@@ -144,7 +149,7 @@ impl Forwarder {
         for addr in servers {
             match self
                 .rpc
-                .call::<_, ServerResponse>(&addr, req, CALL_TIMEOUT)
+                .call::<_, ServerResponse>(&addr, req, timeout)
                 .await
             {
                 Ok(resp) => return resp,
@@ -175,7 +180,7 @@ impl Forwarder {
 #[async_trait::async_trait]
 impl Backend for Forwarder {
     async fn write(&self, cmd: Command) -> Result<(u64, Response), ConsensusError> {
-        let token = crate::acl::request_token().unwrap_or_else(|| self.agent_token.clone());
+        let token = crate::acl::request_token().unwrap_or_else(|| self.tokens.agent_token());
         match self
             .call(&ServerRequest::Write {
                 cmd,
@@ -268,6 +273,17 @@ impl Backend for Forwarder {
         };
         match self.call(&req).await? {
             Reply::Identity(i) => Ok(i),
+            _ => Err(mismatched()),
+        }
+    }
+
+    async fn forward_acl(
+        &self,
+        call: AclCall,
+        timeout: Duration,
+    ) -> Result<AclReply, ConsensusError> {
+        match self.call_within(&ServerRequest::Acl(call), timeout).await? {
+            Reply::Acl(r) => Ok(r),
             _ => Err(mismatched()),
         }
     }

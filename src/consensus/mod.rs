@@ -117,6 +117,14 @@ pub trait Backend: Send + Sync + 'static {
         &self,
         secret: &str,
     ) -> Result<Option<crate::acl::Identity>, ConsensusError>;
+    /// Client agents: has a server answer an `/v1/acl/*` request, waiting
+    /// at most `timeout` (a blocking query waits on the server). Servers
+    /// answer those requests themselves and refuse this.
+    async fn forward_acl(
+        &self,
+        call: api::AclCall,
+        timeout: Duration,
+    ) -> Result<api::AclReply, ConsensusError>;
 }
 
 /// The shared consensus handle.

@@ -695,7 +695,7 @@ async fn token_self(ctx: Ctx) -> ApiResult {
     let secret = ctx
         .token()
         .map(str::to_string)
-        .unwrap_or_else(|| ctx.acl.default_secret().to_string());
+        .unwrap_or_else(|| ctx.acl.default_secret());
     let r = ctx.catalog.reader().map_err(store)?;
     let t = match r.acl_token_by_secret(&secret).map_err(store)? {
         Some(t) if !t.expired_at(now_nanos()) => t,

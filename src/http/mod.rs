@@ -10,7 +10,9 @@
 //! request to [`dispatch`].
 
 mod acl;
+mod acl_forward;
 pub(crate) mod agent;
+mod agent_token;
 mod blocking;
 pub(crate) mod catalog;
 mod check;
@@ -118,6 +120,7 @@ fn routes() -> Vec<Route> {
         route!("/v1/agent/maintenance", [PUT], agent::node_maintenance),
         route!("/v1/agent/leave", [PUT], agent::leave),
         route!("/v1/agent/reload", [PUT], agent::reload),
+        route!("/v1/agent/token/", [PUT], agent_token::update),
         route!("/v1/agent/services", [GET], agent::services),
         route!("/v1/agent/service/", [GET], agent::service),
         route!("/v1/agent/service/register", [PUT], agent::register_service),
@@ -229,12 +232,20 @@ impl Server {
 pub const DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The running HTTP listeners.
-#[derive(Default)]
 pub struct HttpServers {
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    server: Arc<Server>,
 }
 
 impl HttpServers {
+    /// The ACL endpoints, for a server to answer the `/v1/acl/*` requests
+    /// client agents forward (served even with the HTTP port off).
+    pub fn acl_endpoints(&self) -> Arc<dyn crate::consensus::api::AclEndpoints> {
+        Arc::new(acl_forward::Endpoints {
+            server: self.server.clone(),
+        })
+    }
+
     /// Waits until every listener has stopped after the agent's shutdown
     /// signal (in-flight requests done, or [`DRAIN`] passed).
     pub async fn drained(self) {
@@ -247,12 +258,13 @@ impl HttpServers {
 /// Binds the HTTP listeners on every client address, and the HTTPS ones
 /// when `ports.https` is set (serving the same routes with `https`), and
 /// serves them in the background until the agent shuts down. Returns once
-/// bound; a bind failure is an error.
+/// bound; a bind failure is an error. The router is built even when no
+/// listener is, since a server answers the ACL requests client agents
+/// forward to it through it.
 pub async fn start(
     api: Api,
     https: Option<Arc<rustls::ServerConfig>>,
 ) -> std::io::Result<HttpServers> {
-    let mut servers = HttpServers::default();
     let config = api.config.clone();
     let shutdown = api.agent.shutdown_signal();
     let plain = port("HTTP", config.ports.http)?;
@@ -268,15 +280,23 @@ pub async fn start(
         }
         (None, _) => None,
     };
-    if plain.is_none() && tls.is_none() {
-        return Ok(servers);
-    }
-    let ui = ui::Ui::new(&config)?;
+    let ui = if plain.is_none() && tls.is_none() {
+        None
+    } else {
+        ui::Ui::new(&config)?
+    };
     let server = Arc::new(Server {
         api,
         routes: routes(),
         ui,
     });
+    let mut servers = HttpServers {
+        tasks: Vec::new(),
+        server: server.clone(),
+    };
+    if plain.is_none() && tls.is_none() {
+        return Ok(servers);
+    }
     let app = axum::Router::new().fallback(dispatch).with_state(server);
     // One allowance per client IP across every HTTP and HTTPS listener, as
     // Consul's.
@@ -376,7 +396,8 @@ async fn route_request(server: &Server, req: Request) -> (String, Response) {
 
 async fn call(server: &Server, route: &Route, req: Request, raw_path: &str) -> ApiResult {
     let api = &server.api;
-    let query = Query::parse(req.uri().query());
+    let raw_query = req.uri().query().map(str::to_string);
+    let query = Query::parse(raw_query.as_deref());
     let method = req.method().clone();
     let headers = req.headers().clone();
     if route.pattern == "/v1/kv/" && method == Method::PUT {
@@ -406,13 +427,26 @@ async fn call(server: &Server, route: &Route, req: Request, raw_path: &str) -> A
     if !api.acl.enabled() {
         return (route.handler)(ctx).await;
     }
+    if acl_forward::forwards(server, route) {
+        let call = crate::consensus::api::AclCall {
+            method: ctx.method.to_string(),
+            path: raw_path.to_string(),
+            query: raw_query,
+            token: ctx
+                .token()
+                .map(str::to_string)
+                .or_else(|| api.acl.tokens().default_token()),
+            body: ctx.body.to_vec(),
+        };
+        return acl_forward::forward(server, call).await;
+    }
     // Writes the handler forwards to a server carry the request's token,
     // else this agent's default token: the one the request was checked
     // with here, as Consul's agent sends its user token in the RPC.
     let token = ctx
         .token()
         .map(str::to_string)
-        .or_else(|| api.config.acl.tokens.default.clone());
+        .or_else(|| api.acl.tokens().default_token());
     crate::acl::REQUEST_TOKEN
         .scope(token, (route.handler)(ctx))
         .await

@@ -8,7 +8,8 @@ use super::{NodeId, Raft};
 use crate::catalog::command::{Command, KvOp, Response, SessionOp, TxnError, TxnOp};
 use crate::catalog::Catalog;
 use crate::consensus::api::{
-    mismatched, Reply, ServerRequest, ServerResponse, StatusReply, MAX_HOPS,
+    mismatched, AclCall, AclEndpoints, AclReply, Reply, ServerRequest, ServerResponse, StatusReply,
+    MAX_HOPS,
 };
 use crate::consensus::{
     Backend, ConsensusError, Contact, PeerRef, RaftConfiguration, RaftServer, RaftStats,
@@ -109,6 +110,8 @@ pub struct RaftNode {
     submit_order: tokio::sync::Mutex<()>,
     /// Token resolution for writes forwarded by client agents.
     acl: std::sync::OnceLock<crate::acl::Resolver>,
+    /// The HTTP API's ACL endpoints, for requests client agents forward.
+    acl_endpoints: std::sync::OnceLock<Arc<dyn AclEndpoints>>,
     /// Commands this leader handed to raft that have not been applied (or
     /// failed) yet.
     unapplied: Arc<watch::Sender<usize>>,
@@ -152,6 +155,7 @@ impl RaftNode {
             acks,
             submit_order: tokio::sync::Mutex::new(()),
             acl: std::sync::OnceLock::new(),
+            acl_endpoints: std::sync::OnceLock::new(),
             unapplied: Arc::new(watch::channel(0).0),
         });
         let weak = Arc::downgrade(&node);
@@ -764,7 +768,18 @@ impl RaftNode {
             ServerRequest::ResolveToken { secret } => {
                 self.resolve_local(&secret).map(Reply::Identity)
             }
+            ServerRequest::Acl(call) => match self.acl_endpoints.get() {
+                Some(endpoints) => Ok(Reply::Acl(endpoints.serve(call).await)),
+                // The HTTP API is built after the RPC port opens.
+                None => Err(ConsensusError::Rpc("the server is starting".into())),
+            },
         }
+    }
+
+    /// Gives the server its HTTP API's ACL endpoints, for the `/v1/acl/*`
+    /// requests client agents forward.
+    pub fn set_acl_endpoints(&self, endpoints: Arc<dyn AclEndpoints>) {
+        let _ = self.acl_endpoints.set(endpoints);
     }
 
     /// Authorizes a forwarded write with the token it carries (None: the
@@ -864,6 +879,16 @@ impl Backend for RaftNode {
         secret: &str,
     ) -> Result<Option<crate::acl::Identity>, ConsensusError> {
         self.resolve_local(secret)
+    }
+
+    async fn forward_acl(
+        &self,
+        _call: AclCall,
+        _timeout: Duration,
+    ) -> Result<AclReply, ConsensusError> {
+        Err(ConsensusError::Raft(
+            "a server answers ACL requests itself".into(),
+        ))
     }
 
     async fn raft_stats(&self) -> Option<RaftStats> {

@@ -367,6 +367,7 @@ pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(25));
     }
 }
+pub mod acl;
 pub mod browser;
 pub mod checks;
 pub mod cluster;
