@@ -701,14 +701,18 @@ fn the_acl_cli_speaks_consuls_shapes() {
             "-name",
             "web",
             "-rules",
-            "key_prefix \"web/\" { policy = \"write\" }",
+            // The one-line form of Consul's docs: two blocks on a line (HCL 1).
+            "service \"web\" { policy = \"write\" } key_prefix \"web/\" { policy = \"write\" }",
             &tf,
         ],
         &[],
     );
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("Name:         web"), "{out}");
-    assert!(out.contains("Rules:\nkey_prefix \"web/\""), "{out}");
+    assert!(
+        out.contains("Rules:\nservice \"web\" { policy = \"write\" } key_prefix"),
+        "{out}"
+    );
     let env = [("CONSUL_HTTP_TOKEN", secret.as_str())];
     let (code, out, _) = cli(&node, &["acl", "policy", "list"], &env);
     assert_eq!(code, 0);

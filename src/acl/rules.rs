@@ -15,7 +15,8 @@ pub fn parse(text: &str) -> Result<Rules, String> {
     let value: Value = if text.trim_start().starts_with('{') {
         serde_json::from_str(text).map_err(|e| format!("Failed to parse ACL rules: {e}"))?
     } else {
-        hcl::from_str(text).map_err(|e| format!("Failed to parse ACL rules: {e}"))?
+        hcl::from_str(&one_item_per_line(text))
+            .map_err(|e| format!("Failed to parse ACL rules: {e}"))?
     };
     let Value::Object(top) = value else {
         return Err("Failed to parse ACL rules: rules must be an object".into());
@@ -127,10 +128,133 @@ fn block_level(word: &str, kind: Resource, name: &str, body: &Value) -> Result<L
     }
 }
 
+/// Consul parses rules with HCL 1, which lets blocks and attributes share a
+/// line (`service "web" { policy = "write" } key_prefix "web/" { policy =
+/// "write" }`, or `{ policy = "write", intentions = "read" }`, or with no
+/// separator at all), the form its docs and CLI examples use. HCL 2, which
+/// hcl-rs reads, wants one item per line, so this puts a line break after
+/// every brace, after every attribute's string value and in place of the
+/// commas between attributes, outside strings, comments and lists. Rules
+/// are strings, braces, `=` and identifiers, so nothing else needs it.
+fn one_item_per_line(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut chars = text.chars().peekable();
+    let mut brackets = 0usize;
+    let mut after_equals = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => {
+                out.push(c);
+                let mut escaped = false;
+                for c in chars.by_ref() {
+                    out.push(c);
+                    match c {
+                        '\\' if !escaped => escaped = true,
+                        '"' if !escaped => break,
+                        _ => escaped = false,
+                    }
+                }
+                if after_equals && brackets == 0 {
+                    out.push('\n');
+                }
+                after_equals = false;
+            }
+            '#' => {
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        break;
+                    }
+                }
+                out.push('\n');
+            }
+            '/' if chars.peek() == Some(&'/') => {
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        break;
+                    }
+                }
+                out.push('\n');
+            }
+            '/' if chars.peek() == Some(&'*') => {
+                chars.next();
+                let mut star = false;
+                for c in chars.by_ref() {
+                    if star && c == '/' {
+                        break;
+                    }
+                    star = c == '*';
+                }
+                out.push(' ');
+            }
+            '{' | '}' if brackets == 0 => {
+                out.push(c);
+                out.push('\n');
+                after_equals = false;
+            }
+            ',' if brackets == 0 => out.push('\n'),
+            '[' => {
+                brackets += 1;
+                out.push(c);
+            }
+            ']' => {
+                brackets = brackets.saturating_sub(1);
+                out.push(c);
+                if brackets == 0 && after_equals {
+                    out.push('\n');
+                    after_equals = false;
+                }
+            }
+            '=' => {
+                after_equals = brackets == 0;
+                out.push(c);
+            }
+            c if c.is_whitespace() => out.push(c),
+            c => {
+                // A bare value (`policy = read`) ends the attribute where
+                // the word ends.
+                out.push(c);
+                if after_equals && brackets == 0 && (c.is_alphanumeric() || c == '_' || c == '-') {
+                    while let Some(&n) = chars.peek() {
+                        if n.is_alphanumeric() || n == '_' || n == '-' || n == '.' {
+                            out.push(n);
+                            chars.next();
+                        } else {
+                            break;
+                        }
+                    }
+                    out.push('\n');
+                    after_equals = false;
+                }
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::acl::{Access, Authorizer};
+
+    #[test]
+    fn hcl1_items_may_share_a_line() {
+        let one_line = parse(
+            r#"service "web" { policy = "write" } key_prefix "web/" { policy = "write" } operator = "read""#,
+        )
+        .unwrap();
+        let lines = parse(
+            "service \"web\" {\n policy = \"write\"\n}\nkey_prefix \"web/\" {\n policy = \"write\"\n}\noperator = \"read\"\n",
+        )
+        .unwrap();
+        assert_eq!(one_line, lines);
+        let commas = parse(
+            r#"service "db" { policy = "read", intentions = "deny" } # a comment { "x"
+               key "a}b" { policy = "list" } /* } */ service_prefix "" { policy = "write" intentions = "read" }"#,
+        );
+        assert!(commas.is_ok(), "{commas:?}");
+        // A syntax error is still one.
+        assert!(parse(r#"service "web" { policy = }"#).is_err());
+    }
 
     fn authz(text: &str, default_allow: bool) -> Authorizer {
         Authorizer::compile("a", &[parse(text).unwrap()], default_allow, false)
