@@ -484,6 +484,24 @@ pub fn validate_files(paths: &[PathBuf]) -> Result<Config, ConfigError> {
     Config::build(false, sources)
 }
 
+/// `cairn services register|deregister FILE...`: the service definitions
+/// of `paths`, each as the HTTP API's registration body (Go field names)
+/// with its decoded form. The files are first built as a whole, as
+/// `validate_files` does, so a bad file is refused with the agent's error.
+pub fn service_registrations(
+    paths: &[PathBuf],
+) -> Result<Vec<(serde_json::Value, FileService)>, ConfigError> {
+    validate_files(paths)?;
+    let mut out = Vec::new();
+    for (_, source) in file_sources(paths)? {
+        for def in source.service.iter().chain(&source.services) {
+            let decoded = definitions::service(def.clone()).map_err(ConfigError::Invalid)?;
+            out.push((definitions::api_body(def.clone()), decoded));
+        }
+    }
+    Ok(out)
+}
+
 /// How the agent's configuration was given, kept so that `reload` can
 /// build it again from the same files and flags.
 #[derive(Debug, Clone)]

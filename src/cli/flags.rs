@@ -31,6 +31,8 @@ pub enum Kind<T> {
     Int(fn(&mut T, i32)),
     /// A non-negative decimal integer.
     Uint(fn(&mut T, u32)),
+    /// A non-negative 64-bit decimal integer (Go's `uint64` flags).
+    Uint64(fn(&mut T, u64)),
     /// A Go duration (`10s`, `1m30s`).
     Duration(fn(&mut T, Duration)),
 }
@@ -85,6 +87,14 @@ impl<T> Flag<T> {
         }
     }
 
+    pub fn uint64(name: &'static str, help: &'static str, set: fn(&mut T, u64)) -> Self {
+        Flag {
+            name,
+            kind: Kind::Uint64(set),
+            help,
+        }
+    }
+
     pub fn duration(name: &'static str, help: &'static str, set: fn(&mut T, Duration)) -> Self {
         Flag {
             name,
@@ -111,6 +121,7 @@ impl<T> Flag<T> {
             Kind::Text(set) | Kind::List(set) => set(target, value),
             Kind::Int(set) => set(target, value.parse().map_err(|e| invalid(int_reason(&e)))?),
             Kind::Uint(set) => set(target, value.parse().map_err(|e| invalid(int_reason(&e)))?),
+            Kind::Uint64(set) => set(target, value.parse().map_err(|e| invalid(int_reason(&e)))?),
             Kind::Duration(set) => set(
                 target,
                 crate::duration::parse(&value).map_err(|_| invalid("parse error"))?,
@@ -125,7 +136,7 @@ impl<T> Flag<T> {
             Kind::Bool(_) => return None,
             Kind::Text(_) | Kind::List(_) => "string",
             Kind::Int(_) => "int",
-            Kind::Uint(_) => "uint",
+            Kind::Uint(_) | Kind::Uint64(_) => "uint",
             Kind::Duration(_) => "duration",
         };
         Some(backquoted(self.help).unwrap_or(kind))

@@ -4,13 +4,17 @@
 
 mod acl;
 pub(crate) mod agent;
+mod catalog;
 mod client;
 mod config_files;
 mod flags;
 mod http;
 mod keyring;
+mod kv;
 mod lock;
+mod maint;
 mod registrator;
+mod services;
 mod template;
 mod tls;
 mod watch;
@@ -23,17 +27,22 @@ const USAGE: &str = "Usage: cairn [--version] [--help] <command> [<args>]
 Available commands are:
     acl            Interact with the ACL system (bootstrap, policies, tokens)
     agent          Runs a cairn agent
+    catalog        Interact with the catalog (datacenters, nodes, services)
     force-leave    Forces a member of the cluster to enter the left state
     info           Provides debugging information for operators
     join           Tell a running agent to join the cluster
     keygen         Generates a new encryption key
     keyring        Manages gossip layer encryption keys
+    kv             Interact with the key-value store
     leave          Gracefully leaves the cluster and shuts down
     lock           Execute a command holding a lock
+    maint          Controls node or service maintenance mode
     members        Lists the members of the cluster
+    monitor        Stream logs from an agent
     operator       Provides cluster-level tools (raft list-peers, raft remove-peer)
     registrator    Registers Docker containers' published ports as services
     reload         Triggers the agent to reload configuration files
+    services       Interact with services (register, deregister)
     template       Renders templates from the catalog and KV, as consul-template does
     tls            Builtin helpers for creating CAs and certificates
     validate       Validate config files/directories
@@ -59,6 +68,11 @@ pub fn main(argv: Vec<String>) -> Result<i32> {
             client::run(&cmd, rest)
         }
         "keyring" => keyring::run(rest),
+        "kv" => kv::run(rest),
+        "catalog" => catalog::run(rest),
+        "services" => services::run(rest),
+        "maint" => maint::maint(rest),
+        "monitor" => maint::monitor(rest),
         "lock" => lock::run(rest),
         "reload" => config_files::reload(&rest),
         "validate" => config_files::validate(&rest),

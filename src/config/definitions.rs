@@ -60,6 +60,12 @@ pub fn check(def: Value) -> Result<FileCheck, String> {
     })
 }
 
+/// A definition as the HTTP API's registration body: the same keys the
+/// decoder reads, so `PUT /v1/agent/service/register` takes it as is.
+pub fn api_body(def: Value) -> Value {
+    go_field_names(def)
+}
+
 /// Struct keys without underscores (`deregister_critical_service_after`
 /// becomes `deregistercriticalserviceafter`, which the decoder matches to
 /// `DeregisterCriticalServiceAfter`), through a service's `check`,
