@@ -32,6 +32,87 @@ pub struct AclSnapshot {
     pub bootstrap_index: Option<u64>,
 }
 
+impl CatalogSnapshot {
+    /// Re-dates the snapshot to a restore applied at raft index `index`:
+    /// every entry's `ModifyIndex` becomes `index` (its `CreateIndex` is
+    /// kept unless above `index`), and so does every table index. The
+    /// restore is then one write, at `index`, of everything it holds, so
+    /// no index a client saw before it is above what it sees after, and a
+    /// snapshot from a cluster further along leaves no entry dated after
+    /// the writes that follow. A table added here needs its entries
+    /// re-dated too.
+    pub fn restamp(&mut self, index: u64) {
+        fn at(create: &mut u64, modify: &mut u64, index: u64) {
+            *create = (*create).min(index);
+            *modify = index;
+        }
+        for n in &mut self.nodes {
+            at(&mut n.create_index, &mut n.modify_index, index);
+        }
+        for s in &mut self.services {
+            at(&mut s.create_index, &mut s.modify_index, index);
+        }
+        for c in &mut self.checks {
+            at(&mut c.create_index, &mut c.modify_index, index);
+        }
+        for e in &mut self.kv {
+            at(&mut e.create_index, &mut e.modify_index, index);
+        }
+        for s in &mut self.sessions {
+            at(&mut s.create_index, &mut s.modify_index, index);
+        }
+        for t in &mut self.acl.tokens {
+            at(&mut t.create_index, &mut t.modify_index, index);
+        }
+        for p in &mut self.acl.policies {
+            at(&mut p.create_index, &mut p.modify_index, index);
+        }
+        for r in &mut self.acl.roles {
+            at(&mut r.create_index, &mut r.modify_index, index);
+        }
+        for (_, i) in &mut self.indexes {
+            *i = index;
+        }
+        if let Some(b) = self.acl.bootstrap_index.as_mut() {
+            *b = (*b).min(index);
+        }
+    }
+}
+
+/// `meta` keys that say where this replica stands (its applied position,
+/// raft's log id and membership) rather than what the catalog holds: a
+/// restore applied from the log keeps them.
+const POSITION_KEYS: [&str; 2] = ["raft/", "catalog/"];
+
+/// Applies a restore (`Command::Restore`) at raft index `index`, inside the
+/// state machine's transaction: every table replaced by the snapshot's,
+/// re-dated to `index` ([`CatalogSnapshot::restamp`]), the replica's
+/// position kept.
+pub fn apply_restore(
+    tables: &Tables,
+    txn: &mut RwTxn,
+    index: u64,
+    snap: &CatalogSnapshot,
+) -> Result<(), heed::Error> {
+    let mut kept = Vec::new();
+    for item in tables.meta.iter(txn)? {
+        let (k, v) = item?;
+        if POSITION_KEYS.iter().any(|p| k.starts_with(p)) {
+            kept.push((k.to_string(), v.to_vec()));
+        }
+    }
+    let mut snap = snap.clone();
+    snap.restamp(index);
+    restore(tables, txn, &snap)?;
+    for (k, v) in kept {
+        tables.meta.put(txn, &k, &v)?;
+    }
+    for t in INDEXED {
+        tables.set_table_index(txn, t, index)?;
+    }
+    Ok(())
+}
+
 /// The tables whose indexes a snapshot carries.
 const INDEXED: [Table; 6] = [
     Table::Nodes,

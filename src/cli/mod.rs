@@ -11,6 +11,7 @@ mod http;
 mod keyring;
 mod lock;
 mod registrator;
+mod snapshot;
 mod template;
 mod tls;
 mod watch;
@@ -34,6 +35,7 @@ Available commands are:
     operator       Provides cluster-level tools (raft list-peers, raft remove-peer)
     registrator    Registers Docker containers' published ports as services
     reload         Triggers the agent to reload configuration files
+    snapshot       Saves, restores and inspects snapshots of the servers' state
     template       Renders templates from the catalog and KV, as consul-template does
     tls            Builtin helpers for creating CAs and certificates
     validate       Validate config files/directories
@@ -65,6 +67,7 @@ pub fn main(argv: Vec<String>) -> Result<i32> {
         "template" => template::run(rest),
         "tls" => tls::run(rest),
         "registrator" => registrator::run(rest),
+        "snapshot" => snapshot::run(rest),
         "watch" => watch::run(rest),
         "keygen" => without_flags(
             "Usage: cairn keygen\n\n  Prints a new 32-byte key for -encrypt, base64-encoded.\n",
