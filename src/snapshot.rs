@@ -198,7 +198,7 @@ pub fn read(archive: &[u8]) -> Result<(Archive, CatalogSnapshot), ArchiveError> 
 pub fn read_container(archive: &[u8]) -> Result<Archive, ArchiveError> {
     if archive.len() < 2 || archive[..2] != [0x1f, 0x8b] {
         return Err(err(
-            "failed to decompress snapshot: gzip: invalid header".to_string(),
+            "failed to decompress snapshot: gzip: invalid header".to_string()
         ));
     }
     // The whole stream is inflated first, so its CRC and length trailer

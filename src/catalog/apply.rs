@@ -62,8 +62,8 @@ pub fn apply(
             sessions::apply_session(tables, &mut child, index, op, &mut touched)
         }
         Command::Acl(op) => super::acl::apply_acl(tables, &mut child, index, op, &mut touched),
-        Command::Restore(snap) => {
-            super::snapshot::apply_restore(tables, &mut child, index, snap).map(|()| {
+        Command::Restore(snap) => super::snapshot::apply_restore(tables, &mut child, index, snap)
+            .map(|()| {
                 touched = Touched {
                     catalog: true,
                     kv: true,
@@ -74,8 +74,7 @@ pub fn apply(
                     ..Touched::default()
                 };
                 Ok(Response::Bool(true))
-            })
-        }
+            }),
     };
     match outcome? {
         Ok(resp) => {

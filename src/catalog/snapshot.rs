@@ -224,3 +224,80 @@ pub fn restore(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::apply::apply;
+    use crate::catalog::command::{Command, KvOp};
+    use crate::catalog::query::Reader;
+
+    fn set(t: &Tables, index: u64, key: &str, value: &str) {
+        let mut txn = t.env.write_txn().unwrap();
+        let cmd = Command::Kv(KvOp::Set {
+            key: key.into(),
+            value: value.as_bytes().to_vec(),
+            flags: 0,
+        });
+        apply(t, &mut txn, index, &cmd).unwrap();
+        txn.commit().unwrap();
+    }
+
+    fn dump_of(t: &Tables) -> CatalogSnapshot {
+        let txn = t.env.read_txn().unwrap();
+        dump(t, &txn).unwrap()
+    }
+
+    #[test]
+    fn a_restore_replaces_everything_and_dates_it_at_its_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Tables::open(dir.path()).unwrap();
+        set(&t, 5, "keep", "old");
+        set(&t, 6, "gone", "x");
+        let mut snap = dump_of(&t);
+        snap.kv.retain(|e| e.key == "keep");
+        snap.kv[0].value = b"restored".to_vec();
+        // An entry dated past the restore (a snapshot from a cluster
+        // further along).
+        snap.kv.push(KvEntry {
+            key: "later".into(),
+            value: b"v".to_vec(),
+            create_index: 900,
+            modify_index: 950,
+            ..KvEntry::default()
+        });
+        set(&t, 7, "new", "y");
+        {
+            let mut txn = t.env.write_txn().unwrap();
+            t.meta.put(&mut txn, "raft/membership", b"m").unwrap();
+            txn.commit().unwrap();
+        }
+        let mut txn = t.env.write_txn().unwrap();
+        let (resp, touched) = apply(&t, &mut txn, 10, &Command::Restore(Box::new(snap))).unwrap();
+        txn.commit().unwrap();
+        assert_eq!(resp, crate::catalog::command::Response::Bool(true));
+        assert!(touched.restored && touched.kv_all && touched.catalog);
+
+        let r = Reader::new(&t).unwrap();
+        let keys: Vec<_> = r
+            .kv_list("")
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.key, e.create_index, e.modify_index))
+            .collect();
+        assert_eq!(
+            keys,
+            [("keep".to_string(), 5, 10), ("later".to_string(), 10, 10)]
+        );
+        assert_eq!(r.kv_get("keep").unwrap().unwrap().value, b"restored");
+        for table in INDEXED {
+            assert_eq!(r.index(&[table]).unwrap(), 10, "{table:?}");
+        }
+        drop(r);
+        let txn = t.env.read_txn().unwrap();
+        assert_eq!(
+            t.meta.get(&txn, "raft/membership").unwrap(),
+            Some(&b"m"[..])
+        );
+    }
+}
