@@ -21,6 +21,7 @@ pub mod raft;
 pub mod registrator;
 pub mod rpc;
 pub mod run;
+pub mod snapshot;
 pub mod store;
 pub mod template;
 pub mod tls;

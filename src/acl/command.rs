@@ -91,7 +91,9 @@ pub fn authorize(authz: &Authorizer, cmd: &Command, r: &Reader<'_>) -> Result<()
         }
         // Bootstrap is open to anyone, once (apply refuses a second).
         Command::Acl(AclOp::Bootstrap(_)) => Ok(()),
-        Command::Acl(_) => {
+        // A restore replaces ACL state too: management only, as Consul's
+        // snapshot endpoint requires `acl = "write"`.
+        Command::Acl(_) | Command::Restore(_) => {
             if authz.allows_global(Global::Acl, Access::Write) {
                 Ok(())
             } else {

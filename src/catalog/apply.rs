@@ -25,6 +25,9 @@ pub struct Touched {
     pub kv_keys: Vec<String>,
     /// Every KV key may have changed (a delete of the whole tree).
     pub kv_all: bool,
+    /// The whole state was replaced (a snapshot restore): in-memory
+    /// session state (TTL timers, lock-delays) starts over.
+    pub restored: bool,
     /// Keys released or deleted by a session invalidation, with the
     /// session's lock-delay in nanoseconds. The state machine stamps them
     /// with its clock after commit; apply itself reads no clock.
@@ -59,6 +62,19 @@ pub fn apply(
             sessions::apply_session(tables, &mut child, index, op, &mut touched)
         }
         Command::Acl(op) => super::acl::apply_acl(tables, &mut child, index, op, &mut touched),
+        Command::Restore(snap) => super::snapshot::apply_restore(tables, &mut child, index, snap)
+            .map(|()| {
+                touched = Touched {
+                    catalog: true,
+                    kv: true,
+                    sessions: true,
+                    acl: true,
+                    kv_all: true,
+                    restored: true,
+                    ..Touched::default()
+                };
+                Ok(Response::Bool(true))
+            }),
     };
     match outcome? {
         Ok(resp) => {

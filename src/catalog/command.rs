@@ -118,6 +118,10 @@ pub enum Command {
     /// Tokens, policies and roles. Never fed to client agents' views
     /// (they carry secrets).
     Acl(super::acl::AclOp),
+    /// `PUT /v1/snapshot`: replace the whole replicated state with a
+    /// snapshot's (`catalog::snapshot::apply_restore`). Fed to client
+    /// agents' views with its ACL tables emptied.
+    Restore(Box<super::snapshot::CatalogSnapshot>),
 }
 
 impl Command {
@@ -130,6 +134,7 @@ impl Command {
             Command::Txn(_) => "txn",
             Command::Session(_) => "session",
             Command::Acl(_) => "acl",
+            Command::Restore(_) => "restore",
         }
     }
 }

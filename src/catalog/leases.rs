@@ -77,6 +77,12 @@ impl Leases {
         self.ttl_deadlines.lock().retain(|id, _| keep(id));
     }
 
+    /// Forgets every lock-delay and TTL timer (the state was restored).
+    pub fn reset(&self) {
+        self.lock_delays.lock().clear();
+        self.ttl_deadlines.lock().clear();
+    }
+
     pub fn clear_ttl(&self) {
         self.ttl_deadlines.lock().clear();
     }

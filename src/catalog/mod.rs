@@ -172,6 +172,7 @@ impl Catalog {
         let mut last = None;
         let mut batch = BatchChanges::default();
         let mut lock_delays = Vec::new();
+        let mut restored = false;
         for (pos, cmd) in entries {
             if pos.index <= current.index && current.index > 0 {
                 out.push(Response::None);
@@ -204,6 +205,11 @@ impl Catalog {
             batch
                 .kv_keys
                 .extend(touched.kv_keys.into_iter().map(|k| (k, index)));
+            if touched.restored {
+                // What was noted before the restore is about state it replaced.
+                restored = true;
+                lock_delays.clear();
+            }
             lock_delays.extend(touched.lock_delays);
             out.push(resp);
         }
@@ -212,6 +218,12 @@ impl Catalog {
         }
         extra(tables, &mut txn)?;
         txn.commit()?;
+        // A restore drops every TTL timer and lock-delay; the leader's
+        // session loop re-arms a full TTL for every restored session, as
+        // Consul's leader does after a restore.
+        if restored {
+            self.leases.reset();
+        }
         // Lock-delays run on this replica's clock from the moment the
         // release is durable (see catalog::leases).
         self.leases

@@ -32,6 +32,87 @@ pub struct AclSnapshot {
     pub bootstrap_index: Option<u64>,
 }
 
+impl CatalogSnapshot {
+    /// Re-dates the snapshot to a restore applied at raft index `index`:
+    /// every entry's `ModifyIndex` becomes `index` (its `CreateIndex` is
+    /// kept unless above `index`), and so does every table index. The
+    /// restore is then one write, at `index`, of everything it holds, so
+    /// no index a client saw before it is above what it sees after, and a
+    /// snapshot from a cluster further along leaves no entry dated after
+    /// the writes that follow. A table added here needs its entries
+    /// re-dated too.
+    pub fn restamp(&mut self, index: u64) {
+        fn at(create: &mut u64, modify: &mut u64, index: u64) {
+            *create = (*create).min(index);
+            *modify = index;
+        }
+        for n in &mut self.nodes {
+            at(&mut n.create_index, &mut n.modify_index, index);
+        }
+        for s in &mut self.services {
+            at(&mut s.create_index, &mut s.modify_index, index);
+        }
+        for c in &mut self.checks {
+            at(&mut c.create_index, &mut c.modify_index, index);
+        }
+        for e in &mut self.kv {
+            at(&mut e.create_index, &mut e.modify_index, index);
+        }
+        for s in &mut self.sessions {
+            at(&mut s.create_index, &mut s.modify_index, index);
+        }
+        for t in &mut self.acl.tokens {
+            at(&mut t.create_index, &mut t.modify_index, index);
+        }
+        for p in &mut self.acl.policies {
+            at(&mut p.create_index, &mut p.modify_index, index);
+        }
+        for r in &mut self.acl.roles {
+            at(&mut r.create_index, &mut r.modify_index, index);
+        }
+        for (_, i) in &mut self.indexes {
+            *i = index;
+        }
+        if let Some(b) = self.acl.bootstrap_index.as_mut() {
+            *b = (*b).min(index);
+        }
+    }
+}
+
+/// `meta` keys that say where this replica stands (its applied position,
+/// raft's log id and membership) rather than what the catalog holds: a
+/// restore applied from the log keeps them.
+const POSITION_KEYS: [&str; 2] = ["raft/", "catalog/"];
+
+/// Applies a restore (`Command::Restore`) at raft index `index`, inside the
+/// state machine's transaction: every table replaced by the snapshot's,
+/// re-dated to `index` ([`CatalogSnapshot::restamp`]), the replica's
+/// position kept.
+pub fn apply_restore(
+    tables: &Tables,
+    txn: &mut RwTxn,
+    index: u64,
+    snap: &CatalogSnapshot,
+) -> Result<(), heed::Error> {
+    let mut kept = Vec::new();
+    for item in tables.meta.iter(txn)? {
+        let (k, v) = item?;
+        if POSITION_KEYS.iter().any(|p| k.starts_with(p)) {
+            kept.push((k.to_string(), v.to_vec()));
+        }
+    }
+    let mut snap = snap.clone();
+    snap.restamp(index);
+    restore(tables, txn, &snap)?;
+    for (k, v) in kept {
+        tables.meta.put(txn, &k, &v)?;
+    }
+    for t in INDEXED {
+        tables.set_table_index(txn, t, index)?;
+    }
+    Ok(())
+}
+
 /// The tables whose indexes a snapshot carries.
 const INDEXED: [Table; 6] = [
     Table::Nodes,
@@ -142,4 +223,81 @@ pub fn restore(
         tables.meta.put(txn, k, &v.to_be_bytes())?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::apply::apply;
+    use crate::catalog::command::{Command, KvOp};
+    use crate::catalog::query::Reader;
+
+    fn set(t: &Tables, index: u64, key: &str, value: &str) {
+        let mut txn = t.env.write_txn().unwrap();
+        let cmd = Command::Kv(KvOp::Set {
+            key: key.into(),
+            value: value.as_bytes().to_vec(),
+            flags: 0,
+        });
+        apply(t, &mut txn, index, &cmd).unwrap();
+        txn.commit().unwrap();
+    }
+
+    fn dump_of(t: &Tables) -> CatalogSnapshot {
+        let txn = t.env.read_txn().unwrap();
+        dump(t, &txn).unwrap()
+    }
+
+    #[test]
+    fn a_restore_replaces_everything_and_dates_it_at_its_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Tables::open(dir.path()).unwrap();
+        set(&t, 5, "keep", "old");
+        set(&t, 6, "gone", "x");
+        let mut snap = dump_of(&t);
+        snap.kv.retain(|e| e.key == "keep");
+        snap.kv[0].value = b"restored".to_vec();
+        // An entry dated past the restore (a snapshot from a cluster
+        // further along).
+        snap.kv.push(KvEntry {
+            key: "later".into(),
+            value: b"v".to_vec(),
+            create_index: 900,
+            modify_index: 950,
+            ..KvEntry::default()
+        });
+        set(&t, 7, "new", "y");
+        {
+            let mut txn = t.env.write_txn().unwrap();
+            t.meta.put(&mut txn, "raft/membership", b"m").unwrap();
+            txn.commit().unwrap();
+        }
+        let mut txn = t.env.write_txn().unwrap();
+        let (resp, touched) = apply(&t, &mut txn, 10, &Command::Restore(Box::new(snap))).unwrap();
+        txn.commit().unwrap();
+        assert_eq!(resp, crate::catalog::command::Response::Bool(true));
+        assert!(touched.restored && touched.kv_all && touched.catalog);
+
+        let r = Reader::new(&t).unwrap();
+        let keys: Vec<_> = r
+            .kv_list("")
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.key, e.create_index, e.modify_index))
+            .collect();
+        assert_eq!(
+            keys,
+            [("keep".to_string(), 5, 10), ("later".to_string(), 10, 10)]
+        );
+        assert_eq!(r.kv_get("keep").unwrap().unwrap().value, b"restored");
+        for table in INDEXED {
+            assert_eq!(r.index(&[table]).unwrap(), 10, "{table:?}");
+        }
+        drop(r);
+        let txn = t.env.read_txn().unwrap();
+        assert_eq!(
+            t.meta.get(&txn, "raft/membership").unwrap(),
+            Some(&b"m"[..])
+        );
+    }
 }

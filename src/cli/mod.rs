@@ -15,6 +15,7 @@ mod lock;
 mod maint;
 mod registrator;
 mod services;
+mod snapshot;
 mod template;
 mod tls;
 mod watch;
@@ -43,6 +44,7 @@ Available commands are:
     registrator    Registers Docker containers' published ports as services
     reload         Triggers the agent to reload configuration files
     services       Interact with services (register, deregister)
+    snapshot       Saves, restores and inspects snapshots of the servers' state
     template       Renders templates from the catalog and KV, as consul-template does
     tls            Builtin helpers for creating CAs and certificates
     validate       Validate config files/directories
@@ -79,6 +81,7 @@ pub fn main(argv: Vec<String>) -> Result<i32> {
         "template" => template::run(rest),
         "tls" => tls::run(rest),
         "registrator" => registrator::run(rest),
+        "snapshot" => snapshot::run(rest),
         "watch" => watch::run(rest),
         "keygen" => without_flags(
             "Usage: cairn keygen\n\n  Prints a new 32-byte key for -encrypt, base64-encoded.\n",

@@ -128,6 +128,10 @@ fn approx_size(cmd: &Option<Command>) -> usize {
                 })
                 .sum(),
             Some(Command::Register(_)) => 1024,
+            // The whole state: its encoded size is close to what it holds.
+            Some(Command::Restore(snap)) => bincode::serialized_size(snap)
+                .map(|n| n as usize)
+                .unwrap_or(crate::snapshot::MAX_STATE),
             Some(_) => 256,
         }
 }

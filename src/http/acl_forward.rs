@@ -31,6 +31,10 @@
 //!   as for the writes client agents forward. The client checks nothing
 //!   itself (it could only ask a server anyway).
 //!
+//! `/v1/snapshot` travels the same way, with ACLs on or off (a client
+//! agent has no raft state to save or restore), its archive being the
+//! body both ways.
+//!
 //! A server answers the call against its own replica; writes go through its
 //! raft node, which forwards them to the leader with the same token. A
 //! blocking query waits on the server, so the call's timeout is the query's
@@ -51,6 +55,15 @@ use std::time::Duration;
 
 /// The path prefix of every endpoint forwarded.
 const ACL_PREFIX: &str = "/v1/acl/";
+/// `/v1/snapshot` is handed to a server the same way, ACLs on or off: a
+/// client agent's view holds neither the ACL tables a snapshot carries nor
+/// a raft position to restore at (see `http::snapshot`).
+pub(super) const SNAPSHOT_PATH: &str = "/v1/snapshot";
+
+/// Whether a server serves a forwarded call for `path`.
+fn forwarded_path(path: &str) -> bool {
+    path.starts_with(ACL_PREFIX) || path == SNAPSHOT_PATH
+}
 
 /// Headers that describe this connection or the body's framing: the
 /// receiving side sets its own.
@@ -65,13 +78,18 @@ const HOP_HEADERS: [HeaderName; 3] = [
 const CALL_MARGIN: Duration = Duration::from_secs(15);
 
 /// Largest answer body a server returns (ACL lists of very many tokens
-/// stay far below it; the RPC frame limit is larger).
-const MAX_REPLY: usize = 32 * 1024 * 1024;
+/// stay far below it; a snapshot archive may come close; the RPC frame
+/// limit is larger).
+const MAX_REPLY: usize = 56 * 1024 * 1024;
 
 /// Whether this agent hands `route` to a server: a client agent with ACLs
-/// on, for every `/v1/acl/*` route.
+/// on, for every `/v1/acl/*` route; any client agent for `/v1/snapshot`.
 pub(super) fn forwards(server: &Server, route: &Route) -> bool {
-    route.pattern.starts_with(ACL_PREFIX) && !server.api.config.server && server.api.acl.enabled()
+    if server.api.config.server {
+        return false;
+    }
+    (route.pattern.starts_with(ACL_PREFIX) && server.api.acl.enabled())
+        || route.pattern == SNAPSHOT_PATH
 }
 
 /// Has a server answer the request and returns its answer.
@@ -145,9 +163,9 @@ async fn serve(server: &Server, call: AclCall) -> AclReply {
     }
 }
 
-/// The HTTP request a forwarded call stands for; only ACL paths.
+/// The HTTP request a forwarded call stands for; only ACL and snapshot paths.
 fn request_of(call: AclCall) -> Result<Request, ApiError> {
-    if !call.path.starts_with(ACL_PREFIX) {
+    if !forwarded_path(&call.path) {
         return Err(ApiError::NotFound(
             "Invalid URL path: not a recognized HTTP API endpoint".into(),
         ));
@@ -179,7 +197,14 @@ mod tests {
             body: Vec::new(),
         };
         assert!(request_of(call("/v1/acl/tokens")).is_ok());
-        for path in ["/v1/kv/x", "/v1/acl", "/v1/agent/token/default", "/"] {
+        assert!(request_of(call("/v1/snapshot")).is_ok());
+        for path in [
+            "/v1/kv/x",
+            "/v1/acl",
+            "/v1/agent/token/default",
+            "/",
+            "/v1/snapshots",
+        ] {
             let err = request_of(call(path)).expect_err(path);
             assert_eq!(err.status(), StatusCode::NOT_FOUND, "{path}");
         }

@@ -26,6 +26,7 @@ pub mod listener;
 mod metrics;
 mod operator;
 pub(crate) mod session;
+mod snapshot;
 mod status;
 pub(crate) mod txn;
 pub mod types;
@@ -196,6 +197,7 @@ fn routes() -> Vec<Route> {
             [GET],
             operator::raft_configuration
         ),
+        route!("/v1/snapshot", [GET, PUT], snapshot::snapshot),
         route!(
             "/v1/operator/keyring",
             [GET, POST, PUT, DELETE],
@@ -403,7 +405,12 @@ async fn call(server: &Server, route: &Route, req: Request, raw_path: &str) -> A
     if route.pattern == "/v1/kv/" && method == Method::PUT {
         kv::check_content_length(&api.config, &headers)?;
     }
-    let body = axum::body::to_bytes(req.into_body(), body_limit(&api.config))
+    let limit = if route.pattern == acl_forward::SNAPSHOT_PATH {
+        crate::snapshot::MAX_ARCHIVE
+    } else {
+        body_limit(&api.config)
+    };
+    let body = axum::body::to_bytes(req.into_body(), limit)
         .await
         .map_err(|_| {
             ApiError::Status(
@@ -424,9 +431,6 @@ async fn call(server: &Server, route: &Route, req: Request, raw_path: &str) -> A
     if route.pattern == "/v1/kv/" {
         kv::check_traversal(raw_path, &ctx.rest)?;
     }
-    if !api.acl.enabled() {
-        return (route.handler)(ctx).await;
-    }
     if acl_forward::forwards(server, route) {
         let call = crate::consensus::api::AclCall {
             method: ctx.method.to_string(),
@@ -439,6 +443,9 @@ async fn call(server: &Server, route: &Route, req: Request, raw_path: &str) -> A
             body: ctx.body.to_vec(),
         };
         return acl_forward::forward(server, call).await;
+    }
+    if !api.acl.enabled() {
+        return (route.handler)(ctx).await;
     }
     // Writes the handler forwards to a server carry the request's token,
     // else this agent's default token: the one the request was checked

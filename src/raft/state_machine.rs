@@ -252,9 +252,15 @@ impl StateMachine {
             .map_err(sm_err)?;
         // ACL commands carry secrets: client agents' views get the
         // position only (they resolve tokens by asking a server).
+        // A restore reaches them with its ACL tables emptied, as the
+        // snapshot a view is seeded from is.
         for e in feed.iter_mut() {
-            if matches!(e.cmd, Some(crate::catalog::command::Command::Acl(_))) {
-                e.cmd = None;
+            match &mut e.cmd {
+                Some(crate::catalog::command::Command::Acl(_)) => e.cmd = None,
+                Some(crate::catalog::command::Command::Restore(snap)) => {
+                    snap.acl = Default::default();
+                }
+                _ => {}
             }
         }
         self.feed.publish(feed);
