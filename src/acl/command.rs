@@ -89,6 +89,13 @@ pub fn authorize(authz: &Authorizer, cmd: &Command, r: &Reader<'_>) -> Result<()
             };
             need(Resource::Session, &node, Access::Write)
         }
+        // Consul's `Coordinate.Update`: node:write on each node.
+        Command::Coordinates(updates) => {
+            for u in updates {
+                need(Resource::Node, &u.node, Access::Write)?;
+            }
+            Ok(())
+        }
         // Bootstrap is open to anyone, once (apply refuses a second).
         Command::Acl(AclOp::Bootstrap(_)) => Ok(()),
         // A restore replaces ACL state too: management only, as Consul's

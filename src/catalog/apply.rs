@@ -62,6 +62,9 @@ pub fn apply(
             sessions::apply_session(tables, &mut child, index, op, &mut touched)
         }
         Command::Acl(op) => super::acl::apply_acl(tables, &mut child, index, op, &mut touched),
+        Command::Coordinates(updates) => {
+            super::coordinates::apply_batch(tables, &mut child, index, updates)
+        }
         Command::Restore(snap) => super::snapshot::apply_restore(tables, &mut child, index, snap)
             .map(|()| {
                 touched = Touched {
@@ -291,6 +294,10 @@ fn apply_deregister(
             if delete_prefix(&tables.checks, txn, &prefix, |_| true)? > 0 {
                 tables.set_table_index(txn, Table::Checks, index)?;
                 touched.catalog = true;
+            }
+            // Consul drops a deleted node's coordinates with it.
+            if delete_prefix(&tables.coordinates, txn, &prefix, |_| true)? > 0 {
+                tables.set_table_index(txn, Table::Coordinates, index)?;
             }
         }
         (Some(sid), _) => {

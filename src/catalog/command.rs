@@ -122,6 +122,9 @@ pub enum Command {
     /// snapshot's (`catalog::snapshot::apply_restore`). Fed to client
     /// agents' views with its ACL tables emptied.
     Restore(Box<super::snapshot::CatalogSnapshot>),
+    /// A batch of network coordinates (Consul's `CoordinateBatchUpdate`),
+    /// as a server collected them from agents.
+    Coordinates(Vec<crate::coordinate::CoordinateEntry>),
 }
 
 impl Command {
@@ -135,6 +138,7 @@ impl Command {
             Command::Session(_) => "session",
             Command::Acl(_) => "acl",
             Command::Restore(_) => "restore",
+            Command::Coordinates(_) => "coordinate-batch-update",
         }
     }
 }

@@ -5,6 +5,7 @@
 
 use super::types::{Check, KvEntry, Node, Service, Session};
 use crate::acl::types::{Policy, Role, Token};
+use crate::coordinate::CoordinateEntry;
 use crate::store::{node_scoped_key, Table, Tables};
 use heed::{RoTxn, RwTxn, WithoutTls};
 use serde::{Deserialize, Serialize};
@@ -22,6 +23,26 @@ pub struct CatalogSnapshot {
     /// ACL tokens, policies and roles; emptied before a snapshot is sent
     /// to a client agent's view (they carry secrets).
     pub acl: AclSnapshot,
+    /// Network coordinates. Last, and read as empty when absent, so
+    /// snapshots, archives and logged restores from before coordinates
+    /// existed still decode ([`TrailingCoordinates`]).
+    #[serde(default)]
+    pub coordinates: TrailingCoordinates,
+}
+
+/// The coordinates a snapshot carries. bincode is not self-describing: a
+/// struct written before this field existed simply ends where the field
+/// would begin, so decoding it runs out of input at exactly this point.
+/// That (and only that, being the last field) reads as no coordinates.
+#[derive(Debug, Default, Clone, PartialEq, Serialize)]
+pub struct TrailingCoordinates(pub Vec<CoordinateEntry>);
+
+impl<'de> Deserialize<'de> for TrailingCoordinates {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(TrailingCoordinates(
+            Vec::<CoordinateEntry>::deserialize(d).unwrap_or_default(),
+        ))
+    }
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
@@ -114,13 +135,14 @@ pub fn apply_restore(
 }
 
 /// The tables whose indexes a snapshot carries.
-const INDEXED: [Table; 6] = [
+const INDEXED: [Table; 7] = [
     Table::Nodes,
     Table::Services,
     Table::Checks,
     Table::Kvs,
     Table::Sessions,
     Table::Acl,
+    Table::Coordinates,
 ];
 
 pub fn dump(tables: &Tables, txn: &RoTxn<WithoutTls>) -> Result<CatalogSnapshot, heed::Error> {
@@ -150,6 +172,15 @@ pub fn dump(tables: &Tables, txn: &RoTxn<WithoutTls>) -> Result<CatalogSnapshot,
         snap.acl.roles.push(r?.1);
     }
     snap.acl.bootstrap_index = super::acl::bootstrap_index(tables, txn)?;
+    for r in tables.coordinates.iter(txn)? {
+        let (key, coord) = r?;
+        let (node, segment) = key.split_once(crate::store::KEY_SEP).unwrap_or((key, ""));
+        snap.coordinates.0.push(CoordinateEntry {
+            node: node.to_string(),
+            segment: segment.to_string(),
+            coord,
+        });
+    }
     for t in INDEXED {
         snap.indexes
             .push((t.meta_key().to_string(), tables.table_index(txn, t)?));
@@ -175,6 +206,12 @@ pub fn restore(
     tables.acl_secrets.clear(txn)?;
     tables.acl_policies.clear(txn)?;
     tables.acl_roles.clear(txn)?;
+    tables.coordinates.clear(txn)?;
+    for e in &snap.coordinates.0 {
+        tables
+            .coordinates
+            .put(txn, &node_scoped_key(&e.node, &e.segment), &e.coord)?;
+    }
     for t in &snap.acl.tokens {
         let key = crate::acl::types::id_key(&t.accessor_id);
         tables.acl_secrets.put(txn, &t.secret_id, &key)?;

@@ -7,11 +7,13 @@
 //! With encryption on, every datagram is sealed with the keyring's primary
 //! key and opened with any installed key ([`keyring`]); the keyring
 //! operations (`/v1/operator/keyring`) travel on the same socket beside
-//! foca's packets ([`key_query`]).
+//! foca's packets ([`key_query`]), and so do the pings that time round
+//! trips for network coordinates ([`ping`]).
 
 pub mod crypto;
 pub mod key_query;
 pub mod keyring;
+pub mod ping;
 
 use bytes::Bytes;
 use foca::{
@@ -20,6 +22,7 @@ use foca::{
 };
 use key_query::{KeyMessage, KeyOp, KeyQueries, KeyResponse};
 use keyring::{Keyring, KeyringFile, SharedKeyring};
+use ping::{PingMessage, Pinger};
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
@@ -211,6 +214,7 @@ pub struct Gossip {
     conflict: watch::Receiver<Option<String>>,
     keyring: SharedKeyring,
     keys: KeyQueries,
+    pinger: Arc<Pinger>,
     pub identity: MemberId,
 }
 
@@ -261,12 +265,18 @@ pub(crate) enum Datagram {
     Key(KeyMessage),
     /// A keyring message that does not decode.
     BadKey,
+    /// A coordinate ping or pong.
+    Ping(PingMessage),
 }
 
 /// Opens a received datagram with the keyring (`None` when gossip is
 /// encrypted and no installed key opens it) and tells what it is.
 pub(crate) fn open_datagram(keyring: &SharedKeyring, packet: &[u8]) -> Option<Datagram> {
     let data = keyring.open(packet)?;
+    if PingMessage::is_one(&data) {
+        // One that does not decode is dropped like any stray datagram.
+        return PingMessage::decode(&data).map(Datagram::Ping);
+    }
     if !KeyMessage::is_one(&data) {
         return Some(Datagram::Swim(data));
     }
@@ -336,10 +346,19 @@ impl Gossip {
             cfg.keyring_file.clone(),
             members.clone(),
         );
+        let pinger = Pinger::start(
+            cfg.identity.name.clone(),
+            socket.clone(),
+            keyring.clone(),
+            members.clone(),
+        );
         tokio::spawn(read_socket(
             socket.clone(),
             keyring.clone(),
-            keys.clone(),
+            Receivers {
+                keys: keys.clone(),
+                pinger: pinger.clone(),
+            },
             tx.clone(),
         ));
 
@@ -398,8 +417,14 @@ impl Gossip {
             conflict,
             keyring,
             keys,
+            pinger,
             identity: cfg.identity,
         })
+    }
+
+    /// This agent's network coordinate, as its pings have shaped it.
+    pub fn coordinate(&self) -> crate::coordinate::Coordinate {
+        self.pinger.coordinate()
     }
 
     /// Whether gossip is encrypted (a keyring is installed).
@@ -505,10 +530,16 @@ impl Gossip {
 /// The socket's reader: each datagram is opened with the keyring, then
 /// handed to foca or to the keyring operations. One that no installed key
 /// opens is dropped, counted and logged (at a rate limit).
+/// Who takes the datagrams that are not foca's.
+struct Receivers {
+    keys: KeyQueries,
+    pinger: Arc<Pinger>,
+}
+
 async fn read_socket(
     socket: Arc<UdpSocket>,
     keyring: SharedKeyring,
-    keys: KeyQueries,
+    receivers: Receivers,
     tx: mpsc::Sender<Input>,
 ) {
     let mut buf = vec![0u8; 65536];
@@ -527,7 +558,8 @@ async fn read_socket(
                     return;
                 }
             }
-            Some(Datagram::Key(msg)) => keys.receive(msg),
+            Some(Datagram::Key(msg)) => receivers.keys.receive(msg),
+            Some(Datagram::Ping(msg)) => receivers.pinger.receive(msg, Instant::now()),
             Some(Datagram::BadKey) => {
                 crate::metrics::gossip_packet_dropped("malformed");
                 tracing::warn!(%from, "gossip: dropping malformed packet: a keyring message that does not decode");

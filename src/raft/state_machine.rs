@@ -61,6 +61,7 @@ fn decode_body(data: &[u8]) -> Result<CatalogSnapshot, bincode::Error> {
                 indexes: v2.indexes,
                 sessions: v2.sessions,
                 acl: Default::default(),
+                coordinates: Default::default(),
             });
         }
         let v1: SnapshotBodyV1 = bincode::deserialize(data).map_err(|_| e)?;
@@ -72,6 +73,7 @@ fn decode_body(data: &[u8]) -> Result<CatalogSnapshot, bincode::Error> {
             indexes: v1.indexes,
             sessions: Vec::new(),
             acl: Default::default(),
+            coordinates: Default::default(),
         })
     })
 }
@@ -390,6 +392,60 @@ mod tests {
         assert_eq!(body.nodes.len(), 1);
         assert_eq!(body.kv[0].key, "k");
         assert!(body.sessions.is_empty());
+    }
+
+    /// A body written before coordinates existed (the current fields but
+    /// the last) still decodes, as a logged restore command holding one does.
+    #[test]
+    fn snapshots_from_before_coordinates_still_decode() {
+        #[derive(Serialize)]
+        struct BodyV3 {
+            nodes: Vec<Node>,
+            services: Vec<Service>,
+            checks: Vec<Check>,
+            kv: Vec<KvEntry>,
+            indexes: Vec<(String, u64)>,
+            sessions: Vec<crate::catalog::types::Session>,
+            acl: crate::catalog::snapshot::AclSnapshot,
+        }
+        let old = BodyV3 {
+            nodes: vec![Node {
+                name: "n1".into(),
+                ..Node::default()
+            }],
+            services: vec![],
+            checks: vec![],
+            kv: vec![],
+            indexes: vec![("index/nodes".into(), 3)],
+            sessions: vec![],
+            acl: Default::default(),
+        };
+        let body = decode_body(&bincode::serialize(&old).unwrap()).unwrap();
+        assert_eq!(body.nodes[0].name, "n1");
+        assert!(body.coordinates.0.is_empty());
+
+        // Command::Restore is the last variant that existed before
+        // coordinates; its body ends the log entry.
+        #[derive(Serialize)]
+        #[allow(dead_code)]
+        enum OldCommand {
+            Register(()),
+            Deregister(()),
+            Kv(()),
+            Txn(()),
+            Session(()),
+            Acl(()),
+            Restore(Box<BodyV3>),
+        }
+        let bytes = bincode::serialize(&OldCommand::Restore(Box::new(old))).unwrap();
+        let cmd: crate::catalog::command::Command = bincode::deserialize(&bytes).unwrap();
+        match cmd {
+            crate::catalog::command::Command::Restore(snap) => {
+                assert_eq!(snap.nodes[0].name, "n1");
+                assert!(snap.coordinates.0.is_empty());
+            }
+            other => panic!("decoded as {other:?}"),
+        }
     }
 
     /// openraft's storage conformance suite against the LMDB log and state machine.
