@@ -3,16 +3,21 @@
 //! `/v1/coordinate/nodes` within seconds; coordinates set with
 //! `PUT /v1/coordinate/update` order the catalog and health reads under
 //! `?near=`; an unknown node is a 404; deregistering a node drops its
-//! coordinate; and `cairn rtt` prints Consul's texts with its exit codes.
+//! coordinate; `cairn rtt` prints Consul's texts with its exit codes; and
+//! under ACLs reads are filtered by `node:read` and updates need
+//! `node:write`.
 
 mod common;
 
+use common::acl::{acl_conf, add_config, call, denial, req, token_with, wait_acl_ready};
 use common::cluster::{wait_leader, Node};
 use common::{eventually, BIN};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
 const NET: u8 = 187;
+const ACL_NET: u8 = 188;
+const ROOT: &str = "5f0c2a1e9b8d47c6a3e2d1c0b9a8f7e6";
 
 /// `cairn <args>`: exit code, stdout, stderr.
 fn cli(args: &[&str]) -> (i32, String, String) {
@@ -261,4 +266,98 @@ fn coordinates_from_gossip_near_sorting_and_rtt() {
     );
     assert!(took < Duration::from_secs(9), "blocking read took {took:?}");
     assert_eq!(s1.get("/v1/coordinate/node/n-mid").unwrap().status, 404);
+}
+
+fn placement(node: &str, x: f64) -> String {
+    let mut vec = vec![0.0; 8];
+    vec[0] = x;
+    json!({"Node": node, "Coord": {"Vec": vec, "Error": 0.2, "Adjustment": 0.0, "Height": 0.001}})
+        .to_string()
+}
+
+#[test]
+fn acls_filter_coordinates_by_node_read_and_updates_need_node_write() {
+    let mut s1 = Node::server(ACL_NET, 1, 1, &[], &[]);
+    let tokens = json!({"initial_management": ROOT, "agent": ROOT});
+    add_config(&mut s1, "acl.json", &acl_conf("deny", tokens.clone()));
+    s1.spawn();
+    wait_acl_ready(&s1);
+    // A client agent whose syncs carry its agent token through the server.
+    let mut c2 = Node::client(ACL_NET, 2, &[1], &[]);
+    add_config(&mut c2, "acl.json", &acl_conf("deny", tokens));
+    c2.spawn();
+
+    for node in ["n-a", "n-b"] {
+        let body = json!({"Node": node, "Address": "10.9.9.9"}).to_string();
+        let r = req(&s1, "PUT", "/v1/catalog/register", Some(&body), Some(ROOT));
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let (accessor, secret) = token_with(
+        &s1,
+        ROOT,
+        "n-a-writer",
+        r#"node_prefix "n-a" { policy = "write" }"#,
+    );
+    let r = req(
+        &s1,
+        "PUT",
+        "/v1/coordinate/update",
+        Some(&placement("n-a", 0.5)),
+        Some(&secret),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = req(
+        &s1,
+        "PUT",
+        "/v1/coordinate/update",
+        Some(&placement("n-b", 0.7)),
+        Some(&secret),
+    );
+    assert_eq!(r.status, 403);
+    assert_eq!(r.body, denial(&accessor, "node:write", "n-b"));
+    // The same refusal when the update goes through the client agent.
+    let r = eventually(Duration::from_secs(20), || {
+        call(
+            &c2,
+            "PUT",
+            "/v1/coordinate/update",
+            Some(&placement("n-b", 0.7)),
+            Some(&secret),
+        )
+        .is_some_and(|r| r.status == 403)
+    });
+    assert!(r, "client agent did not refuse; log:\n{}", c2.log_text());
+    let r = req(
+        &s1,
+        "PUT",
+        "/v1/coordinate/update",
+        Some(&placement("n-b", 0.7)),
+        Some(ROOT),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    let all_there = eventually(Duration::from_secs(15), || {
+        call(&s1, "GET", "/v1/coordinate/nodes", None, Some(ROOT)).is_some_and(|r| {
+            let got = names(&r.json(), |e| e["Node"].as_str());
+            ["n-a", "n-b", "s1", "c2"]
+                .iter()
+                .all(|n| got.iter().any(|g| g == n))
+        })
+    });
+    assert!(
+        all_there,
+        "coordinates: {:?}\nclient log:\n{}",
+        req(&s1, "GET", "/v1/coordinate/nodes", None, Some(ROOT)).body,
+        c2.log_text()
+    );
+
+    let r = req(&s1, "GET", "/v1/coordinate/nodes", None, Some(&secret));
+    assert_eq!(r.status, 200);
+    assert_eq!(names(&r.json(), |e| e["Node"].as_str()), ["n-a"]);
+    assert_eq!(r.header("X-Consul-Results-Filtered-By-ACLs"), Some("true"));
+    // A node the token cannot read is as absent as an unknown one.
+    let r = req(&s1, "GET", "/v1/coordinate/node/n-b", None, Some(&secret));
+    assert_eq!((r.status, r.body.as_str()), (404, ""));
+    let r = req(&s1, "GET", "/v1/coordinate/node/n-a", None, Some(&secret));
+    assert_eq!(r.status, 200, "{}", r.body);
 }
