@@ -132,6 +132,9 @@ fn coordinates_from_gossip_near_sorting_and_rtt() {
         s1.log_text()
     );
     eprintln!("coordinates measured after {:?}", started.elapsed());
+    // /v1/agent/self reports the agent's own current coordinate.
+    let me = s1.get("/v1/agent/self").unwrap().json();
+    assert!(measured(&json!({"Coord": me["Coord"]})), "{}", me["Coord"]);
     // A client agent reads the same table (its view is fed by the server).
     assert!(eventually(Duration::from_secs(5), || {
         let cs = coordinates(&c2);

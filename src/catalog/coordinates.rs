@@ -158,4 +158,27 @@ mod tests {
         assert_eq!(r.index(&[Table::Coordinates]).unwrap(), 5);
         assert!(r.coordinate_map().unwrap().contains_key("b"));
     }
+
+    #[test]
+    fn snapshots_carry_coordinates() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Tables::open(&dir.path().join("a")).unwrap();
+        register(&t, 1, "a");
+        run(&t, 2, Command::Coordinates(vec![update("a", 0.25)]));
+        let snap = {
+            let txn = t.env.read_txn().unwrap();
+            crate::catalog::snapshot::dump(&t, &txn).unwrap()
+        };
+        assert_eq!(snap.coordinates.0, vec![update("a", 0.25)]);
+        // Through the archive encoding, into another replica.
+        let state = crate::snapshot::encode_state(&snap).unwrap();
+        let back = crate::snapshot::decode_state(&state).unwrap();
+        let other = Tables::open(&dir.path().join("b")).unwrap();
+        let mut txn = other.env.write_txn().unwrap();
+        crate::catalog::snapshot::restore(&other, &mut txn, &back).unwrap();
+        txn.commit().unwrap();
+        let r = Reader::new(&other).unwrap();
+        assert_eq!(r.coordinates().unwrap(), vec![update("a", 0.25)]);
+        assert_eq!(r.index(&[Table::Coordinates]).unwrap(), 2);
+    }
 }
