@@ -135,6 +135,11 @@ fn coordinates_from_gossip_near_sorting_and_rtt() {
     // /v1/agent/self reports the agent's own current coordinate.
     let me = s1.get("/v1/agent/self").unwrap().json();
     assert!(measured(&json!({"Coord": me["Coord"]})), "{}", me["Coord"]);
+    let metrics = s1.get("/v1/agent/metrics?format=prometheus").unwrap().body;
+    assert!(
+        metrics.contains("consul_serf_coordinate_adjustment_ms"),
+        "{metrics}"
+    );
     // A client agent reads the same table (its view is fed by the server).
     assert!(eventually(Duration::from_secs(5), || {
         let cs = coordinates(&c2);

@@ -70,6 +70,11 @@ impl Client {
         self.latency_samples.remove(node);
     }
 
+    /// Keeps what was kept only about the peers `keep` names.
+    pub fn retain_nodes(&mut self, keep: impl Fn(&str) -> bool) {
+        self.latency_samples.retain(|name, _| keep(name));
+    }
+
     /// Feeds one observation: `rtt` to `node`, whose coordinate is
     /// `other`. Refuses coordinates of another dimensionality or with
     /// non-finite parts, and RTTs outside `0..=10s`, changing nothing.

@@ -132,6 +132,12 @@ impl Pinger {
     async fn ping_one(&self) {
         let target = {
             let table = self.members.borrow();
+            // What was kept about members that are gone goes with them.
+            self.client.lock().retain_nodes(|name| {
+                table
+                    .get(name)
+                    .is_some_and(|m| m.status == MemberStatus::Alive)
+            });
             let alive: Vec<(&String, std::net::SocketAddr)> = table
                 .values()
                 .filter(|m| m.status == MemberStatus::Alive && m.id.name != self.me)
@@ -189,8 +195,13 @@ impl Pinger {
                     return;
                 }
                 let rtt = arrived.saturating_duration_since(at);
-                if let Err(e) = self.client.lock().update(&from, &coord, rtt) {
-                    tracing::debug!(node = %from, "coordinate update refused: {e}");
+                let mut client = self.client.lock();
+                let before = client.coordinate();
+                match client.update(&from, &coord, rtt) {
+                    Ok(after) => crate::metrics::coordinate_adjustment(
+                        after.distance_to(&before).as_secs_f64() * 1000.0,
+                    ),
+                    Err(e) => tracing::debug!(node = %from, "coordinate update refused: {e}"),
                 }
             }
         }
