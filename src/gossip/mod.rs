@@ -990,6 +990,29 @@ mod tests {
         assert_eq!(n, 0);
     }
 
+    /// Encrypted gossip: the pings still reach the peer, its pongs come
+    /// back, and both agents' coordinates leave the fresh one.
+    #[tokio::test]
+    async fn pings_move_both_agents_coordinates() {
+        let key = crypto::keygen();
+        let a = start("a", Some(&key)).await;
+        let b = start("b", Some(&key)).await;
+        b.join(&[a.identity.addr], Duration::from_secs(3))
+            .await
+            .unwrap();
+        let fresh = crate::coordinate::Coordinate::new(&crate::coordinate::Config::default());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let settled = |g: &Gossip| g.coordinate().error < fresh.error;
+        while !(settled(&a) && settled(&b)) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for g in [&a, &b] {
+            let c = g.coordinate();
+            assert!(c.error < fresh.error, "{c:?}");
+            assert!(c.vec != fresh.vec && c.is_valid(), "{c:?}");
+        }
+    }
+
     #[test]
     fn drops_are_logged_at_most_every_ten_seconds() {
         let mut log = DropLog::new();
