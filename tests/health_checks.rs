@@ -630,6 +630,34 @@ fn status_changes_are_counted_in_metrics() {
 }
 
 #[test]
+fn tcp_checks_with_tls_complete_the_handshake() {
+    let a = TestAgent::dev();
+    let server = TlsHttp::start();
+    let addr = format!("127.0.0.1:{}", server.port);
+    register(
+        &a,
+        json!({"Name": "tls-lax", "Check": {
+            "TCP": addr, "TCPUseTLS": true, "TLSSkipVerify": true,
+            "TLSServerName": "cairn-test.local", "Interval": "1s"
+        }}),
+    );
+    register(
+        &a,
+        json!({"Name": "tls-strict", "Check": {"TCP": addr, "TCPUseTLS": true, "Interval": "1s"}}),
+    );
+    wait_healthy(&a, "tls-lax", true);
+    assert_eq!(
+        output(&a, "service:tls-lax"),
+        format!("TCP+TLS connect {addr}: Success")
+    );
+    assert_eq!(*server.last_sni.lock().unwrap(), "cairn-test.local");
+    // The connection opens, but the self-signed certificate is not trusted.
+    assert!(eventually(WAIT, || output(&a, "service:tls-strict")
+        .contains("certificate")));
+    assert_eq!(status(&a, "service:tls-strict"), "critical");
+}
+
+#[test]
 fn https_checks_verify_certificates_unless_told_not_to() {
     let a = TestAgent::dev();
     let server = TlsHttp::start();

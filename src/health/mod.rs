@@ -310,10 +310,21 @@ async fn build_probe(d: &CheckDefinition, script_checks: bool) -> Result<AnyProb
         CheckKind::Http(h) => {
             AnyProbe::Http(http::HttpProbe::new(h, timeout, output::max_size(d)).await?)
         }
-        CheckKind::Tcp { address, .. } => AnyProbe::Tcp(tcp::TcpProbe {
-            addr: address.clone(),
-            timeout,
-        }),
+        CheckKind::Tcp {
+            address,
+            use_tls,
+            tls_server_name,
+            tls_skip_verify,
+        } => AnyProbe::Tcp(
+            tcp::TcpProbe::new(
+                address,
+                *use_tls,
+                *tls_skip_verify,
+                tls_server_name,
+                timeout,
+            )
+            .await?,
+        ),
         CheckKind::Udp { address } => AnyProbe::Udp(udp::UdpProbe {
             addr: address.clone(),
             timeout,
