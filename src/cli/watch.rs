@@ -144,7 +144,13 @@ fn view(o: &WatchArgs) -> Result<(String, Shape)> {
             ),
         },
         "event" => match o.name.as_deref().filter(|n| !n.is_empty()) {
-            Some(name) => (format!("/v1/event/list?name={name}"), Shape::NewEvents),
+            Some(name) => {
+                let query: String = reqwest::Url::parse_with_params("http://x/", [("name", name)])
+                    .ok()
+                    .and_then(|u| u.query().map(str::to_string))
+                    .unwrap_or_default();
+                (format!("/v1/event/list?{query}"), Shape::NewEvents)
+            }
             None => ("/v1/event/list".into(), Shape::NewEvents),
         },
         "" => return Err(anyhow!("Watch type must be specified")),
@@ -297,6 +303,8 @@ mod tests {
         assert_eq!(view(&o).unwrap().0, "/v1/event/list?name=deploy");
         let (o, _) = watch(&["-type=event"]);
         assert_eq!(view(&o).unwrap().0, "/v1/event/list");
+        let (o, _) = watch(&["-type=event", "-name=a b&c"]);
+        assert_eq!(view(&o).unwrap().0, "/v1/event/list?name=a+b%26c");
     }
 
     #[test]
