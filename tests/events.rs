@@ -448,6 +448,12 @@ fn acls_guard_firing_and_listing_by_event_name() {
     assert_eq!((r.status, r.body.as_str()), (403, "Permission denied"));
     let r = req(&s, "PUT", "/v1/event/fire/other", None, Some(&deployer));
     assert_eq!((r.status, r.body.as_str()), (403, "Permission denied"));
+    // Consul's fire handler turns every other failure of its RPC into a
+    // 500, an unknown token included; the list answers it as reads do.
+    let r = req(&s, "PUT", "/v1/event/fire/deploy", None, Some("no-such"));
+    assert_eq!((r.status, r.body.as_str()), (500, "ACL not found"));
+    let r = req(&s, "GET", "/v1/event/list", None, Some("no-such"));
+    assert_eq!((r.status, r.body.as_str()), (403, "ACL not found"));
     let r = req(&s, "PUT", "/v1/event/fire/deploy", None, Some(&deployer));
     assert_eq!(r.status, 200, "{}", r.body);
     let deploy = r.json()["ID"].as_str().unwrap().to_string();
