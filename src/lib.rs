@@ -10,6 +10,7 @@ pub mod consensus;
 pub mod coordinate;
 pub mod dns;
 pub mod duration;
+pub mod events;
 pub mod feed;
 pub mod filter;
 #[doc(hidden)]
