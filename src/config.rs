@@ -283,6 +283,8 @@ pub struct Config {
     pub raft_snapshot_threshold: u64,
     /// `raft_trailing_logs`: entries kept behind a snapshot for slow followers.
     pub raft_trailing_logs: u64,
+    /// Network coordinate timings.
+    pub coordinates: crate::coordinate::Timings,
     /// Services defined in config files (`service`, `services`), in order.
     pub services: Vec<FileService>,
     /// Stand-alone checks defined in config files (`check`, `checks`).
@@ -342,6 +344,7 @@ impl Default for Config {
             zones_dir: None,
             raft_snapshot_threshold: 16384,
             raft_trailing_logs: 10240,
+            coordinates: crate::coordinate::Timings::default(),
             services: Vec::new(),
             checks: Vec::new(),
             acl: AclConfig::default(),
@@ -578,6 +581,30 @@ mod tests {
         assert_eq!(c.domain, "example.com.");
         assert_eq!(c.alt_domain.as_deref(), Some("alt."));
         assert_eq!(c.retry_interval, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn coordinate_timings_default_to_consuls_and_can_be_set() {
+        let c = build(&["{}"]).unwrap();
+        assert_eq!(c.coordinates, crate::coordinate::Timings::default());
+        assert_eq!(c.coordinates.sync_interval_min, Duration::from_secs(15));
+        assert_eq!(c.coordinates.update_period, Duration::from_secs(5));
+        let c = build(&[r#"{"sync_coordinate_interval_min":"2s","sync_coordinate_rate_target":8.5,
+            "consul":{"coordinate":{"update_period":"250ms","update_batch_size":3,"update_max_batches":2}}}"#])
+        .unwrap();
+        let t = &c.coordinates;
+        assert_eq!(
+            (t.sync_interval_min, t.sync_rate_target, t.update_period),
+            (Duration::from_secs(2), 8.5, Duration::from_millis(250))
+        );
+        assert_eq!((t.update_batch_size, t.update_max_batches), (3, 2));
+        for bad in [
+            r#"{"sync_coordinate_rate_target":0}"#,
+            r#"{"sync_coordinate_interval_min":"0s"}"#,
+            r#"{"consul":{"coordinate":{"update_batch_size":0}}}"#,
+        ] {
+            assert!(build(&[bad]).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -266,6 +266,7 @@ async fn start_server(
         catalog.clone(),
         gossip.clone(),
         acks,
+        config.coordinates.clone(),
     );
     feed.set_serving(Arc::new(crate::cluster::FeedServing::new(
         node.clone(),
@@ -499,6 +500,7 @@ impl Running {
                 gossip.clone(),
                 core.consensus.clone(),
                 config.node_name.clone(),
+                config.coordinates.clone(),
             )),
         ];
         if let Some(server) = &core.server {

@@ -103,12 +103,26 @@ fn health_service(n: &Node, query: &str) -> Vec<String> {
     names(&r.json(), |e| e["Node"]["Node"].as_str())
 }
 
+/// Consul's timings send a coordinate every 15-30 s and batch them every
+/// 5 s; the tests shorten both through Consul's config keys.
+fn fast_coordinates(n: &mut Node) {
+    add_config(
+        n,
+        "coordinates.json",
+        &json!({
+            "sync_coordinate_interval_min": "1s",
+            "consul": {"coordinate": {"update_period": "500ms"}}
+        }),
+    );
+}
+
 #[test]
 fn coordinates_from_gossip_near_sorting_and_rtt() {
     let mut s1 = Node::server(NET, 1, 1, &[], &[]);
     let mut c2 = Node::client(NET, 2, &[1], &[]);
     let mut c3 = Node::client(NET, 3, &[1], &[]);
     for n in [&mut s1, &mut c2, &mut c3] {
+        fast_coordinates(n);
         n.spawn();
     }
     assert!(
@@ -286,12 +300,14 @@ fn placement(node: &str, x: f64) -> String {
 #[test]
 fn acls_filter_coordinates_by_node_read_and_updates_need_node_write() {
     let mut s1 = Node::server(ACL_NET, 1, 1, &[], &[]);
+    fast_coordinates(&mut s1);
     let tokens = json!({"initial_management": ROOT, "agent": ROOT});
     add_config(&mut s1, "acl.json", &acl_conf("deny", tokens.clone()));
     s1.spawn();
     wait_acl_ready(&s1);
     // A client agent whose syncs carry its agent token through the server.
     let mut c2 = Node::client(ACL_NET, 2, &[1], &[]);
+    fast_coordinates(&mut c2);
     add_config(&mut c2, "acl.json", &acl_conf("deny", tokens));
     c2.spawn();
 

@@ -347,9 +347,56 @@ impl Config {
         set(&mut self.raft_trailing_logs, &s.raft_trailing_logs);
         // Accepted and checked; snapshots are taken by entry count.
         duration("raft_snapshot_interval", &s.raft_snapshot_interval)?;
+        self.apply_coordinates(s)?;
         // Also accepted without effect: log_json, telemetry.metrics_prefix,
         // performance.raft_multiplier (raft timing is fixed for a LAN),
         // disable_host_node_id (node IDs are random) and disable_update_check.
+        Ok(())
+    }
+
+    fn apply_coordinates(&mut self, s: &Source) -> Result<(), String> {
+        let c = &mut self.coordinates;
+        set_duration(
+            &mut c.sync_interval_min,
+            "sync_coordinate_interval_min",
+            &s.sync_coordinate_interval_min,
+        )?;
+        if let Some(rate) = s.sync_coordinate_rate_target {
+            if !(rate.is_finite() && rate > 0.0) {
+                return Err("sync_coordinate_rate_target must be positive".into());
+            }
+            c.sync_rate_target = rate;
+        }
+        let u = &s.consul.coordinate;
+        set_duration(
+            &mut c.update_period,
+            "consul.coordinate.update_period",
+            &u.update_period,
+        )?;
+        for (dst, key, src) in [
+            (
+                &mut c.update_batch_size,
+                "consul.coordinate.update_batch_size",
+                u.update_batch_size,
+            ),
+            (
+                &mut c.update_max_batches,
+                "consul.coordinate.update_max_batches",
+                u.update_max_batches,
+            ),
+        ] {
+            match src {
+                Some(0) => return Err(format!("{key} must be positive")),
+                Some(n) => *dst = n,
+                None => {}
+            }
+        }
+        if c.sync_interval_min.is_zero() || c.update_period.is_zero() {
+            return Err(
+                "sync_coordinate_interval_min and consul.coordinate.update_period must be positive"
+                    .into(),
+            );
+        }
         Ok(())
     }
 

@@ -121,6 +121,13 @@ pub struct Source {
     pub raft_snapshot_threshold: Option<u64>,
     pub raft_trailing_logs: Option<u64>,
     pub raft_snapshot_interval: Option<DurationSource>,
+    /// How often an agent sends its network coordinate at least (Consul's
+    /// `sync_coordinate_interval_min`, 15 s), and the updates per second
+    /// all agents together aim at (`sync_coordinate_rate_target`, 64).
+    pub sync_coordinate_interval_min: Option<DurationSource>,
+    pub sync_coordinate_rate_target: Option<f64>,
+    /// Consul's internal `consul { coordinate { ... } }` tunables.
+    pub consul: ConsulSource,
     /// Service definitions (`service`, one or many; `services`, a list),
     /// kept as written: they are decoded and checked with the HTTP API's
     /// registration types in `Config::build`.
@@ -296,6 +303,22 @@ pub struct LimitsSource {
     pub rpc_max_conns_per_client: Option<u32>,
     pub https_handshake_timeout: Option<DurationSource>,
     pub rpc_handshake_timeout: Option<DurationSource>,
+}
+
+/// `consul`: internal tunables, as Consul accepts them.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsulSource {
+    pub coordinate: CoordinateSource,
+}
+
+/// `consul.coordinate`: how servers batch coordinate updates into raft.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CoordinateSource {
+    pub update_period: Option<DurationSource>,
+    pub update_batch_size: Option<usize>,
+    pub update_max_batches: Option<usize>,
 }
 
 /// `performance`.

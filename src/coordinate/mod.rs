@@ -24,6 +24,36 @@ pub use client::Client;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
+/// How often coordinates travel: agents to servers, and servers into raft.
+/// The defaults are Consul's; `sync_coordinate_interval_min`,
+/// `sync_coordinate_rate_target` and `consul.coordinate.*` change them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timings {
+    /// The shortest interval between an agent's sends (15 s).
+    pub sync_interval_min: Duration,
+    /// Updates per second the servers should receive from all agents
+    /// together (64); the interval grows with the cluster to keep to it.
+    pub sync_rate_target: f64,
+    /// How often a server proposes the updates it queued (5 s).
+    pub update_period: Duration,
+    /// Updates per raft command (128).
+    pub update_batch_size: usize,
+    /// Commands per period (5); updates over that are dropped.
+    pub update_max_batches: usize,
+}
+
+impl Default for Timings {
+    fn default() -> Self {
+        Timings {
+            sync_interval_min: Duration::from_secs(15),
+            sync_rate_target: 64.0,
+            update_period: Duration::from_secs(5),
+            update_batch_size: 128,
+            update_max_batches: 5,
+        }
+    }
+}
+
 /// The tuning of the Vivaldi estimator: serf's `DefaultConfig`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {

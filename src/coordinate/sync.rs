@@ -1,7 +1,7 @@
 //! The agent's periodic send of its own coordinate to the servers
 //! (Consul's `sendCoordinate`): every sync interval, which grows with the
-//! cluster so that the servers receive about [`SYNC_RATE_TARGET`] updates
-//! a second in all, plus a random stagger of up to the interval so that
+//! cluster so that the servers receive about the rate target's updates
+//! a second in all ([`super::Timings`]), plus a random stagger of up to the interval so that
 //! agents started together do not send together. The update carries the
 //! agent's token (client agents) and a server batches it into raft
 //! ([`super::batch`]).
@@ -10,15 +10,6 @@ use crate::consensus::{Consensus, ConsensusError};
 use crate::gossip::Gossip;
 use std::time::Duration;
 
-/// The shortest sync interval (Consul: 15 s; cairn's clusters are small
-/// LANs, where a coordinate showing up within seconds is worth the few
-/// extra updates).
-pub const SYNC_INTERVAL_MIN: Duration = Duration::from_secs(2);
-
-/// Updates per second the servers should receive from all agents
-/// together (Consul's `sync_coordinate_rate_target` default).
-pub const SYNC_RATE_TARGET: f64 = 64.0;
-
 /// Consul's `RateScaledInterval`: `members / rate` seconds, at least `min`.
 pub fn rate_scaled_interval(rate: f64, min: Duration, members: usize) -> Duration {
     let scaled = Duration::from_secs_f64(members as f64 / rate.max(f64::MIN_POSITIVE));
@@ -26,10 +17,13 @@ pub fn rate_scaled_interval(rate: f64, min: Duration, members: usize) -> Duratio
 }
 
 /// Sends this agent's coordinate until the task is stopped.
-pub async fn run(gossip: Gossip, consensus: Consensus, node: String) {
+pub async fn run(gossip: Gossip, consensus: Consensus, node: String, timings: super::Timings) {
     loop {
-        let interval =
-            rate_scaled_interval(SYNC_RATE_TARGET, SYNC_INTERVAL_MIN, gossip.members().len());
+        let interval = rate_scaled_interval(
+            timings.sync_rate_target,
+            timings.sync_interval_min,
+            gossip.members().len(),
+        );
         let stagger = interval.mul_f64(rand::random_range(0.0..1.0));
         tokio::time::sleep(interval + stagger).await;
         let update = super::CoordinateEntry {

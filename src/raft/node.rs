@@ -144,6 +144,7 @@ impl RaftNode {
         catalog: Arc<Catalog>,
         gossip: Gossip,
         acks: super::network::Acks,
+        coordinate_timings: crate::coordinate::Timings,
     ) -> Arc<RaftNode> {
         let node = Arc::new(RaftNode {
             raft,
@@ -159,7 +160,7 @@ impl RaftNode {
             acl: std::sync::OnceLock::new(),
             acl_endpoints: std::sync::OnceLock::new(),
             unapplied: Arc::new(watch::channel(0).0),
-            coordinates: Arc::new(crate::coordinate::batch::Batcher::new()),
+            coordinates: Arc::new(crate::coordinate::batch::Batcher::new(coordinate_timings)),
         });
         tokio::spawn(propose_coordinates(Arc::downgrade(&node)));
         let weak = Arc::downgrade(&node);
@@ -850,8 +851,10 @@ impl RaftNode {
 /// as the server runs. A batch that fails (no leader) is dropped: agents
 /// send their coordinates again at their next sync.
 async fn propose_coordinates(node: std::sync::Weak<RaftNode>) {
-    use crate::coordinate::batch::UPDATE_PERIOD;
-    let mut tick = tokio::time::interval(UPDATE_PERIOD);
+    let Some(period) = node.upgrade().map(|n| n.coordinates.period()) else {
+        return;
+    };
+    let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
