@@ -6,6 +6,7 @@
 use super::{Access, Authorizer, Global, Resource};
 use crate::catalog::acl::AclOp;
 use crate::catalog::command::{changes_node, Command, KvOp, SessionOp, TxnOp};
+use crate::catalog::operator::OperatorOp;
 use crate::catalog::query::Reader;
 
 /// `Ok` when `authz` may make `cmd`; else Consul's denial text.
@@ -98,6 +99,20 @@ pub fn authorize(authz: &Authorizer, cmd: &Command, r: &Reader<'_>) -> Result<()
                 Ok(())
             } else {
                 Err(text(authz, "acl:write", ""))
+            }
+        }
+        Command::Operator(op) => operator(authz, op),
+    }
+}
+
+/// Autopilot writes need `operator:write`, as in Consul.
+fn operator(authz: &Authorizer, op: &OperatorOp) -> Result<(), String> {
+    match op {
+        OperatorOp::Autopilot { .. } => {
+            if authz.allows_global(Global::Operator, Access::Write) {
+                Ok(())
+            } else {
+                Err(text(authz, "operator:write", ""))
             }
         }
     }

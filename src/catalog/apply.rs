@@ -62,6 +62,9 @@ pub fn apply(
             sessions::apply_session(tables, &mut child, index, op, &mut touched)
         }
         Command::Acl(op) => super::acl::apply_acl(tables, &mut child, index, op, &mut touched),
+        Command::Operator(op) => {
+            super::operator::apply_operator(tables, &mut child, index, op, &mut touched)
+        }
         Command::Restore(snap) => super::snapshot::apply_restore(tables, &mut child, index, snap)
             .map(|()| {
                 touched = Touched {

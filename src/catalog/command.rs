@@ -122,6 +122,8 @@ pub enum Command {
     /// snapshot's (`catalog::snapshot::apply_restore`). Fed to client
     /// agents' views with its ACL tables emptied.
     Restore(Box<super::snapshot::CatalogSnapshot>),
+    /// Autopilot configuration and config entries.
+    Operator(super::operator::OperatorOp),
 }
 
 impl Command {
@@ -135,6 +137,7 @@ impl Command {
             Command::Session(_) => "session",
             Command::Acl(_) => "acl",
             Command::Restore(_) => "restore",
+            Command::Operator(_) => "operator",
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod acl;
 pub mod apply;
 pub mod command;
 pub mod leases;
+pub mod operator;
 pub mod query;
 pub mod sessions;
 pub mod snapshot;

@@ -22,6 +22,42 @@ pub struct CatalogSnapshot {
     /// ACL tokens, policies and roles; emptied before a snapshot is sent
     /// to a client agent's view (they carry secrets).
     pub acl: AclSnapshot,
+    /// The autopilot configuration.
+    pub operator: OperatorSnapshot,
+}
+
+/// What `catalog::operator` keeps.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OperatorSnapshot {
+    pub autopilot: Option<super::operator::AutopilotConfig>,
+}
+
+/// The snapshot body written before operator state existed; still
+/// decodable (bincode is not self-describing, so it needs its own shape).
+#[derive(Deserialize)]
+pub struct SnapshotBeforeOperator {
+    pub nodes: Vec<Node>,
+    pub services: Vec<Service>,
+    pub checks: Vec<Check>,
+    pub kv: Vec<KvEntry>,
+    pub indexes: Vec<(String, u64)>,
+    pub sessions: Vec<Session>,
+    pub acl: AclSnapshot,
+}
+
+impl From<SnapshotBeforeOperator> for CatalogSnapshot {
+    fn from(s: SnapshotBeforeOperator) -> Self {
+        CatalogSnapshot {
+            nodes: s.nodes,
+            services: s.services,
+            checks: s.checks,
+            kv: s.kv,
+            indexes: s.indexes,
+            sessions: s.sessions,
+            acl: s.acl,
+            operator: OperatorSnapshot::default(),
+        }
+    }
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
@@ -75,6 +111,9 @@ impl CatalogSnapshot {
         }
         if let Some(b) = self.acl.bootstrap_index.as_mut() {
             *b = (*b).min(index);
+        }
+        if let Some(a) = self.operator.autopilot.as_mut() {
+            at(&mut a.create_index, &mut a.modify_index, index);
         }
     }
 }
@@ -150,6 +189,7 @@ pub fn dump(tables: &Tables, txn: &RoTxn<WithoutTls>) -> Result<CatalogSnapshot,
         snap.acl.roles.push(r?.1);
     }
     snap.acl.bootstrap_index = super::acl::bootstrap_index(tables, txn)?;
+    snap.operator.autopilot = super::operator::read_autopilot(tables, txn)?;
     for t in INDEXED {
         snap.indexes
             .push((t.meta_key().to_string(), tables.table_index(txn, t)?));
@@ -221,6 +261,9 @@ pub fn restore(
     }
     for (k, v) in &snap.indexes {
         tables.meta.put(txn, k, &v.to_be_bytes())?;
+    }
+    if let Some(a) = &snap.operator.autopilot {
+        super::operator::put_autopilot(tables, txn, a)?;
     }
     Ok(())
 }

@@ -13,6 +13,7 @@ mod keyring;
 mod kv;
 mod lock;
 mod maint;
+mod operator;
 mod registrator;
 mod services;
 mod snapshot;
@@ -40,7 +41,7 @@ Available commands are:
     maint          Controls node or service maintenance mode
     members        Lists the members of the cluster
     monitor        Stream logs from an agent
-    operator       Provides cluster-level tools (raft list-peers, raft remove-peer)
+    operator       Provides cluster-level tools (raft, autopilot, usage)
     registrator    Registers Docker containers' published ports as services
     reload         Triggers the agent to reload configuration files
     services       Interact with services (register, deregister)

@@ -52,6 +52,17 @@ pub enum ServerRequest {
     /// An `/v1/acl/*` request made to a client agent, answered by the
     /// server's own endpoint (see `crate::http::acl_forward`).
     Acl(AclCall),
+    /// The leader's autopilot health report.
+    AutopilotHealth {
+        hops: u8,
+    },
+    /// Hand leadership to the voter with this node ID (None: any), on the leader.
+    TransferLeader {
+        id: Option<String>,
+        hops: u8,
+    },
+    /// From the leader handing over to this server: stand for election now.
+    StartElection,
 }
 
 /// An `/v1/acl/*` HTTP request as a client agent received it, for a server
@@ -102,6 +113,7 @@ pub enum Reply {
     Status(StatusReply),
     Identity(Option<crate::acl::Identity>),
     Acl(AclReply),
+    Health(super::autopilot::HealthReport),
 }
 
 pub type ServerResponse = Result<Reply, ConsensusError>;

@@ -13,6 +13,7 @@ mod acl;
 mod acl_forward;
 pub(crate) mod agent;
 mod agent_token;
+mod autopilot;
 mod blocking;
 pub(crate) mod catalog;
 mod check;
@@ -197,6 +198,18 @@ fn routes() -> Vec<Route> {
             [GET],
             operator::raft_configuration
         ),
+        route!(
+            "/v1/operator/autopilot/configuration",
+            [GET, PUT],
+            autopilot::configuration
+        ),
+        route!("/v1/operator/autopilot/health", [GET], autopilot::health),
+        route!(
+            "/v1/operator/raft/transfer-leader",
+            [PUT],
+            operator::transfer_leader
+        ),
+        route!("/v1/operator/autopilot/state", [GET], autopilot::state),
         route!("/v1/snapshot", [GET, PUT], snapshot::snapshot),
         route!(
             "/v1/operator/keyring",

@@ -1,6 +1,7 @@
-//! `/v1/operator/raft/*`: the raft configuration as Consul reports it.
+//! `/v1/operator/raft/*`: the raft configuration as Consul reports it,
+//! and leadership transfer.
 
-use super::wire::{require_global, set_meta, ApiResult, Consistency, Ctx};
+use super::wire::{require_global, set_meta, ApiError, ApiResult, Consistency, Ctx};
 use crate::acl::{Access, Global};
 use serde::Serialize;
 
@@ -53,4 +54,23 @@ pub async fn raft_configuration(ctx: Ctx) -> ApiResult {
     });
     set_meta(&mut resp, &ctx, conf.index, opts.consistency);
     Ok(resp)
+}
+
+/// `PUT /v1/operator/raft/transfer-leader[?id=<node id>]`: done by the
+/// leader, wherever the request arrives. `operator:write`, as in Consul;
+/// answers `api.TransferLeaderResponse`.
+pub async fn transfer_leader(ctx: Ctx) -> ApiResult {
+    let authz = ctx.authorizer().await?;
+    require_global(&authz, Global::Operator, Access::Write)?;
+    let id = ctx
+        .query
+        .get("id")
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    ctx.consensus
+        .transfer_leader(id)
+        .await
+        // Consul's HTTP handler reports the gRPC status of its RPC.
+        .map_err(|e| ApiError::Internal(format!("rpc error: code = Unknown desc = {e}")))?;
+    Ok(ctx.json(&serde_json::json!({ "Success": true })))
 }

@@ -52,6 +52,11 @@ struct SnapshotBodyV2 {
 
 fn decode_body(data: &[u8]) -> Result<CatalogSnapshot, bincode::Error> {
     bincode::deserialize(data).or_else(|e| {
+        if let Ok(v3) =
+            bincode::deserialize::<crate::catalog::snapshot::SnapshotBeforeOperator>(data)
+        {
+            return Ok(v3.into());
+        }
         if let Ok(v2) = bincode::deserialize::<SnapshotBodyV2>(data) {
             return Ok(CatalogSnapshot {
                 nodes: v2.nodes,
@@ -61,6 +66,7 @@ fn decode_body(data: &[u8]) -> Result<CatalogSnapshot, bincode::Error> {
                 indexes: v2.indexes,
                 sessions: v2.sessions,
                 acl: Default::default(),
+                operator: Default::default(),
             });
         }
         let v1: SnapshotBodyV1 = bincode::deserialize(data).map_err(|_| e)?;
@@ -72,6 +78,7 @@ fn decode_body(data: &[u8]) -> Result<CatalogSnapshot, bincode::Error> {
             indexes: v1.indexes,
             sessions: Vec::new(),
             acl: Default::default(),
+            operator: Default::default(),
         })
     })
 }
