@@ -1,6 +1,6 @@
 //! Operator endpoints and commands against real `cairn` processes:
 //! autopilot configuration, health and state on a three-server cluster,
-//! and leadership transfer.
+//! leadership transfer and usage.
 
 mod common;
 
@@ -255,4 +255,38 @@ fn transfer_on_a_single_server_fails_as_consuls() {
     }));
     assert_eq!(h["FailureTolerance"], 0);
     assert_eq!(h["Servers"][0]["Leader"], true);
+}
+
+#[test]
+fn usage_counts_the_catalog() {
+    let a = dev();
+    for (id, name, kind, node) in [
+        ("web1", "web", "", "n1"),
+        ("web2", "web", "", "n2"),
+        ("proxy", "web-sidecar-proxy", "connect-proxy", "n1"),
+    ] {
+        let body = format!(
+            r#"{{"Node":"{node}","Address":"10.0.0.1","Service":{{"ID":"{id}","Service":"{name}","Kind":"{kind}","Port":80{}}}}}"#,
+            if kind.is_empty() {
+                String::new()
+            } else {
+                r#","Proxy":{"DestinationServiceName":"web"}"#.to_string()
+            }
+        );
+        let r = a.put("/v1/catalog/register", &body);
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let r = a.get_ok("/v1/operator/usage");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.index() > 0);
+    let v = r.json();
+    let dc = &v["Usage"]["dc1"];
+    // The agent's own node and its `consul` service count too.
+    assert_eq!(dc["Nodes"], 3, "{v}");
+    assert_eq!(dc["Services"], 3, "{v}");
+    assert_eq!(dc["ServiceInstances"], 4, "{v}");
+    assert_eq!(dc["BillableServiceInstances"], 2, "{v}");
+    assert_eq!(dc["ConnectServiceInstances"]["connect-proxy"], 1, "{v}");
+    assert_eq!(dc["ConnectServiceInstances"]["mesh-gateway"], 0, "{v}");
+    assert_eq!(v["KnownLeader"], true);
 }

@@ -209,6 +209,7 @@ fn routes() -> Vec<Route> {
             [PUT],
             operator::transfer_leader
         ),
+        route!("/v1/operator/usage", [GET], operator::usage),
         route!("/v1/operator/autopilot/state", [GET], autopilot::state),
         route!("/v1/snapshot", [GET, PUT], snapshot::snapshot),
         route!(
