@@ -1,6 +1,6 @@
 //! Operator endpoints and commands against real `cairn` processes:
 //! autopilot configuration, health and state on a three-server cluster,
-//! leadership transfer and usage.
+//! leadership transfer, usage, and config entries (HTTP and CLI).
 
 mod common;
 
@@ -289,4 +289,157 @@ fn usage_counts_the_catalog() {
     assert_eq!(dc["ConnectServiceInstances"]["connect-proxy"], 1, "{v}");
     assert_eq!(dc["ConnectServiceInstances"]["mesh-gateway"], 0, "{v}");
     assert_eq!(v["KnownLeader"], true);
+}
+
+#[test]
+fn config_entries_crud_cas_errors_and_cli() {
+    let a = dev();
+    let put = |path: &str, body: &str| a.put(path, body);
+    let r = put(
+        "/v1/config",
+        r#"{"Kind":"service-defaults","Name":"web","Protocol":"http"}"#,
+    );
+    assert_eq!((r.status, r.body.trim()), (200, "true"));
+    let r = a.get_ok("/v1/config/service-defaults/web");
+    assert_eq!(r.status, 200);
+    let e = r.json();
+    assert_eq!(e["Kind"], "service-defaults");
+    assert_eq!(e["Name"], "web");
+    assert_eq!(e["Protocol"], "http");
+    let modify = e["ModifyIndex"].as_u64().unwrap();
+    assert!(modify > 0 && e["CreateIndex"] == modify);
+    assert_eq!(r.index(), modify);
+
+    // CAS on write: a stale index is refused, the current one applies.
+    let body = r#"{"Kind":"service-defaults","Name":"web","Protocol":"grpc"}"#;
+    let r = put(&format!("/v1/config?cas={}", modify - 1), body);
+    assert_eq!(r.body.trim(), "false");
+    let r = put(&format!("/v1/config?cas={modify}"), body);
+    assert_eq!(r.body.trim(), "true");
+    let e = a.get_ok("/v1/config/service-defaults/web").json();
+    assert_eq!(e["Protocol"], "grpc");
+    assert_eq!(e["CreateIndex"], modify);
+    let modify = e["ModifyIndex"].as_u64().unwrap();
+
+    let r = put(
+        "/v1/config",
+        r#"{"Kind":"proxy-defaults","Name":"global","Config":{"protocol":"http"}}"#,
+    );
+    assert_eq!(r.body.trim(), "true");
+    let list = a.get_ok("/v1/config/service-defaults").json();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["Name"], "web");
+
+    // Consul's errors.
+    let r = put("/v1/config", r#"{"Kind":"nope","Name":"x"}"#);
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (
+            400,
+            "Request decoding failed: invalid config entry kind: nope"
+        )
+    );
+    let r = put("/v1/config", r#"{"Kind":"service-defaults"}"#);
+    assert_eq!((r.status, r.body.as_str()), (400, "Name is required"));
+    let r = put("/v1/config", r#"{"Kind":"proxy-defaults","Name":"web"}"#);
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (400, r#"invalid name ("web"), only "global" is supported"#)
+    );
+    let r = put("/v1/config", r#"{"Name":"web"}"#);
+    assert_eq!(r.status, 400);
+    let r = a.get_ok("/v1/config/service-defaults/api");
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (
+            404,
+            r#"Config entry not found for "service-defaults" / "api""#
+        )
+    );
+    let r = a.get_ok("/v1/config/nope");
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (500, "invalid config entry kind: nope")
+    );
+
+    // Delete: CAS refuses a stale index; a plain delete answers {}.
+    let r = a.delete(&format!(
+        "/v1/config/service-defaults/web?cas={}",
+        modify - 1
+    ));
+    assert_eq!(r.body.trim(), "false");
+    let r = a.delete("/v1/config/proxy-defaults/global");
+    assert_eq!((r.status, r.body.trim()), (200, "{}"));
+    assert_eq!(a.get_ok("/v1/config/proxy-defaults/global").status, 404);
+    let r = a.delete(&format!("/v1/config/service-defaults/web?cas={modify}"));
+    assert_eq!(r.body.trim(), "true");
+    assert_eq!(a.get_ok("/v1/config/service-defaults/web").status, 404);
+
+    // The CLI.
+    let addr = format!("-http-addr={}", a.base());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("entry.json");
+    std::fs::write(
+        &file,
+        r#"{"Kind":"service-resolver","Name":"api","ConnectTimeout":"5s"}"#,
+    )
+    .unwrap();
+    let file = file.to_string_lossy().into_owned();
+    let (code, out, err) = cairn(&["config", "write", &addr, &file]);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "Config entry written: service-resolver/api\n"),
+        "{err}"
+    );
+    let (code, out, _) = cairn(&[
+        "config",
+        "read",
+        &addr,
+        "-kind",
+        "service-resolver",
+        "-name",
+        "api",
+    ]);
+    assert_eq!(code, 0);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["ConnectTimeout"], "5s");
+    assert!(
+        out.contains("\n    \"Kind\": \"service-resolver\""),
+        "{out}"
+    );
+    let (code, out, _) = cairn(&["config", "list", &addr, "-kind", "service-resolver"]);
+    assert_eq!((code, out.as_str()), (0, "api\n"));
+    let (code, _, err) = cairn(&["config", "write", &addr, "-cas", "-modify-index=1", &file]);
+    assert_eq!(code, 1);
+    assert_eq!(err, "Config entry not updated: service-resolver/api\n");
+    let (code, _, err) = cairn(&["config", "read", &addr, "-kind", "service-resolver"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (1, "Must specify the -name parameter\n")
+    );
+    let (code, out, _) = cairn(&[
+        "config",
+        "delete",
+        &addr,
+        "-kind=service-resolver",
+        "-name=api",
+    ]);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "Config entry deleted: service-resolver/api\n")
+    );
+    let (code, _, err) = cairn(&[
+        "config",
+        "read",
+        &addr,
+        "-kind=service-resolver",
+        "-name=api",
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        err.starts_with(
+            "Error reading config entry service-resolver/api: Unexpected response code: 404"
+        ),
+        "{err}"
+    );
 }

@@ -105,16 +105,27 @@ pub fn authorize(authz: &Authorizer, cmd: &Command, r: &Reader<'_>) -> Result<()
     }
 }
 
-/// Autopilot writes need `operator:write`, as in Consul.
+/// Autopilot writes need `operator:write`, as in Consul; config entries
+/// what their kind needs (`crate::http::config`).
 fn operator(authz: &Authorizer, op: &OperatorOp) -> Result<(), String> {
-    match op {
+    let (kind, name) = match op {
         OperatorOp::Autopilot { .. } => {
-            if authz.allows_global(Global::Operator, Access::Write) {
+            return if authz.allows_global(Global::Operator, Access::Write) {
                 Ok(())
             } else {
                 Err(text(authz, "operator:write", ""))
-            }
+            };
         }
+        OperatorOp::SetConfigEntry { entry, .. } => (entry.kind.as_str(), entry.name.as_str()),
+        OperatorOp::DeleteConfigEntry { kind, name, .. } => (kind.as_str(), name.as_str()),
+    };
+    let kind = crate::http::config::lookup(kind)?;
+    if kind.allows(authz, name, Access::Write) {
+        return Ok(());
+    }
+    match kind.write {
+        crate::http::config::Rule::Service => Err(text(authz, "service:write", name)),
+        _ => Err(text(authz, "operator:write", "")),
     }
 }
 

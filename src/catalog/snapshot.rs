@@ -30,6 +30,7 @@ pub struct CatalogSnapshot {
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OperatorSnapshot {
     pub autopilot: Option<super::operator::AutopilotConfig>,
+    pub config_entries: Vec<super::operator::ConfigEntry>,
 }
 
 /// The snapshot body written before operator state existed; still
@@ -115,6 +116,9 @@ impl CatalogSnapshot {
         if let Some(a) = self.operator.autopilot.as_mut() {
             at(&mut a.create_index, &mut a.modify_index, index);
         }
+        for e in &mut self.operator.config_entries {
+            at(&mut e.create_index, &mut e.modify_index, index);
+        }
     }
 }
 
@@ -153,13 +157,14 @@ pub fn apply_restore(
 }
 
 /// The tables whose indexes a snapshot carries.
-const INDEXED: [Table; 6] = [
+const INDEXED: [Table; 7] = [
     Table::Nodes,
     Table::Services,
     Table::Checks,
     Table::Kvs,
     Table::Sessions,
     Table::Acl,
+    Table::ConfigEntries,
 ];
 
 pub fn dump(tables: &Tables, txn: &RoTxn<WithoutTls>) -> Result<CatalogSnapshot, heed::Error> {
@@ -190,6 +195,9 @@ pub fn dump(tables: &Tables, txn: &RoTxn<WithoutTls>) -> Result<CatalogSnapshot,
     }
     snap.acl.bootstrap_index = super::acl::bootstrap_index(tables, txn)?;
     snap.operator.autopilot = super::operator::read_autopilot(tables, txn)?;
+    for r in tables.config_entries.iter(txn)? {
+        snap.operator.config_entries.push(r?.1);
+    }
     for t in INDEXED {
         snap.indexes
             .push((t.meta_key().to_string(), tables.table_index(txn, t)?));
@@ -215,6 +223,12 @@ pub fn restore(
     tables.acl_secrets.clear(txn)?;
     tables.acl_policies.clear(txn)?;
     tables.acl_roles.clear(txn)?;
+    tables.config_entries.clear(txn)?;
+    for e in &snap.operator.config_entries {
+        tables
+            .config_entries
+            .put(txn, &node_scoped_key(&e.kind, &e.name), e)?;
+    }
     for t in &snap.acl.tokens {
         let key = crate::acl::types::id_key(&t.accessor_id);
         tables.acl_secrets.put(txn, &t.secret_id, &key)?;

@@ -6,6 +6,7 @@ mod acl;
 pub(crate) mod agent;
 mod catalog;
 mod client;
+mod config;
 mod config_files;
 mod flags;
 mod http;
@@ -30,6 +31,7 @@ Available commands are:
     acl            Interact with the ACL system (bootstrap, policies, tokens)
     agent          Runs a cairn agent
     catalog        Interact with the catalog (datacenters, nodes, services)
+    config         Interact with service configuration entries
     force-leave    Forces a member of the cluster to enter the left state
     info           Provides debugging information for operators
     join           Tell a running agent to join the cluster
@@ -73,6 +75,7 @@ pub fn main(argv: Vec<String>) -> Result<i32> {
         "keyring" => keyring::run(rest),
         "kv" => kv::run(rest),
         "catalog" => catalog::run(rest),
+        "config" => config::run(rest),
         "services" => services::run(rest),
         "maint" => maint::maint(rest),
         "monitor" => maint::monitor(rest),

@@ -18,6 +18,7 @@ mod blocking;
 pub(crate) mod catalog;
 mod check;
 mod cluster;
+pub(crate) mod config;
 pub mod decode;
 mod health;
 mod internal;
@@ -211,6 +212,8 @@ fn routes() -> Vec<Route> {
         ),
         route!("/v1/operator/usage", [GET], operator::usage),
         route!("/v1/operator/autopilot/state", [GET], autopilot::state),
+        route!("/v1/config", [PUT], config::apply),
+        route!("/v1/config/", [GET, DELETE], config::item),
         route!("/v1/snapshot", [GET, PUT], snapshot::snapshot),
         route!(
             "/v1/operator/keyring",
