@@ -307,6 +307,7 @@ pub async fn leader_loop(ctx: ClusterCtx) {
                     failed_since.entry(name.clone()).or_insert(now);
                 }
             }
+            init_autopilot(&ctx).await;
             if let Err(e) = reconcile_raft(&ctx, &table, &failed_since).await {
                 tracing::warn!("reconcile raft membership: {e}");
             }
@@ -319,6 +320,24 @@ pub async fn leader_loop(ctx: ClusterCtx) {
             r = metrics.changed() => if r.is_err() { return },
             _ = tokio::time::sleep(RECONCILE_INTERVAL) => {}
         }
+    }
+}
+
+/// A leader with no autopilot configuration stored writes Consul's
+/// defaults, as Consul's leader does on taking office, so that it has a
+/// `CreateIndex` and `?cas` works from the first read.
+async fn init_autopilot(ctx: &ClusterCtx) {
+    use crate::catalog::operator::{AutopilotConfig, AutopilotWrite, OperatorOp};
+    let stored = ctx.catalog.reader().and_then(|r| r.autopilot());
+    if !matches!(stored, Ok(None)) {
+        return;
+    }
+    let cmd = Command::Operator(OperatorOp::Autopilot {
+        config: AutopilotConfig::default(),
+        write: AutopilotWrite::Init,
+    });
+    if let Err(e) = ctx.write(cmd).await {
+        tracing::warn!("writing the default autopilot configuration: {e}");
     }
 }
 
@@ -407,6 +426,17 @@ async fn reconcile_raft(
         .map(|m| (raft_id(&m.id.node_id), m))
         .collect();
     add_servers(ctx, table, &m).await?;
+    // Consul removes servers that left whatever the autopilot
+    // configuration says; failed ones only with CleanupDeadServers (and
+    // not below MinQuorum voters).
+    let autopilot = ctx.node.autopilot_config();
+    let cleanup = autopilot.cleanup_dead_servers && m.voters.len() > autopilot.min_quorum as usize;
+    let failed_since = if cleanup {
+        failed_since.clone()
+    } else {
+        HashMap::new()
+    };
+    let failed_since = &failed_since;
     if remove_a_dead_voter(ctx, table, &by_id, failed_since, &m).await? {
         return Ok(());
     }

@@ -124,6 +124,13 @@ pub fn decode_state(state: &[u8]) -> Result<CatalogSnapshot, ArchiveError> {
     })?;
     bincode_options()
         .deserialize(body)
+        .or_else(|e| {
+            // Archives written before the operator state existed.
+            bincode_options()
+                .deserialize::<crate::catalog::snapshot::SnapshotBeforeOperator>(body)
+                .map(CatalogSnapshot::from)
+                .map_err(|_| e)
+        })
         .map_err(|e| err(format!("failed to decode snapshot state: {e}")))
 }
 

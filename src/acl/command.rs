@@ -6,6 +6,7 @@
 use super::{Access, Authorizer, Global, Resource};
 use crate::catalog::acl::AclOp;
 use crate::catalog::command::{changes_node, Command, KvOp, SessionOp, TxnOp};
+use crate::catalog::operator::OperatorOp;
 use crate::catalog::query::Reader;
 
 /// The write a transaction's node, service or check operation needs, for
@@ -150,6 +151,31 @@ pub fn authorize(authz: &Authorizer, cmd: &Command, r: &Reader<'_>) -> Result<()
                 Err(text(authz, "acl:write", ""))
             }
         }
+        Command::Operator(op) => operator(authz, op),
+    }
+}
+
+/// Autopilot writes need `operator:write`, as in Consul; config entries
+/// what their kind needs (`crate::http::config`).
+fn operator(authz: &Authorizer, op: &OperatorOp) -> Result<(), String> {
+    let (kind, name) = match op {
+        OperatorOp::Autopilot { .. } => {
+            return if authz.allows_global(Global::Operator, Access::Write) {
+                Ok(())
+            } else {
+                Err(text(authz, "operator:write", ""))
+            };
+        }
+        OperatorOp::SetConfigEntry { entry, .. } => (entry.kind.as_str(), entry.name.as_str()),
+        OperatorOp::DeleteConfigEntry { kind, name, .. } => (kind.as_str(), name.as_str()),
+    };
+    let kind = crate::http::config::lookup(kind)?;
+    if kind.allows(authz, name, Access::Write) {
+        return Ok(());
+    }
+    match kind.write {
+        crate::http::config::Rule::Service => Err(text(authz, "service:write", name)),
+        _ => Err(text(authz, "operator:write", "")),
     }
 }
 

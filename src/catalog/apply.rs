@@ -65,6 +65,9 @@ pub fn apply(
         Command::Coordinates(updates) => {
             super::coordinates::apply_batch(tables, &mut child, index, updates)
         }
+        Command::Operator(op) => {
+            super::operator::apply_operator(tables, &mut child, index, op, &mut touched)
+        }
         Command::Restore(snap) => super::snapshot::apply_restore(tables, &mut child, index, snap)
             .map(|()| {
                 touched = Touched {

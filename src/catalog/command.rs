@@ -183,6 +183,8 @@ pub enum Command {
     /// A batch of network coordinates (Consul's `CoordinateBatchUpdate`),
     /// as a server collected them from agents.
     Coordinates(Vec<crate::coordinate::CoordinateEntry>),
+    /// Autopilot configuration and config entries.
+    Operator(super::operator::OperatorOp),
 }
 
 impl Command {
@@ -197,6 +199,7 @@ impl Command {
             Command::Acl(_) => "acl",
             Command::Restore(_) => "restore",
             Command::Coordinates(_) => "coordinate-batch-update",
+            Command::Operator(_) => "operator",
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod apply;
 pub mod command;
 pub mod coordinates;
 pub mod leases;
+pub mod operator;
 pub mod query;
 pub mod sessions;
 pub mod snapshot;

@@ -23,9 +23,10 @@ pub struct CatalogSnapshot {
     /// ACL tokens, policies and roles; emptied before a snapshot is sent
     /// to a client agent's view (they carry secrets).
     pub acl: AclSnapshot,
-    /// Network coordinates. Last, and read as empty when absent, so
-    /// snapshots, archives and logged restores from before coordinates
-    /// existed still decode ([`TrailingCoordinates`]).
+    /// The autopilot configuration and config entries.
+    pub operator: OperatorSnapshot,
+    /// Network coordinates. Last, and read as empty when absent
+    /// ([`TrailingCoordinates`]).
     #[serde(default)]
     pub coordinates: TrailingCoordinates,
 }
@@ -42,6 +43,43 @@ impl<'de> Deserialize<'de> for TrailingCoordinates {
         Ok(TrailingCoordinates(
             Vec::<CoordinateEntry>::deserialize(d).unwrap_or_default(),
         ))
+    }
+}
+
+/// What `catalog::operator` keeps.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OperatorSnapshot {
+    pub autopilot: Option<super::operator::AutopilotConfig>,
+    pub config_entries: Vec<super::operator::ConfigEntry>,
+}
+
+/// The snapshot body written before operator state and coordinates
+/// existed; still decodable (bincode is not self-describing, so it needs
+/// its own shape).
+#[derive(Deserialize)]
+pub struct SnapshotBeforeOperator {
+    pub nodes: Vec<Node>,
+    pub services: Vec<Service>,
+    pub checks: Vec<Check>,
+    pub kv: Vec<KvEntry>,
+    pub indexes: Vec<(String, u64)>,
+    pub sessions: Vec<Session>,
+    pub acl: AclSnapshot,
+}
+
+impl From<SnapshotBeforeOperator> for CatalogSnapshot {
+    fn from(s: SnapshotBeforeOperator) -> Self {
+        CatalogSnapshot {
+            nodes: s.nodes,
+            services: s.services,
+            checks: s.checks,
+            kv: s.kv,
+            indexes: s.indexes,
+            sessions: s.sessions,
+            acl: s.acl,
+            operator: OperatorSnapshot::default(),
+            coordinates: TrailingCoordinates::default(),
+        }
     }
 }
 
@@ -97,6 +135,12 @@ impl CatalogSnapshot {
         if let Some(b) = self.acl.bootstrap_index.as_mut() {
             *b = (*b).min(index);
         }
+        if let Some(a) = self.operator.autopilot.as_mut() {
+            at(&mut a.create_index, &mut a.modify_index, index);
+        }
+        for e in &mut self.operator.config_entries {
+            at(&mut e.create_index, &mut e.modify_index, index);
+        }
     }
 }
 
@@ -135,7 +179,7 @@ pub fn apply_restore(
 }
 
 /// The tables whose indexes a snapshot carries.
-const INDEXED: [Table; 7] = [
+const INDEXED: [Table; 8] = [
     Table::Nodes,
     Table::Services,
     Table::Checks,
@@ -143,6 +187,7 @@ const INDEXED: [Table; 7] = [
     Table::Sessions,
     Table::Acl,
     Table::Coordinates,
+    Table::ConfigEntries,
 ];
 
 pub fn dump(tables: &Tables, txn: &RoTxn<WithoutTls>) -> Result<CatalogSnapshot, heed::Error> {
@@ -181,6 +226,10 @@ pub fn dump(tables: &Tables, txn: &RoTxn<WithoutTls>) -> Result<CatalogSnapshot,
             coord,
         });
     }
+    snap.operator.autopilot = super::operator::read_autopilot(tables, txn)?;
+    for r in tables.config_entries.iter(txn)? {
+        snap.operator.config_entries.push(r?.1);
+    }
     for t in INDEXED {
         snap.indexes
             .push((t.meta_key().to_string(), tables.table_index(txn, t)?));
@@ -211,6 +260,12 @@ pub fn restore(
         tables
             .coordinates
             .put(txn, &node_scoped_key(&e.node, &e.segment), &e.coord)?;
+    }
+    tables.config_entries.clear(txn)?;
+    for e in &snap.operator.config_entries {
+        tables
+            .config_entries
+            .put(txn, &node_scoped_key(&e.kind, &e.name), e)?;
     }
     for t in &snap.acl.tokens {
         let key = crate::acl::types::id_key(&t.accessor_id);
@@ -258,6 +313,9 @@ pub fn restore(
     }
     for (k, v) in &snap.indexes {
         tables.meta.put(txn, k, &v.to_be_bytes())?;
+    }
+    if let Some(a) = &snap.operator.autopilot {
+        super::operator::put_autopilot(tables, txn, a)?;
     }
     Ok(())
 }

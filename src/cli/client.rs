@@ -184,8 +184,12 @@ fn operator(args: &[String]) -> Result<i32> {
     match args {
         [raft, verb, rest @ ..] if raft == "raft" && verb == "list-peers" => list_peers(rest),
         [raft, verb, rest @ ..] if raft == "raft" && verb == "remove-peer" => remove_peer(rest),
+        [raft, verb, rest @ ..] if raft == "raft" && verb == "transfer-leader" => {
+            Ok(super::operator::transfer_leader(rest))
+        }
+        [autopilot, rest @ ..] if autopilot == "autopilot" => Ok(super::operator::autopilot(rest)),
         _ => Err(anyhow!(
-            "Usage: cairn operator raft <list-peers|remove-peer>"
+            "Usage: cairn operator <raft|autopilot|usage> <subcommand>"
         )),
     }
 }
@@ -588,7 +592,7 @@ mod tests {
         );
         assert_eq!(
             error(operator(&args(&["raft", "nope"]))),
-            "Usage: cairn operator raft <list-peers|remove-peer>"
+            "Usage: cairn operator <raft|autopilot|usage> <subcommand>"
         );
         assert_eq!(members(&args(&["-bogus"])).unwrap(), 1);
         assert_eq!(info(&args(&["-h"])).unwrap(), 0);

@@ -6,6 +6,7 @@ mod acl;
 pub(crate) mod agent;
 mod catalog;
 mod client;
+mod config;
 mod config_files;
 mod event;
 mod flags;
@@ -14,6 +15,7 @@ mod keyring;
 mod kv;
 mod lock;
 mod maint;
+mod operator;
 mod registrator;
 mod rtt;
 mod services;
@@ -32,6 +34,7 @@ Available commands are:
     agent          Runs a cairn agent
     catalog        Interact with the catalog (datacenters, nodes, services)
     event          Fire a new event
+    config         Interact with service configuration entries
     force-leave    Forces a member of the cluster to enter the left state
     info           Provides debugging information for operators
     join           Tell a running agent to join the cluster
@@ -43,7 +46,7 @@ Available commands are:
     maint          Controls node or service maintenance mode
     members        Lists the members of the cluster
     monitor        Stream logs from an agent
-    operator       Provides cluster-level tools (raft list-peers, raft remove-peer)
+    operator       Provides cluster-level tools (raft, autopilot, usage)
     registrator    Registers Docker containers' published ports as services
     reload         Triggers the agent to reload configuration files
     rtt            Estimates network round trip time between nodes
@@ -77,6 +80,7 @@ pub fn main(argv: Vec<String>) -> Result<i32> {
         "kv" => kv::run(rest),
         "catalog" => catalog::run(rest),
         "event" => event::run(rest),
+        "config" => config::run(rest),
         "services" => services::run(rest),
         "maint" => maint::maint(rest),
         "monitor" => maint::monitor(rest),

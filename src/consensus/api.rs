@@ -59,6 +59,17 @@ pub enum ServerRequest {
         updates: Vec<crate::coordinate::CoordinateEntry>,
         token: Option<String>,
     },
+    /// The leader's autopilot health report.
+    AutopilotHealth {
+        hops: u8,
+    },
+    /// Hand leadership to the voter with this node ID (None: any), on the leader.
+    TransferLeader {
+        id: Option<String>,
+        hops: u8,
+    },
+    /// From the leader handing over to this server: stand for election now.
+    StartElection,
 }
 
 /// An `/v1/acl/*` HTTP request as a client agent received it, for a server
@@ -109,6 +120,7 @@ pub enum Reply {
     Status(StatusReply),
     Identity(Option<crate::acl::Identity>),
     Acl(AclReply),
+    Health(super::autopilot::HealthReport),
 }
 
 pub type ServerResponse = Result<Reply, ConsensusError>;

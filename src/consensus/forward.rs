@@ -262,6 +262,26 @@ impl Backend for Forwarder {
         }
     }
 
+    async fn autopilot_health(&self) -> Result<super::autopilot::HealthReport, ConsensusError> {
+        match self
+            .call(&ServerRequest::AutopilotHealth { hops: 0 })
+            .await?
+        {
+            Reply::Health(h) => Ok(h),
+            _ => Err(mismatched()),
+        }
+    }
+
+    async fn transfer_leader(&self, id: Option<String>) -> Result<(), ConsensusError> {
+        match self
+            .call(&ServerRequest::TransferLeader { id, hops: 0 })
+            .await?
+        {
+            Reply::Done => Ok(()),
+            _ => Err(mismatched()),
+        }
+    }
+
     fn contact(&self) -> Contact {
         self.status.contact()
     }

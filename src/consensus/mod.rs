@@ -16,6 +16,7 @@
 //! typed enum ([`ConsensusError`]) from raft to the HTTP edge.
 
 pub mod api;
+pub mod autopilot;
 pub mod error;
 pub mod forward;
 pub mod servers;
@@ -103,6 +104,11 @@ pub trait Backend: Send + Sync + 'static {
     async fn configuration(&self, stale: bool) -> Result<RaftConfiguration, ConsensusError>;
     /// Removes a server from the raft configuration (through the leader).
     async fn remove_peer(&self, peer: PeerRef) -> Result<(), ConsensusError>;
+    /// The leader's autopilot health report.
+    async fn autopilot_health(&self) -> Result<autopilot::HealthReport, ConsensusError>;
+    /// Hands leadership to the voter with node ID `id` (None: the most
+    /// up-to-date other voter), through the leader.
+    async fn transfer_leader(&self, id: Option<String>) -> Result<(), ConsensusError>;
     /// Leader knowledge and staleness of this agent's catalog, for headers.
     fn contact(&self) -> Contact;
     /// Whether this agent is the raft leader.

@@ -13,11 +13,13 @@ mod acl;
 mod acl_forward;
 pub(crate) mod agent;
 mod agent_token;
+mod autopilot;
 mod blocking;
 pub(crate) mod catalog;
 mod check;
 mod cluster;
 pub(crate) mod coordinate;
+pub(crate) mod config;
 pub mod decode;
 mod event;
 mod health;
@@ -207,6 +209,21 @@ fn routes() -> Vec<Route> {
             [GET],
             operator::raft_configuration
         ),
+        route!(
+            "/v1/operator/autopilot/configuration",
+            [GET, PUT],
+            autopilot::configuration
+        ),
+        route!("/v1/operator/autopilot/health", [GET], autopilot::health),
+        route!(
+            "/v1/operator/raft/transfer-leader",
+            [PUT],
+            operator::transfer_leader
+        ),
+        route!("/v1/operator/usage", [GET], operator::usage),
+        route!("/v1/operator/autopilot/state", [GET], autopilot::state),
+        route!("/v1/config", [PUT], config::apply),
+        route!("/v1/config/", [GET, DELETE], config::item),
         route!("/v1/snapshot", [GET, PUT], snapshot::snapshot),
         route!(
             "/v1/operator/keyring",

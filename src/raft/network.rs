@@ -64,6 +64,11 @@ impl Acks {
         }
     }
 
+    /// The term and send time of the latest request `peer` accepted.
+    pub fn last(&self, peer: NodeId) -> Option<(u64, Instant)> {
+        self.0.lock().get(&peer).copied()
+    }
+
     /// The latest instant by which a quorum of every one of `configs` (a
     /// joint configuration has two) had accepted `me`'s leadership in
     /// `term`; `me` counts as accepting it `now`. None when some

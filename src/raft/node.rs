@@ -4,6 +4,9 @@
 //! index from the leader and then wait until this server's replica has
 //! applied it.
 
+mod autopilot;
+mod transfer;
+
 use super::{NodeId, Raft};
 use crate::catalog::command::{Command, KvOp, Response, SessionOp, TxnError, TxnOp};
 use crate::catalog::Catalog;
@@ -11,6 +14,7 @@ use crate::consensus::api::{
     mismatched, AclCall, AclEndpoints, AclReply, Reply, ServerRequest, ServerResponse, StatusReply,
     MAX_HOPS,
 };
+use crate::consensus::autopilot::HealthReport;
 use crate::consensus::{
     Backend, ConsensusError, Contact, PeerRef, RaftConfiguration, RaftServer, RaftStats,
     LEADER_HOLD,
@@ -117,6 +121,8 @@ pub struct RaftNode {
     unapplied: Arc<watch::Sender<usize>>,
     /// Coordinate updates waiting for the next batch.
     coordinates: Arc<crate::coordinate::batch::Batcher>,
+    /// Since when each server's autopilot health holds (on the leader).
+    stability: autopilot::Stability,
 }
 
 type ClientWriteResult = Result<
@@ -161,6 +167,7 @@ impl RaftNode {
             acl_endpoints: std::sync::OnceLock::new(),
             unapplied: Arc::new(watch::channel(0).0),
             coordinates: Arc::new(crate::coordinate::batch::Batcher::new(coordinate_timings)),
+            stability: Default::default(),
         });
         tokio::spawn(propose_coordinates(Arc::downgrade(&node)));
         let weak = Arc::downgrade(&node);
@@ -770,6 +777,14 @@ impl RaftNode {
                 self.remove_peer_via(peer, hops).await.map(|()| Reply::Done)
             }
             ServerRequest::Status => Ok(Reply::Status(self.status().await)),
+            ServerRequest::AutopilotHealth { hops } => {
+                self.health_via(hops).await.map(Reply::Health)
+            }
+            ServerRequest::TransferLeader { id, hops } => self
+                .transfer_leader_via(id, hops)
+                .await
+                .map(|()| Reply::Done),
+            ServerRequest::StartElection => self.start_election().await.map(|()| Reply::Done),
             ServerRequest::ResolveToken { secret } => {
                 self.resolve_local(&secret).map(Reply::Identity)
             }
@@ -910,6 +925,14 @@ impl Backend for RaftNode {
 
     async fn remove_peer(&self, peer: PeerRef) -> Result<(), ConsensusError> {
         self.remove_peer_via(peer, 0).await
+    }
+
+    async fn autopilot_health(&self) -> Result<HealthReport, ConsensusError> {
+        self.health_via(0).await
+    }
+
+    async fn transfer_leader(&self, id: Option<String>) -> Result<(), ConsensusError> {
+        self.transfer_leader_via(id, 0).await
     }
 
     fn contact(&self) -> Contact {

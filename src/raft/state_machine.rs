@@ -52,6 +52,11 @@ struct SnapshotBodyV2 {
 
 fn decode_body(data: &[u8]) -> Result<CatalogSnapshot, bincode::Error> {
     bincode::deserialize(data).or_else(|e| {
+        if let Ok(v3) =
+            bincode::deserialize::<crate::catalog::snapshot::SnapshotBeforeOperator>(data)
+        {
+            return Ok(v3.into());
+        }
         if let Ok(v2) = bincode::deserialize::<SnapshotBodyV2>(data) {
             return Ok(CatalogSnapshot {
                 nodes: v2.nodes,
@@ -62,6 +67,7 @@ fn decode_body(data: &[u8]) -> Result<CatalogSnapshot, bincode::Error> {
                 sessions: v2.sessions,
                 acl: Default::default(),
                 coordinates: Default::default(),
+                operator: Default::default(),
             });
         }
         let v1: SnapshotBodyV1 = bincode::deserialize(data).map_err(|_| e)?;
@@ -74,6 +80,7 @@ fn decode_body(data: &[u8]) -> Result<CatalogSnapshot, bincode::Error> {
             sessions: Vec::new(),
             acl: Default::default(),
             coordinates: Default::default(),
+            operator: Default::default(),
         })
     })
 }
@@ -394,10 +401,10 @@ mod tests {
         assert!(body.sessions.is_empty());
     }
 
-    /// A body written before coordinates existed (the current fields but
-    /// the last) still decodes, as a logged restore command holding one does.
+    /// A body written before the operator state and coordinates existed
+    /// still decodes.
     #[test]
-    fn snapshots_from_before_coordinates_still_decode() {
+    fn snapshots_from_before_operator_state_and_coordinates_still_decode() {
         #[derive(Serialize)]
         struct BodyV3 {
             nodes: Vec<Node>,
@@ -424,28 +431,6 @@ mod tests {
         assert_eq!(body.nodes[0].name, "n1");
         assert!(body.coordinates.0.is_empty());
 
-        // Command::Restore is the last variant that existed before
-        // coordinates; its body ends the log entry.
-        #[derive(Serialize)]
-        #[allow(dead_code)]
-        enum OldCommand {
-            Register(()),
-            Deregister(()),
-            Kv(()),
-            Txn(()),
-            Session(()),
-            Acl(()),
-            Restore(Box<BodyV3>),
-        }
-        let bytes = bincode::serialize(&OldCommand::Restore(Box::new(old))).unwrap();
-        let cmd: crate::catalog::command::Command = bincode::deserialize(&bytes).unwrap();
-        match cmd {
-            crate::catalog::command::Command::Restore(snap) => {
-                assert_eq!(snap.nodes[0].name, "n1");
-                assert!(snap.coordinates.0.is_empty());
-            }
-            other => panic!("decoded as {other:?}"),
-        }
     }
 
     /// openraft's storage conformance suite against the LMDB log and state machine.

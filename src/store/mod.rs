@@ -5,6 +5,7 @@
 pub mod log;
 
 use crate::acl::types::{Policy, Role, Token};
+use crate::catalog::operator::ConfigEntry;
 use crate::catalog::types::{Check, KvEntry, Node, Service, Session};
 use crate::coordinate::Coordinate;
 use heed::types::{Bytes, SerdeBincode, Str};
@@ -56,6 +57,8 @@ pub enum Table {
     Acl,
     /// Network coordinates (Consul's `coordinates` index).
     Coordinates,
+    /// Config entries (`/v1/config`).
+    ConfigEntries,
 }
 
 impl Table {
@@ -68,6 +71,7 @@ impl Table {
             Table::Sessions => "index/sessions",
             Table::Acl => "index/acl",
             Table::Coordinates => "index/coordinates",
+            Table::ConfigEntries => "index/config-entries",
         }
     }
 }
@@ -101,6 +105,8 @@ pub struct Tables {
     pub acl_roles: Database<'static, Str, SerdeBincode<Role>>,
     /// node \0 segment -> Coordinate
     pub coordinates: Database<'static, Str, SerdeBincode<Coordinate>>,
+    /// kind \0 name -> config entry
+    pub config_entries: Database<'static, Str, SerdeBincode<ConfigEntry>>,
 }
 
 /// How much of each commit reaches the disk before it returns.
@@ -155,7 +161,7 @@ impl Tables {
     fn open_with(dir: &Path, durability: Durability) -> Result<Tables, StoreError> {
         let env = open_env(dir, 16, durability)?;
         let wtxn = env.write_txn()?;
-        let (nodes, services, checks, kv, meta, sessions, session_keys, acl, coordinates) = env
+        let (nodes, services, checks, kv, meta, sessions, session_keys, acl, (coordinates, config_entries)) = env
             .create_databases_and_commit(wtxn, |dbo, wtxn| -> Result<_, heed::Error> {
                 Ok(CommitOrAbort::<_, ()>::Commit((
                     dbo.create_database(wtxn, Some("nodes"))?,
@@ -171,7 +177,10 @@ impl Tables {
                         dbo.create_database(wtxn, Some("acl_policies"))?,
                         dbo.create_database(wtxn, Some("acl_roles"))?,
                     ),
-                    dbo.create_database(wtxn, Some("coordinates"))?,
+                    (
+                        dbo.create_database(wtxn, Some("coordinates"))?,
+                        dbo.create_database(wtxn, Some("config_entries"))?,
+                    ),
                 )))
             })?
             .unwrap_commit();
@@ -189,6 +198,7 @@ impl Tables {
             acl_policies: acl.2,
             acl_roles: acl.3,
             coordinates,
+            config_entries,
         })
     }
 
