@@ -1106,8 +1106,14 @@ mod tests {
         );
         for (body, use_tls) in [
             (json!({"H2PING": "h2:443", "Interval": "5s"}), true),
-            (json!({"H2PING": "h2:443", "Interval": "5s", "H2PingUseTLS": false}), false),
-            (json!({"H2PING": "h2:443", "Interval": "5s", "h2ping_use_tls": false}), false),
+            (
+                json!({"H2PING": "h2:443", "Interval": "5s", "H2PingUseTLS": false}),
+                false,
+            ),
+            (
+                json!({"H2PING": "h2:443", "Interval": "5s", "h2ping_use_tls": false}),
+                false,
+            ),
         ] {
             assert_eq!(
                 kind(body.clone()),

@@ -430,7 +430,6 @@ mod tests {
         let body = decode_body(&bincode::serialize(&old).unwrap()).unwrap();
         assert_eq!(body.nodes[0].name, "n1");
         assert!(body.coordinates.0.is_empty());
-
     }
 
     /// openraft's storage conformance suite against the LMDB log and state machine.

@@ -161,7 +161,17 @@ impl Tables {
     fn open_with(dir: &Path, durability: Durability) -> Result<Tables, StoreError> {
         let env = open_env(dir, 16, durability)?;
         let wtxn = env.write_txn()?;
-        let (nodes, services, checks, kv, meta, sessions, session_keys, acl, (coordinates, config_entries)) = env
+        let (
+            nodes,
+            services,
+            checks,
+            kv,
+            meta,
+            sessions,
+            session_keys,
+            acl,
+            (coordinates, config_entries),
+        ) = env
             .create_databases_and_commit(wtxn, |dbo, wtxn| -> Result<_, heed::Error> {
                 Ok(CommitOrAbort::<_, ()>::Commit((
                     dbo.create_database(wtxn, Some("nodes"))?,
