@@ -37,7 +37,9 @@ pub const MAX_STATE: usize = 32 << 20;
 pub const MAX_ARCHIVE: usize = MAX_STATE + (1 << 20);
 
 /// What `state.bin` starts with: names the encoding and its version.
-const STATE_MAGIC: &[u8] = b"cairn-catalog-snapshot v1\n";
+const STATE_MAGIC: &[u8] = b"cairn-catalog-snapshot v2\n";
+/// The version written before prepared queries existed; still restored.
+const STATE_MAGIC_V1: &[u8] = b"cairn-catalog-snapshot v1\n";
 
 const META: &str = "meta.json";
 const STATE: &str = "state.bin";
@@ -119,12 +121,17 @@ pub fn encode_state(snap: &CatalogSnapshot) -> Result<Vec<u8>, ArchiveError> {
 
 /// The state a `state.bin` holds.
 pub fn decode_state(state: &[u8]) -> Result<CatalogSnapshot, ArchiveError> {
+    let decode_err = |e: bincode::Error| err(format!("failed to decode snapshot state: {e}"));
+    if let Some(body) = state.strip_prefix(STATE_MAGIC_V1) {
+        return bincode_options()
+            .deserialize::<crate::catalog::snapshot::CatalogSnapshotV3>(body)
+            .map(CatalogSnapshot::from)
+            .map_err(decode_err);
+    }
     let body = state.strip_prefix(STATE_MAGIC).ok_or_else(|| {
         err("failed to decode snapshot state: state.bin is not a cairn catalog snapshot")
     })?;
-    bincode_options()
-        .deserialize(body)
-        .map_err(|e| err(format!("failed to decode snapshot state: {e}")))
+    bincode_options().deserialize(body).map_err(decode_err)
 }
 
 fn sha256_hex(data: &[u8]) -> String {
@@ -345,6 +352,50 @@ mod tests {
         let snap = sample();
         let state = encode_state(&snap).unwrap();
         (write(&Meta::new(51, 2, state.len()), &state).unwrap(), snap)
+    }
+
+    /// The fields of a v1 `state.bin` (before prepared queries), in order.
+    #[derive(Serialize)]
+    struct StateV1<'a> {
+        nodes: &'a [crate::catalog::types::Node],
+        services: &'a [crate::catalog::types::Service],
+        checks: &'a [crate::catalog::types::Check],
+        kv: &'a [KvEntry],
+        indexes: &'a [(String, u64)],
+        sessions: &'a [crate::catalog::types::Session],
+        acl: &'a crate::catalog::snapshot::AclSnapshot,
+    }
+
+    #[test]
+    fn archives_from_before_prepared_queries_still_decode() {
+        let snap = sample();
+        let mut state = STATE_MAGIC_V1.to_vec();
+        bincode::DefaultOptions::new()
+            .with_fixint_encoding()
+            .serialize_into(
+                &mut state,
+                &StateV1 {
+                    nodes: &snap.nodes,
+                    services: &snap.services,
+                    checks: &snap.checks,
+                    kv: &snap.kv,
+                    indexes: &snap.indexes,
+                    sessions: &snap.sessions,
+                    acl: &snap.acl,
+                },
+            )
+            .unwrap();
+        assert_eq!(decode_state(&state).unwrap(), snap);
+        // A current state carries its queries.
+        let mut with_query = snap.clone();
+        with_query
+            .prepared_queries
+            .push(crate::catalog::prepared_query::PreparedQuery {
+                id: "q".into(),
+                ..Default::default()
+            });
+        let state = encode_state(&with_query).unwrap();
+        assert_eq!(decode_state(&state).unwrap(), with_query);
     }
 
     #[test]

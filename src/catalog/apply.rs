@@ -21,6 +21,8 @@ pub struct Touched {
     pub sessions: bool,
     /// Tokens, policies or roles changed.
     pub acl: bool,
+    /// Prepared queries changed.
+    pub prepared_queries: bool,
     /// KV keys written or deleted (for per-key blocking queries).
     pub kv_keys: Vec<String>,
     /// Every KV key may have changed (a delete of the whole tree).
@@ -62,6 +64,9 @@ pub fn apply(
             sessions::apply_session(tables, &mut child, index, op, &mut touched)
         }
         Command::Acl(op) => super::acl::apply_acl(tables, &mut child, index, op, &mut touched),
+        Command::PreparedQuery(op) => {
+            super::prepared_query::apply(tables, &mut child, index, op, &mut touched)
+        }
         Command::Restore(snap) => super::snapshot::apply_restore(tables, &mut child, index, snap)
             .map(|()| {
                 touched = Touched {
@@ -69,6 +74,7 @@ pub fn apply(
                     kv: true,
                     sessions: true,
                     acl: true,
+                    prepared_queries: true,
                     kv_all: true,
                     restored: true,
                     ..Touched::default()

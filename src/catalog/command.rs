@@ -122,6 +122,9 @@ pub enum Command {
     /// snapshot's (`catalog::snapshot::apply_restore`). Fed to client
     /// agents' views with its ACL tables emptied.
     Restore(Box<super::snapshot::CatalogSnapshot>),
+    /// Prepared queries (`/v1/query`). Fed to client agents' views
+    /// without their tokens.
+    PreparedQuery(super::prepared_query::PreparedQueryOp),
 }
 
 impl Command {
@@ -135,6 +138,7 @@ impl Command {
             Command::Session(_) => "session",
             Command::Acl(_) => "acl",
             Command::Restore(_) => "restore",
+            Command::PreparedQuery(_) => "prepared_query",
         }
     }
 }

@@ -3,6 +3,7 @@
 //! transaction, restored in one write transaction that replaces every
 //! table, so either side sees the catalog at exactly one index.
 
+use super::prepared_query::PreparedQuery;
 use super::types::{Check, KvEntry, Node, Service, Session};
 use crate::acl::types::{Policy, Role, Token};
 use crate::store::{node_scoped_key, Table, Tables};
@@ -22,6 +23,38 @@ pub struct CatalogSnapshot {
     /// ACL tokens, policies and roles; emptied before a snapshot is sent
     /// to a client agent's view (they carry secrets).
     pub acl: AclSnapshot,
+    /// Prepared queries; their tokens are redacted before a snapshot is
+    /// sent to a client agent's view.
+    pub prepared_queries: Vec<PreparedQuery>,
+}
+
+/// A snapshot as written before prepared queries existed: still decoded
+/// (raft snapshots and archives from earlier versions), as a snapshot with
+/// no prepared queries.
+#[derive(Debug, Deserialize)]
+pub struct CatalogSnapshotV3 {
+    pub nodes: Vec<Node>,
+    pub services: Vec<Service>,
+    pub checks: Vec<Check>,
+    pub kv: Vec<KvEntry>,
+    pub indexes: Vec<(String, u64)>,
+    pub sessions: Vec<Session>,
+    pub acl: AclSnapshot,
+}
+
+impl From<CatalogSnapshotV3> for CatalogSnapshot {
+    fn from(v3: CatalogSnapshotV3) -> Self {
+        CatalogSnapshot {
+            nodes: v3.nodes,
+            services: v3.services,
+            checks: v3.checks,
+            kv: v3.kv,
+            indexes: v3.indexes,
+            sessions: v3.sessions,
+            acl: v3.acl,
+            prepared_queries: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
@@ -33,6 +66,16 @@ pub struct AclSnapshot {
 }
 
 impl CatalogSnapshot {
+    /// Replaces every prepared query's token with Consul's `<hidden>`, for
+    /// a client agent's view, which holds no secrets.
+    pub fn redact_query_tokens(&mut self) {
+        for q in &mut self.prepared_queries {
+            if !q.token.is_empty() {
+                q.token = super::prepared_query::REDACTED_TOKEN.to_string();
+            }
+        }
+    }
+
     /// Re-dates the snapshot to a restore applied at raft index `index`:
     /// every entry's `ModifyIndex` becomes `index` (its `CreateIndex` is
     /// kept unless above `index`), and so does every table index. The
@@ -69,6 +112,9 @@ impl CatalogSnapshot {
         }
         for r in &mut self.acl.roles {
             at(&mut r.create_index, &mut r.modify_index, index);
+        }
+        for q in &mut self.prepared_queries {
+            at(&mut q.create_index, &mut q.modify_index, index);
         }
         for (_, i) in &mut self.indexes {
             *i = index;
@@ -114,13 +160,14 @@ pub fn apply_restore(
 }
 
 /// The tables whose indexes a snapshot carries.
-const INDEXED: [Table; 6] = [
+const INDEXED: [Table; 7] = [
     Table::Nodes,
     Table::Services,
     Table::Checks,
     Table::Kvs,
     Table::Sessions,
     Table::Acl,
+    Table::PreparedQueries,
 ];
 
 pub fn dump(tables: &Tables, txn: &RoTxn<WithoutTls>) -> Result<CatalogSnapshot, heed::Error> {
@@ -150,6 +197,7 @@ pub fn dump(tables: &Tables, txn: &RoTxn<WithoutTls>) -> Result<CatalogSnapshot,
         snap.acl.roles.push(r?.1);
     }
     snap.acl.bootstrap_index = super::acl::bootstrap_index(tables, txn)?;
+    snap.prepared_queries = super::prepared_query::all(tables, txn)?;
     for t in INDEXED {
         snap.indexes
             .push((t.meta_key().to_string(), tables.table_index(txn, t)?));
@@ -175,6 +223,12 @@ pub fn restore(
     tables.acl_secrets.clear(txn)?;
     tables.acl_policies.clear(txn)?;
     tables.acl_roles.clear(txn)?;
+    tables.prepared_queries.clear(txn)?;
+    for q in &snap.prepared_queries {
+        tables
+            .prepared_queries
+            .put(txn, &super::prepared_query::id_key(&q.id), q)?;
+    }
     for t in &snap.acl.tokens {
         let key = crate::acl::types::id_key(&t.accessor_id);
         tables.acl_secrets.put(txn, &t.secret_id, &key)?;

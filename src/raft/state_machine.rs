@@ -9,7 +9,7 @@
 
 use super::{NodeId, TypeConfig};
 use crate::catalog::command::Response;
-use crate::catalog::snapshot::CatalogSnapshot;
+use crate::catalog::snapshot::{CatalogSnapshot, CatalogSnapshotV3};
 use crate::catalog::types::{Check, KvEntry, Node, Service};
 use crate::catalog::{Catalog, LogPos};
 use crate::feed::publisher::Publisher;
@@ -52,6 +52,9 @@ struct SnapshotBodyV2 {
 
 fn decode_body(data: &[u8]) -> Result<CatalogSnapshot, bincode::Error> {
     bincode::deserialize(data).or_else(|e| {
+        if let Ok(v3) = bincode::deserialize::<CatalogSnapshotV3>(data) {
+            return Ok(v3.into());
+        }
         if let Ok(v2) = bincode::deserialize::<SnapshotBodyV2>(data) {
             return Ok(CatalogSnapshot {
                 nodes: v2.nodes,
@@ -61,6 +64,7 @@ fn decode_body(data: &[u8]) -> Result<CatalogSnapshot, bincode::Error> {
                 indexes: v2.indexes,
                 sessions: v2.sessions,
                 acl: Default::default(),
+                prepared_queries: Vec::new(),
             });
         }
         let v1: SnapshotBodyV1 = bincode::deserialize(data).map_err(|_| e)?;
@@ -72,6 +76,7 @@ fn decode_body(data: &[u8]) -> Result<CatalogSnapshot, bincode::Error> {
             indexes: v1.indexes,
             sessions: Vec::new(),
             acl: Default::default(),
+            prepared_queries: Vec::new(),
         })
     })
 }
@@ -259,6 +264,11 @@ impl StateMachine {
                 Some(crate::catalog::command::Command::Acl(_)) => e.cmd = None,
                 Some(crate::catalog::command::Command::Restore(snap)) => {
                     snap.acl = Default::default();
+                    snap.redact_query_tokens();
+                }
+                // Views hold no secrets: a query reaches them without its token.
+                Some(crate::catalog::command::Command::PreparedQuery(op)) => {
+                    *op = op.redacted();
                 }
                 _ => {}
             }
@@ -390,6 +400,42 @@ mod tests {
         assert_eq!(body.nodes.len(), 1);
         assert_eq!(body.kv[0].key, "k");
         assert!(body.sessions.is_empty());
+    }
+
+    #[test]
+    fn snapshots_from_before_prepared_queries_still_decode() {
+        #[derive(Serialize)]
+        struct V3 {
+            nodes: Vec<Node>,
+            services: Vec<Service>,
+            checks: Vec<Check>,
+            kv: Vec<KvEntry>,
+            indexes: Vec<(String, u64)>,
+            sessions: Vec<crate::catalog::types::Session>,
+            acl: crate::catalog::snapshot::AclSnapshot,
+        }
+        let old = V3 {
+            nodes: vec![],
+            services: vec![],
+            checks: vec![],
+            kv: vec![KvEntry {
+                key: "k".into(),
+                ..KvEntry::default()
+            }],
+            indexes: vec![("index/kvs".into(), 7)],
+            sessions: vec![],
+            acl: Default::default(),
+        };
+        let body = decode_body(&bincode::serialize(&old).unwrap()).unwrap();
+        assert_eq!(body.kv[0].key, "k");
+        assert!(body.prepared_queries.is_empty());
+        let mut now = body.clone();
+        now.prepared_queries
+            .push(crate::catalog::prepared_query::PreparedQuery::default());
+        assert_eq!(
+            decode_body(&bincode::serialize(&now).unwrap()).unwrap(),
+            now
+        );
     }
 
     /// openraft's storage conformance suite against the LMDB log and state machine.

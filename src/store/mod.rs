@@ -5,6 +5,7 @@
 pub mod log;
 
 use crate::acl::types::{Policy, Role, Token};
+use crate::catalog::prepared_query::PreparedQuery;
 use crate::catalog::types::{Check, KvEntry, Node, Service, Session};
 use heed::types::{Bytes, SerdeBincode, Str};
 use heed::{CommitOrAbort, Database, Env, EnvOpenOptions, RoTxn, RwTxn, WithoutTls};
@@ -53,6 +54,8 @@ pub enum Table {
     /// Tokens, policies and roles together: one index, which the token
     /// resolver's cache is invalidated by.
     Acl,
+    /// Prepared queries (Consul's `prepared-queries` table).
+    PreparedQueries,
 }
 
 impl Table {
@@ -64,6 +67,7 @@ impl Table {
             Table::Kvs => "index/kvs",
             Table::Sessions => "index/sessions",
             Table::Acl => "index/acl",
+            Table::PreparedQueries => "index/prepared-queries",
         }
     }
 }
@@ -95,6 +99,8 @@ pub struct Tables {
     pub acl_policies: Database<'static, Str, SerdeBincode<Policy>>,
     /// lower-case role ID -> Role
     pub acl_roles: Database<'static, Str, SerdeBincode<Role>>,
+    /// lower-case query ID -> PreparedQuery
+    pub prepared_queries: Database<'static, Str, SerdeBincode<PreparedQuery>>,
 }
 
 /// How much of each commit reaches the disk before it returns.
@@ -147,9 +153,9 @@ impl Tables {
     }
 
     fn open_with(dir: &Path, durability: Durability) -> Result<Tables, StoreError> {
-        let env = open_env(dir, 12, durability)?;
+        let env = open_env(dir, 16, durability)?;
         let wtxn = env.write_txn()?;
-        let (nodes, services, checks, kv, meta, sessions, session_keys, acl) = env
+        let (nodes, services, checks, kv, meta, sessions, session_keys, acl, queries) = env
             .create_databases_and_commit(wtxn, |dbo, wtxn| -> Result<_, heed::Error> {
                 Ok(CommitOrAbort::<_, ()>::Commit((
                     dbo.create_database(wtxn, Some("nodes"))?,
@@ -165,6 +171,7 @@ impl Tables {
                         dbo.create_database(wtxn, Some("acl_policies"))?,
                         dbo.create_database(wtxn, Some("acl_roles"))?,
                     ),
+                    dbo.create_database(wtxn, Some("prepared_queries"))?,
                 )))
             })?
             .unwrap_commit();
@@ -181,6 +188,7 @@ impl Tables {
             acl_secrets: acl.1,
             acl_policies: acl.2,
             acl_roles: acl.3,
+            prepared_queries: queries,
         })
     }
 
