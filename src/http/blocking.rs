@@ -25,6 +25,8 @@ pub enum Watch {
     KvPrefix(String),
     /// ACL tokens, policies and roles.
     Acl,
+    /// Prepared queries.
+    PreparedQueries,
 }
 
 impl Watch {
@@ -33,6 +35,7 @@ impl Watch {
             Watch::Catalog => c.catalog,
             Watch::Sessions => c.sessions,
             Watch::Acl => c.acl,
+            Watch::PreparedQueries => c.prepared_queries,
             Watch::KvKey(_) | Watch::KvPrefix(_) => c.kv,
         }
     }

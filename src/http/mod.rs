@@ -25,6 +25,7 @@ mod kv;
 pub mod listener;
 mod metrics;
 mod operator;
+mod query;
 pub(crate) mod session;
 mod snapshot;
 mod status;
@@ -198,6 +199,9 @@ fn routes() -> Vec<Route> {
             operator::raft_configuration
         ),
         route!("/v1/snapshot", [GET, PUT], snapshot::snapshot),
+        // prepared queries
+        route!("/v1/query", [GET, POST], query::general),
+        route!("/v1/query/", [GET, PUT, DELETE], query::specific),
         route!(
             "/v1/operator/keyring",
             [GET, POST, PUT, DELETE],
