@@ -350,3 +350,170 @@ fn prepared_queries_answer_over_dns() {
     });
     assert!(gone, "no instance left is NXDOMAIN");
 }
+
+const ROOT: &str = "5f3a1c9e7b2d40e8a6c4b2d0f1e3a5c7";
+
+/// ACLs as Consul's: `query:write` to create under a name, `query:read` to
+/// see it, the stored token shown only to management and used to execute;
+/// a client agent forwards every call to a server and answers the query
+/// over DNS from its view.
+#[test]
+fn acls_stored_tokens_and_client_agents() {
+    use common::acl::{acl_conf, add_config, req, token_with, wait_acl_ready};
+    use common::cluster::Node;
+    let mut server = Node::server(189, 30, 1, &[], &[]);
+    add_config(
+        &mut server,
+        "acl.json",
+        &acl_conf("deny", json!({"initial_management": ROOT})),
+    );
+    server.spawn();
+    wait_acl_ready(&server);
+    let (_, writer) = token_with(
+        &server,
+        ROOT,
+        "team-writer",
+        r#"query_prefix "team-" { policy = "write" }"#,
+    );
+    let (_, reader) = token_with(
+        &server,
+        ROOT,
+        "team-reader",
+        r#"query_prefix "team-" { policy = "read" }"#,
+    );
+    let (_, api_reader) = token_with(
+        &server,
+        ROOT,
+        "api-reader",
+        r#"service "api" { policy = "read" } node_prefix "" { policy = "read" }"#,
+    );
+    for (node, addr) in [("api-a", "127.0.189.41"), ("api-b", "127.0.189.42")] {
+        let body = json!({"Node": node, "Address": addr,
+                          "Service": {"ID": "api", "Service": "api", "Port": 9090}});
+        let r = req(
+            &server,
+            "PUT",
+            "/v1/catalog/register",
+            Some(&body.to_string()),
+            Some(ROOT),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+
+    let stored = json!({"Name": "team-api", "Token": api_reader, "Service": {"Service": "api"}});
+    let r = req(
+        &server,
+        "POST",
+        "/v1/query",
+        Some(&stored.to_string()),
+        Some(&writer),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let id = r.json()["ID"].as_str().unwrap().to_string();
+    let open = json!({"Name": "team-open", "Service": {"Service": "api"}});
+    let r = req(
+        &server,
+        "POST",
+        "/v1/query",
+        Some(&open.to_string()),
+        Some(&writer),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let other = json!({"Name": "other", "Service": {"Service": "api"}});
+    let r = req(
+        &server,
+        "POST",
+        "/v1/query",
+        Some(&other.to_string()),
+        Some(&writer),
+    );
+    assert_eq!((r.status, r.body.as_str()), (403, "Permission denied"));
+    let r = req(
+        &server,
+        "DELETE",
+        &format!("/v1/query/{id}"),
+        None,
+        Some(&reader),
+    );
+    assert_eq!((r.status, r.body.as_str()), (403, "Permission denied"));
+
+    // The stored token is the management token's to see.
+    let seen = req(
+        &server,
+        "GET",
+        &format!("/v1/query/{id}"),
+        None,
+        Some(&reader),
+    )
+    .json();
+    assert_eq!(seen[0]["Token"], "<hidden>");
+    let seen = req(&server, "GET", &format!("/v1/query/{id}"), None, Some(ROOT)).json();
+    assert_eq!(seen[0]["Token"], api_reader);
+    let r = req(&server, "GET", &format!("/v1/query/{id}"), None, None);
+    assert_eq!((r.status, r.body.as_str()), (403, "Permission denied"));
+    let listed = req(&server, "GET", "/v1/query", None, None).json();
+    assert_eq!(listed, json!([]), "anonymous sees no query");
+    assert_eq!(
+        req(&server, "GET", "/v1/query", None, Some(&reader))
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // Executing needs no query rule; the stored token reads the instances.
+    let count = |node: &Node, q: &str, token: Option<&str>| -> usize {
+        let r = req(node, "GET", &format!("/v1/query/{q}/execute"), None, token);
+        assert_eq!(r.status, 200, "{q}: {}", r.body);
+        r.json()["Nodes"].as_array().unwrap().len()
+    };
+    assert_eq!(count(&server, "team-api", None), 2);
+    assert_eq!(
+        count(&server, "team-open", None),
+        0,
+        "the caller's token reads nothing"
+    );
+    assert_eq!(count(&server, "team-open", Some(ROOT)), 2);
+
+    // A client agent: calls go to the server; DNS answers from its view.
+    let mut client = Node::client(189, 31, &[30], &[]);
+    add_config(
+        &mut client,
+        "acl.json",
+        &acl_conf("deny", json!({"default": api_reader})),
+    );
+    client.spawn();
+    let forwarded = eventually(Duration::from_secs(30), || {
+        common::acl::call(&client, "GET", "/v1/query/team-api/execute", None, None)
+            .is_some_and(|r| r.status == 200 && r.body.contains("api-a"))
+    });
+    assert!(forwarded, "client execute; log:\n{}", client.log_text());
+    let r = req(
+        &client,
+        "POST",
+        "/v1/query",
+        Some(&json!({"Name": "team-x", "Service": {"Service": "api"}}).to_string()),
+        Some(&writer),
+    );
+    assert_eq!(r.status, 200, "create through the client: {}", r.body);
+    let answered = eventually(Duration::from_secs(15), || {
+        // A local read resolves the client's default token (the one DNS
+        // answers under) through the server, refreshing what DNS uses.
+        common::acl::call(&client, "GET", "/v1/catalog/services", None, None);
+        let mut ips: Vec<String> = client
+            .dig(&["team-api.query.consul", "A", "+short"])
+            .lines()
+            .map(str::to_string)
+            .collect();
+        ips.sort();
+        ips == ["127.0.189.41", "127.0.189.42"]
+    });
+    assert!(
+        answered,
+        "client DNS: {}\nservice: {}\nlog:\n{}",
+        client.dig(&["team-api.query.consul", "A"]),
+        client.dig(&["api.service.consul", "A", "+short"]),
+        client.log_text()
+    );
+}

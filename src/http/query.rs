@@ -328,8 +328,8 @@ fn forwarded_for(ctx: &Ctx) -> Option<std::net::IpAddr> {
 
 // ---- wire shapes ----
 
-/// Consul's `structs.PreparedQuery` as the endpoints decode it. Unknown
-/// fields are ignored, as Go's JSON decoder does.
+/// Consul's `structs.PreparedQuery` as the endpoints decode it (an
+/// unknown field is refused, as everywhere in `decode`).
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "PascalCase")]
 struct QueryIn {
@@ -615,9 +615,11 @@ mod tests {
     fn decodes_consuls_body_and_renders_nulls_for_empty_lists() {
         let body = br#"{"Name":"db","Token":"secret","Service":{"Service":"mysql",
             "Failover":{"NearestN":2,"Datacenters":["dc2"]},"OnlyPassing":true,
-            "Tags":["primary","!canary"],"IgnoreCheckIDs":["flaky"],"Unknown":1},
+            "Tags":["primary","!canary"],"IgnoreCheckIDs":["flaky"]},
             "DNS":{"TTL":"10s"},"Template":{"Type":"name_prefix_match","Regexp":"^db-(.*)$"}}"#;
         let q = decode_body::<QueryIn>(body).unwrap().into_query();
+        let unknown = decode_body::<QueryIn>(br#"{"Nmae":"x"}"#).unwrap_err();
+        assert_eq!(unknown.status(), StatusCode::BAD_REQUEST);
         assert_eq!(q.service.failover.nearest_n, 2);
         assert_eq!(q.service.tags, ["primary", "!canary"]);
         assert_eq!(q.dns.ttl, "10s");
