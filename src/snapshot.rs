@@ -472,7 +472,14 @@ mod tests {
                 Ok((_, back)) => assert_eq!(back, snap, "flip at {i} changed the state"),
             }
         }
-        assert!(refused >= bytes.len() - 12, "{refused} of {}", bytes.len());
+        // How many bits deflate leaves unused (padding, unused code
+        // lengths) varies with the compressed bytes, and so with the
+        // metadata's timestamp: allow 2%, never a changed state.
+        assert!(
+            refused >= bytes.len() - bytes.len() / 50,
+            "{refused} of {}",
+            bytes.len()
+        );
     }
 
     /// Builds an archive from raw parts, to corrupt what gzip protects.
