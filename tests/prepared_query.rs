@@ -164,6 +164,14 @@ fn create_list_get_update_delete_and_errors() {
         .unwrap();
     assert_eq!(r.status, 405);
     assert_eq!(r.header("Allow"), Some("OPTIONS,GET"));
+    let r = a
+        .request("OPTIONS", &format!("/v1/query/{id}/explain"), None, &[])
+        .unwrap();
+    assert_eq!((r.status, r.header("Allow")), (200, Some("OPTIONS,GET")));
+    let r = a
+        .request("OPTIONS", &format!("/v1/query/{id}"), None, &[])
+        .unwrap();
+    assert_eq!(r.header("Allow"), Some("OPTIONS,GET,PUT,DELETE"));
     let r = a.get_ok(&format!("/v1/query/{id}/execute?limit=x"));
     assert_eq!(r.status, 500);
     assert!(r.body.starts_with("Bad limit: "), "{}", r.body);
@@ -516,4 +524,30 @@ fn acls_stored_tokens_and_client_agents() {
         client.dig(&["api.service.consul", "A", "+short"]),
         client.log_text()
     );
+}
+
+/// A snapshot carries the prepared queries: restoring one brings back a
+/// query deleted since, and its template still resolves.
+#[test]
+fn snapshots_carry_prepared_queries() {
+    let a = TestAgent::dev_at("127.0.189.3", &[]);
+    register(&a, "n1", "127.0.189.51", "db1", "db", &[], "passing");
+    let id = create(
+        &a,
+        json!({"Name": "db-", "Template": {"Type": "name_prefix_match"},
+               "Service": {"Service": "${name.suffix}"}}),
+    );
+    let saved = a.get_ok("/v1/snapshot");
+    assert_eq!(saved.status, 200, "{}", saved.body);
+    assert_eq!(a.delete(&format!("/v1/query/{id}")).status, 200);
+    assert_eq!(a.get_ok("/v1/query/db-db/execute").status, 404);
+
+    let r = a
+        .request("PUT", "/v1/snapshot", Some(&saved.bytes), &[])
+        .expect("restore");
+    assert_eq!(r.status, 200, "restore: {}", r.body);
+    let back = a.get_ok(&format!("/v1/query/{id}"));
+    assert_eq!(back.status, 200, "{}", back.body);
+    assert_eq!(back.json()[0]["Name"], "db-");
+    assert_eq!(executed_nodes(&a, "db-db"), ["n1"]);
 }

@@ -380,7 +380,10 @@ async fn route_request(server: &Server, req: Request) -> (String, Response) {
     let method = req.method().clone();
     let mut resp = if method == Method::OPTIONS {
         let mut r = Response::new(Body::empty());
-        if let Ok(v) = HeaderValue::from_str(&route.allow()) {
+        let allow = query::options_allow(&raw_path)
+            .map(str::to_string)
+            .unwrap_or_else(|| route.allow());
+        if let Ok(v) = HeaderValue::from_str(&allow) {
             r.headers_mut().insert(header::ALLOW, v);
         }
         r

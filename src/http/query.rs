@@ -51,6 +51,16 @@ pub async fn general(ctx: Ctx) -> ApiResult {
     }
 }
 
+/// What `OPTIONS` answers for `path` when it is not its route's method
+/// list: execute and explain take GET only (Consul's
+/// `preparedQuerySpecificOptions`).
+pub(super) fn options_allow(path: &str) -> Option<&'static str> {
+    (path.starts_with("/v1/query/") && (path.ends_with("/execute") || path.ends_with("/explain")))
+        .then_some(EXECUTE_ALLOW)
+}
+
+const EXECUTE_ALLOW: &str = "OPTIONS,GET";
+
 /// `/v1/query/<id>[/execute|/explain]`.
 pub async fn specific(ctx: Ctx) -> ApiResult {
     let rest = ctx.rest.clone();
@@ -59,7 +69,7 @@ pub async fn specific(ctx: Ctx) -> ApiResult {
             if ctx.method != axum::http::Method::GET {
                 return Err(ApiError::MethodNotAllowed {
                     method: ctx.method.to_string(),
-                    allow: "OPTIONS,GET".into(),
+                    allow: EXECUTE_ALLOW.into(),
                 });
             }
             let id = id.to_string();
