@@ -458,6 +458,46 @@ mod tests {
     }
 
     #[test]
+    fn destroying_its_session_deletes_a_bound_query() {
+        use crate::catalog::command::{Registration, SessionOp};
+        use crate::catalog::types::{Node, Session};
+        let (_d, t) = tables();
+        let mut txn = t.env.write_txn().unwrap();
+        let reg = Command::Register(Registration {
+            node: Node {
+                name: "n1".into(),
+                ..Node::default()
+            },
+            service: None,
+            checks: vec![],
+            skip_node_update: false,
+        });
+        crate::catalog::apply::apply(&t, &mut txn, 2, &reg).unwrap();
+        let sess = Session {
+            id: "s1".into(),
+            node: "n1".into(),
+            ..Session::default()
+        };
+        let create = Command::Session(SessionOp::Create(sess));
+        crate::catalog::apply::apply(&t, &mut txn, 3, &create).unwrap();
+        txn.commit().unwrap();
+        let mut bound = query(ID1, "");
+        bound.session = "s1".into();
+        assert_eq!(
+            run(&t, 4, PreparedQueryOp::Set(Box::new(bound))),
+            Response::Bool(true)
+        );
+        run(&t, 5, PreparedQueryOp::Set(Box::new(query(ID2, "kept"))));
+        let mut txn = t.env.write_txn().unwrap();
+        let destroy = Command::Session(SessionOp::Destroy { id: "s1".into() });
+        let (_, touched) = crate::catalog::apply::apply(&t, &mut txn, 6, &destroy).unwrap();
+        txn.commit().unwrap();
+        assert!(touched.prepared_queries);
+        let left: Vec<String> = stored(&t).into_iter().map(|q| q.name).collect();
+        assert_eq!(left, ["kept"]);
+    }
+
+    #[test]
     fn templates_must_compile_and_only_one_may_be_unnamed() {
         let (_d, t) = tables();
         let mut tpl = query(ID1, "");
