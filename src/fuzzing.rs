@@ -287,7 +287,7 @@ pub fn http_body(kind: Body, body: &[u8]) -> Option<String> {
             .and_then(|r| catalog::registration(r, "dc1").map(drop)),
         Body::CatalogDeregister => decode_body::<catalog::DeregisterRequest>(body).map(drop),
         Body::SessionCreate => session::session_from_body(body, "agent").map(drop),
-        Body::Txn => txn::decode_ops(body, 512 * 1024).map(drop),
+        Body::Txn => txn::decode_ops(body, 512 * 1024, "dc1").map(drop),
     };
     result.err().map(api_error_text)
 }

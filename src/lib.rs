@@ -9,6 +9,7 @@ pub mod config;
 pub mod consensus;
 pub mod dns;
 pub mod duration;
+pub mod events;
 pub mod feed;
 pub mod filter;
 #[doc(hidden)]

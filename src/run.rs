@@ -448,6 +448,14 @@ impl Running {
         )
         .await
         .context("starting DNS server")?;
+        let events = {
+            let agent = agent.clone();
+            crate::events::Events::start(
+                gossip.clone(),
+                config.node_name.clone(),
+                Arc::new(move || agent.local_services()),
+            )
+        };
         let http = crate::http::start(
             Api {
                 agent: agent.clone(),
@@ -457,6 +465,7 @@ impl Running {
                 config: config.clone(),
                 metrics,
                 acl: acl.clone(),
+                events,
             },
             tls.https.clone(),
         )

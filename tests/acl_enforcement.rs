@@ -189,6 +189,22 @@ fn key_prefix_token_writes_only_under_its_prefix() {
     let r = req(&node, "GET", "/v1/kv/web/z", None, t);
     assert_eq!(r.status, 404, "nothing of a refused transaction is applied");
 
+    // Catalog operations in a transaction need node:write (and
+    // service:write) for every verb, reads included, as in Consul.
+    let txn = json!([
+        {"KV": {"Verb": "set", "Key": "web/z", "Value": "eA=="}},
+        {"Node": {"Verb": "get", "Node": {"Node": "n1"}}},
+        {"Service": {"Verb": "set", "Node": "n1", "Service": {"ID": "w", "Service": "web"}}}
+    ])
+    .to_string();
+    let r = req(&node, "PUT", "/v1/txn", Some(&txn), t);
+    assert_eq!(r.status, 409, "{}", r.body);
+    let errors = &r.json()["Errors"];
+    assert_eq!(errors[0]["OpIndex"], 1);
+    assert_eq!(errors[0]["What"], denial(&accessor, "node:write", "n1"));
+    assert_eq!(errors[1]["OpIndex"], 2);
+    assert_eq!(errors[1]["What"], denial(&accessor, "service:write", "web"));
+
     // An unknown token is refused before anything else.
     let r = req(&node, "GET", "/v1/kv/web/y", None, Some("no-such-token"));
     assert_eq!((r.status, r.body.trim()), (403, "ACL not found"));

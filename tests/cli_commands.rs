@@ -350,3 +350,87 @@ fn maint_enables_lists_and_disables_maintenance() {
         (1, "Only one of -enable or -disable may be provided\n")
     );
 }
+
+#[test]
+fn members_lists_filters_and_details_the_members() {
+    let a = TestAgent::dev();
+    let me = a.get_ok("/v1/agent/members").json()[0].clone();
+    let name = me["Name"].as_str().expect("member name").to_string();
+    let addr = format!("{}:{}", me["Addr"].as_str().unwrap(), me["Port"]);
+
+    let out = ok(cairn(&a, &["members"]));
+    let lines: Vec<&str> = out.lines().collect();
+    let cols = |l: &str| l.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+    assert_eq!(
+        cols(lines[0]),
+        [
+            "Node",
+            "Address",
+            "Status",
+            "Type",
+            "Build",
+            "Protocol",
+            "DC",
+            "Partition",
+            "Segment"
+        ],
+        "{out}"
+    );
+    let row = cols(lines[1]);
+    assert_eq!(
+        (&row[..4], &row[5..]),
+        (
+            &[name.clone(), addr.clone(), "alive".into(), "server".into()][..],
+            &[
+                "2".to_string(),
+                "dc1".into(),
+                "default".into(),
+                "<all>".into()
+            ][..]
+        ),
+        "{out}"
+    );
+    // Columns are aligned: every line has its Address where the header has it.
+    let at = lines[0].find("Address").unwrap();
+    assert_eq!(lines[1].find(&addr), Some(at), "{out}");
+
+    let detailed = ok(cairn(&a, &["members", "-detailed"]));
+    let lines: Vec<&str> = detailed.lines().collect();
+    assert_eq!(cols(lines[0]), ["Node", "Address", "Status", "Tags"]);
+    let tags = cols(lines[1])[3].clone();
+    let keys: Vec<&str> = tags
+        .split(',')
+        .map(|kv| kv.split('=').next().unwrap())
+        .collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted, "tags sorted by key: {tags}");
+    assert!(
+        tags.contains("role=consul") && tags.contains("dc=dc1"),
+        "{tags}"
+    );
+
+    // -status is a regular expression over the status; no match exits 2.
+    assert_eq!(ok(cairn(&a, &["members", "-status=al.ve"])), out);
+    let none = cairn(&a, &["members", "-status=^failed$"]);
+    assert_eq!((none.code, none.stdout.as_str()), (2, ""));
+    let bad = cairn(&a, &["members", "-status=("]);
+    assert_eq!(bad.code, 1);
+    assert!(
+        bad.stderr.starts_with("Failed to compile status regexp: "),
+        "{}",
+        bad.stderr
+    );
+    // -filter goes to the agent.
+    let filtered = cairn(&a, &["members", "-filter", "Name == \"nobody\""]);
+    assert_eq!(filtered.code, 2, "{}", filtered.stderr);
+    assert_eq!(
+        ok(cairn(
+            &a,
+            &["members", "-filter", &format!("Name == \"{name}\"")]
+        )),
+        out
+    );
+    let wan = ok(cairn(&a, &["members", "-wan"]));
+    assert!(wan.lines().nth(1).unwrap().contains("server"), "{wan}");
+}

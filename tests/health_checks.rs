@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::checks::{FlipHttp, GrpcHealth, TlsHttp, NOT_SERVING, SERVING};
+use common::checks::{FlipHttp, GrpcHealth, H2Server, TlsHttp, NOT_SERVING, SERVING};
 use common::{eventually, TestAgent};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -136,6 +136,94 @@ fn tcp_check_follows_the_listener() {
     assert!(out.starts_with(&format!("dial tcp {addr}:")), "{out}");
     let _again = std::net::TcpListener::bind(addr).expect("rebind");
     wait_healthy(&a, "db", true);
+}
+
+fn output(a: &TestAgent, id: &str) -> String {
+    agent_check(a, id)["Output"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
+#[test]
+fn udp_check_follows_the_listener() {
+    let a = TestAgent::dev();
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let addr = socket.local_addr().expect("addr");
+    register(
+        &a,
+        json!({"Name": "syslog", "Port": addr.port(), "Check": {"UDP": addr.to_string(), "Interval": "1s", "Timeout": "300ms"}}),
+    );
+    wait_healthy(&a, "syslog", true);
+    assert_eq!(
+        output(&a, "service:syslog"),
+        format!("UDP connect {addr}: Success")
+    );
+    let mut probe = [0u8; 16];
+    let (n, _from) = socket.recv_from(&mut probe).expect("the check's datagram");
+    assert_eq!(n, 0, "Consul's UDP check sends an empty datagram");
+
+    // Nothing bound: the ICMP port-unreachable reads as connection refused.
+    drop(socket);
+    wait_healthy(&a, "syslog", false);
+    let out = output(&a, "service:syslog");
+    assert!(out.starts_with("read udp 127.0.0.1:"), "{out}");
+    assert!(
+        out.ends_with(&format!("->{addr}: read: connection refused")),
+        "{out}"
+    );
+    let _again = std::net::UdpSocket::bind(addr).expect("rebind");
+    wait_healthy(&a, "syslog", true);
+}
+
+#[test]
+fn h2ping_check_follows_the_server() {
+    let a = TestAgent::dev();
+    let mut server = H2Server::start();
+    let addr = format!("127.0.0.1:{}", server.port);
+    register(
+        &a,
+        json!({"Name": "h2", "Port": server.port, "Check": {"H2PING": addr, "H2PingUseTLS": false, "Interval": "1s", "Timeout": "1s"}}),
+    );
+    wait_healthy(&a, "h2", true);
+    assert_eq!(output(&a, "service:h2"), "HTTP2 ping was successful");
+    server.stop();
+    wait_healthy(&a, "h2", false);
+    let out = output(&a, "service:h2");
+    assert!(
+        out.starts_with(&format!("Failed to dial to {addr}: ")),
+        "{out}"
+    );
+
+    // An HTTP/1 server does not speak HTTP/2: critical, not passing.
+    let http1 = FlipHttp::start(200);
+    register(
+        &a,
+        json!({"Name": "h1", "Port": http1.port, "Check": {"H2PING": format!("127.0.0.1:{}", http1.port), "H2PingUseTLS": false, "Interval": "1s", "Timeout": "1s"}}),
+    );
+    assert!(eventually(WAIT, || status(&a, "service:h1") == "critical"
+        && !output(&a, "service:h1").is_empty()));
+    assert!(!in_dns(&a, "h1"));
+}
+
+#[test]
+fn h2ping_over_tls_verifies_unless_told_not_to() {
+    let a = TestAgent::dev();
+    let server = H2Server::start_tls();
+    let addr = format!("127.0.0.1:{}", server.port);
+    register(
+        &a,
+        json!({"Name": "strict", "Check": {"H2PING": addr, "Interval": "1s"}}),
+    );
+    register(
+        &a,
+        json!({"Name": "lax", "Check": {"H2PING": addr, "TLSSkipVerify": true, "Interval": "1s"}}),
+    );
+    wait_healthy(&a, "lax", true);
+    assert_eq!(output(&a, "service:lax"), "HTTP2 ping was successful");
+    assert!(eventually(WAIT, || status(&a, "service:strict")
+        == "critical"
+        && output(&a, "service:strict").contains("certificate")));
 }
 
 #[test]
@@ -542,6 +630,34 @@ fn status_changes_are_counted_in_metrics() {
 }
 
 #[test]
+fn tcp_checks_with_tls_complete_the_handshake() {
+    let a = TestAgent::dev();
+    let server = TlsHttp::start();
+    let addr = format!("127.0.0.1:{}", server.port);
+    register(
+        &a,
+        json!({"Name": "tls-lax", "Check": {
+            "TCP": addr, "TCPUseTLS": true, "TLSSkipVerify": true,
+            "TLSServerName": "cairn-test.local", "Interval": "1s"
+        }}),
+    );
+    register(
+        &a,
+        json!({"Name": "tls-strict", "Check": {"TCP": addr, "TCPUseTLS": true, "Interval": "1s"}}),
+    );
+    wait_healthy(&a, "tls-lax", true);
+    assert_eq!(
+        output(&a, "service:tls-lax"),
+        format!("TCP+TLS connect {addr}: Success")
+    );
+    assert_eq!(*server.last_sni.lock().unwrap(), "cairn-test.local");
+    // The connection opens, but the self-signed certificate is not trusted.
+    assert!(eventually(WAIT, || output(&a, "service:tls-strict")
+        .contains("certificate")));
+    assert_eq!(status(&a, "service:tls-strict"), "critical");
+}
+
+#[test]
 fn https_checks_verify_certificates_unless_told_not_to() {
     let a = TestAgent::dev();
     let server = TlsHttp::start();
@@ -586,4 +702,106 @@ fn grpc_checks_over_tls() {
     wait_healthy(&a, "secure-rpc", true);
     server.set(NOT_SERVING);
     wait_healthy(&a, "secure-rpc", false);
+}
+
+/// A `FROM scratch` image holding Debian's static busybox, and the one
+/// container this test runs from it; both are removed on drop.
+struct BusyboxContainer {
+    image: String,
+    name: String,
+}
+
+impl BusyboxContainer {
+    fn start(dir: &std::path::Path) -> BusyboxContainer {
+        use common::docker::docker_ok;
+        let tag = format!("c{}", std::process::id());
+        let ctx = dir.join("image");
+        std::fs::create_dir_all(ctx.join("bin")).expect("image dir");
+        std::fs::copy("/bin/busybox", ctx.join("bin/busybox"))
+            .expect("/bin/busybox (Debian's busybox-static) must be installed");
+        std::fs::write(
+            ctx.join("Dockerfile"),
+            "FROM scratch\nCOPY bin/busybox /bin/busybox\n\
+             ENTRYPOINT [\"/bin/busybox\", \"sleep\", \"3600\"]\n",
+        )
+        .expect("Dockerfile");
+        let c = BusyboxContainer {
+            image: format!("cairn-docker-check-test/{tag}:1"),
+            name: format!("cairn-docker-check-{tag}"),
+        };
+        docker_ok(&["build", "-q", "-t", &c.image, &ctx.to_string_lossy()]);
+        docker_ok(&["run", "-d", "--name", &c.name, &c.image]);
+        c
+    }
+
+    fn set_code(&self, code: u8) {
+        common::docker::docker_ok(&[
+            "exec",
+            &self.name,
+            "/bin/busybox",
+            "sh",
+            "-c",
+            &format!("echo {code} > /code"),
+        ]);
+    }
+}
+
+impl Drop for BusyboxContainer {
+    fn drop(&mut self) {
+        let _ = common::docker::docker(&["rm", "-f", &self.name]);
+        let _ = common::docker::docker(&["rmi", "-f", &self.image]);
+    }
+}
+
+#[test]
+fn docker_check_runs_in_the_container() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let container = BusyboxContainer::start(dir.path());
+    container.set_code(0);
+    let a = TestAgent::dev_with(&["-enable-script-checks"]);
+    let script = "echo in-container; exit $(/bin/busybox cat /code)";
+    register(
+        &a,
+        json!({"Name": "boxed", "Check": {
+            "DockerContainerID": container.name, "Shell": "/bin/busybox",
+            "Args": ["/bin/busybox", "sh", "-c", script], "Interval": "1s"
+        }}),
+    );
+    wait_healthy(&a, "boxed", true);
+    assert_eq!(output(&a, "service:boxed"), "in-container\n");
+
+    container.set_code(1);
+    assert!(eventually(WAIT, || status(&a, "service:boxed") == "warning"));
+    container.set_code(2);
+    wait_healthy(&a, "boxed", false);
+    container.set_code(0);
+    wait_healthy(&a, "boxed", true);
+
+    // A container that does not exist: critical with the daemon's answer.
+    register(
+        &a,
+        json!({"Name": "ghost", "Check": {
+            "DockerContainerID": "cairn-no-such-container", "Args": ["/bin/true"], "Interval": "1s"
+        }}),
+    );
+    assert!(eventually(WAIT, || status(&a, "service:ghost")
+        == "critical"
+        && output(&a, "service:ghost").contains("No such container")));
+}
+
+#[test]
+fn docker_checks_are_refused_unless_scripts_are_enabled() {
+    let a = TestAgent::dev();
+    let r = a.put(
+        "/v1/agent/check/register",
+        &json!({"Name": "boxed", "DockerContainerID": "x", "Args": ["/bin/true"], "Interval": "1s"})
+            .to_string(),
+    );
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (
+            500,
+            "Scripts are disabled on this agent from remote calls; to enable, configure 'enable_script_checks' to true"
+        )
+    );
 }

@@ -284,3 +284,107 @@ fn txn_rejects_malformed_and_oversized_requests() {
     assert_eq!(r.status, 409);
     assert_eq!(a.get_ok("/v1/txn").status, 405);
 }
+
+#[test]
+fn txn_runs_node_service_and_check_operations() {
+    let a = TestAgent::dev();
+    let txn = |ops: serde_json::Value| {
+        let r = a.put("/v1/txn", &ops.to_string());
+        (r.status, r.json())
+    };
+    // A node, its service and a check, with a KV write, in one transaction.
+    let (status, v) = txn(json!([
+        {"Node": {"Verb": "set", "Node": {"Node": "ext", "Address": "10.1.2.3", "Meta": {"rack": "r1"}}}},
+        {"Service": {"Verb": "set", "Node": "ext", "Service": {"ID": "db1", "Service": "db", "Port": 5432, "Tags": ["primary"]}}},
+        {"Check": {"Verb": "set", "Check": {"Node": "ext", "CheckID": "db1-alive", "Name": "alive", "Status": "passing", "ServiceID": "db1"}}},
+        {"KV": {"Verb": "set", "Key": "ext/registered", "Value": "eWVz"}}
+    ]));
+    assert_eq!(status, 200, "{v}");
+    let results = v["Results"].as_array().expect("results");
+    assert_eq!(results.len(), 4, "{v}");
+    assert_eq!(results[0]["Node"]["Node"], "ext");
+    assert_eq!(results[0]["Node"]["Datacenter"], "dc1");
+    assert_eq!(results[0]["Node"]["Meta"]["rack"], "r1");
+    assert_eq!(results[1]["Service"]["ID"], "db1");
+    assert_eq!(results[1]["Service"]["Port"], 5432);
+    assert_eq!(results[2]["Check"]["Status"], "passing");
+    assert_eq!(results[2]["Check"]["ServiceName"], "db");
+    assert!(results[3]["KV"].is_object());
+    let node_index = results[0]["Node"]["ModifyIndex"].as_u64().unwrap();
+
+    // What the catalog, health and DNS now answer.
+    let svc = a.get_ok("/v1/health/service/db?passing").json();
+    assert_eq!(svc[0]["Node"]["Address"], "10.1.2.3", "{svc}");
+    assert!(a
+        .dig(&["+short", "db.service.consul", "A"])
+        .contains("10.1.2.3"));
+
+    // Gets, and CAS against the indexes.
+    let (status, v) = txn(json!([
+        {"Node": {"Verb": "get", "Node": {"Node": "ext"}}},
+        {"Service": {"Verb": "get", "Node": "ext", "Service": {"ID": "db1"}}},
+        {"Check": {"Verb": "get", "Check": {"Node": "ext", "CheckID": "db1-alive"}}},
+        {"Node": {"Verb": "cas", "Node": {"Node": "ext", "Address": "10.1.2.4", "ModifyIndex": node_index}}}
+    ]));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["Results"][0]["Node"]["Address"], "10.1.2.3");
+    assert_eq!(v["Results"][1]["Service"]["Service"], "db");
+    assert_eq!(v["Results"][2]["Check"]["Name"], "alive");
+    assert_eq!(v["Results"][3]["Node"]["Address"], "10.1.2.4");
+
+    // A stale CAS, a missing node and an unknown verb fail the whole
+    // transaction with Consul's texts; the KV write with them is not made.
+    let (status, v) = txn(json!([
+        {"Node": {"Verb": "cas", "Node": {"Node": "ext", "Address": "10.9.9.9", "ModifyIndex": node_index}}},
+        {"Service": {"Verb": "set", "Node": "nowhere", "Service": {"ID": "x", "Service": "x"}}},
+        {"Check": {"Verb": "get", "Check": {"Node": "ext", "CheckID": "nope"}}},
+        {"KV": {"Verb": "set", "Key": "ext/lost", "Value": "eA=="}}
+    ]));
+    assert_eq!(status, 409, "{v}");
+    assert_eq!(v["Results"], json!(null));
+    let whats: Vec<(u64, String)> = v["Errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["OpIndex"].as_u64().unwrap(),
+                e["What"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        whats,
+        [
+            (0, "failed to set node \"ext\", index is stale".to_string()),
+            (1, "Missing node registration".to_string()),
+            (
+                2,
+                "check \"nope\" on node \"ext\" doesn't exist".to_string()
+            ),
+        ]
+    );
+    assert_eq!(a.get_ok("/v1/kv/ext/lost").status, 404);
+    assert_eq!(
+        a.get_ok("/v1/catalog/node/ext").json()["Node"]["Address"],
+        "10.1.2.4"
+    );
+    let (status, v) = txn(json!([{"Node": {"Verb": "frob", "Node": {"Node": "ext"}}}]));
+    assert_eq!(status, 409);
+    assert_eq!(v["Errors"][0]["What"], "unknown Node verb \"frob\"");
+
+    // Deletes: the check, then the service with delete-cas, then the node.
+    let svc_index = a.get_ok("/v1/catalog/service/db").json()[0]["ModifyIndex"]
+        .as_u64()
+        .unwrap();
+    let (status, v) = txn(json!([
+        {"Check": {"Verb": "delete", "Check": {"Node": "ext", "CheckID": "db1-alive"}}},
+        {"Service": {"Verb": "delete-cas", "Node": "ext", "Service": {"ID": "db1", "ModifyIndex": svc_index}}}
+    ]));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["Results"], json!([]));
+    assert_eq!(a.get_ok("/v1/catalog/service/db").json(), json!([]));
+    let (status, _) = txn(json!([{"Node": {"Verb": "delete", "Node": {"Node": "ext"}}}]));
+    assert_eq!(status, 200);
+    assert_eq!(a.get_ok("/v1/catalog/node/ext").json(), json!(null));
+}

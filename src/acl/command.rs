@@ -8,6 +8,44 @@ use crate::catalog::acl::AclOp;
 use crate::catalog::command::{changes_node, Command, KvOp, SessionOp, TxnOp};
 use crate::catalog::query::Reader;
 
+/// The write a transaction's node, service or check operation needs, for
+/// every verb (Consul's `vetNodeTxnOp`, `vetServiceTxnOp`, `vetCheckTxnOp`):
+/// `node:write` on the node, `service:write` on the service (a check's
+/// service for service checks). A service named only by ID is the stored
+/// one's.
+pub fn catalog_txn_need(op: &TxnOp, r: &Reader<'_>) -> Option<(Resource, String)> {
+    let stored_name = |node: &str, id: &str| {
+        r.service(node, id)
+            .ok()
+            .flatten()
+            .map(|s| s.name)
+            .unwrap_or_default()
+    };
+    match op {
+        TxnOp::Node { node, .. } => Some((Resource::Node, node.name.clone())),
+        TxnOp::Service { node, service, .. } => {
+            let name = if service.name.is_empty() {
+                stored_name(node, &service.id)
+            } else {
+                service.name.clone()
+            };
+            Some((Resource::Service, name))
+        }
+        TxnOp::Check { check, .. } if check.service_id.is_empty() => {
+            Some((Resource::Node, check.node.clone()))
+        }
+        TxnOp::Check { check, .. } => {
+            let name = if check.service_name.is_empty() {
+                stored_name(&check.node, &check.service_id)
+            } else {
+                check.service_name.clone()
+            };
+            Some((Resource::Service, name))
+        }
+        _ => None,
+    }
+}
+
 /// `Ok` when `authz` may make `cmd`; else Consul's denial text.
 pub fn authorize(authz: &Authorizer, cmd: &Command, r: &Reader<'_>) -> Result<(), String> {
     let need = |res: Resource, name: &str, a: Access| -> Result<(), String> {
@@ -73,6 +111,11 @@ pub fn authorize(authz: &Authorizer, cmd: &Command, r: &Reader<'_>) -> Result<()
                     | TxnOp::CheckNotExists { key }
                     | TxnOp::CheckSession { key, .. } => need(Resource::Key, key, Access::Read)?,
                     TxnOp::GetTree { prefix } => need(Resource::Key, prefix, Access::Read)?,
+                    TxnOp::Node { .. } | TxnOp::Service { .. } | TxnOp::Check { .. } => {
+                        if let Some((res, name)) = catalog_txn_need(op, r) {
+                            need(res, &name, Access::Write)?;
+                        }
+                    }
                 }
             }
             Ok(())

@@ -110,7 +110,7 @@ pub(super) fn reject<T>(what: String) -> Outcome<T> {
     Ok(Err(vec![TxnError { op_index: 0, what }]))
 }
 
-fn apply_register(
+pub(super) fn apply_register(
     tables: &Tables,
     txn: &mut RwTxn,
     index: u64,
@@ -272,7 +272,7 @@ fn apply_register(
     Ok(Ok(Response::Bool(true)))
 }
 
-fn apply_deregister(
+pub(super) fn apply_deregister(
     tables: &Tables,
     txn: &mut RwTxn,
     index: u64,
@@ -536,7 +536,7 @@ fn apply_txn(
                         | KvOp::Unlock { .. },
                         Some(entry),
                     ) => {
-                        results.push(TxnResult {
+                        results.push(TxnResult::Kv {
                             entry,
                             include_value: false,
                         });
@@ -557,7 +557,7 @@ fn apply_txn(
                 }
             }
             TxnOp::Get { key } => match tables.kv.get(txn, key)? {
-                Some(entry) => results.push(TxnResult {
+                Some(entry) => results.push(TxnResult::Kv {
                     entry,
                     include_value: true,
                 }),
@@ -568,7 +568,7 @@ fn apply_txn(
                     key: key.clone(),
                     ..KvEntry::default()
                 });
-                results.push(TxnResult {
+                results.push(TxnResult::Kv {
                     entry,
                     include_value: true,
                 });
@@ -576,14 +576,14 @@ fn apply_txn(
             TxnOp::GetTree { prefix } => {
                 for item in tables.kv.prefix_iter(txn, prefix)? {
                     let (_, entry) = item?;
-                    results.push(TxnResult {
+                    results.push(TxnResult::Kv {
                         entry,
                         include_value: true,
                     });
                 }
             }
             TxnOp::CheckIndex { key, index: want } => match tables.kv.get(txn, key)? {
-                Some(entry) if entry.modify_index == *want => results.push(TxnResult {
+                Some(entry) if entry.modify_index == *want => results.push(TxnResult::Kv {
                     entry,
                     include_value: false,
                 }),
@@ -596,7 +596,7 @@ fn apply_txn(
                 ))),
             },
             TxnOp::CheckSession { key, session } => match tables.kv.get(txn, key)? {
-                Some(entry) if entry.session == *session => results.push(TxnResult {
+                Some(entry) if entry.session == *session => results.push(TxnResult::Kv {
                     entry,
                     include_value: false,
                 }),
@@ -611,6 +611,13 @@ fn apply_txn(
             TxnOp::CheckNotExists { key } => {
                 if tables.kv.get(txn, key)?.is_some() {
                     errors.push(err(format!("key {key:?} exists")));
+                }
+            }
+            TxnOp::Node { .. } | TxnOp::Service { .. } | TxnOp::Check { .. } => {
+                match super::txn::apply_catalog_op(tables, txn, index, op, touched)? {
+                    Ok(Some(result)) => results.push(result),
+                    Ok(None) => {}
+                    Err(what) => errors.push(err(what)),
                 }
             }
         }

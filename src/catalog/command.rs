@@ -93,16 +93,74 @@ pub enum SessionOp {
     Renew { id: String },
 }
 
-/// A transaction operation (`PUT /v1/txn`), KV verbs only for now.
+/// A transaction operation (`PUT /v1/txn`): KV verbs, and the catalog's
+/// node, service and check verbs (`catalog::txn`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum TxnOp {
     Write(KvOp),
-    Get { key: String },
-    GetOrEmpty { key: String },
-    GetTree { prefix: String },
-    CheckIndex { key: String, index: u64 },
-    CheckNotExists { key: String },
-    CheckSession { key: String, session: String },
+    Get {
+        key: String,
+    },
+    GetOrEmpty {
+        key: String,
+    },
+    GetTree {
+        prefix: String,
+    },
+    CheckIndex {
+        key: String,
+        index: u64,
+    },
+    CheckNotExists {
+        key: String,
+    },
+    CheckSession {
+        key: String,
+        session: String,
+    },
+    /// The CAS verbs compare with `node.modify_index`, as Consul's do.
+    Node {
+        verb: CatalogVerb,
+        node: Node,
+    },
+    /// `service.modify_index` for the CAS verbs; the service is on `node`.
+    Service {
+        verb: CatalogVerb,
+        node: String,
+        service: Service,
+    },
+    /// `check.node` names the node; `check.modify_index` for the CAS verbs.
+    Check {
+        verb: CatalogVerb,
+        check: Check,
+    },
+}
+
+/// The verbs of a transaction's node, service and check operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CatalogVerb {
+    Get,
+    Set,
+    Cas,
+    Delete,
+    DeleteCas,
+}
+
+impl CatalogVerb {
+    pub fn parse(verb: &str) -> Option<CatalogVerb> {
+        Some(match verb {
+            "get" => CatalogVerb::Get,
+            "set" => CatalogVerb::Set,
+            "cas" => CatalogVerb::Cas,
+            "delete" => CatalogVerb::Delete,
+            "delete-cas" => CatalogVerb::DeleteCas,
+            _ => return None,
+        })
+    }
+
+    pub fn writes(self) -> bool {
+        self != CatalogVerb::Get
+    }
 }
 
 /// Commands are built once and moved into the raft log, so the size gap
@@ -143,12 +201,14 @@ impl Command {
     }
 }
 
-/// One result of a transaction: an entry touched or read. Consul returns the
-/// entry without its value for writes, with it for reads.
+/// One result of a transaction: an entry touched or read. Consul returns a
+/// KV entry without its value for writes, with it for reads.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TxnResult {
-    pub entry: KvEntry,
-    pub include_value: bool,
+pub enum TxnResult {
+    Kv { entry: KvEntry, include_value: bool },
+    Node(Node),
+    Service(Service),
+    Check(Check),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

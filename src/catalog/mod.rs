@@ -15,6 +15,7 @@ pub mod query;
 pub mod sessions;
 pub mod snapshot;
 pub mod summary;
+pub mod txn;
 pub mod types;
 pub mod watch;
 

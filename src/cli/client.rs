@@ -49,7 +49,10 @@ struct LeaveArgs {
 #[derive(Default)]
 struct MembersArgs {
     http: HttpArgs,
+    detailed: bool,
+    wan: bool,
     status: Option<String>,
+    filter: Option<String>,
 }
 
 #[derive(Default)]
@@ -317,100 +320,205 @@ fn members(args: &[String]) -> Result<i32> {
     let set = flag_set::<MembersArgs>(
         "Usage: cairn members [options]
 
-  Lists the members of the cluster as the agent sees them.
+  Outputs the members of a running agent.
 ",
-        vec![Flag::text(
-            "status",
-            "Only list members whose status (alive, leaving, left, failed) matches.",
-            |o, v| o.status = Some(v),
-        )],
+        vec![
+            Flag::bool("detailed", "Provides detailed information about nodes.", |o, v| {
+                o.detailed = v
+            }),
+            Flag::bool(
+                "wan",
+                "If the agent is in server mode, this can be used to return the other peers in the WAN pool.",
+                |o, v| o.wan = v,
+            ),
+            Flag::text(
+                "status",
+                "If provided, output is filtered to only nodes matching the regular expression for status.",
+                |o, v| o.status = Some(v),
+            ),
+            Flag::text("filter", "Filter to use with the request", |o, v| {
+                o.filter = Some(v)
+            }),
+        ],
     );
     let (o, rest) = match set.parse_or_report(args) {
         Ok(parsed) => parsed,
         Err(code) => return Ok(code),
     };
     no_arguments(&rest)?;
+    let status_re = match regex::Regex::new(o.status.as_deref().unwrap_or(".*")) {
+        Ok(re) => re,
+        Err(e) => {
+            eprintln!("Failed to compile status regexp: {e}");
+            return Ok(1);
+        }
+    };
     let (c, base) = (o.http.client(TIMEOUT)?, o.http.base());
-    let v: Value = check(c.get(format!("{base}/v1/agent/members")).send()?)?.json()?;
-    let mut list = v.as_array().cloned().unwrap_or_default();
-    if let Some(pat) = &o.status {
-        let status_of = |m: &Value| match m["Status"].as_u64() {
-            Some(1) => "alive",
-            Some(2) => "leaving",
-            Some(3) => "left",
-            Some(4) => "failed",
-            _ => "none",
-        };
-        list.retain(|m| status_of(m).contains(pat.trim_matches(|c| c == '^' || c == '$')));
+    let mut query: Vec<(&str, String)> = Vec::new();
+    if o.wan {
+        query.push(("wan", "1".into()));
     }
-    let mut rows: Vec<[String; 8]> = list
-        .iter()
-        .map(|m| {
-            let tags = &m["Tags"];
-            let status = match m["Status"].as_u64() {
+    if let Some(f) = &o.filter {
+        query.push(("filter", f.clone()));
+    }
+    let sent = c
+        .get(format!("{base}/v1/agent/members"))
+        .query(&query)
+        .send();
+    let v: Value = match sent.map_err(anyhow::Error::from).and_then(check) {
+        Ok(r) => r.json()?,
+        Err(e) => {
+            eprintln!("Error retrieving members: {e}");
+            return Ok(1);
+        }
+    };
+    let mut list: Vec<Member> = v
+        .as_array()
+        .map(|a| a.iter().map(Member::from_json).collect())
+        .unwrap_or_default();
+    list.retain(|m| status_re.is_match(m.status));
+    if list.is_empty() {
+        return Ok(2);
+    }
+    list.sort_by(|a, b| {
+        let key = |m: &Member| {
+            (
+                m.tag("role") != "consul",
+                m.tag("segment").to_string(),
+                m.name.clone(),
+            )
+        };
+        key(a).cmp(&key(b))
+    });
+    let mut rows = vec![if o.detailed {
+        cells(&["Node", "Address", "Status", "Tags"])
+    } else {
+        cells(&[
+            "Node",
+            "Address",
+            "Status",
+            "Type",
+            "Build",
+            "Protocol",
+            "DC",
+            "Partition",
+            "Segment",
+        ])
+    }];
+    rows.extend(list.iter().map(|m| {
+        if o.detailed {
+            m.detailed_row()
+        } else {
+            m.standard_row()
+        }
+    }));
+    println!("{}", super::catalog::columnize(&rows));
+    Ok(0)
+}
+
+fn cells(texts: &[&str]) -> Vec<String> {
+    texts.iter().map(|t| t.to_string()).collect()
+}
+
+/// One member as `GET /v1/agent/members` gives it, with the tag defaults
+/// Consul's `members` command fills in before printing.
+struct Member {
+    name: String,
+    addr: String,
+    status: &'static str,
+    tags: std::collections::BTreeMap<String, String>,
+}
+
+impl Member {
+    fn from_json(m: &Value) -> Member {
+        let mut tags: std::collections::BTreeMap<String, String> = m["Tags"]
+            .as_object()
+            .map(|t| {
+                t.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if tags.get("ap").is_none_or(|p| p.is_empty()) {
+            tags.insert("ap".into(), "default".into());
+        }
+        let segment = if tags.get("role").is_some_and(|r| r == "consul") {
+            "<all>"
+        } else {
+            "<default>"
+        };
+        if tags.get("segment").is_none_or(|s| s.is_empty()) || segment == "<all>" {
+            tags.insert("segment".into(), segment.into());
+        }
+        let ip = m["Addr"].as_str().unwrap_or("");
+        let port = m["Port"].as_u64().unwrap_or(0);
+        let addr = if ip.contains(':') {
+            format!("[{ip}]:{port}")
+        } else {
+            format!("{ip}:{port}")
+        };
+        Member {
+            name: m["Name"].as_str().unwrap_or("").to_string(),
+            addr,
+            status: match m["Status"].as_u64() {
                 Some(1) => "alive",
                 Some(2) => "leaving",
                 Some(3) => "left",
                 Some(4) => "failed",
                 _ => "none",
-            };
-            let role = if tags["role"] == "consul" {
-                "server"
-            } else {
-                "client"
-            };
-            [
-                m["Name"].as_str().unwrap_or("").to_string(),
-                format!(
-                    "{}:{}",
-                    m["Addr"].as_str().unwrap_or(""),
-                    m["Port"].as_u64().unwrap_or(0)
-                ),
-                status.to_string(),
-                role.to_string(),
-                tags["build"]
-                    .as_str()
-                    .unwrap_or("")
-                    .split(':')
-                    .next()
-                    .unwrap_or("")
-                    .to_string(),
-                tags["vsn"].as_str().unwrap_or("2").to_string(),
-                tags["dc"].as_str().unwrap_or("").to_string(),
-                "default".to_string(),
-            ]
-        })
-        .collect();
-    rows.sort_by(|a, b| (a[3] != "server", &a[0]).cmp(&(b[3] != "server", &b[0])));
-    let header = [
-        "Node",
-        "Address",
-        "Status",
-        "Type",
-        "Build",
-        "Protocol",
-        "DC",
-        "Partition",
-    ];
-    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for r in &rows {
-        for (i, cell) in r.iter().enumerate() {
-            widths[i] = widths[i].max(cell.len());
+            },
+            tags,
         }
     }
-    let line = |cells: Vec<&str>| {
-        let mut s = String::new();
-        for (i, cell) in cells.iter().enumerate() {
-            s.push_str(&format!("{:<w$}  ", cell, w = widths[i]));
-        }
-        s.push_str("<default>");
-        s
-    };
-    println!("{}", line(header.to_vec()).replace("<default>", "Segment"));
-    for r in &rows {
-        println!("{}", line(r.iter().map(|s| s.as_str()).collect()));
+
+    fn tag(&self, key: &str) -> &str {
+        self.tags.get(key).map(String::as_str).unwrap_or("")
     }
-    Ok(if rows.is_empty() { 2 } else { 0 })
+
+    fn standard_row(&self) -> Vec<String> {
+        let role = match self.tag("role") {
+            "consul" => "server",
+            "node" => "client",
+            _ => {
+                return vec![
+                    self.name.clone(),
+                    self.addr.clone(),
+                    self.status.into(),
+                    "unknown".into(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                ]
+            }
+        };
+        let build = match self.tag("build") {
+            "" => "< 0.3",
+            b => b.split(':').next().unwrap_or(b),
+        };
+        vec![
+            self.name.clone(),
+            self.addr.clone(),
+            self.status.into(),
+            role.into(),
+            build.into(),
+            self.tag("vsn").into(),
+            self.tag("dc").into(),
+            self.tag("ap").into(),
+            self.tag("segment").into(),
+        ]
+    }
+
+    fn detailed_row(&self) -> Vec<String> {
+        let tags: Vec<String> = self.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        vec![
+            self.name.clone(),
+            self.addr.clone(),
+            self.status.into(),
+            tags.join(","),
+        ]
+    }
 }
 
 fn info(args: &[String]) -> Result<i32> {

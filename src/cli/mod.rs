@@ -7,6 +7,7 @@ pub(crate) mod agent;
 mod catalog;
 mod client;
 mod config_files;
+mod event;
 mod flags;
 mod http;
 mod keyring;
@@ -29,6 +30,7 @@ Available commands are:
     acl            Interact with the ACL system (bootstrap, policies, tokens)
     agent          Runs a cairn agent
     catalog        Interact with the catalog (datacenters, nodes, services)
+    event          Fire a new event
     force-leave    Forces a member of the cluster to enter the left state
     info           Provides debugging information for operators
     join           Tell a running agent to join the cluster
@@ -72,6 +74,7 @@ pub fn main(argv: Vec<String>) -> Result<i32> {
         "keyring" => keyring::run(rest),
         "kv" => kv::run(rest),
         "catalog" => catalog::run(rest),
+        "event" => event::run(rest),
         "services" => services::run(rest),
         "maint" => maint::maint(rest),
         "monitor" => maint::monitor(rest),

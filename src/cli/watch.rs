@@ -2,6 +2,11 @@
 //! catalog or KV with blocking queries and, each time its index moves, runs
 //! the handler with `/bin/sh -c` and the view's JSON on stdin (or prints
 //! the JSON when no handler is given), as `consul watch` does.
+//!
+//! `-type=event` follows `/v1/event/list` and hands on only the events
+//! after the last one handed on, as Consul's event watch prunes them; the
+//! list's index is derived from event IDs and is not monotonic, so it is
+//! never taken as a reset.
 
 use super::flags::{Flag, FlagSet};
 use super::http::{with_http, HttpArgs};
@@ -29,6 +34,7 @@ struct WatchArgs {
     passing_only: bool,
     stale: bool,
     datacenter: Option<String>,
+    name: Option<String>,
 }
 
 with_http!(WatchArgs);
@@ -38,7 +44,7 @@ fn flag_set() -> FlagSet<WatchArgs> {
     flags.extend([
         Flag::text(
             "type",
-            "What to watch: key, keyprefix, services, nodes, service or checks.",
+            "What to watch: key, keyprefix, services, nodes, service, checks or event.",
             |o: &mut WatchArgs, v| o.kind = v,
         ),
         Flag::text("key", "The `key` to watch, for -type=key.", |o, v| {
@@ -63,6 +69,11 @@ fn flag_set() -> FlagSet<WatchArgs> {
             "state",
             "Only checks in this `state`, for -type=checks (any).",
             |o, v| o.state = Some(v),
+        ),
+        Flag::text(
+            "name",
+            "Only events with this `name`, for -type=event.",
+            |o, v| o.name = Some(v),
         ),
         Flag::bool(
             "passingonly",
@@ -91,6 +102,8 @@ enum Shape {
     FirstEntry,
     /// A KV recurse: `[]` when absent.
     List,
+    /// The event list, from the event after the last one handed on.
+    NewEvents,
 }
 
 fn view(o: &WatchArgs) -> Result<(String, Shape)> {
@@ -129,6 +142,16 @@ fn view(o: &WatchArgs) -> Result<(String, Shape)> {
                 format!("/v1/health/state/{}", o.state.as_deref().unwrap_or("any")),
                 Shape::Body,
             ),
+        },
+        "event" => match o.name.as_deref().filter(|n| !n.is_empty()) {
+            Some(name) => {
+                let query: String = reqwest::Url::parse_with_params("http://x/", [("name", name)])
+                    .ok()
+                    .and_then(|u| u.query().map(str::to_string))
+                    .unwrap_or_default();
+                (format!("/v1/event/list?{query}"), Shape::NewEvents)
+            }
+            None => ("/v1/event/list".into(), Shape::NewEvents),
         },
         "" => return Err(anyhow!("Watch type must be specified")),
         other => return Err(anyhow!("Unsupported watch type: {other}")),
@@ -178,13 +201,20 @@ pub fn run(args: Vec<String>) -> Result<i32> {
             std::thread::sleep(Duration::from_secs(1));
             continue;
         }
-        // Indexes that go backwards mean the servers' state was reset.
-        index = if next < index { 0 } else { next };
+        let previous = index;
+        // Indexes that go backwards mean the servers' state was reset;
+        // event indexes are not ordered at all.
+        index = if next < index && !matches!(shape, Shape::NewEvents) {
+            0
+        } else {
+            next
+        };
         if last == Some(next) {
             continue;
         }
         last = Some(next);
         let data = match (&shape, status) {
+            (Shape::NewEvents, _) => new_events(&body, previous),
             (Shape::FirstEntry, 404) => "null".to_string(),
             (Shape::List, 404) => "[]".to_string(),
             (Shape::FirstEntry, _) => serde_json::from_str::<serde_json::Value>(&body)
@@ -213,6 +243,26 @@ pub fn run(args: Vec<String>) -> Result<i32> {
             Err(e) => eprintln!("Error starting handler '{handler}': {e}"),
         }
     }
+}
+
+/// The events listed after the one whose index is `previous` (all of
+/// them when none is), as Consul's event watch prunes the list.
+fn new_events(body: &str, previous: u64) -> String {
+    let Ok(serde_json::Value::Array(events)) = serde_json::from_str(body) else {
+        return body.to_string();
+    };
+    let index_of = |e: &serde_json::Value| {
+        e["ID"]
+            .as_str()
+            .and_then(crate::events::id_to_index)
+            .unwrap_or(0)
+    };
+    let start = events
+        .iter()
+        .position(|e| previous != 0 && index_of(e) == previous)
+        .map(|at| at + 1)
+        .unwrap_or(0);
+    serde_json::Value::Array(events[start..].to_vec()).to_string()
 }
 
 #[cfg(test)]
@@ -249,5 +299,25 @@ mod tests {
         );
         let (o, _) = watch(&["-type=checks", "-state=critical"]);
         assert_eq!(view(&o).unwrap().0, "/v1/health/state/critical");
+        let (o, _) = watch(&["-type=event", "-name=deploy"]);
+        assert_eq!(view(&o).unwrap().0, "/v1/event/list?name=deploy");
+        let (o, _) = watch(&["-type=event"]);
+        assert_eq!(view(&o).unwrap().0, "/v1/event/list");
+        let (o, _) = watch(&["-type=event", "-name=a b&c"]);
+        assert_eq!(view(&o).unwrap().0, "/v1/event/list?name=a+b%26c");
+    }
+
+    #[test]
+    fn an_event_watch_hands_on_only_new_events() {
+        let a = "b54fe110-7af5-cafc-d1fb-afc8ba432b1c";
+        let b = "00000000-0000-0000-0000-000000000001";
+        let body = format!(r#"[{{"ID":"{a}"}},{{"ID":"{b}"}}]"#);
+        let index_a = crate::events::id_to_index(a).unwrap();
+        assert_eq!(
+            new_events(&body, 0),
+            format!(r#"[{{"ID":"{a}"}},{{"ID":"{b}"}}]"#)
+        );
+        assert_eq!(new_events(&body, index_a), format!(r#"[{{"ID":"{b}"}}]"#));
+        assert_eq!(new_events(&body, 42), body, "an unknown index hands on all");
     }
 }

@@ -124,6 +124,7 @@ fn approx_size(cmd: &Option<Command>) -> usize {
                 .iter()
                 .map(|op| match op {
                     TxnOp::Write(w) => kv(w),
+                    TxnOp::Node { .. } | TxnOp::Service { .. } | TxnOp::Check { .. } => 1024,
                     _ => 64,
                 })
                 .sum(),

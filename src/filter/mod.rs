@@ -31,7 +31,7 @@
 pub mod ast;
 pub mod eval;
 pub mod parse;
-pub(crate) mod regex;
+pub mod regex;
 pub mod schema;
 mod strconv;
 pub mod validate;

@@ -7,11 +7,13 @@
 //! With encryption on, every datagram is sealed with the keyring's primary
 //! key and opened with any installed key ([`keyring`]); the keyring
 //! operations (`/v1/operator/keyring`) travel on the same socket beside
-//! foca's packets ([`key_query`]).
+//! foca's packets ([`key_query`]). User events ride foca's custom
+//! broadcasts ([`user_event`]).
 
 pub mod crypto;
 pub mod key_query;
 pub mod keyring;
+pub mod user_event;
 
 use bytes::Bytes;
 use foca::{
@@ -23,14 +25,15 @@ use keyring::{Keyring, KeyringFile, SharedKeyring};
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant;
+use user_event::{EventClock, UserEventError, UserEventMsg};
 
 /// A member's identity as gossiped: who it is and how to reach it.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,7 +129,12 @@ pub(crate) enum Intent {
         prune: bool,
         nonce: u64,
     },
+    /// A user event (serf's `messageUserEvent`).
+    UserEvent(UserEventMsg),
 }
+
+/// [`IntentKey::kind`] of user events, which never replace one another.
+const USER_EVENT_KIND: u8 = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub(crate) struct IntentKey {
@@ -137,7 +145,10 @@ pub(crate) struct IntentKey {
 
 impl Invalidates for IntentKey {
     fn invalidates(&self, other: &Self) -> bool {
-        self.name == other.name && self.kind == other.kind && self.version >= other.version
+        self.kind != USER_EVENT_KIND
+            && self.name == other.name
+            && self.kind == other.kind
+            && self.version >= other.version
     }
 }
 
@@ -148,7 +159,33 @@ pub(crate) struct BadBroadcast(String);
 /// Receives intents; remembers them so repeats are not re-broadcast.
 pub(crate) struct IntentHandler {
     seen: HashSet<IntentKey>,
+    /// The user events in `seen`, oldest first, so that only the last
+    /// [`user_event::REMEMBERED`] are kept.
+    event_keys: VecDeque<IntentKey>,
     intents: Arc<Mutex<Vec<Intent>>>,
+}
+
+impl IntentHandler {
+    /// Serf tells a repeated user event by its time, name and payload.
+    fn event_key(msg: &UserEventMsg) -> IntentKey {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        msg.payload.hash(&mut h);
+        IntentKey {
+            name: format!("{}:{}", msg.ltime, msg.name),
+            kind: USER_EVENT_KIND,
+            version: h.finish(),
+        }
+    }
+
+    fn remember_event(&mut self, key: IntentKey) {
+        self.event_keys.push_back(key);
+        if self.event_keys.len() > user_event::REMEMBERED {
+            if let Some(old) = self.event_keys.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+    }
 }
 
 impl BroadcastHandler<MemberId> for IntentHandler {
@@ -172,9 +209,13 @@ impl BroadcastHandler<MemberId> for IntentHandler {
                 kind: 1,
                 version: *nonce,
             },
+            Intent::UserEvent(msg) => Self::event_key(msg),
         };
         if !self.seen.insert(key.clone()) {
             return Ok(None);
+        }
+        if key.kind == USER_EVENT_KIND {
+            self.remember_event(key.clone());
         }
         if let Ok(mut q) = self.intents.lock() {
             q.push(intent);
@@ -192,6 +233,13 @@ enum Input {
         name: String,
         prune: bool,
         done: oneshot::Sender<bool>,
+    },
+    UserEvent {
+        name: String,
+        payload: Vec<u8>,
+        /// The payload's length on Consul's wire, for serf's size limits.
+        wire_len: usize,
+        done: oneshot::Sender<Result<u64, UserEventError>>,
     },
 }
 
@@ -211,6 +259,7 @@ pub struct Gossip {
     conflict: watch::Receiver<Option<String>>,
     keyring: SharedKeyring,
     keys: KeyQueries,
+    user_events: broadcast::Sender<UserEventMsg>,
     pub identity: MemberId,
 }
 
@@ -245,6 +294,7 @@ pub(crate) fn new_foca(identity: MemberId) -> (Swim, Arc<Mutex<Vec<Intent>>>) {
     let intents = Arc::new(Mutex::new(Vec::new()));
     let handler = IntentHandler {
         seen: HashSet::new(),
+        event_keys: VecDeque::new(),
         intents: intents.clone(),
     };
     let rng: StdRng = rand::make_rng();
@@ -327,6 +377,7 @@ impl Gossip {
         let (tx, rx) = mpsc::channel::<Input>(1024);
         let (members_tx, members) = watch::channel::<MemberTable>(Arc::new(BTreeMap::new()));
         let (conflict_tx, conflict) = watch::channel::<Option<String>>(None);
+        let (user_events, _) = broadcast::channel::<UserEventMsg>(1024);
 
         let keyring = SharedKeyring::new(cfg.keyring.clone());
         let keys = KeyQueries::start(
@@ -390,6 +441,8 @@ impl Gossip {
             conflict_tx,
             me: cfg.identity.clone(),
             sized_for: 5,
+            event_clock: EventClock::default(),
+            user_events: user_events.clone(),
         };
         tokio::spawn(owner.run(rx));
         Ok(Gossip {
@@ -398,8 +451,37 @@ impl Gossip {
             conflict,
             keyring,
             keys,
+            user_events,
             identity: cfg.identity,
         })
+    }
+
+    /// Sends a user event to every member, this agent included (serf's
+    /// `UserEvent`): `wire_len` is the payload's length on Consul's wire,
+    /// which serf's size limits count. Returns the event's Lamport time.
+    pub async fn user_event(
+        &self,
+        name: String,
+        payload: Vec<u8>,
+        wire_len: usize,
+    ) -> Result<u64, UserEventError> {
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send(Input::UserEvent {
+                name,
+                payload,
+                wire_len,
+                done,
+            })
+            .await
+            .map_err(|_| UserEventError::Stopped)?;
+        wait.await.map_err(|_| UserEventError::Stopped)?
+    }
+
+    /// Every user event this agent takes in from now on (its own
+    /// included), once each.
+    pub fn user_events(&self) -> broadcast::Receiver<UserEventMsg> {
+        self.user_events.subscribe()
     }
 
     /// Whether gossip is encrypted (a keyring is installed).
@@ -562,6 +644,8 @@ struct Owner {
     me: MemberId,
     /// The cluster size foca's settings were last derived for.
     sized_for: usize,
+    event_clock: EventClock,
+    user_events: broadcast::Sender<UserEventMsg>,
 }
 
 impl Owner {
@@ -611,6 +695,16 @@ impl Owner {
                         self.apply_force_leave(&name, prune);
                     }
                     let _ = done.send(known);
+                    Ok(())
+                }
+                Input::UserEvent {
+                    name,
+                    payload,
+                    wire_len,
+                    done,
+                } => {
+                    let sent = self.send_user_event(name, payload, wire_len, &mut rt);
+                    let _ = done.send(sent);
                     Ok(())
                 }
             };
@@ -745,8 +839,43 @@ impl Owner {
                     }
                 }
                 Intent::ForceLeave { name, prune, .. } => self.apply_force_leave(&name, prune),
+                Intent::UserEvent(msg) => {
+                    self.event_clock.witness(msg.ltime);
+                    // No receiver yet (an agent still starting) drops it.
+                    let _ = self.user_events.send(msg);
+                }
             }
         }
+    }
+
+    /// serf's `UserEvent`: stamp with the clock, check the size, move the
+    /// clock on, then broadcast. Taking the broadcast in here queues the
+    /// event for this agent too, as serf handles its own event locally.
+    fn send_user_event(
+        &mut self,
+        name: String,
+        payload: Vec<u8>,
+        wire_len: usize,
+        rt: &mut foca::AccumulatingRuntime<MemberId>,
+    ) -> Result<u64, UserEventError> {
+        let ltime = self.event_clock.time();
+        user_event::check_size(ltime, &name, wire_len)?;
+        self.event_clock.increment();
+        let intent = Intent::UserEvent(UserEventMsg {
+            ltime,
+            name,
+            payload,
+        });
+        let bytes = postcard::to_allocvec(&intent).map_err(|_| UserEventError::TooLarge)?;
+        if let Err(e) = self.foca.add_broadcast(&bytes) {
+            tracing::warn!("gossip: cannot broadcast a user event: {e}");
+            return Err(UserEventError::TooLarge);
+        }
+        // Send it now rather than wait for the next gossip round.
+        if let Err(e) = self.foca.broadcast(&mut *rt) {
+            tracing::debug!("gossip: {e}");
+        }
+        Ok(ltime)
     }
 
     fn apply_force_leave(&mut self, name: &str, prune: bool) {
@@ -956,6 +1085,59 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(n, 0);
+    }
+
+    /// A user event reaches every member once, the sender included, with
+    /// the sender's Lamport time; the receivers' clocks move past it.
+    #[tokio::test]
+    async fn a_user_event_reaches_every_member_once() {
+        let a = start("a", None).await;
+        let b = start("b", None).await;
+        let c = start("c", None).await;
+        for g in [&b, &c] {
+            g.join(&[a.identity.addr], Duration::from_secs(3))
+                .await
+                .unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !all_alive(&[&a, &b, &c]) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mut rxs = [a.user_events(), b.user_events(), c.user_events()];
+        let t1 = b
+            .user_event("consul:event:x".into(), b"one".to_vec(), 10)
+            .await
+            .unwrap();
+        assert_eq!(t1, 1);
+        for rx in &mut rxs {
+            let got = tokio::time::timeout(Duration::from_secs(3), rx.recv())
+                .await
+                .expect("delivered")
+                .unwrap();
+            assert_eq!((got.ltime, got.payload.as_slice()), (1, &b"one"[..]));
+        }
+        // The next event, from another member, is later in Lamport time,
+        // and nothing was delivered twice.
+        let t2 = c
+            .user_event("consul:event:x".into(), b"two".to_vec(), 10)
+            .await
+            .unwrap();
+        assert_eq!(t2, 2);
+        for rx in &mut rxs {
+            let got = tokio::time::timeout(Duration::from_secs(3), rx.recv())
+                .await
+                .expect("delivered")
+                .unwrap();
+            assert_eq!(got.payload, b"two");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for rx in &mut rxs {
+            assert!(rx.try_recv().is_err(), "delivered twice");
+        }
+        assert_eq!(
+            a.user_event("n".into(), vec![], 600).await,
+            Err(UserEventError::TooLarge)
+        );
     }
 
     #[test]

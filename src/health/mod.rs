@@ -14,7 +14,7 @@
 //! kept in local state are restored the same way.
 //!
 //! Runners by type:
-//! - interval checks (HTTP, TCP, gRPC, script): first run at a random point
+//! - interval checks (HTTP, TCP, UDP, H2PING, gRPC, script, Docker): first run at a random point
 //!   within the interval (so many checks do not fire together), then every
 //!   `Interval` (at least 1 s); results pass through [`threshold::Thresholds`].
 //! - TTL: critical with `TTL expired` when not refreshed within the TTL.
@@ -24,13 +24,16 @@
 //! runner reporting "passing" cannot bring a service out of maintenance.
 
 pub mod alias;
+pub mod docker;
 pub mod grpc;
+pub mod h2ping;
 pub mod http;
 pub mod output;
 pub mod script;
 pub mod tcp;
 pub mod threshold;
 pub mod tls;
+pub mod udp;
 
 use crate::catalog::types::{CheckDefinition, CheckKind, HealthStatus};
 use crate::catalog::Catalog;
@@ -126,15 +129,18 @@ pub fn start(deps: HealthDeps) -> HealthHandle {
     HealthHandle { ttl }
 }
 
-/// Whether cairn runs checks of this kind (UDP, H2PING, Docker and
-/// OS-service checks keep the status they were registered with).
+/// Whether cairn runs checks of this kind (OS-service checks, which Consul
+/// runs on Windows only, keep the status they were registered with).
 fn has_runner(d: &CheckDefinition) -> bool {
     matches!(
         d.kind,
         CheckKind::Http(_)
             | CheckKind::Tcp { .. }
+            | CheckKind::Udp { .. }
+            | CheckKind::H2ping { .. }
             | CheckKind::Ttl { .. }
             | CheckKind::Script { .. }
+            | CheckKind::Docker { .. }
             | CheckKind::Grpc { .. }
             | CheckKind::Alias { .. }
     )
@@ -277,8 +283,11 @@ async fn run_ttl(
 enum AnyProbe {
     Http(http::HttpProbe),
     Tcp(tcp::TcpProbe),
+    Udp(udp::UdpProbe),
+    H2Ping(h2ping::H2PingProbe),
     Grpc(grpc::GrpcProbe),
     Script(script::ScriptProbe),
+    Docker(docker::DockerProbe),
 }
 
 impl Probe for AnyProbe {
@@ -286,8 +295,11 @@ impl Probe for AnyProbe {
         match self {
             AnyProbe::Http(p) => p.probe().await,
             AnyProbe::Tcp(p) => p.probe().await,
+            AnyProbe::Udp(p) => p.probe().await,
+            AnyProbe::H2Ping(p) => p.probe().await,
             AnyProbe::Grpc(p) => p.probe().await,
             AnyProbe::Script(p) => p.probe().await,
+            AnyProbe::Docker(p) => p.probe().await,
         }
     }
 }
@@ -298,10 +310,40 @@ async fn build_probe(d: &CheckDefinition, script_checks: bool) -> Result<AnyProb
         CheckKind::Http(h) => {
             AnyProbe::Http(http::HttpProbe::new(h, timeout, output::max_size(d)).await?)
         }
-        CheckKind::Tcp { address, .. } => AnyProbe::Tcp(tcp::TcpProbe {
+        CheckKind::Tcp {
+            address,
+            use_tls,
+            tls_server_name,
+            tls_skip_verify,
+        } => AnyProbe::Tcp(
+            tcp::TcpProbe::new(
+                address,
+                *use_tls,
+                *tls_skip_verify,
+                tls_server_name,
+                timeout,
+            )
+            .await?,
+        ),
+        CheckKind::Udp { address } => AnyProbe::Udp(udp::UdpProbe {
             addr: address.clone(),
             timeout,
         }),
+        CheckKind::H2ping {
+            address,
+            use_tls,
+            tls_server_name,
+            tls_skip_verify,
+        } => AnyProbe::H2Ping(
+            h2ping::H2PingProbe::new(
+                address,
+                *use_tls,
+                *tls_skip_verify,
+                tls_server_name,
+                timeout,
+            )
+            .await?,
+        ),
         CheckKind::Grpc {
             target,
             use_tls,
@@ -323,6 +365,19 @@ async fn build_probe(d: &CheckDefinition, script_checks: bool) -> Result<AnyProb
                 max_output: output::max_size(d),
             })
         }
+        CheckKind::Docker {
+            container_id, args, ..
+        } => {
+            if !script_checks {
+                return Err(SCRIPTS_DISABLED_REMOTE.to_string());
+            }
+            AnyProbe::Docker(docker::DockerProbe {
+                container_id: container_id.clone(),
+                args: args.clone(),
+                timeout: duration_or(d.timeout, DEFAULT_SCRIPT_TIMEOUT),
+                max_output: output::max_size(d),
+            })
+        }
         other => {
             return Err(format!(
                 "{} checks are not run by this agent",
@@ -337,7 +392,7 @@ pub fn effective_interval(d: &CheckDefinition) -> Duration {
     d.interval.max(MIN_INTERVAL)
 }
 
-/// HTTP, TCP, gRPC and script checks: probe every interval, report through
+/// Interval checks: probe every interval, report through
 /// the thresholds.
 async fn run_interval(reporter: Reporter, d: CheckDefinition, script_checks: bool) {
     let interval = effective_interval(&d);

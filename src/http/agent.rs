@@ -86,10 +86,11 @@ pub struct CheckIn {
     grpc_use_tls_snake: bool,
     #[serde(rename = "H2PING")]
     h2ping: String,
+    /// TLS unless turned off: Consul defaults both spellings to true.
     #[serde(rename = "H2PingUseTLS")]
-    h2ping_use_tls: bool,
+    h2ping_use_tls: Option<bool>,
     #[serde(rename = "h2ping_use_tls")]
-    h2ping_use_tls_snake: bool,
+    h2ping_use_tls_snake: Option<bool>,
     #[serde(rename = "OSService")]
     os_service: String,
     #[serde(rename = "TLSServerName")]
@@ -159,7 +160,8 @@ impl CheckIn {
             grpc: self.grpc.clone(),
             grpc_use_tls: self.grpc_use_tls || self.grpc_use_tls_snake,
             h2ping: self.h2ping.clone(),
-            h2ping_use_tls: self.h2ping_use_tls || self.h2ping_use_tls_snake,
+            h2ping_use_tls: self.h2ping_use_tls.unwrap_or(true)
+                && self.h2ping_use_tls_snake.unwrap_or(true),
             os_service: self.os_service.clone(),
             alias_node: self.alias_node.clone(),
             alias_service: self.alias_service.clone(),
@@ -1101,6 +1103,22 @@ mod tests {
                 tls_skip_verify: false,
             }
         );
+        for (body, use_tls) in [
+            (json!({"H2PING": "h2:443"}), true),
+            (json!({"H2PING": "h2:443", "H2PingUseTLS": false}), false),
+            (json!({"H2PING": "h2:443", "h2ping_use_tls": false}), false),
+        ] {
+            assert_eq!(
+                kind(body.clone()),
+                CheckKind::H2ping {
+                    address: "h2:443".into(),
+                    use_tls,
+                    tls_server_name: String::new(),
+                    tls_skip_verify: false,
+                },
+                "{body}: H2PING uses TLS unless told not to"
+            );
+        }
         assert_eq!(
             kind(json!({"Args": ["/bin/check", "-q"], "Interval": "5s"})),
             CheckKind::Script {

@@ -100,9 +100,70 @@ pub struct HealthCheckIn {
     modify_index: u64,
 }
 
+impl NodeServiceIn {
+    /// The service as the catalog stores it, on `node`, or Consul's error
+    /// for it. The ID defaults to the name. `lookup` is for a service that
+    /// only names the one to read or delete, which needs no name.
+    pub(crate) fn into_service(self, node: &str, lookup: bool) -> Result<Service, ApiError> {
+        let s = self;
+        let id = if s.id.is_empty() {
+            s.service.clone()
+        } else {
+            s.id.clone()
+        };
+        if !lookup && !id.is_empty() && s.service.is_empty() {
+            return Err(ApiError::Internal(
+                "Must provide service name with ID".into(),
+            ));
+        }
+        if is_any_addr(&s.address) {
+            return Err(ApiError::Internal("Invalid service address".into()));
+        }
+        Ok(Service {
+            node: node.to_string(),
+            id,
+            name: s.service,
+            tags: s.tags,
+            address: s.address,
+            tagged_addresses: s
+                .tagged_addresses
+                .into_iter()
+                .map(|(k, v)| {
+                    (
+                        k,
+                        ServiceAddress {
+                            address: v.address,
+                            port: v.port,
+                        },
+                    )
+                })
+                .collect(),
+            meta: s.meta,
+            port: s.port,
+            weights: s
+                .weights
+                .map(|w| Weights {
+                    passing: w.passing.max(0) as u32,
+                    warning: w.warning.max(0) as u32,
+                })
+                .unwrap_or_default(),
+            enable_tag_override: s.enable_tag_override,
+            kind: s.kind,
+            create_index: s.create_index,
+            modify_index: s.modify_index,
+        })
+    }
+}
+
 impl HealthCheckIn {
-    /// The check as the catalog stores it, on `node`.
-    fn into_check(self, node: &str) -> Result<Check, ApiError> {
+    /// The check as the catalog stores it, on `node` (its own `Node` when
+    /// `node` is empty).
+    pub(crate) fn into_check(self, node: &str) -> Result<Check, ApiError> {
+        let node = if node.is_empty() {
+            self.node.clone()
+        } else {
+            node.to_string()
+        };
         let check_id = if self.check_id.is_empty() {
             self.name.clone()
         } else {
@@ -125,7 +186,7 @@ impl HealthCheckIn {
             *type_name = self.kind;
         }
         Ok(Check {
-            node: node.to_string(),
+            node,
             check_id,
             name: self.name,
             status,
@@ -135,8 +196,8 @@ impl HealthCheckIn {
             service_name: self.service_name,
             service_tags: self.service_tags,
             definition,
-            create_index: 0,
-            modify_index: 0,
+            create_index: self.create_index,
+            modify_index: self.modify_index,
         })
     }
 }
@@ -354,54 +415,7 @@ pub(crate) fn registration(req: RegisterRequest, local_dc: &str) -> Result<Regis
     };
     let service = match req.service {
         None => None,
-        Some(s) => {
-            let id = if s.id.is_empty() {
-                s.service.clone()
-            } else {
-                s.id.clone()
-            };
-            if !id.is_empty() && s.service.is_empty() {
-                return Err(ApiError::Internal(
-                    "Must provide service name with ID".into(),
-                ));
-            }
-            if is_any_addr(&s.address) {
-                return Err(ApiError::Internal("Invalid service address".into()));
-            }
-            Some(Service {
-                node: req.node.clone(),
-                id,
-                name: s.service,
-                tags: s.tags,
-                address: s.address,
-                tagged_addresses: s
-                    .tagged_addresses
-                    .into_iter()
-                    .map(|(k, v)| {
-                        (
-                            k,
-                            ServiceAddress {
-                                address: v.address,
-                                port: v.port,
-                            },
-                        )
-                    })
-                    .collect(),
-                meta: s.meta,
-                port: s.port,
-                weights: s
-                    .weights
-                    .map(|w| Weights {
-                        passing: w.passing.max(0) as u32,
-                        warning: w.warning.max(0) as u32,
-                    })
-                    .unwrap_or_default(),
-                enable_tag_override: s.enable_tag_override,
-                kind: s.kind,
-                create_index: 0,
-                modify_index: 0,
-            })
-        }
+        Some(s) => Some(s.into_service(&req.node, false)?),
     };
     let checks = req
         .check

@@ -18,6 +18,7 @@ pub(crate) mod catalog;
 mod check;
 mod cluster;
 pub mod decode;
+mod event;
 mod health;
 mod internal;
 mod keyring;
@@ -180,6 +181,9 @@ fn routes() -> Vec<Route> {
             [GET],
             internal::catalog_overview
         ),
+        // user events
+        route!("/v1/event/fire/", [PUT], event::fire),
+        route!("/v1/event/list", [GET], event::list),
         // kv, txn
         route!("/v1/kv/", [GET, PUT, DELETE], kv::kv),
         route!("/v1/txn", [PUT], txn::txn),

@@ -264,6 +264,8 @@ pub struct Api {
     pub metrics: Metrics,
     /// Token resolution (ACLs).
     pub acl: crate::acl::Resolver,
+    /// User events: firing, and the ones this agent accepted.
+    pub events: crate::events::Events,
 }
 
 /// One request as handlers see it; the handles are reached through it

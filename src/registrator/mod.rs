@@ -26,7 +26,7 @@
 mod bridge;
 mod container;
 mod derive;
-mod docker;
+pub(crate) mod docker;
 mod registry;
 mod service;
 

@@ -310,3 +310,76 @@ impl TlsHttp {
         }
     }
 }
+
+/// An HTTP/2 server (cleartext with prior knowledge, or TLS with ALPN h2
+/// and the self-signed test certificate) that acknowledges PINGs, for
+/// H2PING checks. Stopped (its listener closed) by [`H2Server::stop`] or
+/// on drop.
+pub struct H2Server {
+    pub port: u16,
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl H2Server {
+    pub fn start() -> H2Server {
+        Self::start_inner(None)
+    }
+
+    pub fn start_tls() -> H2Server {
+        Self::start_inner(Some(tls_acceptor(&[b"h2"])))
+    }
+
+    fn start_inner(tls: Option<tokio_rustls::TlsAcceptor>) -> H2Server {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let std_listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        std_listener.set_nonblocking(true).expect("nonblocking");
+        let port = std_listener.local_addr().expect("addr").port();
+        rt.spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(std_listener).expect("listener");
+            loop {
+                let Ok((conn, _)) = listener.accept().await else {
+                    continue;
+                };
+                let tls = tls.clone();
+                tokio::spawn(async move {
+                    match tls {
+                        None => serve_h2(conn).await,
+                        Some(acceptor) => {
+                            if let Ok(conn) = acceptor.accept(conn).await {
+                                serve_h2(conn).await
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        H2Server { port, rt: Some(rt) }
+    }
+
+    /// Closes the listener and every connection.
+    pub fn stop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Drop for H2Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn serve_h2<T>(io: T)
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    // The server side of h2 answers PINGs while it is polled for requests.
+    if let Ok(mut conn) = h2::server::handshake(io).await {
+        while let Some(Ok(_request)) = conn.accept().await {}
+    }
+}
