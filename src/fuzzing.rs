@@ -360,6 +360,7 @@ impl Gossip {
                 true
             }
             Some(Datagram::Key(KeyMessage::Reply { .. })) => true,
+            Some(Datagram::Ping(_)) => true,
             Some(Datagram::Swim(data)) => {
                 let (mut foca, intents) = crate::gossip::new_foca(member("receiver", 8301));
                 let mut rt = foca::AccumulatingRuntime::new();

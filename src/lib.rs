@@ -7,6 +7,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod consensus;
+pub mod coordinate;
 pub mod dns;
 pub mod duration;
 pub mod events;

@@ -92,6 +92,11 @@ fn describe() {
     );
     metrics::describe_histogram!("consul.kvs.apply", metrics::Unit::Milliseconds, "KV writes");
     metrics::describe_histogram!(
+        "consul.serf.coordinate.adjustment-ms",
+        metrics::Unit::Milliseconds,
+        "How far one RTT sample moved this agent's network coordinate"
+    );
+    metrics::describe_histogram!(
         "consul.txn.apply",
         metrics::Unit::Milliseconds,
         "Transactions"
@@ -198,6 +203,12 @@ pub fn check_reaped() {
 /// A TLS handshake on the HTTPS API (`http`) or the RPC port (`rpc`) failed.
 pub fn tls_handshake_failure(interface: &'static str) {
     counter!("cairn.tls.handshake_failures", "interface" => interface).increment(1);
+}
+
+/// serf's `coordinate.adjustment-ms`: the distance, in milliseconds, one
+/// RTT sample moved this agent's coordinate.
+pub fn coordinate_adjustment(ms: f64) {
+    metrics::histogram!("consul.serf.coordinate.adjustment-ms").record(ms);
 }
 
 /// A gossip datagram was dropped: `decrypt` when no installed key opens

@@ -495,6 +495,11 @@ impl Running {
             tokio::spawn(crate::agent::reaper::run(agent.clone())),
             tokio::spawn(gauges_loop(core.catalog.clone(), core.consensus.clone())),
             tokio::spawn(reload_on_sighup(agent.clone())),
+            tokio::spawn(crate::coordinate::sync::run(
+                gossip.clone(),
+                core.consensus.clone(),
+                config.node_name.clone(),
+            )),
         ];
         if let Some(server) = &core.server {
             tasks.extend(server_tasks(&config, &tls, &core, server, &gossip));

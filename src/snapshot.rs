@@ -122,15 +122,14 @@ pub fn encode_state(snap: &CatalogSnapshot) -> Result<Vec<u8>, ArchiveError> {
 /// The state a `state.bin` holds.
 pub fn decode_state(state: &[u8]) -> Result<CatalogSnapshot, ArchiveError> {
     let decode_err = |e: bincode::Error| err(format!("failed to decode snapshot state: {e}"));
-    if let Some(body) = state.strip_prefix(STATE_MAGIC_V1) {
-        return bincode_options()
-            .deserialize::<crate::catalog::snapshot::CatalogSnapshotV3>(body)
-            .map(CatalogSnapshot::from)
-            .map_err(decode_err);
-    }
-    let body = state.strip_prefix(STATE_MAGIC).ok_or_else(|| {
-        err("failed to decode snapshot state: state.bin is not a cairn catalog snapshot")
-    })?;
+    // A v1 state ends before the fields added since (coordinates,
+    // prepared queries), which then read as empty.
+    let body = state
+        .strip_prefix(STATE_MAGIC)
+        .or_else(|| state.strip_prefix(STATE_MAGIC_V1))
+        .ok_or_else(|| {
+            err("failed to decode snapshot state: state.bin is not a cairn catalog snapshot")
+        })?;
     bincode_options().deserialize(body).map_err(decode_err)
 }
 
@@ -390,6 +389,7 @@ mod tests {
         let mut with_query = snap.clone();
         with_query
             .prepared_queries
+            .0
             .push(crate::catalog::prepared_query::PreparedQuery {
                 id: "q".into(),
                 ..Default::default()

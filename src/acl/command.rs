@@ -132,6 +132,13 @@ pub fn authorize(authz: &Authorizer, cmd: &Command, r: &Reader<'_>) -> Result<()
             };
             need(Resource::Session, &node, Access::Write)
         }
+        // Consul's `Coordinate.Update`: node:write on each node.
+        Command::Coordinates(updates) => {
+            for u in updates {
+                need(Resource::Node, &u.node, Access::Write)?;
+            }
+            Ok(())
+        }
         Command::PreparedQuery(op) => crate::catalog::prepared_query::authorize(authz, op, r),
         // Bootstrap is open to anyone, once (apply refuses a second).
         Command::Acl(AclOp::Bootstrap(_)) => Ok(()),

@@ -64,6 +64,9 @@ pub fn apply(
             sessions::apply_session(tables, &mut child, index, op, &mut touched)
         }
         Command::Acl(op) => super::acl::apply_acl(tables, &mut child, index, op, &mut touched),
+        Command::Coordinates(updates) => {
+            super::coordinates::apply_batch(tables, &mut child, index, updates)
+        }
         Command::PreparedQuery(op) => {
             super::prepared_query::apply(tables, &mut child, index, op, &mut touched)
         }
@@ -297,6 +300,10 @@ pub(super) fn apply_deregister(
             if delete_prefix(&tables.checks, txn, &prefix, |_| true)? > 0 {
                 tables.set_table_index(txn, Table::Checks, index)?;
                 touched.catalog = true;
+            }
+            // Consul drops a deleted node's coordinates with it.
+            if delete_prefix(&tables.coordinates, txn, &prefix, |_| true)? > 0 {
+                tables.set_table_index(txn, Table::Coordinates, index)?;
             }
         }
         (Some(sid), _) => {

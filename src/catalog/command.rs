@@ -180,6 +180,9 @@ pub enum Command {
     /// snapshot's (`catalog::snapshot::apply_restore`). Fed to client
     /// agents' views with its ACL tables emptied.
     Restore(Box<super::snapshot::CatalogSnapshot>),
+    /// A batch of network coordinates (Consul's `CoordinateBatchUpdate`),
+    /// as a server collected them from agents.
+    Coordinates(Vec<crate::coordinate::CoordinateEntry>),
     /// Prepared queries (`/v1/query`). Fed to client agents' views
     /// without their tokens.
     PreparedQuery(super::prepared_query::PreparedQueryOp),
@@ -196,6 +199,7 @@ impl Command {
             Command::Session(_) => "session",
             Command::Acl(_) => "acl",
             Command::Restore(_) => "restore",
+            Command::Coordinates(_) => "coordinate-batch-update",
             Command::PreparedQuery(_) => "prepared_query",
         }
     }

@@ -9,6 +9,7 @@
 pub mod acl;
 pub mod apply;
 pub mod command;
+pub mod coordinates;
 pub mod leases;
 pub mod prepared_query;
 pub mod query;

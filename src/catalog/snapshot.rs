@@ -6,6 +6,7 @@
 use super::prepared_query::PreparedQuery;
 use super::types::{Check, KvEntry, Node, Service, Session};
 use crate::acl::types::{Policy, Role, Token};
+use crate::coordinate::CoordinateEntry;
 use crate::store::{node_scoped_key, Table, Tables};
 use heed::{RoTxn, RwTxn, WithoutTls};
 use serde::{Deserialize, Serialize};
@@ -23,37 +24,44 @@ pub struct CatalogSnapshot {
     /// ACL tokens, policies and roles; emptied before a snapshot is sent
     /// to a client agent's view (they carry secrets).
     pub acl: AclSnapshot,
-    /// Prepared queries; their tokens are redacted before a snapshot is
-    /// sent to a client agent's view.
-    pub prepared_queries: Vec<PreparedQuery>,
+    /// Network coordinates, read as empty when absent, so snapshots,
+    /// archives and logged restores from before coordinates existed still
+    /// decode ([`TrailingCoordinates`]).
+    #[serde(default)]
+    pub coordinates: TrailingCoordinates,
+    /// Prepared queries, their tokens redacted before a snapshot is sent
+    /// to a client agent's view; last, and read as empty when absent, as
+    /// the coordinates before them ([`TrailingQueries`]).
+    #[serde(default)]
+    pub prepared_queries: TrailingQueries,
 }
 
-/// A snapshot as written before prepared queries existed: still decoded
-/// (raft snapshots and archives from earlier versions), as a snapshot with
-/// no prepared queries.
-#[derive(Debug, Deserialize)]
-pub struct CatalogSnapshotV3 {
-    pub nodes: Vec<Node>,
-    pub services: Vec<Service>,
-    pub checks: Vec<Check>,
-    pub kv: Vec<KvEntry>,
-    pub indexes: Vec<(String, u64)>,
-    pub sessions: Vec<Session>,
-    pub acl: AclSnapshot,
+/// The coordinates a snapshot carries. bincode is not self-describing: a
+/// struct written before this field existed simply ends where the field
+/// would begin, so decoding it runs out of input at exactly this point.
+/// That (and only that, the fields after it running out too) reads as no
+/// coordinates.
+#[derive(Debug, Default, Clone, PartialEq, Serialize)]
+pub struct TrailingCoordinates(pub Vec<CoordinateEntry>);
+
+impl<'de> Deserialize<'de> for TrailingCoordinates {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(TrailingCoordinates(
+            Vec::<CoordinateEntry>::deserialize(d).unwrap_or_default(),
+        ))
+    }
 }
 
-impl From<CatalogSnapshotV3> for CatalogSnapshot {
-    fn from(v3: CatalogSnapshotV3) -> Self {
-        CatalogSnapshot {
-            nodes: v3.nodes,
-            services: v3.services,
-            checks: v3.checks,
-            kv: v3.kv,
-            indexes: v3.indexes,
-            sessions: v3.sessions,
-            acl: v3.acl,
-            prepared_queries: Vec::new(),
-        }
+/// The prepared queries a snapshot carries; absent (a snapshot from
+/// before them ends here) reads as none, as [`TrailingCoordinates`].
+#[derive(Debug, Default, Clone, PartialEq, Serialize)]
+pub struct TrailingQueries(pub Vec<PreparedQuery>);
+
+impl<'de> Deserialize<'de> for TrailingQueries {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(TrailingQueries(
+            Vec::<PreparedQuery>::deserialize(d).unwrap_or_default(),
+        ))
     }
 }
 
@@ -69,7 +77,7 @@ impl CatalogSnapshot {
     /// Replaces every prepared query's token with Consul's `<hidden>`, for
     /// a client agent's view, which holds no secrets.
     pub fn redact_query_tokens(&mut self) {
-        for q in &mut self.prepared_queries {
+        for q in &mut self.prepared_queries.0 {
             if !q.token.is_empty() {
                 q.token = super::prepared_query::REDACTED_TOKEN.to_string();
             }
@@ -113,7 +121,7 @@ impl CatalogSnapshot {
         for r in &mut self.acl.roles {
             at(&mut r.create_index, &mut r.modify_index, index);
         }
-        for q in &mut self.prepared_queries {
+        for q in &mut self.prepared_queries.0 {
             at(&mut q.create_index, &mut q.modify_index, index);
         }
         for (_, i) in &mut self.indexes {
@@ -160,13 +168,14 @@ pub fn apply_restore(
 }
 
 /// The tables whose indexes a snapshot carries.
-const INDEXED: [Table; 7] = [
+const INDEXED: [Table; 8] = [
     Table::Nodes,
     Table::Services,
     Table::Checks,
     Table::Kvs,
     Table::Sessions,
     Table::Acl,
+    Table::Coordinates,
     Table::PreparedQueries,
 ];
 
@@ -197,7 +206,16 @@ pub fn dump(tables: &Tables, txn: &RoTxn<WithoutTls>) -> Result<CatalogSnapshot,
         snap.acl.roles.push(r?.1);
     }
     snap.acl.bootstrap_index = super::acl::bootstrap_index(tables, txn)?;
-    snap.prepared_queries = super::prepared_query::all(tables, txn)?;
+    for r in tables.coordinates.iter(txn)? {
+        let (key, coord) = r?;
+        let (node, segment) = key.split_once(crate::store::KEY_SEP).unwrap_or((key, ""));
+        snap.coordinates.0.push(CoordinateEntry {
+            node: node.to_string(),
+            segment: segment.to_string(),
+            coord,
+        });
+    }
+    snap.prepared_queries.0 = super::prepared_query::all(tables, txn)?;
     for t in INDEXED {
         snap.indexes
             .push((t.meta_key().to_string(), tables.table_index(txn, t)?));
@@ -223,8 +241,14 @@ pub fn restore(
     tables.acl_secrets.clear(txn)?;
     tables.acl_policies.clear(txn)?;
     tables.acl_roles.clear(txn)?;
+    tables.coordinates.clear(txn)?;
+    for e in &snap.coordinates.0 {
+        tables
+            .coordinates
+            .put(txn, &node_scoped_key(&e.node, &e.segment), &e.coord)?;
+    }
     tables.prepared_queries.clear(txn)?;
-    for q in &snap.prepared_queries {
+    for q in &snap.prepared_queries.0 {
         tables
             .prepared_queries
             .put(txn, &super::prepared_query::id_key(&q.id), q)?;

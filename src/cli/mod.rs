@@ -15,6 +15,7 @@ mod kv;
 mod lock;
 mod maint;
 mod registrator;
+mod rtt;
 mod services;
 mod snapshot;
 mod template;
@@ -45,6 +46,7 @@ Available commands are:
     operator       Provides cluster-level tools (raft list-peers, raft remove-peer)
     registrator    Registers Docker containers' published ports as services
     reload         Triggers the agent to reload configuration files
+    rtt            Estimates network round trip time between nodes
     services       Interact with services (register, deregister)
     snapshot       Saves, restores and inspects snapshots of the servers' state
     template       Renders templates from the catalog and KV, as consul-template does
@@ -85,6 +87,7 @@ pub fn main(argv: Vec<String>) -> Result<i32> {
         "tls" => tls::run(rest),
         "registrator" => registrator::run(rest),
         "snapshot" => snapshot::run(rest),
+        "rtt" => rtt::run(rest),
         "watch" => watch::run(rest),
         "keygen" => without_flags(
             "Usage: cairn keygen\n\n  Prints a new 32-byte key for -encrypt, base64-encoded.\n",

@@ -52,6 +52,13 @@ pub enum ServerRequest {
     /// An `/v1/acl/*` request made to a client agent, answered by the
     /// server's own endpoint (see `crate::http::acl_forward`).
     Acl(AclCall),
+    /// Network coordinates for the server to batch into raft (Consul's
+    /// `Coordinate.Update`), made with the token (None: the server's
+    /// default token) that must have `node:write` on each node.
+    UpdateCoordinates {
+        updates: Vec<crate::coordinate::CoordinateEntry>,
+        token: Option<String>,
+    },
 }
 
 /// An `/v1/acl/*` HTTP request as a client agent received it, for a server

@@ -197,6 +197,20 @@ impl Backend for Forwarder {
         }
     }
 
+    async fn update_coordinates(
+        &self,
+        updates: Vec<crate::coordinate::CoordinateEntry>,
+    ) -> Result<(), ConsensusError> {
+        let token = crate::acl::request_token().unwrap_or_else(|| self.tokens.agent_token());
+        match self
+            .call(&ServerRequest::UpdateCoordinates { updates, token })
+            .await?
+        {
+            Reply::Done => Ok(()),
+            _ => Err(mismatched()),
+        }
+    }
+
     async fn read_index(&self, linearizable: bool) -> Result<u64, ConsensusError> {
         let req = ServerRequest::ReadIndex {
             linearizable,

@@ -117,6 +117,13 @@ pub trait Backend: Send + Sync + 'static {
         &self,
         secret: &str,
     ) -> Result<Option<crate::acl::Identity>, ConsensusError>;
+    /// Queues network coordinates on a server (this one, or one a client
+    /// agent reaches), which writes them through raft in its next batch
+    /// (`crate::coordinate::batch`). Returns once they are queued.
+    async fn update_coordinates(
+        &self,
+        updates: Vec<crate::coordinate::CoordinateEntry>,
+    ) -> Result<(), ConsensusError>;
     /// Client agents: has a server answer an `/v1/acl/*` request, waiting
     /// at most `timeout` (a blocking query waits on the server). Servers
     /// answer those requests themselves and refuse this.

@@ -7,12 +7,14 @@
 //! With encryption on, every datagram is sealed with the keyring's primary
 //! key and opened with any installed key ([`keyring`]); the keyring
 //! operations (`/v1/operator/keyring`) travel on the same socket beside
-//! foca's packets ([`key_query`]). User events ride foca's custom
-//! broadcasts ([`user_event`]).
+//! foca's packets ([`key_query`]), and so do the pings that time round
+//! trips for network coordinates ([`ping`]). User events ride foca's
+//! custom broadcasts ([`user_event`]).
 
 pub mod crypto;
 pub mod key_query;
 pub mod keyring;
+pub mod ping;
 pub mod user_event;
 
 use bytes::Bytes;
@@ -22,6 +24,7 @@ use foca::{
 };
 use key_query::{KeyMessage, KeyOp, KeyQueries, KeyResponse};
 use keyring::{Keyring, KeyringFile, SharedKeyring};
+use ping::{PingMessage, Pinger};
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
@@ -259,6 +262,7 @@ pub struct Gossip {
     conflict: watch::Receiver<Option<String>>,
     keyring: SharedKeyring,
     keys: KeyQueries,
+    pinger: Arc<Pinger>,
     user_events: broadcast::Sender<UserEventMsg>,
     pub identity: MemberId,
 }
@@ -311,12 +315,18 @@ pub(crate) enum Datagram {
     Key(KeyMessage),
     /// A keyring message that does not decode.
     BadKey,
+    /// A coordinate ping or pong.
+    Ping(PingMessage),
 }
 
 /// Opens a received datagram with the keyring (`None` when gossip is
 /// encrypted and no installed key opens it) and tells what it is.
 pub(crate) fn open_datagram(keyring: &SharedKeyring, packet: &[u8]) -> Option<Datagram> {
     let data = keyring.open(packet)?;
+    if PingMessage::is_one(&data) {
+        // One that does not decode is dropped like any stray datagram.
+        return PingMessage::decode(&data).map(Datagram::Ping);
+    }
     if !KeyMessage::is_one(&data) {
         return Some(Datagram::Swim(data));
     }
@@ -387,10 +397,19 @@ impl Gossip {
             cfg.keyring_file.clone(),
             members.clone(),
         );
+        let pinger = Pinger::start(
+            cfg.identity.name.clone(),
+            socket.clone(),
+            keyring.clone(),
+            members.clone(),
+        );
         tokio::spawn(read_socket(
             socket.clone(),
             keyring.clone(),
-            keys.clone(),
+            Receivers {
+                keys: keys.clone(),
+                pinger: pinger.clone(),
+            },
             tx.clone(),
         ));
 
@@ -451,9 +470,15 @@ impl Gossip {
             conflict,
             keyring,
             keys,
+            pinger,
             user_events,
             identity: cfg.identity,
         })
+    }
+
+    /// This agent's network coordinate, as its pings have shaped it.
+    pub fn coordinate(&self) -> crate::coordinate::Coordinate {
+        self.pinger.coordinate()
     }
 
     /// Sends a user event to every member, this agent included (serf's
@@ -587,10 +612,16 @@ impl Gossip {
 /// The socket's reader: each datagram is opened with the keyring, then
 /// handed to foca or to the keyring operations. One that no installed key
 /// opens is dropped, counted and logged (at a rate limit).
+/// Who takes the datagrams that are not foca's.
+struct Receivers {
+    keys: KeyQueries,
+    pinger: Arc<Pinger>,
+}
+
 async fn read_socket(
     socket: Arc<UdpSocket>,
     keyring: SharedKeyring,
-    keys: KeyQueries,
+    receivers: Receivers,
     tx: mpsc::Sender<Input>,
 ) {
     let mut buf = vec![0u8; 65536];
@@ -609,7 +640,8 @@ async fn read_socket(
                     return;
                 }
             }
-            Some(Datagram::Key(msg)) => keys.receive(msg),
+            Some(Datagram::Key(msg)) => receivers.keys.receive(msg),
+            Some(Datagram::Ping(msg)) => receivers.pinger.receive(msg, Instant::now()),
             Some(Datagram::BadKey) => {
                 crate::metrics::gossip_packet_dropped("malformed");
                 tracing::warn!(%from, "gossip: dropping malformed packet: a keyring message that does not decode");
@@ -1085,6 +1117,29 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(n, 0);
+    }
+
+    /// Encrypted gossip: the pings still reach the peer, its pongs come
+    /// back, and both agents' coordinates leave the fresh one.
+    #[tokio::test]
+    async fn pings_move_both_agents_coordinates() {
+        let key = crypto::keygen();
+        let a = start("a", Some(&key)).await;
+        let b = start("b", Some(&key)).await;
+        b.join(&[a.identity.addr], Duration::from_secs(3))
+            .await
+            .unwrap();
+        let fresh = crate::coordinate::Coordinate::new(&crate::coordinate::Config::default());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let settled = |g: &Gossip| g.coordinate().error < fresh.error;
+        while !(settled(&a) && settled(&b)) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for g in [&a, &b] {
+            let c = g.coordinate();
+            assert!(c.error < fresh.error, "{c:?}");
+            assert!(c.vec != fresh.vec && c.is_valid(), "{c:?}");
+        }
     }
 
     /// A user event reaches every member once, the sender included, with

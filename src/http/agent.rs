@@ -889,7 +889,8 @@ pub async fn self_(ctx: Ctx) -> ApiResult {
             "UIConfig": {"Enabled": cfg.ui},
             "Version": VERSION,
         },
-        "Coord": {"Vec": [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], "Error": 1.5, "Adjustment": 0.0, "Height": 1e-05},
+        // The agent's LAN coordinate, as its gossip pings have shaped it.
+        "Coord": ctx.gossip.coordinate(),
         "Member": super::cluster::self_member(&ctx),
         "Stats": stats(&ctx, services, &checks, raft),
         "Meta": agent.self_node().meta,

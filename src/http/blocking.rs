@@ -25,6 +25,10 @@ pub enum Watch {
     KvPrefix(String),
     /// ACL tokens, policies and roles.
     Acl,
+    /// Network coordinates. They have no change counter of their own, so
+    /// every apply wakes the query, which returns once the coordinates'
+    /// table index passes the caller's.
+    Coordinates,
     /// Prepared queries.
     PreparedQueries,
 }
@@ -35,6 +39,7 @@ impl Watch {
             Watch::Catalog => c.catalog,
             Watch::Sessions => c.sessions,
             Watch::Acl => c.acl,
+            Watch::Coordinates => c.applied,
             Watch::PreparedQueries => c.prepared_queries,
             Watch::KvKey(_) | Watch::KvPrefix(_) => c.kv,
         }

@@ -476,6 +476,7 @@ pub async fn nodes(ctx: Ctx) -> ApiResult {
     let filter = meta_filter(&ctx.query);
     let expr = ctx.filter(Subject::Node)?;
     let authz = ctx.authorizer().await?;
+    let near = super::coordinate::near_node(&ctx);
     let mut filtered = false;
     let (nodes, index) = blocking::query(&ctx, &opts, Watch::Catalog, |r| {
         let mut nodes = r.nodes()?;
@@ -485,6 +486,7 @@ pub async fn nodes(ctx: Ctx) -> ApiResult {
         filtered = nodes.len() != before;
         let mut nodes: Vec<NodeJson> = nodes.iter().map(NodeJson::from).collect();
         expr.retain(&mut nodes);
+        super::coordinate::sort_near(r, near.as_deref(), &mut nodes, |n| &n.node)?;
         Ok((nodes, r.index(&[Table::Nodes])?))
     })
     .await?;
@@ -552,6 +554,7 @@ pub async fn service(ctx: Ctx) -> ApiResult {
     let expr = ctx.filter(Subject::ServiceNode)?;
     let name = ctx.rest.clone();
     let authz = ctx.authorizer().await?;
+    let near = super::coordinate::near_node(&ctx);
     let mut filtered = false;
     let (rows, index) = blocking::query(&ctx, &opts, Watch::Catalog, |r| {
         let mut rows = Vec::new();
@@ -569,6 +572,7 @@ pub async fn service(ctx: Ctx) -> ApiResult {
             }
         }
         expr.retain(&mut rows);
+        super::coordinate::sort_near(r, near.as_deref(), &mut rows, |s| &s.node)?;
         Ok((rows, r.index(&[Table::Services, Table::Nodes])?))
     })
     .await?;

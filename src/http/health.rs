@@ -78,6 +78,7 @@ pub async fn checks(ctx: Ctx) -> ApiResult {
     let filter = node_meta(&ctx);
     let expr = ctx.filter(Subject::HealthCheck)?;
     let authz = ctx.authorizer().await?;
+    let near = super::coordinate::near_node(&ctx);
     let mut filtered = false;
     let (checks, index) = blocking::query(&ctx, &opts, Watch::Catalog, |r| {
         let mut out = Vec::new();
@@ -89,6 +90,7 @@ pub async fn checks(ctx: Ctx) -> ApiResult {
             }
         }
         expr.retain(&mut out);
+        super::coordinate::sort_near(r, near.as_deref(), &mut out, |c| &c.node)?;
         Ok((out, r.index(CHECK_TABLES)?))
     })
     .await?;
@@ -122,6 +124,7 @@ pub async fn state(ctx: Ctx) -> ApiResult {
     let filter = node_meta(&ctx);
     let expr = ctx.filter(Subject::HealthCheck)?;
     let authz = ctx.authorizer().await?;
+    let near = super::coordinate::near_node(&ctx);
     let mut filtered = false;
     let (checks, index) = blocking::query(&ctx, &opts, Watch::Catalog, |r| {
         let mut out = Vec::new();
@@ -137,6 +140,7 @@ pub async fn state(ctx: Ctx) -> ApiResult {
             }
         }
         expr.retain(&mut out);
+        super::coordinate::sort_near(r, near.as_deref(), &mut out, |c| &c.node)?;
         Ok((out, r.index(CHECK_TABLES)?))
     })
     .await?;
@@ -165,6 +169,7 @@ pub async fn service(ctx: Ctx) -> ApiResult {
     let filter = node_meta(&ctx);
     let expr = ctx.filter(Subject::CheckServiceNode)?;
     let authz = ctx.authorizer().await?;
+    let near = super::coordinate::near_node(&ctx);
     let mut filtered = false;
     let (entries, index) = blocking::query(&ctx, &opts, Watch::Catalog, |r| {
         let mut instances = r.service_instances(&name, &tags)?;
@@ -178,6 +183,7 @@ pub async fn service(ctx: Ctx) -> ApiResult {
             .map(ServiceEntryJson::from)
             .collect();
         expr.retain(&mut entries);
+        super::coordinate::sort_near(r, near.as_deref(), &mut entries, |e| &e.node.node)?;
         Ok((entries, r.index(INSTANCE_TABLES)?))
     })
     .await?;

@@ -17,6 +17,7 @@ mod blocking;
 pub(crate) mod catalog;
 mod check;
 mod cluster;
+pub(crate) mod coordinate;
 pub mod decode;
 mod event;
 mod health;
@@ -167,6 +168,11 @@ fn routes() -> Vec<Route> {
         route!("/v1/catalog/service/", [GET], catalog::service),
         route!("/v1/catalog/node/", [GET], catalog::node),
         route!("/v1/catalog/node-services/", [GET], catalog::node_services),
+        // coordinate
+        route!("/v1/coordinate/datacenters", [GET], coordinate::datacenters),
+        route!("/v1/coordinate/nodes", [GET], coordinate::nodes),
+        route!("/v1/coordinate/node/", [GET], coordinate::node),
+        route!("/v1/coordinate/update", [PUT], coordinate::update),
         // health
         route!("/v1/health/node/", [GET], health::node),
         route!("/v1/health/checks/", [GET], health::checks),

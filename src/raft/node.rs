@@ -115,6 +115,8 @@ pub struct RaftNode {
     /// Commands this leader handed to raft that have not been applied (or
     /// failed) yet.
     unapplied: Arc<watch::Sender<usize>>,
+    /// Coordinate updates waiting for the next batch.
+    coordinates: Arc<crate::coordinate::batch::Batcher>,
 }
 
 type ClientWriteResult = Result<
@@ -157,7 +159,9 @@ impl RaftNode {
             acl: std::sync::OnceLock::new(),
             acl_endpoints: std::sync::OnceLock::new(),
             unapplied: Arc::new(watch::channel(0).0),
+            coordinates: Arc::new(crate::coordinate::batch::Batcher::new()),
         });
+        tokio::spawn(propose_coordinates(Arc::downgrade(&node)));
         let weak = Arc::downgrade(&node);
         let mut metrics = node.raft.metrics();
         tokio::spawn(async move {
@@ -768,12 +772,29 @@ impl RaftNode {
             ServerRequest::ResolveToken { secret } => {
                 self.resolve_local(&secret).map(Reply::Identity)
             }
+            ServerRequest::UpdateCoordinates { updates, token } => {
+                let cmd = Command::Coordinates(updates);
+                self.authorize(&cmd, token.as_deref()).await?;
+                let Command::Coordinates(updates) = cmd else {
+                    return Err(mismatched());
+                };
+                self.queue_coordinates(updates).map(|()| Reply::Done)
+            }
             ServerRequest::Acl(call) => match self.acl_endpoints.get() {
                 Some(endpoints) => Ok(Reply::Acl(endpoints.serve(call).await)),
                 // The HTTP API is built after the RPC port opens.
                 None => Err(ConsensusError::Rpc("the server is starting".into())),
             },
         }
+    }
+
+    fn queue_coordinates(
+        &self,
+        updates: Vec<crate::coordinate::CoordinateEntry>,
+    ) -> Result<(), ConsensusError> {
+        self.coordinates
+            .queue(updates)
+            .map_err(|e| ConsensusError::Raft(e.to_string()))
     }
 
     /// Gives the server its HTTP API's ACL endpoints, for the `/v1/acl/*`
@@ -825,10 +846,39 @@ impl RaftNode {
     }
 }
 
+/// Proposes the queued coordinate updates every batch period, for as long
+/// as the server runs. A batch that fails (no leader) is dropped: agents
+/// send their coordinates again at their next sync.
+async fn propose_coordinates(node: std::sync::Weak<RaftNode>) {
+    use crate::coordinate::batch::UPDATE_PERIOD;
+    let mut tick = tokio::time::interval(UPDATE_PERIOD);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(node) = node.upgrade() else { return };
+        let (batches, dropped) = node.coordinates.take();
+        if dropped > 0 {
+            tracing::warn!(dropped, "Discarded coordinate updates");
+        }
+        for batch in batches {
+            if let Err(e) = node.propose(Command::Coordinates(batch), 0).await {
+                tracing::debug!("coordinate batch update: {e}");
+            }
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl Backend for RaftNode {
     async fn write(&self, cmd: Command) -> Result<(u64, Response), ConsensusError> {
         self.propose(cmd, 0).await
+    }
+
+    async fn update_coordinates(
+        &self,
+        updates: Vec<crate::coordinate::CoordinateEntry>,
+    ) -> Result<(), ConsensusError> {
+        self.queue_coordinates(updates)
     }
 
     async fn read_index(&self, linearizable: bool) -> Result<u64, ConsensusError> {

@@ -9,7 +9,7 @@
 
 use super::{NodeId, TypeConfig};
 use crate::catalog::command::Response;
-use crate::catalog::snapshot::{CatalogSnapshot, CatalogSnapshotV3};
+use crate::catalog::snapshot::CatalogSnapshot;
 use crate::catalog::types::{Check, KvEntry, Node, Service};
 use crate::catalog::{Catalog, LogPos};
 use crate::feed::publisher::Publisher;
@@ -52,9 +52,6 @@ struct SnapshotBodyV2 {
 
 fn decode_body(data: &[u8]) -> Result<CatalogSnapshot, bincode::Error> {
     bincode::deserialize(data).or_else(|e| {
-        if let Ok(v3) = bincode::deserialize::<CatalogSnapshotV3>(data) {
-            return Ok(v3.into());
-        }
         if let Ok(v2) = bincode::deserialize::<SnapshotBodyV2>(data) {
             return Ok(CatalogSnapshot {
                 nodes: v2.nodes,
@@ -64,7 +61,8 @@ fn decode_body(data: &[u8]) -> Result<CatalogSnapshot, bincode::Error> {
                 indexes: v2.indexes,
                 sessions: v2.sessions,
                 acl: Default::default(),
-                prepared_queries: Vec::new(),
+                coordinates: Default::default(),
+                prepared_queries: Default::default(),
             });
         }
         let v1: SnapshotBodyV1 = bincode::deserialize(data).map_err(|_| e)?;
@@ -76,7 +74,8 @@ fn decode_body(data: &[u8]) -> Result<CatalogSnapshot, bincode::Error> {
             indexes: v1.indexes,
             sessions: Vec::new(),
             acl: Default::default(),
-            prepared_queries: Vec::new(),
+            coordinates: Default::default(),
+            prepared_queries: Default::default(),
         })
     })
 }
@@ -402,10 +401,12 @@ mod tests {
         assert!(body.sessions.is_empty());
     }
 
+    /// A body written before coordinates existed (the current fields but
+    /// the last) still decodes, as a logged restore command holding one does.
     #[test]
-    fn snapshots_from_before_prepared_queries_still_decode() {
+    fn snapshots_from_before_coordinates_still_decode() {
         #[derive(Serialize)]
-        struct V3 {
+        struct BodyV3 {
             nodes: Vec<Node>,
             services: Vec<Service>,
             checks: Vec<Check>,
@@ -414,28 +415,45 @@ mod tests {
             sessions: Vec<crate::catalog::types::Session>,
             acl: crate::catalog::snapshot::AclSnapshot,
         }
-        let old = V3 {
-            nodes: vec![],
+        let old = BodyV3 {
+            nodes: vec![Node {
+                name: "n1".into(),
+                ..Node::default()
+            }],
             services: vec![],
             checks: vec![],
-            kv: vec![KvEntry {
-                key: "k".into(),
-                ..KvEntry::default()
-            }],
-            indexes: vec![("index/kvs".into(), 7)],
+            kv: vec![],
+            indexes: vec![("index/nodes".into(), 3)],
             sessions: vec![],
             acl: Default::default(),
         };
         let body = decode_body(&bincode::serialize(&old).unwrap()).unwrap();
-        assert_eq!(body.kv[0].key, "k");
-        assert!(body.prepared_queries.is_empty());
-        let mut now = body.clone();
-        now.prepared_queries
-            .push(crate::catalog::prepared_query::PreparedQuery::default());
-        assert_eq!(
-            decode_body(&bincode::serialize(&now).unwrap()).unwrap(),
-            now
-        );
+        assert_eq!(body.nodes[0].name, "n1");
+        assert!(body.coordinates.0.is_empty());
+
+        // Command::Restore is the last variant that existed before
+        // coordinates; its body ends the log entry.
+        #[derive(Serialize)]
+        #[allow(dead_code)]
+        enum OldCommand {
+            Register(()),
+            Deregister(()),
+            Kv(()),
+            Txn(()),
+            Session(()),
+            Acl(()),
+            Restore(Box<BodyV3>),
+        }
+        let bytes = bincode::serialize(&OldCommand::Restore(Box::new(old))).unwrap();
+        let cmd: crate::catalog::command::Command = bincode::deserialize(&bytes).unwrap();
+        match cmd {
+            crate::catalog::command::Command::Restore(snap) => {
+                assert_eq!(snap.nodes[0].name, "n1");
+                assert!(snap.coordinates.0.is_empty());
+                assert!(snap.prepared_queries.0.is_empty());
+            }
+            other => panic!("decoded as {other:?}"),
+        }
     }
 
     /// openraft's storage conformance suite against the LMDB log and state machine.

@@ -7,6 +7,7 @@ pub mod log;
 use crate::acl::types::{Policy, Role, Token};
 use crate::catalog::prepared_query::PreparedQuery;
 use crate::catalog::types::{Check, KvEntry, Node, Service, Session};
+use crate::coordinate::Coordinate;
 use heed::types::{Bytes, SerdeBincode, Str};
 use heed::{CommitOrAbort, Database, Env, EnvOpenOptions, RoTxn, RwTxn, WithoutTls};
 use std::path::Path;
@@ -54,6 +55,8 @@ pub enum Table {
     /// Tokens, policies and roles together: one index, which the token
     /// resolver's cache is invalidated by.
     Acl,
+    /// Network coordinates (Consul's `coordinates` index).
+    Coordinates,
     /// Prepared queries (Consul's `prepared-queries` table).
     PreparedQueries,
 }
@@ -67,6 +70,7 @@ impl Table {
             Table::Kvs => "index/kvs",
             Table::Sessions => "index/sessions",
             Table::Acl => "index/acl",
+            Table::Coordinates => "index/coordinates",
             Table::PreparedQueries => "index/prepared-queries",
         }
     }
@@ -99,6 +103,8 @@ pub struct Tables {
     pub acl_policies: Database<'static, Str, SerdeBincode<Policy>>,
     /// lower-case role ID -> Role
     pub acl_roles: Database<'static, Str, SerdeBincode<Role>>,
+    /// node \0 segment -> Coordinate
+    pub coordinates: Database<'static, Str, SerdeBincode<Coordinate>>,
     /// lower-case query ID -> PreparedQuery
     pub prepared_queries: Database<'static, Str, SerdeBincode<PreparedQuery>>,
 }
@@ -155,8 +161,8 @@ impl Tables {
     fn open_with(dir: &Path, durability: Durability) -> Result<Tables, StoreError> {
         let env = open_env(dir, 16, durability)?;
         let wtxn = env.write_txn()?;
-        let (nodes, services, checks, kv, meta, sessions, session_keys, acl, queries) = env
-            .create_databases_and_commit(wtxn, |dbo, wtxn| -> Result<_, heed::Error> {
+        let (nodes, services, checks, kv, meta, sessions, session_keys, acl, coordinates, queries) =
+            env.create_databases_and_commit(wtxn, |dbo, wtxn| -> Result<_, heed::Error> {
                 Ok(CommitOrAbort::<_, ()>::Commit((
                     dbo.create_database(wtxn, Some("nodes"))?,
                     dbo.create_database(wtxn, Some("services"))?,
@@ -171,6 +177,7 @@ impl Tables {
                         dbo.create_database(wtxn, Some("acl_policies"))?,
                         dbo.create_database(wtxn, Some("acl_roles"))?,
                     ),
+                    dbo.create_database(wtxn, Some("coordinates"))?,
                     dbo.create_database(wtxn, Some("prepared_queries"))?,
                 )))
             })?
@@ -188,6 +195,7 @@ impl Tables {
             acl_secrets: acl.1,
             acl_policies: acl.2,
             acl_roles: acl.3,
+            coordinates,
             prepared_queries: queries,
         })
     }

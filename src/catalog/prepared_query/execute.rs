@@ -7,6 +7,9 @@
 //! the `Near` node (that node first if it is among the first ten), and cut
 //! to the limit.
 //!
+//! Distances come from the network coordinates the agents report
+//! (`crate::coordinate`).
+//!
 //! Failover to other datacenters is Consul's `queryFailover` with no other
 //! datacenter known: nothing is tried and `Failovers` stays 0.
 
@@ -72,7 +75,7 @@ pub fn execute(
     let filtered_by_acls = instances.len() != before;
     instances.shuffle(&mut rand::rng());
     if let Some(near) = near_node(reader, svc, source)? {
-        sort_by_distance(&near, &mut instances);
+        sort_by_distance(reader, &near, &mut instances)?;
         move_first(&near, &mut instances);
     }
     if source.limit > 0 {
@@ -166,11 +169,20 @@ fn near_node(
 }
 
 /// Orders `instances` by estimated round-trip time from the node `near`,
-/// nearest first. Without network coordinates there is no distance to
-/// sort by, and the instances keep the shuffled order they come in, as
-/// Consul's sort leaves them when the source node has no coordinate.
-pub fn sort_by_distance(near: &str, instances: &mut [ServiceInstance]) {
-    let _ = (near, instances);
+/// nearest first, nodes without a coordinate last. When `near` has no
+/// coordinate the instances keep the shuffled order they come in, as
+/// Consul's `sortNodesByDistanceFrom` leaves them.
+pub fn sort_by_distance(
+    reader: &Reader,
+    near: &str,
+    instances: &mut Vec<ServiceInstance>,
+) -> Result<(), heed::Error> {
+    let coords = reader.coordinate_map()?;
+    let Some(from) = coords.get(near) else {
+        return Ok(());
+    };
+    crate::coordinate::sort_by_distance(instances, from, |i| coords.get(&i.node.name).cloned());
+    Ok(())
 }
 
 /// Puts the instance on node `near` first when it is among the first ten.
