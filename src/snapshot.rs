@@ -37,7 +37,9 @@ pub const MAX_STATE: usize = 32 << 20;
 pub const MAX_ARCHIVE: usize = MAX_STATE + (1 << 20);
 
 /// What `state.bin` starts with: names the encoding and its version.
-const STATE_MAGIC: &[u8] = b"cairn-catalog-snapshot v1\n";
+const STATE_MAGIC: &[u8] = b"cairn-catalog-snapshot v2\n";
+/// The version written before prepared queries existed; still restored.
+const STATE_MAGIC_V1: &[u8] = b"cairn-catalog-snapshot v1\n";
 
 const META: &str = "meta.json";
 const STATE: &str = "state.bin";
@@ -119,13 +121,17 @@ pub fn encode_state(snap: &CatalogSnapshot) -> Result<Vec<u8>, ArchiveError> {
 
 /// The state a `state.bin` holds.
 pub fn decode_state(state: &[u8]) -> Result<CatalogSnapshot, ArchiveError> {
-    let body = state.strip_prefix(STATE_MAGIC).ok_or_else(|| {
-        err("failed to decode snapshot state: state.bin is not a cairn catalog snapshot")
-    })?;
+    let body = state
+        .strip_prefix(STATE_MAGIC)
+        .or_else(|| state.strip_prefix(STATE_MAGIC_V1))
+        .ok_or_else(|| {
+            err("failed to decode snapshot state: state.bin is not a cairn catalog snapshot")
+        })?;
     bincode_options()
         .deserialize(body)
         .or_else(|e| {
-            // Archives written before the operator state existed.
+            // States written before the operator state, coordinates and
+            // prepared queries existed.
             bincode_options()
                 .deserialize::<crate::catalog::snapshot::SnapshotBeforeOperator>(body)
                 .map(CatalogSnapshot::from)
@@ -354,6 +360,51 @@ mod tests {
         (write(&Meta::new(51, 2, state.len()), &state).unwrap(), snap)
     }
 
+    /// The fields of a v1 `state.bin` (before prepared queries), in order.
+    #[derive(Serialize)]
+    struct StateV1<'a> {
+        nodes: &'a [crate::catalog::types::Node],
+        services: &'a [crate::catalog::types::Service],
+        checks: &'a [crate::catalog::types::Check],
+        kv: &'a [KvEntry],
+        indexes: &'a [(String, u64)],
+        sessions: &'a [crate::catalog::types::Session],
+        acl: &'a crate::catalog::snapshot::AclSnapshot,
+    }
+
+    #[test]
+    fn archives_from_before_prepared_queries_still_decode() {
+        let snap = sample();
+        let mut state = STATE_MAGIC_V1.to_vec();
+        bincode::DefaultOptions::new()
+            .with_fixint_encoding()
+            .serialize_into(
+                &mut state,
+                &StateV1 {
+                    nodes: &snap.nodes,
+                    services: &snap.services,
+                    checks: &snap.checks,
+                    kv: &snap.kv,
+                    indexes: &snap.indexes,
+                    sessions: &snap.sessions,
+                    acl: &snap.acl,
+                },
+            )
+            .unwrap();
+        assert_eq!(decode_state(&state).unwrap(), snap);
+        // A current state carries its queries.
+        let mut with_query = snap.clone();
+        with_query
+            .prepared_queries
+            .0
+            .push(crate::catalog::prepared_query::PreparedQuery {
+                id: "q".into(),
+                ..Default::default()
+            });
+        let state = encode_state(&with_query).unwrap();
+        assert_eq!(decode_state(&state).unwrap(), with_query);
+    }
+
     #[test]
     fn round_trip() {
         let (bytes, snap) = archive();
@@ -428,7 +479,14 @@ mod tests {
                 Ok((_, back)) => assert_eq!(back, snap, "flip at {i} changed the state"),
             }
         }
-        assert!(refused >= bytes.len() - 12, "{refused} of {}", bytes.len());
+        // How many bits deflate leaves unused (padding, unused code
+        // lengths) varies with the compressed bytes, and so with the
+        // metadata's timestamp: allow 2%, never a changed state.
+        assert!(
+            refused >= bytes.len() - bytes.len() / 50,
+            "{refused} of {}",
+            bytes.len()
+        );
     }
 
     /// Builds an archive from raw parts, to corrupt what gzip protects.

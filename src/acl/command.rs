@@ -140,6 +140,7 @@ pub fn authorize(authz: &Authorizer, cmd: &Command, r: &Reader<'_>) -> Result<()
             }
             Ok(())
         }
+        Command::PreparedQuery(op) => crate::catalog::prepared_query::authorize(authz, op, r),
         // Bootstrap is open to anyone, once (apply refuses a second).
         Command::Acl(AclOp::Bootstrap(_)) => Ok(()),
         // A restore replaces ACL state too: management only, as Consul's

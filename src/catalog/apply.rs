@@ -21,6 +21,8 @@ pub struct Touched {
     pub sessions: bool,
     /// Tokens, policies or roles changed.
     pub acl: bool,
+    /// Prepared queries changed.
+    pub prepared_queries: bool,
     /// KV keys written or deleted (for per-key blocking queries).
     pub kv_keys: Vec<String>,
     /// Every KV key may have changed (a delete of the whole tree).
@@ -68,6 +70,9 @@ pub fn apply(
         Command::Operator(op) => {
             super::operator::apply_operator(tables, &mut child, index, op, &mut touched)
         }
+        Command::PreparedQuery(op) => {
+            super::prepared_query::apply(tables, &mut child, index, op, &mut touched)
+        }
         Command::Restore(snap) => super::snapshot::apply_restore(tables, &mut child, index, snap)
             .map(|()| {
                 touched = Touched {
@@ -75,6 +80,7 @@ pub fn apply(
                     kv: true,
                     sessions: true,
                     acl: true,
+                    prepared_queries: true,
                     kv_all: true,
                     restored: true,
                     ..Touched::default()

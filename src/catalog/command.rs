@@ -185,6 +185,9 @@ pub enum Command {
     Coordinates(Vec<crate::coordinate::CoordinateEntry>),
     /// Autopilot configuration and config entries.
     Operator(super::operator::OperatorOp),
+    /// Prepared queries (`/v1/query`). Fed to client agents' views
+    /// without their tokens.
+    PreparedQuery(super::prepared_query::PreparedQueryOp),
 }
 
 impl Command {
@@ -200,6 +203,7 @@ impl Command {
             Command::Restore(_) => "restore",
             Command::Coordinates(_) => "coordinate-batch-update",
             Command::Operator(_) => "operator",
+            Command::PreparedQuery(_) => "prepared_query",
         }
     }
 }

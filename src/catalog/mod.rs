@@ -12,6 +12,7 @@ pub mod command;
 pub mod coordinates;
 pub mod leases;
 pub mod operator;
+pub mod prepared_query;
 pub mod query;
 pub mod sessions;
 pub mod snapshot;
@@ -59,6 +60,8 @@ pub struct Changes {
     pub sessions: u64,
     /// Index of the last change to ACL tokens, policies or roles.
     pub acl: u64,
+    /// Index of the last change to prepared queries.
+    pub prepared_queries: u64,
 }
 
 /// What one apply batch changed, for [`Catalog::publish_batch`].
@@ -69,6 +72,7 @@ pub struct BatchChanges {
     pub kv: Option<u64>,
     pub sessions: Option<u64>,
     pub acl: Option<u64>,
+    pub prepared_queries: Option<u64>,
     /// KV keys written, each with the index of its last change in the batch.
     pub kv_keys: Vec<(String, u64)>,
     /// The whole KV tree may have changed at this index.
@@ -105,7 +109,7 @@ impl Catalog {
     }
 
     fn open_with(tables: Tables, ready: bool) -> Result<Catalog, StoreError> {
-        let (applied, catalog_idx, kv_idx, sessions_idx, acl_idx) = {
+        let (applied, catalog_idx, kv_idx, sessions_idx, acl_idx, queries_idx) = {
             let r = Reader::new(&tables)?;
             (
                 read_applied(&tables, &r.txn)?.index,
@@ -113,6 +117,7 @@ impl Catalog {
                 r.index(&[Table::Kvs])?,
                 r.index(&[Table::Sessions])?,
                 r.index(&[Table::Acl])?,
+                r.index(&[Table::PreparedQueries])?,
             )
         };
         let (changes, _) = tokio_watch::channel(Changes {
@@ -121,6 +126,7 @@ impl Catalog {
             kv: kv_idx,
             sessions: sessions_idx,
             acl: acl_idx,
+            prepared_queries: queries_idx,
         });
         Ok(Catalog {
             tables,
@@ -201,6 +207,9 @@ impl Catalog {
             }
             if touched.acl {
                 batch.acl = Some(index);
+            }
+            if touched.prepared_queries {
+                batch.prepared_queries = Some(index);
             }
             if touched.kv_all {
                 batch.kv_all = Some(index);
@@ -309,6 +318,9 @@ impl Catalog {
             if let Some(i) = batch.acl {
                 c.acl = c.acl.max(i);
             }
+            if let Some(i) = batch.prepared_queries {
+                c.prepared_queries = c.prepared_queries.max(i);
+            }
         });
     }
 
@@ -320,6 +332,7 @@ impl Catalog {
             c.kv = applied;
             c.sessions = applied;
             c.acl = applied;
+            c.prepared_queries = applied;
         });
         self.kv_watch.notify_all(applied);
     }

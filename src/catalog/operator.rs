@@ -377,7 +377,7 @@ mod tests {
             ..Default::default()
         });
         let mut bytes = crate::snapshot::encode_state(&old).unwrap();
-        let trailing = 1 + 8 + 8; // no autopilot, no config entries, no coordinates
+        let trailing = 1 + 8 + 8 + 8; // no autopilot, config entries, coordinates, queries
         bytes.truncate(bytes.len() - trailing);
         let back = crate::snapshot::decode_state(&bytes).unwrap();
         assert_eq!(back, old);

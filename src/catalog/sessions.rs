@@ -88,6 +88,7 @@ pub(super) fn destroy(
     tables.sessions.delete(txn, id)?;
     tables.set_table_index(txn, Table::Sessions, index)?;
     touched.sessions = true;
+    super::prepared_query::delete_for_session(tables, txn, index, id, touched)?;
 
     let prefix = node_scoped_key(id, "");
     let held: Vec<String> = tables

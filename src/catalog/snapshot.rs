@@ -3,6 +3,7 @@
 //! transaction, restored in one write transaction that replaces every
 //! table, so either side sees the catalog at exactly one index.
 
+use super::prepared_query::PreparedQuery;
 use super::types::{Check, KvEntry, Node, Service, Session};
 use crate::acl::types::{Policy, Role, Token};
 use crate::coordinate::CoordinateEntry;
@@ -25,16 +26,21 @@ pub struct CatalogSnapshot {
     pub acl: AclSnapshot,
     /// The autopilot configuration and config entries.
     pub operator: OperatorSnapshot,
-    /// Network coordinates. Last, and read as empty when absent
-    /// ([`TrailingCoordinates`]).
+    /// Network coordinates, read as empty when absent ([`TrailingCoordinates`]).
     #[serde(default)]
     pub coordinates: TrailingCoordinates,
+    /// Prepared queries, their tokens redacted before a snapshot is sent
+    /// to a client agent's view; last, and read as empty when absent, as
+    /// the coordinates before them ([`TrailingQueries`]).
+    #[serde(default)]
+    pub prepared_queries: TrailingQueries,
 }
 
 /// The coordinates a snapshot carries. bincode is not self-describing: a
 /// struct written before this field existed simply ends where the field
 /// would begin, so decoding it runs out of input at exactly this point.
-/// That (and only that, being the last field) reads as no coordinates.
+/// That (and only that, the fields after it running out too) reads as no
+/// coordinates.
 #[derive(Debug, Default, Clone, PartialEq, Serialize)]
 pub struct TrailingCoordinates(pub Vec<CoordinateEntry>);
 
@@ -79,7 +85,21 @@ impl From<SnapshotBeforeOperator> for CatalogSnapshot {
             acl: s.acl,
             operator: OperatorSnapshot::default(),
             coordinates: TrailingCoordinates::default(),
+            prepared_queries: TrailingQueries::default(),
         }
+    }
+}
+
+/// The prepared queries a snapshot carries; absent (a snapshot from
+/// before them ends here) reads as none, as [`TrailingCoordinates`].
+#[derive(Debug, Default, Clone, PartialEq, Serialize)]
+pub struct TrailingQueries(pub Vec<PreparedQuery>);
+
+impl<'de> Deserialize<'de> for TrailingQueries {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(TrailingQueries(
+            Vec::<PreparedQuery>::deserialize(d).unwrap_or_default(),
+        ))
     }
 }
 
@@ -92,6 +112,16 @@ pub struct AclSnapshot {
 }
 
 impl CatalogSnapshot {
+    /// Replaces every prepared query's token with Consul's `<hidden>`, for
+    /// a client agent's view, which holds no secrets.
+    pub fn redact_query_tokens(&mut self) {
+        for q in &mut self.prepared_queries.0 {
+            if !q.token.is_empty() {
+                q.token = super::prepared_query::REDACTED_TOKEN.to_string();
+            }
+        }
+    }
+
     /// Re-dates the snapshot to a restore applied at raft index `index`:
     /// every entry's `ModifyIndex` becomes `index` (its `CreateIndex` is
     /// kept unless above `index`), and so does every table index. The
@@ -128,6 +158,9 @@ impl CatalogSnapshot {
         }
         for r in &mut self.acl.roles {
             at(&mut r.create_index, &mut r.modify_index, index);
+        }
+        for q in &mut self.prepared_queries.0 {
+            at(&mut q.create_index, &mut q.modify_index, index);
         }
         for (_, i) in &mut self.indexes {
             *i = index;
@@ -179,7 +212,7 @@ pub fn apply_restore(
 }
 
 /// The tables whose indexes a snapshot carries.
-const INDEXED: [Table; 8] = [
+const INDEXED: [Table; 9] = [
     Table::Nodes,
     Table::Services,
     Table::Checks,
@@ -188,6 +221,7 @@ const INDEXED: [Table; 8] = [
     Table::Acl,
     Table::Coordinates,
     Table::ConfigEntries,
+    Table::PreparedQueries,
 ];
 
 pub fn dump(tables: &Tables, txn: &RoTxn<WithoutTls>) -> Result<CatalogSnapshot, heed::Error> {
@@ -230,6 +264,7 @@ pub fn dump(tables: &Tables, txn: &RoTxn<WithoutTls>) -> Result<CatalogSnapshot,
     for r in tables.config_entries.iter(txn)? {
         snap.operator.config_entries.push(r?.1);
     }
+    snap.prepared_queries.0 = super::prepared_query::all(tables, txn)?;
     for t in INDEXED {
         snap.indexes
             .push((t.meta_key().to_string(), tables.table_index(txn, t)?));
@@ -266,6 +301,12 @@ pub fn restore(
         tables
             .config_entries
             .put(txn, &node_scoped_key(&e.kind, &e.name), e)?;
+    }
+    tables.prepared_queries.clear(txn)?;
+    for q in &snap.prepared_queries.0 {
+        tables
+            .prepared_queries
+            .put(txn, &super::prepared_query::id_key(&q.id), q)?;
     }
     for t in &snap.acl.tokens {
         let key = crate::acl::types::id_key(&t.accessor_id);

@@ -49,7 +49,7 @@ pub struct Answer {
 }
 
 impl Answer {
-    fn new(rcode: ResponseCode) -> Answer {
+    pub(super) fn new(rcode: ResponseCode) -> Answer {
         Answer {
             rcode,
             authoritative: true,
@@ -100,13 +100,13 @@ impl Answer {
     }
 
     /// The name does not exist: NXDOMAIN with the SOA for negative caching.
-    fn nxdomain(settings: &Settings, domain: usize) -> Answer {
+    pub(super) fn nxdomain(settings: &Settings, domain: usize) -> Answer {
         Answer::with_soa(ResponseCode::NXDomain, settings, domain)
     }
 
     /// The name exists but has no records of the type asked for: RFC 2308
     /// type 2 NODATA (NOERROR, empty answer, SOA in authority).
-    fn nodata(settings: &Settings, domain: usize) -> Answer {
+    pub(super) fn nodata(settings: &Settings, domain: usize) -> Answer {
         Answer::with_soa(ResponseCode::NoError, settings, domain)
     }
 }
@@ -156,7 +156,11 @@ fn dispatch(
         // NODATA rather than Consul's NXDOMAIN: a negative answer for the
         // apex must not claim the whole zone away.
         Lookup::Apex => Answer::nodata(settings, domain),
-        Lookup::Invalid | Lookup::Unsupported => Answer::nxdomain(settings, domain),
+        // Prepared queries are answered from the catalog by
+        // `super::prepared` before this index is consulted.
+        Lookup::Invalid | Lookup::Unsupported | Lookup::Query { .. } => {
+            Answer::nxdomain(settings, domain)
+        }
         Lookup::Service { datacenter, .. } | Lookup::Node { datacenter, .. }
             if !local_dc(settings, datacenter) =>
         {
@@ -181,7 +185,7 @@ fn dispatch(
     }
 }
 
-fn local_dc(settings: &Settings, dc: Option<&str>) -> bool {
+pub(super) fn local_dc(settings: &Settings, dc: Option<&str>) -> bool {
     dc.is_none_or(|dc| dc == settings.datacenter_lower)
 }
 
@@ -238,7 +242,7 @@ fn service_answer(
 
 /// One SRV record per (node, address, port), with the target's address
 /// and node meta in the additional section (once per target).
-fn srv_records<'i>(
+pub(super) fn srv_records<'i>(
     a: &mut Answer,
     q: &Question<'_>,
     domain: usize,
@@ -284,7 +288,7 @@ fn srv_records<'i>(
 /// (Consul answers TXT on a service with addresses too), one per distinct
 /// IP, at most `a_record_limit`. Hostname addresses become one CNAME when no
 /// IP answers.
-fn address_records<'i>(
+pub(super) fn address_records<'i>(
     a: &mut Answer,
     settings: &Settings,
     q: &Question<'_>,

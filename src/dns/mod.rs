@@ -17,6 +17,7 @@
 pub mod answer;
 pub mod index;
 pub mod name;
+pub mod prepared;
 pub mod recurse;
 pub mod server;
 pub mod truncate;
@@ -51,6 +52,8 @@ pub struct Settings {
     pub datacenter: String,
     /// Lower-cased, for matching question labels.
     pub datacenter_lower: String,
+    /// This agent's node name (prepared queries near `_agent`).
+    pub node_name: String,
     pub dns: DnsConfig,
 }
 
@@ -106,6 +109,7 @@ impl Settings {
             domain_labels,
             datacenter: config.datacenter.clone(),
             datacenter_lower: config.datacenter.to_lowercase(),
+            node_name: config.node_name.clone(),
             dns: config.dns.clone(),
         }
     }

@@ -73,6 +73,12 @@ pub enum Lookup<'a> {
     },
     /// `<hex>.addr[...]`: an IPv4 (8 hex digits) or IPv6 (32) address.
     Addr(IpAddr),
+    /// `<name>.query[.<dc>]` or `_<name>._<proto>.query[.<dc>]`: a prepared
+    /// query by ID or name (dots allowed, as Consul joins the labels).
+    Query {
+        name: Cow<'a, str>,
+        datacenter: Option<&'a str>,
+    },
     /// Grammar Consul knows but cairn does not serve: prepared queries,
     /// Connect, ingress and virtual-IP lookups, peers and sameness groups.
     /// Answered like a name that does not exist.
@@ -128,10 +134,28 @@ pub fn parse<'a>(labels: &[&'a str], srv: bool) -> Lookup<'a> {
             [hex] => parse_addr(hex).map(Lookup::Addr).unwrap_or(Lookup::Invalid),
             _ => Lookup::Invalid,
         },
+        "query" if !parts.is_empty() => parse_query(parts, suffix),
         // connect, ingress, virtual, query
         _ if parts.is_empty() => Lookup::Invalid,
         _ => Lookup::Unsupported,
     }
+}
+
+fn parse_query<'a>(parts: &[&'a str], suffix: &[&'a str]) -> Lookup<'a> {
+    let datacenter = match locality(suffix) {
+        Locality::Local => None,
+        Locality::Datacenter(dc) => Some(dc),
+        Locality::Unsupported => return Lookup::Unsupported,
+        Locality::Invalid => return Lookup::Invalid,
+    };
+    let name = match parts {
+        // RFC 2782: `_<name>._tcp` asks for `<name>`.
+        [name, proto] if name.len() > 1 && name.starts_with('_') && proto.starts_with('_') => {
+            Cow::Borrowed(&name[1..])
+        }
+        _ => join(parts),
+    };
+    Lookup::Query { name, datacenter }
 }
 
 fn parse_service<'a>(parts: &[&'a str], suffix: &[&'a str]) -> Lookup<'a> {
@@ -425,7 +449,27 @@ mod tests {
         assert_eq!(lookup("consul", false), Lookup::Apex);
         assert_eq!(lookup("foo.consul", false), Lookup::Invalid);
         assert_eq!(lookup("web.connect.consul", false), Lookup::Unsupported);
-        assert_eq!(lookup("q.query.consul", false), Lookup::Unsupported);
+        assert_eq!(
+            lookup("q.query.consul", false),
+            Lookup::Query {
+                name: "q".into(),
+                datacenter: None
+            }
+        );
+        assert_eq!(
+            lookup("_geo.db._tcp.query.dc1.consul", true),
+            Lookup::Query {
+                name: "_geo.db._tcp".into(),
+                datacenter: Some("dc1")
+            }
+        );
+        assert_eq!(
+            lookup("_db._tcp.query.dc1.consul", true),
+            Lookup::Query {
+                name: "db".into(),
+                datacenter: Some("dc1")
+            }
+        );
         assert_eq!(lookup("query.consul", false), Lookup::Invalid);
     }
 

@@ -275,16 +275,29 @@ impl Handler {
             labels,
             qtype,
         };
-        let mut answer = {
+        let authz = self.authorizer();
+        let asker = super::prepared::Asker {
+            agent_node: &s.settings.node_name,
+            ip: Some(request.src().ip()),
+        };
+        let prepared = super::prepared::answer(
+            &s.settings,
+            &s.catalog,
+            &question,
+            budget.answers_worth_building(),
+            &authz,
+            &asker,
+        );
+        let mut answer = prepared.unwrap_or_else(|| {
             let index = s.index.get(&s.catalog, &s.settings);
             answer::answer(
                 &s.settings,
                 &index,
                 &question,
                 budget.answers_worth_building(),
-                &self.authorizer(),
+                &authz,
             )
-        };
+        });
         // A client agent whose view has not synced yet knows nothing:
         // SERVFAIL makes resolvers retry, where NXDOMAIN would be cached.
         if !answer.recurse && !s.catalog.is_ready() {

@@ -666,6 +666,7 @@ impl Publisher {
             // ACL tokens carry secrets: client agents resolve tokens by
             // asking a server, never from their view.
             snap.acl = Default::default();
+            snap.redact_query_tokens();
             let body = bincode::serialize(&snap).map_err(|e| FeedEnd::Encode(e.to_string()))?;
             Ok::<_, FeedEnd>((pos, Arc::new(body)))
         })

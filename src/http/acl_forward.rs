@@ -60,9 +60,18 @@ const ACL_PREFIX: &str = "/v1/acl/";
 /// a raft position to restore at (see `http::snapshot`).
 pub(super) const SNAPSHOT_PATH: &str = "/v1/snapshot";
 
+/// `/v1/query` too, ACLs on or off: a prepared query runs on a server, as
+/// Consul's client agents send every `PreparedQuery` call to one (their
+/// views carry no query tokens to execute with).
+const QUERY_PATH: &str = "/v1/query";
+
+fn is_query_path(path: &str) -> bool {
+    path == QUERY_PATH || path.starts_with("/v1/query/")
+}
+
 /// Whether a server serves a forwarded call for `path`.
 fn forwarded_path(path: &str) -> bool {
-    path.starts_with(ACL_PREFIX) || path == SNAPSHOT_PATH
+    path.starts_with(ACL_PREFIX) || path == SNAPSHOT_PATH || is_query_path(path)
 }
 
 /// Headers that describe this connection or the body's framing: the
@@ -90,6 +99,7 @@ pub(super) fn forwards(server: &Server, route: &Route) -> bool {
     }
     (route.pattern.starts_with(ACL_PREFIX) && server.api.acl.enabled())
         || route.pattern == SNAPSHOT_PATH
+        || is_query_path(route.pattern)
 }
 
 /// Has a server answer the request and returns its answer.

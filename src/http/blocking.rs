@@ -29,6 +29,8 @@ pub enum Watch {
     /// every apply wakes the query, which returns once the coordinates'
     /// table index passes the caller's.
     Coordinates,
+    /// Prepared queries.
+    PreparedQueries,
 }
 
 impl Watch {
@@ -38,6 +40,7 @@ impl Watch {
             Watch::Sessions => c.sessions,
             Watch::Acl => c.acl,
             Watch::Coordinates => c.applied,
+            Watch::PreparedQueries => c.prepared_queries,
             Watch::KvKey(_) | Watch::KvPrefix(_) => c.kv,
         }
     }

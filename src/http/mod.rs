@@ -29,6 +29,7 @@ mod kv;
 pub mod listener;
 mod metrics;
 mod operator;
+mod query;
 pub(crate) mod session;
 mod snapshot;
 mod status;
@@ -225,6 +226,9 @@ fn routes() -> Vec<Route> {
         route!("/v1/config", [PUT], config::apply),
         route!("/v1/config/", [GET, DELETE], config::item),
         route!("/v1/snapshot", [GET, PUT], snapshot::snapshot),
+        // prepared queries
+        route!("/v1/query", [GET, POST], query::general),
+        route!("/v1/query/", [GET, PUT, DELETE], query::specific),
         route!(
             "/v1/operator/keyring",
             [GET, POST, PUT, DELETE],
@@ -403,7 +407,10 @@ async fn route_request(server: &Server, req: Request) -> (String, Response) {
     let method = req.method().clone();
     let mut resp = if method == Method::OPTIONS {
         let mut r = Response::new(Body::empty());
-        if let Ok(v) = HeaderValue::from_str(&route.allow()) {
+        let allow = query::options_allow(&raw_path)
+            .map(str::to_string)
+            .unwrap_or_else(|| route.allow());
+        if let Ok(v) = HeaderValue::from_str(&allow) {
             r.headers_mut().insert(header::ALLOW, v);
         }
         r

@@ -68,6 +68,7 @@ fn decode_body(data: &[u8]) -> Result<CatalogSnapshot, bincode::Error> {
                 acl: Default::default(),
                 coordinates: Default::default(),
                 operator: Default::default(),
+                prepared_queries: Default::default(),
             });
         }
         let v1: SnapshotBodyV1 = bincode::deserialize(data).map_err(|_| e)?;
@@ -81,6 +82,7 @@ fn decode_body(data: &[u8]) -> Result<CatalogSnapshot, bincode::Error> {
             acl: Default::default(),
             coordinates: Default::default(),
             operator: Default::default(),
+            prepared_queries: Default::default(),
         })
     })
 }
@@ -268,6 +270,11 @@ impl StateMachine {
                 Some(crate::catalog::command::Command::Acl(_)) => e.cmd = None,
                 Some(crate::catalog::command::Command::Restore(snap)) => {
                     snap.acl = Default::default();
+                    snap.redact_query_tokens();
+                }
+                // Views hold no secrets: a query reaches them without its token.
+                Some(crate::catalog::command::Command::PreparedQuery(op)) => {
+                    *op = op.redacted();
                 }
                 _ => {}
             }

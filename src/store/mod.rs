@@ -6,6 +6,7 @@ pub mod log;
 
 use crate::acl::types::{Policy, Role, Token};
 use crate::catalog::operator::ConfigEntry;
+use crate::catalog::prepared_query::PreparedQuery;
 use crate::catalog::types::{Check, KvEntry, Node, Service, Session};
 use crate::coordinate::Coordinate;
 use heed::types::{Bytes, SerdeBincode, Str};
@@ -59,6 +60,8 @@ pub enum Table {
     Coordinates,
     /// Config entries (`/v1/config`).
     ConfigEntries,
+    /// Prepared queries (Consul's `prepared-queries` table).
+    PreparedQueries,
 }
 
 impl Table {
@@ -72,6 +75,7 @@ impl Table {
             Table::Acl => "index/acl",
             Table::Coordinates => "index/coordinates",
             Table::ConfigEntries => "index/config-entries",
+            Table::PreparedQueries => "index/prepared-queries",
         }
     }
 }
@@ -107,6 +111,8 @@ pub struct Tables {
     pub coordinates: Database<'static, Str, SerdeBincode<Coordinate>>,
     /// kind \0 name -> config entry
     pub config_entries: Database<'static, Str, SerdeBincode<ConfigEntry>>,
+    /// lower-case query ID -> PreparedQuery
+    pub prepared_queries: Database<'static, Str, SerdeBincode<PreparedQuery>>,
 }
 
 /// How much of each commit reaches the disk before it returns.
@@ -170,7 +176,7 @@ impl Tables {
             sessions,
             session_keys,
             acl,
-            (coordinates, config_entries),
+            (coordinates, config_entries, prepared_queries),
         ) = env
             .create_databases_and_commit(wtxn, |dbo, wtxn| -> Result<_, heed::Error> {
                 Ok(CommitOrAbort::<_, ()>::Commit((
@@ -190,6 +196,7 @@ impl Tables {
                     (
                         dbo.create_database(wtxn, Some("coordinates"))?,
                         dbo.create_database(wtxn, Some("config_entries"))?,
+                        dbo.create_database(wtxn, Some("prepared_queries"))?,
                     ),
                 )))
             })?
@@ -209,6 +216,7 @@ impl Tables {
             acl_roles: acl.3,
             coordinates,
             config_entries,
+            prepared_queries,
         })
     }
 
