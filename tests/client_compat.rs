@@ -1,0 +1,91 @@
+//! What Consul's client libraries (py-consul's own test suite among them)
+//! expect of an agent right after `-dev` startup, against the real binary:
+//! ACLs usable as soon as a leader is known, `xDS` in `/v1/agent/self`,
+//! WAN member names, catalog writes for an unknown datacenter.
+//!
+//! Agents listen on 127.0.193.x and 127.0.194.x.
+
+mod common;
+
+use common::{eventually, http_request, TestAgent};
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+const ROOT: &str = "4c1d0b6e8f2a4b7c9d3e5f60718293a4";
+
+/// A `-dev` agent with ACLs on (default allow, as Consul's default) and
+/// ROOT as the initial management token, started without waiting for it.
+fn acl_dev(ip: &str) -> (TestAgent, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conf = dir.path().join("acl.json");
+    let body = json!({
+        "primary_datacenter": "dc1",
+        "acl": {"enabled": true, "tokens": {"initial_management": ROOT}},
+    });
+    std::fs::write(&conf, body.to_string()).expect("write config");
+    let mut a = TestAgent::unstarted(ip, &[&format!("-config-file={}", conf.display())]);
+    let child = common::spawn_logged(&a.args(), &a.log, &[]);
+    a.child = Some(child);
+    (a, dir)
+}
+
+/// Polls `/v1/status/leader` the way client fixtures do, until it names one.
+fn wait_for_leader(a: &TestAgent) {
+    let known = eventually(Duration::from_secs(30), || {
+        a.get("/v1/status/leader")
+            .is_ok_and(|r| r.status == 200 && r.json().as_str().is_some_and(|s| !s.is_empty()))
+    });
+    assert!(known, "no leader; log:\n{}", a.log_text());
+}
+
+fn with_token(a: &TestAgent, method: &str, path: &str, body: Option<&str>) -> common::Resp {
+    let url = format!("{}{path}", a.base());
+    http_request(
+        method,
+        &url,
+        body.map(str::as_bytes),
+        &[("X-Consul-Token", ROOT)],
+    )
+    .expect("request")
+}
+
+#[test]
+fn acls_answer_as_soon_as_a_leader_is_known() {
+    let (a, _dir) = acl_dev("127.0.193.1");
+    wait_for_leader(&a);
+    // Anonymous requests meet the default policy (allow) at once, before
+    // the leader has stored the anonymous token: not `ACL not found`.
+    let r = a.put(
+        "/v1/agent/service/register",
+        r#"{"Name": "early", "Port": 80}"#,
+    );
+    assert_eq!(
+        r.status, 200,
+        "anonymous register right after election: {}",
+        r.body
+    );
+    // The initial management token follows within moments (py-consul's
+    // fixtures use it on the next request).
+    let seen = Instant::now();
+    let ready = eventually(Duration::from_secs(5), || {
+        with_token(&a, "GET", "/v1/acl/token/self", None).status == 200
+    });
+    assert!(
+        ready,
+        "management token never worked; log:\n{}",
+        a.log_text()
+    );
+    assert!(
+        seen.elapsed() < Duration::from_millis(200),
+        "management token took {:?} after the leader was known",
+        seen.elapsed()
+    );
+    // And bootstrapping is then refused, as after Consul's initializeACLs.
+    let r = a.put("/v1/acl/bootstrap", "");
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(
+        r.body.contains("ACL bootstrap no longer allowed"),
+        "{}",
+        r.body
+    );
+}
