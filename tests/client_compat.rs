@@ -89,3 +89,18 @@ fn acls_answer_as_soon_as_a_leader_is_known() {
         r.body
     );
 }
+
+#[test]
+fn agent_self_reports_xds() {
+    let a = TestAgent::dev_at("127.0.193.2", &[]);
+    let v = a.get_ok("/v1/agent/self").json();
+    let keys: Vec<&str> = v.as_object().expect("object").keys().map(String::as_str).collect();
+    for k in ["Config", "DebugConfig", "Coord", "Member", "Stats", "Meta", "xDS"] {
+        assert!(keys.contains(&k), "{k} missing from {keys:?}");
+    }
+    let xds = &v["xDS"];
+    assert!(xds["SupportedProxies"]["envoy"].is_array(), "{xds}");
+    // No gRPC listener: the ports as configured (-1), Port the plaintext one.
+    assert_eq!(xds["Ports"], json!({"Plaintext": -1, "TLS": -1}));
+    assert_eq!(xds["Port"], json!(-1));
+}
