@@ -104,3 +104,14 @@ fn agent_self_reports_xds() {
     assert_eq!(xds["Ports"], json!({"Plaintext": -1, "TLS": -1}));
     assert_eq!(xds["Port"], json!(-1));
 }
+
+#[test]
+fn wan_members_are_named_node_dot_datacenter() {
+    let a = TestAgent::dev_at("127.0.193.3", &[]);
+    let lan = a.get_ok("/v1/agent/members").json();
+    assert_eq!(lan[0]["Name"], "node1");
+    let wan = a.get_ok("/v1/agent/members?wan=1").json();
+    assert_eq!(wan.as_array().map(Vec::len), Some(1), "{wan}");
+    assert_eq!(wan[0]["Name"], "node1.dc1");
+    assert_eq!(wan[0]["Tags"]["dc"], "dc1");
+}
