@@ -115,3 +115,25 @@ fn wan_members_are_named_node_dot_datacenter() {
     assert_eq!(wan[0]["Name"], "node1.dc1");
     assert_eq!(wan[0]["Tags"]["dc"], "dc1");
 }
+
+#[test]
+fn catalog_writes_for_another_datacenter_fail() {
+    let a = TestAgent::dev_at("127.0.193.4", &[]);
+    let r = a.put(
+        "/v1/catalog/register",
+        r#"{"Datacenter": "dc2", "Node": "foo", "Address": "10.1.10.11"}"#,
+    );
+    assert_eq!((r.status, r.body.trim()), (500, "No path to datacenter"));
+    assert_eq!(a.get_ok("/v1/catalog/node/foo").json(), json!(null));
+    let r = a.put(
+        "/v1/catalog/deregister",
+        &format!(r#"{{"Datacenter": "dc2", "Node": "{}"}}"#, a.node),
+    );
+    assert_eq!((r.status, r.body.trim()), (500, "No path to datacenter"));
+    // The local datacenter, named or not, still works.
+    let r = a.put(
+        "/v1/catalog/register",
+        r#"{"Datacenter": "dc1", "Node": "foo", "Address": "10.1.10.11"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+}

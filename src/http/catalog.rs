@@ -249,6 +249,7 @@ pub fn node_matches(node: &Node, filter: &[(String, String)]) -> bool {
 /// `PUT /v1/catalog/register` => `true`.
 pub async fn register(ctx: Ctx) -> ApiResult {
     let req: RegisterRequest = decode_body(&ctx.body)?;
+    forwardable(&ctx, &req.datacenter)?;
     let reg = registration(req, &ctx.config.datacenter)?;
     let authz = ctx.authorizer().await?;
     if authz.enabled() {
@@ -256,6 +257,16 @@ pub async fn register(ctx: Ctx) -> ApiResult {
     }
     ctx.agent.write(Command::Register(reg)).await?;
     Ok(ctx.json(&true))
+}
+
+/// A write names its datacenter in the body; Consul forwards it there
+/// before anything else, and with one datacenter per cluster any other is
+/// unreachable.
+fn forwardable(ctx: &Ctx, datacenter: &str) -> Result<(), ApiError> {
+    if datacenter.is_empty() || datacenter == ctx.config.datacenter {
+        return Ok(());
+    }
+    Err(ApiError::Internal("No path to datacenter".into()))
 }
 
 /// Consul's `vetRegisterWithACL`, against the catalog as it is now.
@@ -435,6 +446,7 @@ pub(crate) struct DeregisterRequest {
 /// `PUT /v1/catalog/deregister` => `true`.
 pub async fn deregister(ctx: Ctx) -> ApiResult {
     let req: DeregisterRequest = decode_body(&ctx.body)?;
+    forwardable(&ctx, &req.datacenter)?;
     if req.node.is_empty() {
         return Err(ApiError::Internal("Must provide node".into()));
     }
