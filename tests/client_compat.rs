@@ -94,8 +94,21 @@ fn acls_answer_as_soon_as_a_leader_is_known() {
 fn agent_self_reports_xds() {
     let a = TestAgent::dev_at("127.0.193.2", &[]);
     let v = a.get_ok("/v1/agent/self").json();
-    let keys: Vec<&str> = v.as_object().expect("object").keys().map(String::as_str).collect();
-    for k in ["Config", "DebugConfig", "Coord", "Member", "Stats", "Meta", "xDS"] {
+    let keys: Vec<&str> = v
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    for k in [
+        "Config",
+        "DebugConfig",
+        "Coord",
+        "Member",
+        "Stats",
+        "Meta",
+        "xDS",
+    ] {
         assert!(keys.contains(&k), "{k} missing from {keys:?}");
     }
     let xds = &v["xDS"];
@@ -136,4 +149,119 @@ fn catalog_writes_for_another_datacenter_fail() {
         r#"{"Datacenter": "dc1", "Node": "foo", "Address": "10.1.10.11"}"#,
     );
     assert_eq!(r.status, 200, "{}", r.body);
+}
+
+/// Reads `child`'s stdout lines into a channel.
+fn lines_of(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let out = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Flips a TTL check between passing and warning until `rx` yields a line
+/// containing `want` (a monitor may attach after the first change).
+fn wait_for_line(a: &TestAgent, rx: &std::sync::mpsc::Receiver<String>, want: &str) -> String {
+    let r = a.put(
+        "/v1/agent/check/register",
+        r#"{"Name": "mon", "TTL": "60s"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut flip = false;
+    while Instant::now() < deadline {
+        flip = !flip;
+        let path = if flip {
+            "/v1/agent/check/pass/mon"
+        } else {
+            "/v1/agent/check/warn/mon"
+        };
+        assert_eq!(a.put(path, "").status, 200);
+        while let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            if line.contains(want) {
+                return line;
+            }
+            if Instant::now() > deadline {
+                break;
+            }
+        }
+    }
+    panic!("no line with {want:?}; log:\n{}", a.log_text());
+}
+
+#[test]
+fn monitor_streams_the_log_at_the_asked_level() {
+    let a = TestAgent::dev_at("127.0.193.5", &[]);
+    let r = a.get_ok("/v1/agent/monitor?loglevel=not-a-real-level");
+    assert_eq!(
+        (r.status, r.body.trim()),
+        (400, "Unknown log level: not-a-real-level")
+    );
+
+    // The agent logs at INFO; `cairn monitor -log-level=debug` sees the
+    // DEBUG line of a check status change, in hclog's form.
+    let mut child = std::process::Command::new(common::BIN)
+        .args([
+            "monitor",
+            "-log-level=debug",
+            &format!("-http-addr={}", a.base()),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("cairn monitor");
+    let rx = lines_of(&mut child);
+    let line = wait_for_line(&a, &rx, "check status changed");
+    assert!(
+        line.contains(" [DEBUG] agent: check status changed"),
+        "{line}"
+    );
+    assert!(
+        !a.log_text().contains("check status changed"),
+        "the agent's own log is at INFO"
+    );
+    // SIGTERM ends `cairn monitor` with 0, as Consul's does.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn monitor_streams_json_with_logjson() {
+    use std::io::{BufRead, Write};
+    let a = TestAgent::dev_at("127.0.193.6", &[]);
+    let mut s = std::net::TcpStream::connect((a.ip.as_str(), a.ports.http)).expect("connect");
+    write!(
+        s,
+        "GET /v1/agent/monitor?loglevel=debug&logjson HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
+    .expect("write");
+    let reader = std::io::BufReader::new(s.try_clone().expect("clone"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in reader.lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let line = wait_for_line(&a, &rx, "check status changed");
+    let v: serde_json::Value = serde_json::from_str(line.trim()).expect("a JSON line");
+    assert_eq!(v["@level"], "debug");
+    assert_eq!(v["@module"], "agent");
+    assert_eq!(v["@message"], "check status changed");
+    assert_eq!(v["check"], "mon");
+    assert!(
+        v["@timestamp"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{v}"
+    );
 }

@@ -24,6 +24,7 @@ mod keyring;
 mod kv;
 pub mod listener;
 mod metrics;
+mod monitor;
 mod operator;
 pub(crate) mod session;
 mod snapshot;
@@ -118,6 +119,7 @@ fn routes() -> Vec<Route> {
             cluster::raft_peer_delete
         ),
         route!("/v1/agent/metrics", [GET], metrics::metrics),
+        route!("/v1/agent/monitor", [GET], monitor::monitor),
         route!("/v1/agent/maintenance", [PUT], agent::node_maintenance),
         route!("/v1/agent/leave", [PUT], agent::leave),
         route!("/v1/agent/reload", [PUT], agent::reload),
