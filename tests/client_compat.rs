@@ -265,3 +265,37 @@ fn monitor_streams_json_with_logjson() {
         "{v}"
     );
 }
+
+#[test]
+fn connect_ingress_and_unknown_peer_reads_are_empty() {
+    let a = TestAgent::dev_at("127.0.193.7", &[]);
+    let r = a.put(
+        "/v1/agent/service/register",
+        r#"{"Name": "web", "Tags": ["prod"]}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(eventually(Duration::from_secs(10), || {
+        a.get_ok("/v1/catalog/service/web")
+            .json()
+            .as_array()
+            .is_some_and(|v| v.len() == 1)
+    }));
+    // A plain service has no Connect-capable instances and no ingress
+    // gateway; the reads succeed with Consul's headers and an empty list.
+    for path in [
+        "/v1/catalog/connect/web",
+        "/v1/catalog/connect/web?filter=%22prod%22%20in%20ServiceTags",
+        "/v1/health/connect/web",
+        "/v1/health/ingress/web",
+        "/v1/catalog/service/web?peer=unknown-peer",
+        "/v1/health/service/web?peer=unknown-peer",
+    ] {
+        let r = a.get_ok(path);
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+        assert_eq!(r.json(), json!([]), "{path}");
+        assert!(r.index() > 0, "{path}: X-Consul-Index");
+    }
+    // Filters are still checked.
+    let r = a.get_ok("/v1/catalog/connect/web?filter=not%20valid((");
+    assert_eq!(r.status, 500, "{}", r.body);
+}

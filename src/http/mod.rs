@@ -165,6 +165,7 @@ fn routes() -> Vec<Route> {
         route!("/v1/catalog/nodes", [GET], catalog::nodes),
         route!("/v1/catalog/services", [GET], catalog::services),
         route!("/v1/catalog/service/", [GET], catalog::service),
+        route!("/v1/catalog/connect/", [GET], catalog::connect),
         route!("/v1/catalog/node/", [GET], catalog::node),
         route!("/v1/catalog/node-services/", [GET], catalog::node_services),
         // health
@@ -172,6 +173,8 @@ fn routes() -> Vec<Route> {
         route!("/v1/health/checks/", [GET], health::checks),
         route!("/v1/health/state/", [GET], health::state),
         route!("/v1/health/service/", [GET], health::service),
+        route!("/v1/health/connect/", [GET], health::connect),
+        route!("/v1/health/ingress/", [GET], health::ingress),
         // the web UI's summaries
         route!("/v1/internal/ui/services", [GET], internal::services),
         route!("/v1/internal/ui/nodes", [GET], internal::nodes),
