@@ -19,6 +19,7 @@ pub mod gossip;
 pub mod health;
 pub mod http;
 pub mod metrics;
+pub mod monitor;
 pub mod raft;
 pub mod registrator;
 pub mod rpc;

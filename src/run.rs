@@ -54,15 +54,26 @@ fn init_logging(level: &str) {
         l => l.to_string(),
     };
     // hickory logs every response at info; keep it quiet unless asked.
-    let filter = format!("{level},hickory_server=warn,hickory_proto=warn,openraft=warn");
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG")
-                .unwrap_or_else(|_| filter.into()),
-        )
+    let mut filter = level;
+    for quiet in crate::monitor::QUIET {
+        filter.push_str(&format!(",{quiet}=warn"));
+    }
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+    let own = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         // Colour only for a terminal: logs in files and `docker logs` stay plain.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG")
+                .unwrap_or_else(|_| filter.into()),
+        );
+    // `/v1/agent/monitor` sees events at the levels its monitors ask for,
+    // whatever the agent's own log level.
+    let _ = tracing_subscriber::registry()
+        .with(own)
+        .with(crate::monitor::layer())
         .try_init();
 }
 

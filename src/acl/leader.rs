@@ -17,21 +17,45 @@ use std::time::Duration;
 
 /// How often the leader looks for expired tokens.
 const REAP_EVERY: Duration = Duration::from_secs(10);
+/// How often the loop looks at leadership and the builtin objects.
+const TICK: Duration = Duration::from_millis(250);
+/// After a leadership change, how often it looks until ACLs are
+/// established, and for how long: a client that sees `/v1/status/leader`
+/// answer uses the initial management token at once.
+const FAST_TICK: Duration = Duration::from_millis(20);
+const FAST_FOR: Duration = Duration::from_secs(2);
 
 pub async fn leader_loop(acl: AclConfig, consensus: Consensus, catalog: Arc<Catalog>) {
     let mut last_reap = tokio::time::Instant::now();
+    let mut leader = consensus.leader_watch();
+    let mut fast_until = tokio::time::Instant::now() + FAST_FOR;
     loop {
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        let tick = if tokio::time::Instant::now() < fast_until {
+            FAST_TICK
+        } else {
+            TICK
+        };
+        tokio::select! {
+            changed = leader.changed() => match changed {
+                Ok(()) => fast_until = tokio::time::Instant::now() + FAST_FOR,
+                Err(_) => tokio::time::sleep(tick).await,
+            },
+            _ = tokio::time::sleep(tick) => {}
+        }
         if !consensus.is_leader() {
             continue;
         }
         if let Some(op) = establishment(&acl, &catalog) {
             match consensus.write(Command::Acl(op)).await {
-                Ok(_) => tracing::info!("acl: created the builtin ACL objects"),
+                Ok(_) => {
+                    tracing::info!("acl: created the builtin ACL objects");
+                    fast_until = tokio::time::Instant::now();
+                }
                 Err(e) => tracing::warn!("acl: establishing ACLs failed: {e}"),
             }
             continue;
         }
+        fast_until = tokio::time::Instant::now();
         if last_reap.elapsed() >= REAP_EVERY {
             last_reap = tokio::time::Instant::now();
             let now = now_nanos();

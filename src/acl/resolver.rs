@@ -9,7 +9,7 @@
 
 use super::authorizer::{Level, Resource, Rules};
 use super::tokens::{AgentTokens, TokenKind};
-use super::types::{Identities, Token, ANONYMOUS_SECRET, MANAGEMENT_POLICY_ID};
+use super::types::{Identities, Token, ANONYMOUS_ACCESSOR, ANONYMOUS_SECRET, MANAGEMENT_POLICY_ID};
 use super::{rules, Authorizer};
 use crate::catalog::query::Reader;
 use crate::catalog::Catalog;
@@ -359,6 +359,18 @@ pub fn identity_of(
     now: i64,
 ) -> Result<Option<Identity>, heed::Error> {
     let Some(token) = r.acl_token_by_secret(secret)? else {
+        // Before the leader has created the anonymous token (just after
+        // the first election), Consul answers for it with a synthesized
+        // one that has no policies, so anonymous requests meet the default
+        // policy rather than `ACL not found`.
+        if secret == ANONYMOUS_SECRET {
+            return Ok(Some(Identity {
+                accessor: ANONYMOUS_ACCESSOR.to_string(),
+                management: false,
+                rules: Vec::new(),
+                expires: None,
+            }));
+        }
         return Ok(None);
     };
     if token.expired_at(now) {

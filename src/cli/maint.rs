@@ -223,6 +223,9 @@ fn monitor_inner(args: &[String]) -> Outcome {
             _ = ended => false,
         }
     });
+    // The task waiting for the stream's end is still blocked on it after a
+    // signal; dropping the runtime would wait for it forever.
+    rt.shutdown_background();
     if interrupted {
         return Ok(0);
     }

@@ -891,11 +891,26 @@ pub async fn self_(ctx: Ctx) -> ApiResult {
         },
         // The agent's LAN coordinate, as its gossip pings have shaped it.
         "Coord": ctx.gossip.coordinate(),
+        "xDS": xds_self(cfg),
         "Member": super::cluster::self_member(&ctx),
         "Stats": stats(&ctx, services, &checks, raft),
         "Meta": agent.self_node().meta,
     });
     Ok(ctx.json(&out))
+}
+
+/// `xDS` of `/v1/agent/self` (Consul's `XDSSelf`): the gRPC ports as
+/// configured, `Port` the TLS one when enabled, else the plaintext one.
+/// cairn serves no xDS, so it lists no supported Envoy versions.
+fn xds_self(cfg: &crate::config::Config) -> Value {
+    // cairn has no gRPC TLS listener (`ports.grpc_tls` is accepted and unused).
+    let tls = -1;
+    let port = if tls > 0 { tls } else { cfg.ports.grpc };
+    json!({
+        "SupportedProxies": {"envoy": []},
+        "Port": port,
+        "Ports": {"Plaintext": cfg.ports.grpc, "TLS": tls},
+    })
 }
 
 /// `GET /v1/agent/version`.

@@ -310,6 +310,7 @@ pub fn node_matches(node: &Node, filter: &[(String, String)]) -> bool {
 /// `PUT /v1/catalog/register` => `true`.
 pub async fn register(ctx: Ctx) -> ApiResult {
     let req: RegisterRequest = decode_body(&ctx.body)?;
+    forwardable(&ctx, &req.datacenter)?;
     let reg = registration(req, &ctx.config.datacenter)?;
     let authz = ctx.authorizer().await?;
     if authz.enabled() {
@@ -317,6 +318,16 @@ pub async fn register(ctx: Ctx) -> ApiResult {
     }
     ctx.agent.write(Command::Register(reg)).await?;
     Ok(ctx.json(&true))
+}
+
+/// A write names its datacenter in the body; Consul forwards it there
+/// before anything else, and with one datacenter per cluster any other is
+/// unreachable.
+fn forwardable(ctx: &Ctx, datacenter: &str) -> Result<(), ApiError> {
+    if datacenter.is_empty() || datacenter == ctx.config.datacenter {
+        return Ok(());
+    }
+    Err(ApiError::Internal("No path to datacenter".into()))
 }
 
 /// Consul's `vetRegisterWithACL`, against the catalog as it is now.
@@ -449,6 +460,7 @@ pub(crate) struct DeregisterRequest {
 /// `PUT /v1/catalog/deregister` => `true`.
 pub async fn deregister(ctx: Ctx) -> ApiResult {
     let req: DeregisterRequest = decode_body(&ctx.body)?;
+    forwardable(&ctx, &req.datacenter)?;
     if req.node.is_empty() {
         return Err(ApiError::Internal("Must provide node".into()));
     }
@@ -543,8 +555,40 @@ pub async fn services(ctx: Ctx) -> ApiResult {
     Ok(resp)
 }
 
+/// Which instances of a service a read asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Selection {
+    /// The service's own instances (`catalog/service`, `health/service`).
+    Instances,
+    /// Its Connect-capable instances: proxies for it and Connect-native
+    /// instances (`catalog/connect`, `health/connect`).
+    Connect,
+    /// The ingress gateways routing to it (`health/ingress`).
+    Ingress,
+}
+
+impl Selection {
+    /// Whether the read can only be empty: cairn stores no Connect proxies,
+    /// Connect-native services or ingress gateway config, and has no
+    /// cluster peerings, so `?peer=<name>` names none that exists (Consul
+    /// answers an unknown peer with an empty list too).
+    pub(crate) fn always_empty(self, ctx: &Ctx) -> bool {
+        self != Selection::Instances || ctx.query.get("peer").is_some_and(|p| !p.is_empty())
+    }
+}
+
 /// `GET /v1/catalog/service/<name>[?tag=..]`; unknown => `[]`.
 pub async fn service(ctx: Ctx) -> ApiResult {
+    service_nodes(ctx, Selection::Instances).await
+}
+
+/// `GET /v1/catalog/connect/<name>`: the service's Connect-capable
+/// instances, with the same options as `catalog/service`.
+pub async fn connect(ctx: Ctx) -> ApiResult {
+    service_nodes(ctx, Selection::Connect).await
+}
+
+async fn service_nodes(ctx: Ctx, selection: Selection) -> ApiResult {
     let opts = ctx.read_opts()?;
     if ctx.rest.is_empty() {
         return Err(ApiError::bad("Missing service name"));
@@ -556,10 +600,16 @@ pub async fn service(ctx: Ctx) -> ApiResult {
     let authz = ctx.authorizer().await?;
     let near = super::coordinate::near_node(&ctx);
     let mut filtered = false;
+    let empty = selection.always_empty(&ctx);
     let (rows, index) = blocking::query(&ctx, &opts, Watch::Catalog, |r| {
         let mut rows = Vec::new();
         filtered = false;
-        for svc in r.services_named(&name, &tags)? {
+        let services = if empty {
+            Vec::new()
+        } else {
+            r.services_named(&name, &tags)?
+        };
+        for svc in services {
             if let Some(node) = r.node(&svc.node)? {
                 if !node_matches(&node, &filter) {
                     continue;

@@ -84,7 +84,13 @@ pub async fn members(ctx: Ctx) -> ApiResult {
             filtered |= !readable;
             readable
         })
-        .map(|m| member_json(&ctx.config, m))
+        .map(|m| {
+            let mut member = member_json(&ctx.config, m);
+            if wan {
+                wan_member(&ctx.config, &mut member, m);
+            }
+            member
+        })
         .collect();
     expr.retain(&mut list);
     let mut resp = ctx.json(&list);
@@ -92,6 +98,13 @@ pub async fn members(ctx: Ctx) -> ApiResult {
         set_filtered_by_acls(&mut resp, &authz);
     }
     Ok(resp)
+}
+
+/// A server as the WAN pool names it: `<node>.<datacenter>`, on its WAN
+/// gossip port.
+fn wan_member(config: &Config, member: &mut Value, m: &MemberInfo) {
+    member["Name"] = json!(format!("{}.{}", m.id.name, m.id.dc));
+    member["Port"] = json!(config.ports.serf_wan);
 }
 
 /// Counts for `Stats.serf_lan` (alive, failed, left) and the alive

@@ -7,7 +7,7 @@
 //! service; an instance needs both.
 
 use super::blocking::{self, Watch};
-use super::catalog::{instance_readable, node_matches};
+use super::catalog::{instance_readable, node_matches, Selection};
 use super::types::{HealthCheckJson, ServiceEntryJson};
 use super::wire::{parse_bool, set_filtered_by_acls, set_meta, ApiError, ApiResult, Ctx};
 use crate::acl::{Access, Authorizer, Resource};
@@ -154,6 +154,22 @@ pub async fn state(ctx: Ctx) -> ApiResult {
 
 /// `GET /v1/health/service/<name>[?passing][&tag=..]`.
 pub async fn service(ctx: Ctx) -> ApiResult {
+    service_entries(ctx, Selection::Instances).await
+}
+
+/// `GET /v1/health/connect/<name>`: the service's Connect-capable
+/// instances with their checks, with the same options as `health/service`.
+pub async fn connect(ctx: Ctx) -> ApiResult {
+    service_entries(ctx, Selection::Connect).await
+}
+
+/// `GET /v1/health/ingress/<name>`: the ingress gateways that route to the
+/// service, with their checks.
+pub async fn ingress(ctx: Ctx) -> ApiResult {
+    service_entries(ctx, Selection::Ingress).await
+}
+
+async fn service_entries(ctx: Ctx, selection: Selection) -> ApiResult {
     let opts = ctx.read_opts()?;
     // `?passing` is parsed, not a presence flag: empty means true.
     let passing = match ctx.query.get("passing") {
@@ -171,8 +187,13 @@ pub async fn service(ctx: Ctx) -> ApiResult {
     let authz = ctx.authorizer().await?;
     let near = super::coordinate::near_node(&ctx);
     let mut filtered = false;
+    let empty = selection.always_empty(&ctx);
     let (entries, index) = blocking::query(&ctx, &opts, Watch::Catalog, |r| {
-        let mut instances = r.service_instances(&name, &tags)?;
+        let mut instances = if empty {
+            Vec::new()
+        } else {
+            r.service_instances(&name, &tags)?
+        };
         let before = instances.len();
         instances.retain(|i| instance_readable(&authz, &i.node.name, &i.service.name));
         filtered = instances.len() != before;

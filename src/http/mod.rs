@@ -28,6 +28,7 @@ mod keyring;
 mod kv;
 pub mod listener;
 mod metrics;
+mod monitor;
 mod operator;
 mod query;
 pub(crate) mod session;
@@ -123,6 +124,7 @@ fn routes() -> Vec<Route> {
             cluster::raft_peer_delete
         ),
         route!("/v1/agent/metrics", [GET], metrics::metrics),
+        route!("/v1/agent/monitor", [GET], monitor::monitor),
         route!("/v1/agent/maintenance", [PUT], agent::node_maintenance),
         route!("/v1/agent/leave", [PUT], agent::leave),
         route!("/v1/agent/reload", [PUT], agent::reload),
@@ -168,6 +170,7 @@ fn routes() -> Vec<Route> {
         route!("/v1/catalog/nodes", [GET], catalog::nodes),
         route!("/v1/catalog/services", [GET], catalog::services),
         route!("/v1/catalog/service/", [GET], catalog::service),
+        route!("/v1/catalog/connect/", [GET], catalog::connect),
         route!("/v1/catalog/node/", [GET], catalog::node),
         route!("/v1/catalog/node-services/", [GET], catalog::node_services),
         // coordinate
@@ -180,6 +183,8 @@ fn routes() -> Vec<Route> {
         route!("/v1/health/checks/", [GET], health::checks),
         route!("/v1/health/state/", [GET], health::state),
         route!("/v1/health/service/", [GET], health::service),
+        route!("/v1/health/connect/", [GET], health::connect),
+        route!("/v1/health/ingress/", [GET], health::ingress),
         // the web UI's summaries
         route!("/v1/internal/ui/services", [GET], internal::services),
         route!("/v1/internal/ui/nodes", [GET], internal::nodes),

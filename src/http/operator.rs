@@ -51,10 +51,10 @@ pub async fn raft_configuration(ctx: Ctx) -> ApiResult {
             last_index: s.last_index,
         })
         .collect();
-    let mut resp = ctx.json(&RaftConfigurationJson {
-        servers,
-        index: conf.index,
-    });
+    // Consul's body `Index` is raft's `GetConfiguration().Index()`, which
+    // hashicorp/raft (since v1.1.2) leaves unset: it is always 0. The
+    // configuration's index is still the `X-Consul-Index` header.
+    let mut resp = ctx.json(&RaftConfigurationJson { servers, index: 0 });
     set_meta(&mut resp, &ctx, conf.index, opts.consistency);
     Ok(resp)
 }
