@@ -299,3 +299,35 @@ fn connect_ingress_and_unknown_peer_reads_are_empty() {
     let r = a.get_ok("/v1/catalog/connect/web?filter=not%20valid((");
     assert_eq!(r.status, 500, "{}", r.body);
 }
+
+#[test]
+fn acl_policy_ids_of_another_length_are_refused() {
+    let (a, _dir) = acl_dev("127.0.194.1");
+    wait_for_leader(&a);
+    assert!(eventually(Duration::from_secs(5), || {
+        with_token(&a, "GET", "/v1/acl/token/self", None).status == 200
+    }));
+    for method in ["GET", "DELETE"] {
+        let r = with_token(&a, method, "/v1/acl/policy/unknown", None);
+        assert_eq!(
+            (r.status, r.body.trim()),
+            (500, "index error: UUID must be 36 characters"),
+            "{method}"
+        );
+    }
+    // A well-formed ID that names no policy: 404, as before.
+    let r = with_token(
+        &a,
+        "GET",
+        "/v1/acl/policy/00000000-0000-0000-0000-000000000099",
+        None,
+    );
+    assert_eq!(r.status, 404, "{}", r.body);
+    let r = with_token(
+        &a,
+        "GET",
+        "/v1/acl/policy/00000000-0000-0000-0000-000000000001",
+        None,
+    );
+    assert_eq!(r.json()["Name"], "global-management");
+}

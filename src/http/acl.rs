@@ -1055,6 +1055,11 @@ pub async fn policy_item(ctx: Ctx) -> ApiResult {
     if rest.is_empty() {
         return Err(ApiError::bad("Missing policy ID"));
     }
+    // Consul looks a policy up in a UUID index, which refuses an ID of
+    // another length before anything is read or deleted.
+    if ctx.method != Method::PUT && rest.len() != 36 {
+        return Err(internal("index error: UUID must be 36 characters".into()));
+    }
     match ctx.method {
         Method::GET => {
             require(&ctx, Access::Read).await?;

@@ -50,12 +50,13 @@ pub fn acl_conf(default_policy: &str, tokens: Value) -> Value {
     json!({"acl": {"enabled": true, "default_policy": default_policy, "tokens": tokens}})
 }
 
-/// Waits until the leader has made the anonymous token: its secret then
-/// gets a 403 naming it, rather than `ACL not found` or no answer.
+/// Waits until the leader has made the builtin ACL objects: the anonymous
+/// token then reads itself (before, requests under it meet the default
+/// policy, but it is not stored yet).
 pub fn wait_acl_ready(node: &Node) {
     let ready = eventually(Duration::from_secs(30), || {
-        call(node, "GET", "/v1/kv/probe", None, Some("anonymous"))
-            .is_some_and(|r| r.status == 403 && r.body.contains(ANONYMOUS))
+        call(node, "GET", "/v1/acl/token/self", None, Some("anonymous"))
+            .is_some_and(|r| r.status == 200 && r.body.contains(ANONYMOUS))
     });
     assert!(ready, "agent not ready; log:\n{}", node.log_text());
 }
