@@ -175,7 +175,10 @@ fn coordinates_from_gossip_near_sorting_and_rtt() {
     let dcs = s1.get("/v1/coordinate/datacenters").unwrap().json();
     assert_eq!(dcs[0]["Datacenter"], "dc1");
     assert_eq!(dcs[0]["AreaID"], "wan");
-    assert_eq!(dcs[0]["Coordinates"][0]["Node"], "s1.dc1");
+    assert_eq!(
+        dcs[0]["Coordinates"][0]["Node"], "s1",
+        "the datacenter suffix of WAN names is stripped, as in Consul"
+    );
     assert_eq!(dcs[0]["Coordinates"].as_array().unwrap().len(), 1);
 
     // Coordinates of another dimensionality are refused.

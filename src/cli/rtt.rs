@@ -184,8 +184,8 @@ fn wan(
     let dcs: Vec<DatacenterMap> = get(client, format!("{base}/v1/coordinate/datacenters"))
         .context("Error getting coordinates")
         .map_err(|e| anyhow!("{e:#}"))?;
-    // The WAN pool names its members `<node>.<dc>`; a bare node name is
-    // taken too.
+    // `/v1/coordinate/datacenters` names servers without their `.<dc>`;
+    // a `<node>.<dc>` entry is matched too.
     let find = |dc: &str, node: &str| {
         let wan_name = format!("{node}.{dc}");
         dcs.iter()

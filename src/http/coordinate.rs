@@ -100,10 +100,8 @@ pub async fn datacenters(ctx: Ctx) -> ApiResult {
             } else {
                 coords.get(&name).cloned()
             }?;
-            Some(WanEntry {
-                node: format!("{name}.{dc}"),
-                coord,
-            })
+            // Consul strips the `.<dc>` of the WAN member names here.
+            Some(WanEntry { node: name, coord })
         })
         .collect();
     coordinates.sort_by(|a, b| a.node.cmp(&b.node));
