@@ -443,3 +443,72 @@ fn config_entries_crud_cas_errors_and_cli() {
         "{err}"
     );
 }
+
+#[test]
+fn discovery_chain_is_compiled_from_config_entries() {
+    let a = TestAgent::dev_at("127.0.192.2", &[]);
+    let post = |body: &str| {
+        a.request(
+            "POST",
+            "/v1/discovery-chain/web",
+            Some(body.as_bytes()),
+            &[],
+        )
+        .expect("POST")
+    };
+    let chain = |method: &str, body: Option<&str>| {
+        let r = match (method, body) {
+            ("GET", _) => a.get_ok("/v1/discovery-chain/web"),
+            (_, b) => post(b.unwrap_or("")),
+        };
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()["Chain"].clone()
+    };
+    let c = chain("GET", None);
+    assert_eq!(c["ServiceName"], "web");
+    assert_eq!(c["Datacenter"], "dc1");
+    assert_eq!(c["Protocol"], "tcp");
+    assert_eq!(c["Default"], true);
+    assert_eq!(c["StartNode"], "resolver:web.default.default.dc1");
+    let node = &c["Nodes"]["resolver:web.default.default.dc1"];
+    assert_eq!(node["Type"], "resolver");
+    assert_eq!(node["Resolver"]["Target"], "web.default.default.dc1");
+    assert_eq!(node["Resolver"]["ConnectTimeout"], "5s");
+    assert_eq!(c["Targets"]["web.default.default.dc1"]["Service"], "web");
+
+    // The service's defaults and resolver change what is compiled.
+    for entry in [
+        r#"{"Kind":"service-defaults","Name":"web","Protocol":"http"}"#,
+        r#"{"Kind":"service-resolver","Name":"web","ConnectTimeout":"12s"}"#,
+    ] {
+        let r = a.put("/v1/config", entry);
+        assert_eq!((r.status, r.body.trim()), (200, "true"));
+    }
+    let c = chain("GET", None);
+    assert_eq!(c["Protocol"], "http");
+    assert_eq!(c.get("Default"), None, "{c}");
+    assert_eq!(
+        c["Nodes"]["resolver:web.default.default.dc1"]["Resolver"]["ConnectTimeout"],
+        "12s"
+    );
+
+    // Overrides in a POST body win and make a customized chain.
+    let c = chain(
+        "POST",
+        Some(r#"{"OverrideProtocol":"grpc","OverrideConnectTimeout":"3s"}"#),
+    );
+    assert_eq!(c["Protocol"], "grpc");
+    assert_eq!(
+        c["CustomizationHash"].as_str().map(str::len),
+        Some(8),
+        "{c}"
+    );
+    assert_eq!(
+        c["Targets"]["web.default.default.dc1"]["ConnectTimeout"],
+        "3s"
+    );
+    let r = post(r#"{"OverrideConnectTimeout":"soon"}"#);
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = a.get_ok("/v1/discovery-chain/web?compile-dc=dc9");
+    assert_eq!((r.status, r.body.as_str()), (500, "No path to datacenter"));
+}

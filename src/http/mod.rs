@@ -21,6 +21,7 @@ mod cluster;
 pub(crate) mod config;
 pub(crate) mod coordinate;
 pub mod decode;
+pub(crate) mod discovery_chain;
 mod event;
 mod health;
 mod internal;
@@ -230,6 +231,11 @@ fn routes() -> Vec<Route> {
         route!("/v1/operator/autopilot/state", [GET], autopilot::state),
         route!("/v1/config", [PUT], config::apply),
         route!("/v1/config/", [GET, DELETE], config::item),
+        route!(
+            "/v1/discovery-chain/",
+            [GET, POST],
+            discovery_chain::discovery_chain
+        ),
         route!("/v1/snapshot", [GET, PUT], snapshot::snapshot),
         // prepared queries
         route!("/v1/query", [GET, POST], query::general),
