@@ -39,10 +39,12 @@ def main() -> int:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CONSUL_", "DOCKER_"))}
         env["DOCKER_HOST"] = f"unix://{sock}"
         env["PYTHONDONTWRITEBYTECODE"] = "1"
+        env["PYTHONPATH"] = os.pathsep.join(p for p in [here, env.get("PYTHONPATH", "")] if p)
         cmd = [
             python, "-m", "pytest",
             "-o", "addopts=",
             "-p", "no:cacheprovider",
+            "-p", "one_version",
             f"--timeout={PER_TEST_TIMEOUT}",
             f"--junitxml={os.path.join(results, 'junit.xml')}",
             "-q", "-rfE",
