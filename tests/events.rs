@@ -215,7 +215,7 @@ fn events_reach_every_agent_and_filters_apply_where_they_arrive() {
     assert_eq!(
         (r.status, r.body.as_str()),
         (
-            500,
+            413,
             "user event exceeds configured limit of 512 bytes before encoding"
         )
     );
@@ -224,7 +224,7 @@ fn events_reach_every_agent_and_filters_apply_where_they_arrive() {
     assert_eq!(
         (r.status, r.body.as_str()),
         (
-            500,
+            413,
             "encoded user event exceeds configured limit of 512 bytes after encoding"
         )
     );

@@ -6,7 +6,8 @@
 //! base64 or `null`. The payload is the body only when the request says a
 //! `Content-Length` above zero, as Consul reads it. Bad filters are 500s
 //! with Consul's texts, a refused token is a bare `403 Permission denied`,
-//! and serf's size limits are 500s in serf's words.
+//! and serf's size limits are 413s in serf's words (Consul answers them
+//! 500).
 //!
 //! The list is this agent's last 256 accepted events, oldest first, with
 //! `?name` matched exactly and the events the token may not read left
@@ -18,6 +19,7 @@
 use super::wire::{set_filtered_by_acls, ApiError, ApiResult, Ctx};
 use crate::acl::{Access, Resource};
 use crate::events::{id_to_index, UserEvent};
+use crate::gossip::user_event::UserEventError;
 use axum::http::{header, HeaderValue, StatusCode};
 use base64::Engine;
 use serde::Serialize;
@@ -102,11 +104,14 @@ pub async fn fire(ctx: Ctx) -> ApiResult {
             "Permission denied".into(),
         ));
     }
-    let fired = ctx
-        .events
-        .fire(event)
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let fired = ctx.events.fire(event).await.map_err(|e| match e {
+        // Consul answers these 500; a payload over the limit is the
+        // client's to fix, so it is 413 here, with serf's words.
+        crate::events::FireError::Gossip(size) if size != UserEventError::Stopped => {
+            ApiError::Status(StatusCode::PAYLOAD_TOO_LARGE, size.to_string())
+        }
+        e => ApiError::Internal(e.to_string()),
+    })?;
     Ok(ctx.json(&UserEventJson::from(&fired)))
 }
 
