@@ -414,7 +414,7 @@ fn a_blocking_list_wakes_on_a_new_event_and_the_cli_fires_and_watches() {
         (code, stderr.trim()),
         (
             1,
-            "Error firing event: Unexpected response code: 500 (user event exceeds configured limit of 512 bytes before encoding)"
+            "Error firing event: Unexpected response code: 413 (user event exceeds configured limit of 512 bytes before encoding)"
         )
     );
     let (code, _, stderr) = cli(&["event", "-http-addr=127.0.185.99:8500", "-name=x"]);
