@@ -805,3 +805,45 @@ fn docker_checks_are_refused_unless_scripts_are_enabled() {
         )
     );
 }
+
+#[test]
+fn os_service_checks_ask_systemd() {
+    // No systemd runs here; a `systemctl` on the agent's PATH answers
+    // `is-active` from a state file the test flips, as systemd would.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    std::fs::write(&state, "active").unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let systemctl = bin.join("systemctl");
+    std::fs::write(
+        &systemctl,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = is-active ] && [ \"$2\" = -- ] && [ \"$3\" = nginx ] || exit 4\n\
+             s=$(cat {}); echo \"$s\"; [ \"$s\" = active ]\n",
+            state.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&systemctl, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut a = TestAgent::unstarted("127.0.0.1", &[]);
+    let path = std::env::var("PATH").unwrap_or_default();
+    a.env
+        .push(("PATH".into(), format!("{}:{path}", bin.display())));
+    a.start();
+    register(
+        &a,
+        json!({"Name": "web", "Check": {"OSService": "nginx", "Interval": "1s"}}),
+    );
+    wait_healthy(&a, "web", true);
+    assert_eq!(output(&a, "service:web"), "Service \"nginx\" is healthy");
+    std::fs::write(&state, "inactive").unwrap();
+    wait_healthy(&a, "web", false);
+    assert_eq!(
+        output(&a, "service:web"),
+        "service status: inactive - OS Service unhealthy"
+    );
+    std::fs::write(&state, "active").unwrap();
+    wait_healthy(&a, "web", true);
+}

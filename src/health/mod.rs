@@ -14,7 +14,8 @@
 //! kept in local state are restored the same way.
 //!
 //! Runners by type:
-//! - interval checks (HTTP, TCP, UDP, H2PING, gRPC, script, Docker): first run at a random point
+//! - interval checks (HTTP, TCP, UDP, H2PING, gRPC, script, Docker,
+//!   OSService): first run at a random point
 //!   within the interval (so many checks do not fire together), then every
 //!   `Interval` (at least 1 s); results pass through [`threshold::Thresholds`].
 //! - TTL: critical with `TTL expired` when not refreshed within the TTL.
@@ -28,6 +29,7 @@ pub mod docker;
 pub mod grpc;
 pub mod h2ping;
 pub mod http;
+pub mod os_service;
 pub mod output;
 pub mod script;
 pub mod tcp;
@@ -129,8 +131,8 @@ pub fn start(deps: HealthDeps) -> HealthHandle {
     HealthHandle { ttl }
 }
 
-/// Whether cairn runs checks of this kind (OS-service checks, which Consul
-/// runs on Windows only, keep the status they were registered with).
+/// Whether cairn runs checks of this kind (all but the ones without a
+/// definition).
 fn has_runner(d: &CheckDefinition) -> bool {
     matches!(
         d.kind,
@@ -141,6 +143,7 @@ fn has_runner(d: &CheckDefinition) -> bool {
             | CheckKind::Ttl { .. }
             | CheckKind::Script { .. }
             | CheckKind::Docker { .. }
+            | CheckKind::OsService { .. }
             | CheckKind::Grpc { .. }
             | CheckKind::Alias { .. }
     )
@@ -288,6 +291,7 @@ enum AnyProbe {
     Grpc(grpc::GrpcProbe),
     Script(script::ScriptProbe),
     Docker(docker::DockerProbe),
+    OsService(os_service::OsServiceProbe),
 }
 
 impl Probe for AnyProbe {
@@ -300,6 +304,7 @@ impl Probe for AnyProbe {
             AnyProbe::Grpc(p) => p.probe().await,
             AnyProbe::Script(p) => p.probe().await,
             AnyProbe::Docker(p) => p.probe().await,
+            AnyProbe::OsService(p) => p.probe().await,
         }
     }
 }
@@ -378,6 +383,10 @@ async fn build_probe(d: &CheckDefinition, script_checks: bool) -> Result<AnyProb
                 max_output: output::max_size(d),
             })
         }
+        CheckKind::OsService { service } => AnyProbe::OsService(os_service::OsServiceProbe {
+            service: service.clone(),
+            timeout: duration_or(d.timeout, DEFAULT_SCRIPT_TIMEOUT),
+        }),
         other => {
             return Err(format!(
                 "{} checks are not run by this agent",

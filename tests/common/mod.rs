@@ -64,6 +64,8 @@ pub struct TestAgent {
     /// Sent as `X-Consul-Token` on every request that names none, so an
     /// agent with ACLs on can be driven (and found ready) like any other.
     pub token: Option<String>,
+    /// Extra environment of the agent process.
+    pub env: Vec<(String, String)>,
 }
 
 impl TestAgent {
@@ -101,6 +103,7 @@ impl TestAgent {
             ip: ip.to_string(),
             http_port_from_config: false,
             token: None,
+            env: Vec::new(),
         }
     }
 
@@ -126,7 +129,12 @@ impl TestAgent {
     /// Starts (or restarts) the process and waits until it has a leader and
     /// has registered itself.
     pub fn start(&mut self) {
-        let child = spawn_logged(&self.args(), &self.log, &[]);
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let child = spawn_logged(&self.args(), &self.log, &env);
         self.child = Some(child);
         self.wait_ready();
     }
