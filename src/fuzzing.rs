@@ -353,7 +353,7 @@ impl Gossip {
         use crate::gossip::Datagram;
         match crate::gossip::open_datagram(&self.keyring, packet) {
             None => false,
-            Some(Datagram::BadKey) => true,
+            Some(Datagram::BadKey | Datagram::BadPing) => true,
             Some(Datagram::Key(KeyMessage::Request { op, .. })) => {
                 let current = self.keyring.current();
                 let _ = crate::gossip::key_query::apply("receiver", current.as_deref(), &op);

@@ -119,6 +119,21 @@ pub struct GossipConfig {
     pub keyring: Option<Keyring>,
     /// Where keyring changes are persisted (`None` with `disable_keyring_file`).
     pub keyring_file: Option<KeyringFile>,
+    /// Which pool this is: the datacenter's LAN, or the servers' WAN.
+    pub pool: Pool,
+    /// A keyring another pool already holds, to share instead of
+    /// `keyring` (a server's WAN pool uses its LAN pool's keys, so a key
+    /// installed, used or removed applies to both).
+    pub shared_keyring: Option<SharedKeyring>,
+}
+
+/// A gossip pool: each agent is in its datacenter's LAN pool; servers are
+/// also in the WAN pool that joins the datacenters, as `<node>.<dc>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Pool {
+    #[default]
+    Lan,
+    Wan,
 }
 
 /// Intentions spread as custom broadcasts.
@@ -271,7 +286,10 @@ pub struct Gossip {
 /// member is declared down in about 1.5-2.5 s (probe every 500 ms, 300 ms
 /// round trip, 3 indirect probes, 1 s of suspicion), well before memberlist's
 /// ~5 s, while a member must miss direct and indirect probes to be suspected.
-fn foca_config(cluster_size: u32) -> FocaConfig {
+fn foca_config(pool: Pool, cluster_size: u32) -> FocaConfig {
+    if pool == Pool::Wan {
+        return wan_config(cluster_size);
+    }
     let mut c =
         FocaConfig::new_lan(NonZeroU32::new(cluster_size.max(1)).unwrap_or(NonZeroU32::MIN));
     c.probe_period = Duration::from_millis(500);
@@ -290,11 +308,39 @@ fn foca_config(cluster_size: u32) -> FocaConfig {
     c
 }
 
+/// Timing for the WAN pool, whose members are other datacenters' servers:
+/// probes every 2 s with a 1 s round trip allowed (a 100-300 ms WAN link
+/// never looks like a failure), and 6 s of suspicion, so a server is down
+/// for the other datacenters about 10 s after it stops answering, where
+/// memberlist's WAN profile takes about 30 s.
+fn wan_config(cluster_size: u32) -> FocaConfig {
+    let mut c =
+        FocaConfig::new_wan(NonZeroU32::new(cluster_size.max(1)).unwrap_or(NonZeroU32::MIN));
+    c.probe_period = Duration::from_secs(2);
+    c.probe_rtt = Duration::from_secs(1);
+    c.num_indirect_probes = NonZeroUsize::new(3).unwrap_or(NonZeroUsize::MIN);
+    c.suspect_to_down_after = Duration::from_secs(6);
+    c.remove_down_after = Some(Duration::from_secs(72 * 3600));
+    c.periodic_announce = Some(foca::PeriodicParams {
+        frequency: Duration::from_secs(30),
+        num_members: NonZeroUsize::new(2).unwrap_or(NonZeroUsize::MIN),
+    });
+    c.periodic_announce_to_down_members = Some(foca::PeriodicParams {
+        frequency: Duration::from_secs(10),
+        num_members: NonZeroUsize::new(2).unwrap_or(NonZeroUsize::MIN),
+    });
+    c
+}
+
 /// The foca instance an agent gossips with (sized for 5 members until
 /// [`Owner::resize`] sees more), and the intents its broadcasts deliver.
 pub(crate) type Swim = Foca<MemberId, PostcardCodec, StdRng, IntentHandler>;
 
 pub(crate) fn new_foca(identity: MemberId) -> (Swim, Arc<Mutex<Vec<Intent>>>) {
+    new_foca_in(Pool::Lan, identity)
+}
+
+fn new_foca_in(pool: Pool, identity: MemberId) -> (Swim, Arc<Mutex<Vec<Intent>>>) {
     let intents = Arc::new(Mutex::new(Vec::new()));
     let handler = IntentHandler {
         seen: HashSet::new(),
@@ -302,7 +348,8 @@ pub(crate) fn new_foca(identity: MemberId) -> (Swim, Arc<Mutex<Vec<Intent>>>) {
         intents: intents.clone(),
     };
     let rng: StdRng = rand::make_rng();
-    let foca = Foca::with_custom_broadcast(identity, foca_config(5), rng, PostcardCodec, handler);
+    let foca =
+        Foca::with_custom_broadcast(identity, foca_config(pool, 5), rng, PostcardCodec, handler);
     (foca, intents)
 }
 
@@ -317,6 +364,8 @@ pub(crate) enum Datagram {
     BadKey,
     /// A coordinate ping or pong.
     Ping(PingMessage),
+    /// A coordinate ping that does not decode.
+    BadPing,
 }
 
 /// Opens a received datagram with the keyring (`None` when gossip is
@@ -324,8 +373,7 @@ pub(crate) enum Datagram {
 pub(crate) fn open_datagram(keyring: &SharedKeyring, packet: &[u8]) -> Option<Datagram> {
     let data = keyring.open(packet)?;
     if PingMessage::is_one(&data) {
-        // One that does not decode is dropped like any stray datagram.
-        return PingMessage::decode(&data).map(Datagram::Ping);
+        return Some(PingMessage::decode(&data).map_or(Datagram::BadPing, Datagram::Ping));
     }
     if !KeyMessage::is_one(&data) {
         return Some(Datagram::Swim(data));
@@ -389,7 +437,10 @@ impl Gossip {
         let (conflict_tx, conflict) = watch::channel::<Option<String>>(None);
         let (user_events, _) = broadcast::channel::<UserEventMsg>(1024);
 
-        let keyring = SharedKeyring::new(cfg.keyring.clone());
+        let keyring = cfg
+            .shared_keyring
+            .clone()
+            .unwrap_or_else(|| SharedKeyring::new(cfg.keyring.clone()));
         let keys = KeyQueries::start(
             cfg.identity.name.clone(),
             socket.clone(),
@@ -447,7 +498,7 @@ impl Gossip {
             });
         }
 
-        let (foca, intents) = new_foca(cfg.identity.clone());
+        let (foca, intents) = new_foca_in(cfg.pool, cfg.identity.clone());
         let owner = Owner {
             foca,
             socket,
@@ -460,6 +511,7 @@ impl Gossip {
             conflict_tx,
             me: cfg.identity.clone(),
             sized_for: 5,
+            pool: cfg.pool,
             event_clock: EventClock::default(),
             user_events: user_events.clone(),
         };
@@ -474,6 +526,17 @@ impl Gossip {
             user_events,
             identity: cfg.identity,
         })
+    }
+
+    /// The coordinates other members last answered this agent's pings
+    /// with, by member name.
+    pub fn peer_coordinates(&self) -> HashMap<String, crate::coordinate::Coordinate> {
+        self.pinger.peers()
+    }
+
+    /// The keys this pool opens and seals with, for another pool to share.
+    pub fn shared_keyring(&self) -> SharedKeyring {
+        self.keyring.clone()
     }
 
     /// This agent's network coordinate, as its pings have shaped it.
@@ -646,6 +709,10 @@ async fn read_socket(
                 crate::metrics::gossip_packet_dropped("malformed");
                 tracing::warn!(%from, "gossip: dropping malformed packet: a keyring message that does not decode");
             }
+            Some(Datagram::BadPing) => {
+                crate::metrics::gossip_packet_dropped("malformed");
+                tracing::warn!(%from, "gossip: dropping malformed packet: a coordinate ping that does not decode");
+            }
             None => {
                 crate::metrics::gossip_packet_dropped("decrypt");
                 if drops.note(Instant::now()) {
@@ -676,6 +743,7 @@ struct Owner {
     me: MemberId,
     /// The cluster size foca's settings were last derived for.
     sized_for: usize,
+    pool: Pool,
     event_clock: EventClock,
     user_events: broadcast::Sender<UserEventMsg>,
 }
@@ -932,7 +1000,7 @@ impl Owner {
             return;
         }
         let n32 = u32::try_from(n).unwrap_or(u32::MAX);
-        match self.foca.set_config(foca_config(n32)) {
+        match self.foca.set_config(foca_config(self.pool, n32)) {
             Ok(()) => {
                 tracing::debug!(members = n, "gossip: settings resized for the cluster");
                 self.sized_for = n;
@@ -998,6 +1066,8 @@ mod tests {
             bind: id.addr,
             identity: id,
             keyring: key.map(|k| Keyring::new(crypto::Key::from_base64(k).unwrap())),
+            pool: Pool::Lan,
+            shared_keyring: None,
             keyring_file: None,
         })
         .await
