@@ -262,6 +262,10 @@ pub struct Config {
     pub retry_join: Vec<String>,
     pub retry_interval: Duration,
     pub retry_max: u32,
+    /// Servers: other datacenters' servers to join over WAN gossip.
+    pub retry_join_wan: Vec<String>,
+    pub retry_interval_wan: Duration,
+    pub retry_max_wan: u32,
     pub rejoin_after_leave: bool,
     pub encrypt: Option<String>,
     /// `disable_keyring_file`: keep the gossip keyring in memory only, not
@@ -330,6 +334,9 @@ impl Default for Config {
             retry_join: vec![],
             retry_interval: Duration::from_secs(30),
             retry_max: 0,
+            retry_join_wan: vec![],
+            retry_interval_wan: Duration::from_secs(30),
+            retry_max_wan: 0,
             rejoin_after_leave: false,
             encrypt: None,
             disable_keyring_file: false,

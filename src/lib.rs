@@ -11,6 +11,7 @@ pub mod coordinate;
 pub mod dns;
 pub mod duration;
 pub mod events;
+pub mod federation;
 pub mod feed;
 pub mod filter;
 #[doc(hidden)]

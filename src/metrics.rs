@@ -134,6 +134,10 @@ fn describe() {
         "Gossip datagrams dropped: reason=decrypt when no installed key opens them (a member with another key, or none), reason=malformed when they open but do not decode"
     );
     metrics::describe_counter!(
+        "consul.rpc.cross-dc",
+        "Requests this server forwarded to another datacenter, by datacenter"
+    );
+    metrics::describe_counter!(
         "consul.agent.check.reaped",
         "Services deregistered because a check stayed critical past DeregisterCriticalServiceAfter"
     );
@@ -213,6 +217,11 @@ pub fn coordinate_adjustment(ms: f64) {
 
 /// A gossip datagram was dropped: `decrypt` when no installed key opens
 /// it, `malformed` when it opens but does not decode.
+/// A request forwarded to datacenter `dc` (Consul's `rpc.cross-dc`).
+pub fn wan_forward(dc: &str) {
+    counter!("consul.rpc.cross-dc", "datacenter" => dc.to_string()).increment(1);
+}
+
 pub fn gossip_packet_dropped(reason: &'static str) {
     counter!("cairn.gossip.packets_dropped", "reason" => reason).increment(1);
 }

@@ -220,9 +220,37 @@ async fn start_gossip(config: &Config, data_dir: &Path, node_id: &str) -> Result
         identity,
         keyring: keys.keyring,
         keyring_file: keys.file,
+        pool: crate::gossip::Pool::Lan,
+        shared_keyring: None,
     })
     .await
     .with_context(|| format!("binding serf LAN on {}:{serf_port}", config.bind_addr))
+}
+
+/// A server's place in the WAN pool: `<node>.<dc>` on `ports.serf_wan`,
+/// with the LAN pool's keys. `None` with the WAN port off (-1) or on a
+/// client agent.
+async fn start_wan_gossip(config: &Config, lan: &Gossip) -> Result<Option<Gossip>> {
+    if !config.server || config.ports.serf_wan < 0 {
+        return Ok(None);
+    }
+    let port = config.ports.serf_wan as u16;
+    let identity = MemberId {
+        name: format!("{}.{}", config.node_name, config.datacenter),
+        addr: SocketAddr::new(config.advertise(), port),
+        ..lan.identity.clone()
+    };
+    let wan = Gossip::start(GossipConfig {
+        bind: SocketAddr::new(config.bind_addr, port),
+        identity,
+        keyring: None,
+        keyring_file: None,
+        pool: crate::gossip::Pool::Wan,
+        shared_keyring: Some(lan.shared_keyring()),
+    })
+    .await
+    .with_context(|| format!("binding serf WAN on {}:{port}", config.bind_addr))?;
+    Ok(Some(wan))
 }
 
 /// How this agent dials servers: from its bind address, in TLS when
@@ -367,6 +395,8 @@ struct Running {
     config: Arc<Config>,
     data: DataDir,
     gossip: Gossip,
+    /// Servers: the WAN pool.
+    wan: Option<Gossip>,
     agent: Arc<Agent>,
     core: Core,
     http: crate::http::HttpServers,
@@ -403,6 +433,7 @@ impl Running {
             &data_dir,
         ));
         let gossip = start_gossip(&config, &data_dir, &node_id).await?;
+        let wan = start_wan_gossip(&config, &gossip).await?;
         let core = if config.server {
             start_server(&config, &tls, &data_dir, &node_id, &gossip, stop_rx).await?
         } else {
@@ -478,6 +509,13 @@ impl Running {
                 metrics,
                 acl: acl.clone(),
                 events,
+                federation: Arc::new(crate::federation::Federation::new(
+                    config.datacenter.clone(),
+                    gossip.clone(),
+                    wan.clone(),
+                    core.consensus.clone(),
+                    rpc_dialer(&config, &tls),
+                )),
             },
             tls.https.clone(),
         )
@@ -531,11 +569,23 @@ impl Running {
             let (g, targets) = (gossip.clone(), config.retry_join.clone());
             let (interval, max) = (config.retry_interval, config.retry_max);
             let serf_port = config.ports.serf_lan.max(0) as u16;
+            let failed = join_failed_tx.clone();
             tasks.push(tokio::spawn(async move {
                 if let Err(e) =
                     crate::cluster::retry_join(g, targets, serf_port, interval, max).await
                 {
-                    let _ = join_failed_tx.send(e).await;
+                    let _ = failed.send(e).await;
+                }
+            }));
+        }
+        if let (Some(wan), false) = (&wan, config.retry_join_wan.is_empty()) {
+            let (g, targets) = (wan.clone(), config.retry_join_wan.clone());
+            let (interval, max) = (config.retry_interval_wan, config.retry_max_wan);
+            let port = config.ports.serf_wan.max(0) as u16;
+            let failed = join_failed_tx;
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = crate::cluster::retry_join(g, targets, port, interval, max).await {
+                    let _ = failed.send(e).await;
                 }
             }));
         }
@@ -543,6 +593,7 @@ impl Running {
             config,
             data,
             gossip,
+            wan,
             agent,
             core,
             http,
@@ -596,6 +647,11 @@ impl Running {
         if leave {
             if let Err(e) = self.gossip.leave().await {
                 tracing::warn!("leave: {e}");
+            }
+            if let Some(wan) = &self.wan {
+                if let Err(e) = wan.leave().await {
+                    tracing::warn!("leave WAN: {e}");
+                }
             }
             // Give the intent a moment to spread before the socket goes quiet.
             tokio::time::sleep(Duration::from_millis(600)).await;

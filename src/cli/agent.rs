@@ -180,6 +180,26 @@ pub(crate) fn flag_set() -> FlagSet<AgentArgs> {
                 "The `number` of join attempts before giving up; 0 retries forever.",
                 |a, v| a.source.retry_max = Some(v),
             ),
+            Flag::list(
+                "retry-join-wan",
+                "A server of another datacenter to join over WAN gossip (`address`), retried until it succeeds.",
+                |a, v| a.source.retry_join_wan.push(v),
+            ),
+            Flag::list(
+                "join-wan",
+                "A server of another datacenter to join over WAN gossip at startup (the same as -retry-join-wan).",
+                |a, v| a.source.start_join_wan.push(v),
+            ),
+            Flag::text(
+                "retry-interval-wan",
+                "The `duration` between WAN join attempts (30s).",
+                |a, v| a.source.retry_interval_wan = Some(v.into()),
+            ),
+            Flag::uint(
+                "retry-max-wan",
+                "The `number` of WAN join attempts before giving up; 0 retries forever.",
+                |a, v| a.source.retry_max_wan = Some(v),
+            ),
             Flag::bool(
                 "rejoin",
                 "Rejoin the cluster after a previous graceful leave.",

@@ -291,6 +291,14 @@ impl Config {
             &s.retry_interval,
         )?;
         set(&mut self.retry_max, &s.retry_max);
+        self.retry_join_wan.extend(s.retry_join_wan.iter().cloned());
+        self.retry_join_wan.extend(s.start_join_wan.iter().cloned());
+        set_duration(
+            &mut self.retry_interval_wan,
+            "retry_interval_wan",
+            &s.retry_interval_wan,
+        )?;
+        set(&mut self.retry_max_wan, &s.retry_max_wan);
         set(&mut self.rejoin_after_leave, &s.rejoin_after_leave);
         set_some(&mut self.encrypt, &s.encrypt);
         set(&mut self.disable_keyring_file, &s.disable_keyring_file);

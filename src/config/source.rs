@@ -105,6 +105,12 @@ pub struct Source {
     pub start_join: Vec<String>,
     pub retry_interval: Option<DurationSource>,
     pub retry_max: Option<u32>,
+    /// Servers only: WAN gossip addresses of other datacenters' servers.
+    pub retry_join_wan: Vec<String>,
+    /// Joined like `retry_join_wan` (`-join-wan` sets it).
+    pub start_join_wan: Vec<String>,
+    pub retry_interval_wan: Option<DurationSource>,
+    pub retry_max_wan: Option<u32>,
     pub rejoin_after_leave: Option<bool>,
     pub encrypt: Option<String>,
     pub disable_keyring_file: Option<bool>,

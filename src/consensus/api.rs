@@ -70,6 +70,14 @@ pub enum ServerRequest {
     },
     /// From the leader handing over to this server: stand for election now.
     StartElection,
+    /// An HTTP request for another datacenter (`crate::federation`): from
+    /// a client agent to a server of its own datacenter, which forwards it
+    /// on, or from a server to one in the datacenter named. `hops` counts
+    /// the forwards so far.
+    Datacenter {
+        call: AclCall,
+        hops: u8,
+    },
 }
 
 /// An `/v1/acl/*` HTTP request as a client agent received it, for a server
@@ -100,6 +108,13 @@ pub struct AclReply {
 /// endpoints, handed to the RPC side once the HTTP API is built.
 pub trait AclEndpoints: Send + Sync + 'static {
     fn serve(&self, call: AclCall) -> futures::future::BoxFuture<'static, AclReply>;
+    /// A request for a datacenter ([`ServerRequest::Datacenter`]), any
+    /// path, as if it had been made to this server.
+    fn serve_datacenter(
+        &self,
+        call: AclCall,
+        hops: u8,
+    ) -> futures::future::BoxFuture<'static, AclReply>;
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

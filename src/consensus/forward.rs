@@ -321,4 +321,19 @@ impl Backend for Forwarder {
             _ => Err(mismatched()),
         }
     }
+
+    async fn forward_datacenter(
+        &self,
+        call: AclCall,
+        hops: u8,
+        timeout: Duration,
+    ) -> Result<AclReply, ConsensusError> {
+        match self
+            .call_within(&ServerRequest::Datacenter { call, hops }, timeout)
+            .await?
+        {
+            Reply::Acl(r) => Ok(r),
+            _ => Err(mismatched()),
+        }
+    }
 }

@@ -138,6 +138,15 @@ pub trait Backend: Send + Sync + 'static {
         call: api::AclCall,
         timeout: Duration,
     ) -> Result<api::AclReply, ConsensusError>;
+    /// Client agents: has a server of this datacenter answer a request
+    /// for another datacenter (it forwards it there), after `hops`
+    /// forwards. Servers forward over the WAN themselves and refuse this.
+    async fn forward_datacenter(
+        &self,
+        call: api::AclCall,
+        hops: u8,
+        timeout: Duration,
+    ) -> Result<api::AclReply, ConsensusError>;
 }
 
 /// The shared consensus handle.

@@ -80,6 +80,8 @@ pub(crate) struct Pinger {
     client: parking_lot::Mutex<Client>,
     /// Ping id -> (member, when it was sent).
     outstanding: parking_lot::Mutex<HashMap<u64, (String, Instant)>>,
+    /// The coordinate each member last answered a ping with.
+    peers: parking_lot::Mutex<HashMap<String, Coordinate>>,
 }
 
 impl Pinger {
@@ -98,6 +100,7 @@ impl Pinger {
             members,
             client: parking_lot::Mutex::new(Client::new(Config::default())),
             outstanding: parking_lot::Mutex::new(HashMap::new()),
+            peers: parking_lot::Mutex::new(HashMap::new()),
         });
         let weak = Arc::downgrade(&pinger);
         tokio::spawn(async move {
@@ -114,6 +117,11 @@ impl Pinger {
 
     pub(crate) fn coordinate(&self) -> Coordinate {
         self.client.lock().coordinate()
+    }
+
+    /// The coordinates alive members last reported, by member name.
+    pub(crate) fn peers(&self) -> HashMap<String, Coordinate> {
+        self.peers.lock().clone()
     }
 
     /// The gossip address of `name` if it is an alive member other than
@@ -133,11 +141,13 @@ impl Pinger {
         let target = {
             let table = self.members.borrow();
             // What was kept about members that are gone goes with them.
-            self.client.lock().retain_nodes(|name| {
+            let alive = |name: &str| {
                 table
                     .get(name)
                     .is_some_and(|m| m.status == MemberStatus::Alive)
-            });
+            };
+            self.client.lock().retain_nodes(alive);
+            self.peers.lock().retain(|name, _| alive(name));
             let alive: Vec<(&String, std::net::SocketAddr)> = table
                 .values()
                 .filter(|m| m.status == MemberStatus::Alive && m.id.name != self.me)
@@ -195,6 +205,9 @@ impl Pinger {
                     return;
                 }
                 let rtt = arrived.saturating_duration_since(at);
+                if coord.is_valid() {
+                    self.peers.lock().insert(from.clone(), coord.clone());
+                }
                 let mut client = self.client.lock();
                 let before = client.coordinate();
                 match client.update(&from, &coord, rtt) {

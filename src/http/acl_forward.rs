@@ -69,9 +69,16 @@ fn is_query_path(path: &str) -> bool {
     path == QUERY_PATH || path.starts_with("/v1/query/")
 }
 
+/// The datacenter lists, which only servers (in the WAN pool) know, as a
+/// Consul client agent asks a server for them.
+const DATACENTER_PATHS: [&str; 2] = ["/v1/catalog/datacenters", "/v1/coordinate/datacenters"];
+
 /// Whether a server serves a forwarded call for `path`.
 fn forwarded_path(path: &str) -> bool {
-    path.starts_with(ACL_PREFIX) || path == SNAPSHOT_PATH || is_query_path(path)
+    path.starts_with(ACL_PREFIX)
+        || path == SNAPSHOT_PATH
+        || is_query_path(path)
+        || DATACENTER_PATHS.contains(&path)
 }
 
 /// Headers that describe this connection or the body's framing: the
@@ -100,6 +107,7 @@ pub(super) fn forwards(server: &Server, route: &Route) -> bool {
     (route.pattern.starts_with(ACL_PREFIX) && server.api.acl.enabled())
         || route.pattern == SNAPSHOT_PATH
         || is_query_path(route.pattern)
+        || DATACENTER_PATHS.contains(&route.pattern)
 }
 
 /// Has a server answer the request and returns its answer.
@@ -114,7 +122,7 @@ pub(super) async fn forward(server: &Server, call: AclCall) -> Result<Response, 
     Ok(into_response(reply))
 }
 
-fn into_response(reply: AclReply) -> Response {
+pub(super) fn into_response(reply: AclReply) -> Response {
     let mut resp = Response::new(Body::from(reply.body));
     *resp.status_mut() = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_GATEWAY);
     let headers = resp.headers_mut();
@@ -143,6 +151,28 @@ impl AclEndpoints for Endpoints {
         let server = self.server.clone();
         Box::pin(async move { serve(&server, call).await })
     }
+
+    fn serve_datacenter(&self, call: AclCall, hops: u8) -> BoxFuture<'static, AclReply> {
+        let server = self.server.clone();
+        Box::pin(async move {
+            let forwardable = server
+                .find(&call.path)
+                .is_some_and(|r| super::datacenter::takes_dc(r.pattern));
+            if !forwardable {
+                return super::datacenter::error_reply(
+                    404,
+                    "Invalid URL path: not a recognized HTTP API endpoint",
+                );
+            }
+            match build_request(call) {
+                Ok(mut req) => {
+                    req.extensions_mut().insert(super::datacenter::Hops(hops));
+                    answer(super::route_request(&server, req).await.1).await
+                }
+                Err(e) => answer(e.into_response()).await,
+            }
+        })
+    }
 }
 
 async fn serve(server: &Server, call: AclCall) -> AclReply {
@@ -150,6 +180,11 @@ async fn serve(server: &Server, call: AclCall) -> AclReply {
         Ok(req) => super::route_request(server, req).await.1,
         Err(e) => e.into_response(),
     };
+    answer(resp).await
+}
+
+/// An answer as it travels back.
+async fn answer(resp: Response) -> AclReply {
     let (parts, body) = resp.into_parts();
     let body = match axum::body::to_bytes(body, MAX_REPLY).await {
         Ok(b) => b,
@@ -180,6 +215,11 @@ fn request_of(call: AclCall) -> Result<Request, ApiError> {
             "Invalid URL path: not a recognized HTTP API endpoint".into(),
         ));
     }
+    build_request(call)
+}
+
+/// The HTTP request a forwarded call stands for.
+fn build_request(call: AclCall) -> Result<Request, ApiError> {
     let uri = match &call.query {
         Some(q) => format!("{}?{q}", call.path),
         None => call.path.clone(),

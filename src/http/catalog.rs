@@ -310,7 +310,9 @@ pub fn node_matches(node: &Node, filter: &[(String, String)]) -> bool {
 /// `PUT /v1/catalog/register` => `true`.
 pub async fn register(ctx: Ctx) -> ApiResult {
     let req: RegisterRequest = decode_body(&ctx.body)?;
-    forwardable(&ctx, &req.datacenter)?;
+    if let Some(resp) = super::datacenter::forward_body(&ctx, &req.datacenter).await? {
+        return Ok(resp);
+    }
     let reg = registration(req, &ctx.config.datacenter)?;
     let authz = ctx.authorizer().await?;
     if authz.enabled() {
@@ -318,16 +320,6 @@ pub async fn register(ctx: Ctx) -> ApiResult {
     }
     ctx.agent.write(Command::Register(reg)).await?;
     Ok(ctx.json(&true))
-}
-
-/// A write names its datacenter in the body; Consul forwards it there
-/// before anything else, and with one datacenter per cluster any other is
-/// unreachable.
-fn forwardable(ctx: &Ctx, datacenter: &str) -> Result<(), ApiError> {
-    if datacenter.is_empty() || datacenter == ctx.config.datacenter {
-        return Ok(());
-    }
-    Err(ApiError::Internal("No path to datacenter".into()))
 }
 
 /// Consul's `vetRegisterWithACL`, against the catalog as it is now.
@@ -460,7 +452,9 @@ pub(crate) struct DeregisterRequest {
 /// `PUT /v1/catalog/deregister` => `true`.
 pub async fn deregister(ctx: Ctx) -> ApiResult {
     let req: DeregisterRequest = decode_body(&ctx.body)?;
-    forwardable(&ctx, &req.datacenter)?;
+    if let Some(resp) = super::datacenter::forward_body(&ctx, &req.datacenter).await? {
+        return Ok(resp);
+    }
     if req.node.is_empty() {
         return Err(ApiError::Internal("Must provide node".into()));
     }
@@ -478,8 +472,10 @@ pub async fn deregister(ctx: Ctx) -> ApiResult {
 }
 
 /// `GET /v1/catalog/datacenters`: no leader needed.
+/// `GET /v1/catalog/datacenters`: every datacenter the WAN pool knows,
+/// nearest first (a client agent asks a server).
 pub async fn datacenters(ctx: Ctx) -> ApiResult {
-    Ok(ctx.json(&[ctx.config.datacenter.as_str()]))
+    Ok(ctx.json(&ctx.federation.datacenters()))
 }
 
 /// `GET /v1/catalog/nodes`.

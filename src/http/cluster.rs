@@ -71,26 +71,24 @@ pub fn self_member(ctx: &Ctx) -> Value {
 pub async fn members(ctx: Ctx) -> ApiResult {
     let expr = ctx.filter(crate::filter::Subject::Member)?;
     let authz = ctx.authorizer().await?;
-    // One datacenter: the WAN pool is the servers.
+    // `?wan`: the WAN pool, which only servers are in (a client agent
+    // has none and lists nobody, as Consul's).
     let wan = ctx.query.has("wan");
-    let table = ctx.gossip.members();
+    let members: Vec<MemberInfo> = if wan {
+        ctx.federation.wan_members()
+    } else {
+        ctx.gossip.members().values().cloned().collect()
+    };
     let mut filtered = false;
-    let mut list: Vec<Value> = table
-        .values()
-        .filter(|m| !wan || m.id.server)
+    let mut list: Vec<Value> = members
+        .iter()
         .filter(|m| {
             // Consul's `filterMembers`: `node:read` on the member's name.
             let readable = authz.allows(Resource::Node, &m.id.name, Access::Read);
             filtered |= !readable;
             readable
         })
-        .map(|m| {
-            let mut member = member_json(&ctx.config, m);
-            if wan {
-                wan_member(&ctx.config, &mut member, m);
-            }
-            member
-        })
+        .map(|m| member_json(&ctx.config, m))
         .collect();
     expr.retain(&mut list);
     let mut resp = ctx.json(&list);
@@ -98,13 +96,6 @@ pub async fn members(ctx: Ctx) -> ApiResult {
         set_filtered_by_acls(&mut resp, &authz);
     }
     Ok(resp)
-}
-
-/// A server as the WAN pool names it: `<node>.<datacenter>`, on its WAN
-/// gossip port.
-fn wan_member(config: &Config, member: &mut Value, m: &MemberInfo) {
-    member["Name"] = json!(format!("{}.{}", m.id.name, m.id.dc));
-    member["Port"] = json!(config.ports.serf_wan);
 }
 
 /// Counts for `Stats.serf_lan` (alive, failed, left) and the alive
@@ -132,8 +123,17 @@ pub async fn join(ctx: Ctx) -> ApiResult {
         return Err(ApiError::bad("Missing address to join"));
     }
     super::agent::require_agent(&ctx, Access::Write).await?;
-    let port = ctx.config.ports.serf_lan.max(0) as u16;
-    let n = crate::cluster::join_once(&ctx.gossip, std::slice::from_ref(&target), port).await;
+    let (pool, port) = if ctx.query.has("wan") {
+        let Some(wan) = ctx.federation.wan() else {
+            return Err(ApiError::Internal(
+                "Must be a server to join WAN cluster".into(),
+            ));
+        };
+        (wan, ctx.config.ports.serf_wan.max(0) as u16)
+    } else {
+        (&ctx.gossip, ctx.config.ports.serf_lan.max(0) as u16)
+    };
+    let n = crate::cluster::join_once(pool, std::slice::from_ref(&target), port).await;
     if n == 0 {
         return Err(ApiError::Internal(format!(
             "1 error occurred:\n\t* Failed to join {target}: no response\n\n"

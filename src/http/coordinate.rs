@@ -18,7 +18,6 @@ use crate::acl::{Access, Authorizer, Resource};
 use crate::catalog::query::{QResult, Reader};
 use crate::catalog::Table;
 use crate::coordinate::{sort_by_distance, Coordinate, CoordinateEntry};
-use crate::gossip::MemberStatus;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
@@ -79,37 +78,30 @@ struct WanEntry {
     coord: Coordinate,
 }
 
-/// `GET /v1/coordinate/datacenters`.
+/// `GET /v1/coordinate/datacenters`: each datacenter's servers with
+/// their WAN coordinates (names without `.<dc>`, as Consul strips them),
+/// nearest datacenter first.
 pub async fn datacenters(ctx: Ctx) -> ApiResult {
-    let dc = ctx.config.datacenter.clone();
-    let servers: Vec<String> = ctx
-        .gossip
-        .members()
-        .values()
-        .filter(|m| m.id.server && m.id.dc == dc && m.status == MemberStatus::Alive)
-        .map(|m| m.id.name.clone())
-        .collect();
-    let coords = ctx.catalog.reader()?.coordinate_map()?;
-    let mut coordinates: Vec<WanEntry> = servers
+    let mut coords = ctx.federation.wan_coordinates();
+    let maps: Vec<DatacenterMap> = ctx
+        .federation
+        .datacenters()
         .into_iter()
-        .filter_map(|name| {
-            // This server's own coordinate is its current one, as serf's
-            // is, even before its first sync reached the catalog.
-            let coord = if name == ctx.config.node_name {
-                Some(ctx.gossip.coordinate())
-            } else {
-                coords.get(&name).cloned()
-            }?;
-            // Consul strips the `.<dc>` of the WAN member names here.
-            Some(WanEntry { node: name, coord })
+        .map(|dc| {
+            let coordinates = coords
+                .remove(&dc)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(node, coord)| WanEntry { node, coord })
+                .collect();
+            DatacenterMap {
+                datacenter: dc,
+                area_id: "wan",
+                coordinates,
+            }
         })
         .collect();
-    coordinates.sort_by(|a, b| a.node.cmp(&b.node));
-    Ok(ctx.json(&[DatacenterMap {
-        datacenter: dc,
-        area_id: "wan",
-        coordinates,
-    }]))
+    Ok(ctx.json(&maps))
 }
 
 /// `GET /v1/coordinate/nodes`.

@@ -20,6 +20,7 @@ mod check;
 mod cluster;
 pub(crate) mod config;
 pub(crate) mod coordinate;
+mod datacenter;
 pub mod decode;
 pub(crate) mod discovery_chain;
 mod event;
@@ -447,6 +448,10 @@ async fn call(server: &Server, route: &Route, req: Request, raw_path: &str) -> A
     let query = Query::parse(raw_query.as_deref());
     let method = req.method().clone();
     let headers = req.headers().clone();
+    let hops = req
+        .extensions()
+        .get::<datacenter::Hops>()
+        .map_or(0, |h| h.0);
     if route.pattern == "/v1/kv/" && method == Method::PUT {
         kv::check_content_length(&api.config, &headers)?;
     }
@@ -472,7 +477,13 @@ async fn call(server: &Server, route: &Route, req: Request, raw_path: &str) -> A
         query,
         headers,
         body,
+        raw_path: raw_path.to_string(),
+        raw_query: raw_query.clone(),
+        hops,
     };
+    if let Some(dc) = datacenter::target(&ctx, route.pattern) {
+        return datacenter::forward(&ctx, &dc).await;
+    }
     if route.pattern == "/v1/kv/" {
         kv::check_traversal(raw_path, &ctx.rest)?;
     }

@@ -266,6 +266,8 @@ pub struct Api {
     pub acl: crate::acl::Resolver,
     /// User events: firing, and the ones this agent accepted.
     pub events: crate::events::Events,
+    /// The other datacenters, and requests for them.
+    pub federation: Arc<crate::federation::Federation>,
 }
 
 /// One request as handlers see it; the handles are reached through it
@@ -280,6 +282,12 @@ pub struct Ctx {
     pub query: Query,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// The path and query as received, for forwarding the request to
+    /// another datacenter.
+    pub raw_path: String,
+    pub raw_query: Option<String>,
+    /// How many datacenter forwards brought this request here.
+    pub hops: u8,
 }
 
 impl std::ops::Deref for Ctx {
@@ -450,12 +458,19 @@ pub struct ReadOpts {
 
 impl ReadOpts {
     pub fn parse(q: &Query, config: &Config) -> Result<ReadOpts, ApiError> {
-        // One datacenter per cluster for now: any other is unreachable.
+        // Requests for another datacenter are forwarded before any handler
+        // runs (`http::datacenter`); one that reaches here has no path.
         if let Some(dc) = q.get("dc").filter(|dc| !dc.is_empty()) {
             if dc != config.datacenter {
                 return Err(ApiError::Internal("No path to datacenter".into()));
             }
         }
+        ReadOpts::parse_any_dc(q, config)
+    }
+
+    /// [`ReadOpts::parse`] without the datacenter check: the options as a
+    /// request forwarded to another datacenter carries them.
+    pub fn parse_any_dc(q: &Query, config: &Config) -> Result<ReadOpts, ApiError> {
         let stale = q.has("stale");
         let consistent = q.has("consistent");
         if stale && consistent {

@@ -801,6 +801,10 @@ impl RaftNode {
                 // The HTTP API is built after the RPC port opens.
                 None => Err(ConsensusError::Rpc("the server is starting".into())),
             },
+            ServerRequest::Datacenter { call, hops } => match self.acl_endpoints.get() {
+                Some(endpoints) => Ok(Reply::Acl(endpoints.serve_datacenter(call, hops).await)),
+                None => Err(ConsensusError::Rpc("the server is starting".into())),
+            },
         }
     }
 
@@ -964,6 +968,17 @@ impl Backend for RaftNode {
     ) -> Result<AclReply, ConsensusError> {
         Err(ConsensusError::Raft(
             "a server answers ACL requests itself".into(),
+        ))
+    }
+
+    async fn forward_datacenter(
+        &self,
+        _call: AclCall,
+        _hops: u8,
+        _timeout: Duration,
+    ) -> Result<AclReply, ConsensusError> {
+        Err(ConsensusError::Raft(
+            "a server forwards to other datacenters itself".into(),
         ))
     }
 

@@ -197,7 +197,20 @@ impl MuxClient {
         req: &Req,
         timeout: Duration,
     ) -> Result<Resp, CallError> {
-        let conn = self.conn(addr, timeout).await?;
+        self.call_dialing_within(addr, req, timeout, timeout).await
+    }
+
+    /// [`MuxClient::call`], giving up on a new connection after `dial`
+    /// (a peer that does not answer is found out well before a long call's
+    /// `timeout`).
+    pub async fn call_dialing_within<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        addr: &str,
+        req: &Req,
+        dial: Duration,
+        timeout: Duration,
+    ) -> Result<Resp, CallError> {
+        let conn = self.conn(addr, dial.min(timeout)).await?;
         let id = conn.next_id.fetch_add(1, Ordering::Relaxed);
         let frame = encode_tagged(id, req).map_err(|source| CallError::Frame {
             addr: addr.to_string(),

@@ -1,0 +1,304 @@
+//! Two datacenters against the real binary: dc1 with three servers and a
+//! client agent, dc2 with one server and a client agent, joined over WAN
+//! gossip. What a user sees: `members -wan`, the datacenter list, `?dc=`
+//! reads, writes and blocking queries answered by the other datacenter
+//! (from servers and client agents), catalog writes naming a datacenter in
+//! the body, Consul's error for an unknown datacenter and for one whose
+//! servers are all down (within a bounded time), a WAN partition that
+//! leaves each datacenter working on its own and heals, and a server of
+//! another cluster claiming dc1's name refused.
+
+mod common;
+
+use common::cluster::{wait_leader, Node, Partition};
+use common::{eventually, BIN};
+use serde_json::{json, Value};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const DC1: u8 = 197;
+const DC2: u8 = 198;
+const ROGUE: u8 = 199;
+
+fn wan_args(dc: &str, join: &str) -> Vec<String> {
+    vec![
+        format!("-datacenter={dc}"),
+        format!("-retry-join-wan={join}"),
+        "-retry-interval-wan=1s".into(),
+    ]
+}
+
+fn server(net: u8, host: u8, expect: u32, dc: &str, wan_join: &str) -> Node {
+    let extra = wan_args(dc, wan_join);
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    Node::server(net, host, expect, &[1], &extra)
+}
+
+fn client(net: u8, host: u8, dc: &str) -> Node {
+    let dc = format!("-datacenter={dc}");
+    Node::client(net, host, &[1], &[&dc])
+}
+
+fn wan_names(n: &Node) -> Vec<String> {
+    let r = n.get("/v1/agent/members?wan=1").expect("members");
+    let mut names: Vec<String> = r
+        .json()
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter(|m| m["Status"] == 1)
+        .map(|m| m["Name"].as_str().unwrap_or_default().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+fn datacenters(n: &Node) -> Value {
+    n.get("/v1/catalog/datacenters")
+        .expect("datacenters")
+        .json()
+}
+
+struct Federation {
+    dc1: Vec<Node>,
+    c1: Node,
+    dc2: Node,
+    c2: Node,
+}
+
+impl Federation {
+    fn start() -> Federation {
+        let dc1_seed = format!("127.0.{DC1}.1");
+        let mut dc1: Vec<Node> = (1..=3)
+            .map(|h| server(DC1, h, 3, "dc1", &dc1_seed))
+            .collect();
+        let mut dc2 = server(DC2, 1, 1, "dc2", &dc1_seed);
+        let mut c1 = client(DC1, 4, "dc1");
+        let mut c2 = client(DC2, 4, "dc2");
+        for n in dc1.iter_mut() {
+            n.spawn();
+        }
+        dc2.spawn();
+        c1.spawn();
+        c2.spawn();
+        let f = Federation { dc1, c1, dc2, c2 };
+        let dc1_refs: Vec<&Node> = f.dc1.iter().collect();
+        assert!(
+            wait_leader(&dc1_refs, Duration::from_secs(30)).is_some(),
+            "dc1 elected no leader; log:\n{}",
+            f.dc1[0].log_text()
+        );
+        assert!(
+            wait_leader(&[&f.dc2], Duration::from_secs(30)).is_some(),
+            "dc2 elected no leader; log:\n{}",
+            f.dc2.log_text()
+        );
+        let want = ["s1.dc1", "s1.dc2", "s2.dc1", "s3.dc1"];
+        assert!(
+            eventually(Duration::from_secs(30), || f
+                .servers()
+                .iter()
+                .all(|n| wan_names(n) == want)),
+            "the WAN pool did not form: {:?}; log:\n{}",
+            f.servers().iter().map(|n| wan_names(n)).collect::<Vec<_>>(),
+            f.dc2.log_text()
+        );
+        f
+    }
+
+    fn servers(&self) -> Vec<&Node> {
+        let mut v: Vec<&Node> = self.dc1.iter().collect();
+        v.push(&self.dc2);
+        v
+    }
+}
+
+fn cli(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN).args(args).output().expect("run cairn");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn two_datacenters_forward_to_each_other_and_survive_a_wan_partition() {
+    let f = Federation::start();
+    let (s1, c1, dc2, c2) = (&f.dc1[0], &f.c1, &f.dc2, &f.c2);
+
+    // `cairn members -wan` on a server; a client agent is in no WAN pool.
+    let addr = format!("-http-addr={}:8500", dc2.ip);
+    let (code, out, err) = cli(&["members", "-wan", &addr]);
+    assert_eq!(code, 0, "{err}");
+    for name in ["s1.dc1", "s2.dc1", "s3.dc1", "s1.dc2"] {
+        assert!(out.contains(name), "{name} missing from:\n{out}");
+    }
+    assert!(out.contains(&format!("{}:8302", dc2.ip)), "{out}");
+    assert_eq!(c1.get("/v1/agent/members?wan=1").unwrap().json(), json!([]));
+
+    // Every agent knows both datacenters, its own first.
+    for n in [s1, c1] {
+        assert_eq!(datacenters(n), json!(["dc1", "dc2"]), "on {}", n.name);
+    }
+    for n in [dc2, c2] {
+        assert_eq!(datacenters(n), json!(["dc2", "dc1"]), "on {}", n.name);
+    }
+    let coords = s1.get("/v1/coordinate/datacenters").unwrap().json();
+    let dcs: Vec<&str> = coords
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|d| d["Datacenter"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(dcs, ["dc1", "dc2"], "{coords}");
+
+    // A service of dc2, read from dc1's client agent and server.
+    let web = json!({"Name": "web", "ID": "web-1", "Port": 8080,
+        "Check": {"TTL": "60s", "Status": "passing"}});
+    let r = c2
+        .put("/v1/agent/service/register", &web.to_string())
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    for n in [c1, s1] {
+        assert!(
+            eventually(Duration::from_secs(15), || {
+                let r = n.get("/v1/health/service/web?dc=dc2&passing").unwrap();
+                r.status == 200
+                    && r.json()
+                        .as_array()
+                        .is_some_and(|a| a.len() == 1 && a[0]["Node"]["Node"] == "c4")
+            }),
+            "dc2's web never answered through {}: {:?}",
+            n.name,
+            n.get("/v1/health/service/web?dc=dc2&passing")
+                .map(|r| r.body)
+        );
+    }
+    let r = s1.get("/v1/health/service/web?dc=dc2").unwrap();
+    assert!(r.index() > 1, "no X-Consul-Index from dc2");
+    assert_eq!(r.json()[0]["Node"]["Datacenter"], "dc2", "{}", r.body);
+    // Not in dc1's own catalog.
+    assert_eq!(s1.get("/v1/health/service/web").unwrap().json(), json!([]));
+
+    // KV written through dc1 for dc2 lands in dc2 only.
+    let r = c1.put("/v1/kv/where?dc=dc2", "dc2-value").unwrap();
+    assert_eq!((r.status, r.body.trim()), (200, "true"));
+    assert_eq!(dc2.get("/v1/kv/where?raw").unwrap().body, "dc2-value");
+    assert_eq!(s1.get("/v1/kv/where").unwrap().status, 404);
+    assert_eq!(s1.get("/v1/kv/where?dc=dc2&raw").unwrap().body, "dc2-value");
+
+    // A catalog write naming dc2 in its body is made there.
+    let reg = json!({"Datacenter": "dc2", "Node": "ext", "Address": "10.9.9.9",
+        "Service": {"Service": "db", "Port": 5432}});
+    let r = s1.put("/v1/catalog/register", &reg.to_string()).unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(dc2.get("/v1/catalog/service/db").unwrap().json()[0]["Node"] == "ext");
+    assert_eq!(s1.get("/v1/catalog/service/db").unwrap().json(), json!([]));
+
+    // A blocking query for dc2 waits there and wakes on dc2's change.
+    let idx = s1.get("/v1/kv/where?dc=dc2").unwrap().index();
+    let writer = {
+        let ip = dc2.ip.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(700));
+            common::http_request(
+                "PUT",
+                &format!("http://{ip}:8500/v1/kv/where"),
+                Some(b"changed"),
+                &[],
+            )
+            .expect("write in dc2")
+        })
+    };
+    let started = Instant::now();
+    let r = c1
+        .get(&format!("/v1/kv/where?dc=dc2&index={idx}&wait=20s"))
+        .unwrap();
+    let waited = started.elapsed();
+    writer.join().unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.index() > idx, "woke without a new index");
+    assert!(
+        waited >= Duration::from_millis(500) && waited < Duration::from_secs(10),
+        "blocked {waited:?}"
+    );
+
+    // An unknown datacenter: Consul's error, from servers and clients.
+    for n in [s1, c1] {
+        let r = n.get("/v1/catalog/nodes?dc=nowhere").unwrap();
+        assert_eq!((r.status, r.body.trim()), (500, "No path to datacenter"));
+    }
+
+    // A WAN partition: each datacenter keeps reading and writing on its
+    // own; requests across fail with an error in bounded time; it heals.
+    {
+        let mut pairs = Vec::new();
+        for a in f.dc1.iter().map(|n| n.ip.as_str()).chain([c1.ip.as_str()]) {
+            for b in [dc2.ip.as_str(), c2.ip.as_str()] {
+                pairs.push((a, b));
+            }
+        }
+        let _cut = Partition::cut(&pairs);
+        let r = s1.put("/v1/kv/local", "dc1").unwrap();
+        assert_eq!(r.status, 200, "dc1 write during partition: {}", r.body);
+        let r = dc2.put("/v1/kv/local", "dc2").unwrap();
+        assert_eq!(r.status, 200, "dc2 write during partition: {}", r.body);
+        assert_eq!(c1.get("/v1/kv/local?raw").unwrap().body, "dc1");
+        let started = Instant::now();
+        let r = s1.get("/v1/kv/where?dc=dc2").unwrap();
+        assert_eq!(r.status, 500, "{}", r.body);
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "a request for the unreachable dc2 took {:?}",
+            started.elapsed()
+        );
+        // Once WAN gossip has seen dc2's server fail: no path, at once.
+        assert!(
+            eventually(Duration::from_secs(30), || {
+                let started = Instant::now();
+                let r = s1.get("/v1/kv/where?dc=dc2").unwrap();
+                r.status == 500
+                    && r.body.trim() == "No path to datacenter"
+                    && started.elapsed() < Duration::from_secs(1)
+            }),
+            "dc2 never turned into no path: {:?}",
+            s1.get("/v1/kv/where?dc=dc2").map(|r| r.body)
+        );
+    }
+    assert!(
+        eventually(Duration::from_secs(40), || s1
+            .get("/v1/kv/local?dc=dc2&raw")
+            .is_ok_and(|r| r.status == 200 && r.body == "dc2")),
+        "the WAN did not heal: {:?}",
+        s1.get("/v1/kv/local?dc=dc2&raw").map(|r| r.body)
+    );
+
+    // Another cluster's server claiming dc1 joins the WAN pool through
+    // dc2: dc1's servers refuse it and never list it.
+    let mut rogue = server(ROGUE, 5, 1, "dc1", &dc2.ip);
+    rogue.spawn();
+    assert!(
+        eventually(Duration::from_secs(30), || wan_names(dc2)
+            .contains(&"s5.dc1".to_string())),
+        "the rogue server never reached dc2's WAN view"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let seen = s1.get("/v1/agent/members?wan=1").unwrap().json();
+    assert!(
+        !seen
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["Addr"] == rogue.ip.as_str()),
+        "dc1 accepted a server of another cluster: {seen}"
+    );
+    assert!(
+        s1.log_text()
+            .contains("refusing a server that claims this datacenter"),
+        "no log line for the refused server"
+    );
+    // dc1 still answers for itself.
+    assert_eq!(s1.get("/v1/kv/local?raw").unwrap().body, "dc1");
+}
