@@ -484,10 +484,25 @@ impl Running {
         } else {
             crate::acl::Resolver::client(config.acl.clone(), core.consensus.clone(), tokens.clone())
         };
+        let federation = Arc::new(crate::federation::Federation::new(
+            config.datacenter.clone(),
+            gossip.clone(),
+            wan.clone(),
+            core.consensus.clone(),
+            rpc_dialer(&config, &tls),
+        ));
+        let remote_dns = {
+            let acl = config.acl.enabled.then(|| acl.clone());
+            crate::dns::remote::Remote {
+                federation: federation.clone(),
+                token: Arc::new(move || acl.as_ref().map(|a| a.dns_secret())),
+            }
+        };
         crate::dns::start(
             &config,
             core.catalog.clone(),
             config.acl.enabled.then(|| acl.clone()),
+            Some(remote_dns),
         )
         .await
         .context("starting DNS server")?;
@@ -509,13 +524,7 @@ impl Running {
                 metrics,
                 acl: acl.clone(),
                 events,
-                federation: Arc::new(crate::federation::Federation::new(
-                    config.datacenter.clone(),
-                    gossip.clone(),
-                    wan.clone(),
-                    core.consensus.clone(),
-                    rpc_dialer(&config, &tls),
-                )),
+                federation,
             },
             tls.https.clone(),
         )

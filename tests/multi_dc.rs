@@ -4,7 +4,8 @@
 //! reads, writes and blocking queries answered by the other datacenter
 //! (from servers and client agents), catalog writes naming a datacenter in
 //! the body, Consul's error for an unknown datacenter and for one whose
-//! servers are all down (within a bounded time), a WAN partition that
+//! servers are all down (within a bounded time), DNS names in the other
+//! datacenter, a WAN partition that
 //! leaves each datacenter working on its own and heals, and a server of
 //! another cluster claiming dc1's name refused.
 
@@ -182,6 +183,25 @@ fn two_datacenters_forward_to_each_other_and_survive_a_wan_partition() {
     // Not in dc1's own catalog.
     assert_eq!(s1.get("/v1/health/service/web").unwrap().json(), json!([]));
 
+    // DNS: dc2's service and node from dc1's agents, with dc2 in the
+    // names produced; dc1's own names are not there.
+    for n in [c1, s1] {
+        let srv = n.dig(&["web.service.dc2.consul", "SRV"]);
+        assert!(
+            srv.contains("8080 c4.node.dc2.consul."),
+            "SRV through {}:\n{srv}",
+            n.name
+        );
+        let a = n.dig(&["+short", "web.service.dc2.consul", "A"]);
+        assert_eq!(a.trim(), c2.ip, "A through {}", n.name);
+        let node = n.dig(&["+short", "c4.node.dc2.consul", "A"]);
+        assert_eq!(node.trim(), c2.ip, "node through {}", n.name);
+    }
+    let local = s1.dig(&["web.service.consul", "SRV"]);
+    assert!(local.contains("NXDOMAIN"), "{local}");
+    let nowhere = s1.dig(&["web.service.nowhere.consul", "SRV"]);
+    assert!(nowhere.contains("NXDOMAIN"), "{nowhere}");
+
     // KV written through dc1 for dc2 lands in dc2 only.
     let r = c1.put("/v1/kv/where?dc=dc2", "dc2-value").unwrap();
     assert_eq!((r.status, r.body.trim()), (200, "true"));
@@ -249,6 +269,11 @@ fn two_datacenters_forward_to_each_other_and_survive_a_wan_partition() {
         let started = Instant::now();
         let r = s1.get("/v1/kv/where?dc=dc2").unwrap();
         assert_eq!(r.status, 500, "{}", r.body);
+        let dns = s1.dig(&["+tries=1", "+time=10", "web.service.dc2.consul", "SRV"]);
+        assert!(
+            dns.contains("SERVFAIL") || dns.contains("NXDOMAIN"),
+            "dc2 unreachable over DNS:\n{dns}"
+        );
         assert!(
             started.elapsed() < Duration::from_secs(20),
             "a request for the unreachable dc2 took {:?}",

@@ -162,7 +162,7 @@ impl Resolver {
     }
 
     /// The secret DNS answers under: `dns`, else `default`, else anonymous.
-    fn dns_secret(&self) -> String {
+    pub fn dns_secret(&self) -> String {
         self.inner
             .tokens
             .get(TokenKind::Dns)

@@ -46,6 +46,9 @@ pub struct Answer {
     pub additional_ends: Vec<usize>,
     /// Not answerable from the catalog: ask the recursors, if any.
     pub recurse: bool,
+    /// A name in this other datacenter: ask a server there
+    /// (`super::remote`), else NXDOMAIN.
+    pub remote: Option<String>,
 }
 
 impl Answer {
@@ -58,6 +61,7 @@ impl Answer {
             additional: Vec::new(),
             additional_ends: Vec::new(),
             recurse: false,
+            remote: None,
         }
     }
 
@@ -164,9 +168,12 @@ fn dispatch(
         Lookup::Service { datacenter, .. } | Lookup::Node { datacenter, .. }
             if !local_dc(settings, datacenter) =>
         {
-            // cairn serves one datacenter; Consul answers NXDOMAIN when it
-            // has no path to the one asked for.
-            Answer::nxdomain(settings, domain)
+            // Answered by the datacenter named (NXDOMAIN, as Consul's, when
+            // there is no path to it).
+            Answer {
+                remote: datacenter.map(str::to_string),
+                ..Answer::nxdomain(settings, domain)
+            }
         }
         Lookup::Service { service, tag, .. } => match index.service(service) {
             None => Answer::nxdomain(settings, domain),

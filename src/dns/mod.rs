@@ -19,6 +19,7 @@ pub mod index;
 pub mod name;
 pub mod prepared;
 pub mod recurse;
+pub mod remote;
 pub mod server;
 pub mod truncate;
 pub mod zones;

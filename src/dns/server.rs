@@ -59,6 +59,7 @@ pub async fn start(
     config: &Config,
     catalog: Arc<Catalog>,
     acl: Option<crate::acl::Resolver>,
+    remote: Option<super::remote::Remote>,
 ) -> io::Result<()> {
     if config.ports.dns < 0 {
         return Ok(());
@@ -70,7 +71,10 @@ pub async fn start(
         Some(dir) => super::zones::StaticZones::load(dir).map_err(io::Error::other)?,
         None => super::zones::StaticZones::default(),
     };
-    let handler = Handler::with_acl(catalog, Settings::new(config), recursors, zones, acl);
+    let mut handler = Handler::with_acl(catalog, Settings::new(config), recursors, zones, acl);
+    if let Some(remote) = remote {
+        handler = handler.with_remote(remote);
+    }
     handler.warm();
     let mut tcp_server = Server::new(handler.clone());
     let mut udp_sockets = Vec::new();
@@ -182,6 +186,8 @@ struct HandlerState {
     acl: Option<crate::acl::Resolver>,
     /// Answers with ACLs off, built once so a query costs no allocation.
     allow_all: Authorizer,
+    /// Names in other datacenters; `None`: NXDOMAIN.
+    remote: Option<super::remote::Remote>,
 }
 
 impl Handler {
@@ -211,7 +217,21 @@ impl Handler {
                 zones,
                 acl,
                 allow_all: Authorizer::allow_all(),
+                remote: None,
             }),
+        }
+    }
+
+    /// Answers names in other datacenters through `remote`.
+    pub fn with_remote(self, remote: super::remote::Remote) -> Handler {
+        match Arc::try_unwrap(self.state) {
+            Ok(mut state) => {
+                state.remote = Some(remote);
+                Handler {
+                    state: Arc::new(state),
+                }
+            }
+            Err(state) => Handler { state },
         }
     }
 
@@ -229,6 +249,45 @@ impl Handler {
     fn warm(&self) {
         let s = &*self.state;
         drop(s.index.get(&s.catalog, &s.settings));
+    }
+
+    /// A name in datacenter `dc`, answered from a server there and cut to
+    /// this request's transport as any answer is.
+    async fn respond_remote(
+        &self,
+        request: &Request,
+        edns: Option<&Edns>,
+        dc: &str,
+        remote: &super::remote::Remote,
+    ) -> (Answer, bool) {
+        let s = &*self.state;
+        let Some(query) = request.queries.queries().first() else {
+            return (Answer::error(ResponseCode::FormErr), false);
+        };
+        let qtype = query.query_type();
+        let budget = match request.protocol() {
+            Protocol::Udp => Budget::udp(
+                request.edns.as_ref().map(|e| e.max_payload()),
+                s.settings.dns.udp_answer_limit,
+            ),
+            _ => Budget::tcp(qtype),
+        };
+        let owner = query.original().name();
+        let labels = query
+            .name()
+            .iter()
+            .map(|l| std::str::from_utf8(l).unwrap_or(""))
+            .collect();
+        let question = Question {
+            name: owner,
+            labels,
+            qtype,
+        };
+        let mut answer = remote
+            .answer(&s.settings, &question, dc, budget.answers_worth_building())
+            .await;
+        let trimmed = truncate::fit(&mut answer, owner, truncate::opt_len(edns), &budget);
+        (answer, trimmed)
     }
 
     /// Everything but the I/O: the response header fields and sections for
@@ -354,7 +413,12 @@ impl RequestHandler for Handler {
         let started = Instant::now();
         let state = &*self.state;
         let edns = response_edns(request);
-        let (mut answer, trimmed, qtype) = self.respond(request, edns.as_ref());
+        let (mut answer, mut trimmed, qtype) = self.respond(request, edns.as_ref());
+        if let (Some(dc), Some(remote)) = (answer.remote.take(), &state.remote) {
+            (answer, trimmed) = self
+                .respond_remote(request, edns.as_ref(), &dc, remote)
+                .await;
+        }
         let mut truncated = trimmed && state.settings.dns.enable_truncate;
         if answer.recurse && !state.zones.is_empty() {
             if let Some(z) = request
