@@ -5,7 +5,7 @@
 //! (from servers and client agents), catalog writes naming a datacenter in
 //! the body, Consul's error for an unknown datacenter and for one whose
 //! servers are all down (within a bounded time), DNS names in the other
-//! datacenter, a WAN partition that
+//! datacenter, prepared-query failover to the other datacenter, a WAN partition that
 //! leaves each datacenter working on its own and heals, and a server of
 //! another cluster claiming dc1's name refused.
 
@@ -182,6 +182,8 @@ fn two_datacenters_forward_to_each_other_and_survive_a_wan_partition() {
     assert_eq!(r.json()[0]["Node"]["Datacenter"], "dc2", "{}", r.body);
     // Not in dc1's own catalog.
     assert_eq!(s1.get("/v1/health/service/web").unwrap().json(), json!([]));
+    let local = s1.dig(&["web.service.consul", "SRV"]);
+    assert!(local.contains("NXDOMAIN"), "{local}");
 
     // DNS: dc2's service and node from dc1's agents, with dc2 in the
     // names produced; dc1's own names are not there.
@@ -197,10 +199,60 @@ fn two_datacenters_forward_to_each_other_and_survive_a_wan_partition() {
         let node = n.dig(&["+short", "c4.node.dc2.consul", "A"]);
         assert_eq!(node.trim(), c2.ip, "node through {}", n.name);
     }
-    let local = s1.dig(&["web.service.consul", "SRV"]);
-    assert!(local.contains("NXDOMAIN"), "{local}");
     let nowhere = s1.dig(&["web.service.nowhere.consul", "SRV"]);
     assert!(nowhere.contains("NXDOMAIN"), "{nowhere}");
+
+    // A prepared query fails over to dc2 when dc1's instance turns
+    // critical, and says which datacenter answered.
+    let local_web = json!({"Name": "web", "ID": "web-dc1", "Port": 9090,
+        "Check": {"CheckID": "web-ttl", "TTL": "60s", "Status": "passing"}});
+    let r = c1
+        .put("/v1/agent/service/register", &local_web.to_string())
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let def = json!({"Name": "web-anywhere", "Service": {"Service": "web",
+        "OnlyPassing": true, "Failover": {"NearestN": 1}}});
+    let r = s1
+        .request("POST", "/v1/query", Some(&def.to_string()))
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let served_by = |n: &Node| {
+        let r = n.get("/v1/query/web-anywhere/execute").unwrap();
+        assert_eq!(r.status, 200, "{}", r.body);
+        let v = r.json();
+        (
+            v["Datacenter"].as_str().unwrap_or_default().to_string(),
+            v["Failovers"].as_u64().unwrap_or(99),
+            v["Nodes"][0]["Service"]["Port"].as_u64().unwrap_or(0),
+        )
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || served_by(c1)
+            == ("dc1".into(), 0, 9090)),
+        "dc1's own instance: {:?}",
+        served_by(c1)
+    );
+    let r = c1.put("/v1/agent/check/fail/web-ttl", "").unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    for n in [c1, s1] {
+        assert!(
+            eventually(Duration::from_secs(10), || served_by(n)
+                == ("dc2".into(), 1, 8080)),
+            "no failover to dc2 through {}: {:?}",
+            n.name,
+            served_by(n)
+        );
+    }
+    let r = c1.put("/v1/agent/check/pass/web-ttl", "").unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        eventually(Duration::from_secs(10), || served_by(s1)
+            == ("dc1".into(), 0, 9090)),
+        "back to dc1: {:?}",
+        served_by(s1)
+    );
+    let r = c1.put("/v1/agent/service/deregister/web-dc1", "").unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
 
     // KV written through dc1 for dc2 lands in dc2 only.
     let r = c1.put("/v1/kv/where?dc=dc2", "dc2-value").unwrap();

@@ -64,6 +64,9 @@ const EXECUTE_ALLOW: &str = "OPTIONS,GET";
 /// `/v1/query/<id>[/execute|/explain]`.
 pub async fn specific(ctx: Ctx) -> ApiResult {
     let rest = ctx.rest.clone();
+    if ctx.hops > 0 && ctx.method == axum::http::Method::PUT && rest.ends_with("/execute") {
+        return execute_remote(ctx).await;
+    }
     for (suffix, run) in [("/execute", true), ("/explain", false)] {
         if let Some(id) = rest.strip_suffix(suffix) {
             if ctx.method != axum::http::Method::GET {
@@ -283,6 +286,11 @@ async fn execute(ctx: Ctx, id: String) -> ApiResult {
         let reader = ctx.catalog.reader()?;
         execute::execute(&reader, &query, &source, &authz, &ctx.config.datacenter)?
     };
+    if executed.instances.is_empty() {
+        if let Some(resp) = failover(&ctx, &query, limit).await {
+            return Ok(resp);
+        }
+    }
     // Consul blanks the flag for callers without a token.
     let shown_filtered =
         executed.filtered_by_acls && caller.accessor_id() != crate::acl::types::ANONYMOUS_ACCESSOR;
@@ -307,6 +315,137 @@ async fn execute(ctx: Ctx, id: String) -> ApiResult {
         set_filtered_by_acls(&mut resp, &caller);
     }
     Ok(resp)
+}
+
+/// A query definition for another datacenter to run (Consul's
+/// `PreparedQuery.ExecuteRemote`), as it travels in a forwarded call.
+#[derive(Debug, Serialize, serde::Deserialize)]
+struct RemoteExecution {
+    query: PreparedQuery,
+    limit: usize,
+}
+
+/// Consul's `queryFailover`: with no instance here, the query runs in the
+/// `NearestN` nearest other datacenters, then in `Datacenters` in their
+/// order (each tried once, this one and unknown ones skipped), and the
+/// first answer with instances is the answer, its `Datacenter` the one
+/// that served it and `Failovers` how many were tried. `None`: no
+/// failover configured, or no datacenter had an instance.
+async fn failover(
+    ctx: &Ctx,
+    query: &PreparedQuery,
+    limit: usize,
+) -> Option<axum::response::Response> {
+    let policy = &query.service.failover;
+    if policy.nearest_n <= 0 && policy.datacenters.is_empty() {
+        return None;
+    }
+    let local = ctx.config.datacenter.as_str();
+    let known = ctx.federation.datacenters();
+    let mut order: Vec<String> = known
+        .iter()
+        .filter(|dc| dc.as_str() != local)
+        .take(policy.nearest_n.max(0) as usize)
+        .cloned()
+        .collect();
+    for dc in &policy.datacenters {
+        if dc == local || order.contains(dc) {
+            continue;
+        }
+        if !known.contains(dc) {
+            tracing::debug!(datacenter = %dc, query = %query.id, "prepared query failover: skipping an unknown datacenter");
+            continue;
+        }
+        order.push(dc.clone());
+    }
+    let body = serde_json::to_vec(&RemoteExecution {
+        query: query.clone(),
+        limit,
+    })
+    .ok()?;
+    let token = ctx
+        .token()
+        .map(str::to_string)
+        .or_else(|| ctx.acl.tokens().default_token());
+    let mut tried = 0u32;
+    for dc in order {
+        tried += 1;
+        let call = crate::consensus::api::AclCall {
+            method: "PUT".into(),
+            path: format!("/v1/query/{}/execute", query.id),
+            query: None,
+            token: token.clone(),
+            body: body.clone(),
+        };
+        let timeout = std::time::Duration::from_secs(10);
+        let reply = match ctx.federation.forward(&dc, call, ctx.hops, timeout).await {
+            Ok(r) if r.status == 200 => r,
+            Ok(r) => {
+                tracing::warn!(datacenter = %dc, status = r.status, "prepared query failover: {}", String::from_utf8_lossy(&r.body));
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(datacenter = %dc, "prepared query failover: {e}");
+                continue;
+            }
+        };
+        let Ok(mut answer) = serde_json::from_slice::<serde_json::Value>(&reply.body) else {
+            continue;
+        };
+        if answer["Nodes"].as_array().is_none_or(|n| n.is_empty()) {
+            continue;
+        }
+        answer["Failovers"] = serde_json::json!(tried);
+        let mut resp = ctx.json(&answer);
+        set_meta(&mut resp, ctx, 0, crate::http::wire::Consistency::Leader);
+        return Some(resp);
+    }
+    None
+}
+
+/// Another datacenter's failover: runs the definition it sent against
+/// this datacenter's catalog. Only ever reached through a forwarded call.
+async fn execute_remote(ctx: Ctx) -> ApiResult {
+    let remote: RemoteExecution = serde_json::from_slice(&ctx.body)
+        .map_err(|e| ApiError::bad(format!("Invalid remote query: {e}")))?;
+    let query = remote.query;
+    let caller = ctx.authorizer().await?;
+    let authz = if query.token.is_empty() || !ctx.acl.enabled() {
+        caller.clone()
+    } else {
+        // The query's token is another datacenter's; without it here the
+        // caller's applies.
+        ctx.acl
+            .resolve(Some(&query.token))
+            .await
+            .unwrap_or_else(|_| caller.clone())
+    };
+    let source = Source {
+        near: String::new(),
+        agent_node: String::new(),
+        ip: None,
+        limit: remote.limit,
+    };
+    let executed = {
+        let reader = ctx.catalog.reader()?;
+        execute::execute(&reader, &query, &source, &authz, &ctx.config.datacenter)?
+    };
+    let body = ExecuteJson {
+        service: executed.service,
+        nodes: executed
+            .instances
+            .iter()
+            .map(ServiceEntryJson::from)
+            .collect(),
+        dns: DnsJson {
+            ttl: executed.dns.ttl,
+        },
+        datacenter: executed.datacenter,
+        peer_name: String::new(),
+        failovers: 0,
+        meta: QueryMetaJson::new(&ctx, super::wire::Consistency::Leader, false),
+    };
+    Ok(ctx.json(&body))
 }
 
 /// `?limit=` (Consul's `parseLimit`: `strconv.Atoi`, 0 when absent).
