@@ -30,7 +30,7 @@ start() {
   local name=$1 conf=${2:-} http dns rpc serf
   http=$(free_port); dns=$(free_port); rpc=$(free_port); serf=$(free_port)
   local args=(agent -dev -node="bench-$name" -data-dir="$WORK/$name" -http-port="$http" -dns-port="$dns"
-    -server-port="$rpc" -serf-lan-port="$serf" -log-level=warn)
+    -server-port="$rpc" -serf-lan-port="$serf" -serf-wan-port="$(free_port)" -log-level=warn)
   [ -n "$conf" ] && args+=(-config-file="$conf")
   "$BIN" "${args[@]}" >"$WORK/$name.log" 2>&1 &
   PIDS+=($!)

@@ -37,7 +37,7 @@ trap cleanup EXIT
 # --- cairn ------------------------------------------------------------------
 HTTP=$(free_port); DNS=$(free_port); RPC=$(free_port); SERF=$(free_port)
 "$BIN" agent -dev -node=bench -data-dir="$WORK/data" -client=127.0.0.1 -bind=127.0.0.1 \
-  -http-port="$HTTP" -dns-port="$DNS" -server-port="$RPC" -serf-lan-port="$SERF" \
+  -http-port="$HTTP" -dns-port="$DNS" -server-port="$RPC" -serf-lan-port="$SERF" -serf-wan-port="$(free_port)" \
   -log-level=warn >"$WORK/cairn.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 300); do

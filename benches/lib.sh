@@ -52,7 +52,7 @@ start_dev_agent() {
   WORK=$(mktemp -d)
   HTTP=$(free_port); DNS=$(free_port); local rpc serf; rpc=$(free_port); serf=$(free_port)
   "$BIN" agent -dev -node=bench -data-dir="$WORK/data" -http-port="$HTTP" -dns-port="$DNS" \
-    -server-port="$rpc" -serf-lan-port="$serf" -log-level=warn >"$WORK/agent.log" 2>&1 &
+    -server-port="$rpc" -serf-lan-port="$serf" -serf-wan-port="$(free_port)" -log-level=warn >"$WORK/agent.log" 2>&1 &
   PID=$!
   trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$WORK"' EXIT
   wait_http "http://127.0.0.1:$HTTP/v1/status/leader"

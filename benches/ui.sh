@@ -22,7 +22,7 @@ port() {
 }
 HTTP=$(port); DNS=$(port); RPC=$(port); SERF=$(port)
 "$BIN" agent -dev -node=bench -data-dir="$WORK/data" -client="$IP" -bind="$IP" \
-  -http-port="$HTTP" -dns-port="$DNS" -server-port="$RPC" -serf-lan-port="$SERF" \
+  -http-port="$HTTP" -dns-port="$DNS" -server-port="$RPC" -serf-lan-port="$SERF" -serf-wan-port="$(free_port)" \
   -log-level=warn >"$WORK/agent.log" 2>&1 &
 PID=$!
 trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$WORK"' EXIT

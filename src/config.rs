@@ -243,6 +243,9 @@ pub struct Config {
     pub client_addrs: Vec<IpAddr>,
     pub bind_addr: IpAddr,
     pub advertise_addr: Option<IpAddr>,
+    /// Servers: the address other datacenters' servers reach this one on
+    /// (WAN gossip and RPC); the advertise address when unset.
+    pub advertise_addr_wan: Option<IpAddr>,
     pub ports: Ports,
     pub enable_script_checks: bool,
     pub enable_local_script_checks: bool,
@@ -321,6 +324,7 @@ impl Default for Config {
             client_addrs: vec![IpAddr::from([127, 0, 0, 1])],
             bind_addr: IpAddr::from([0, 0, 0, 0]),
             advertise_addr: None,
+            advertise_addr_wan: None,
             ports: Ports::default(),
             enable_script_checks: false,
             enable_local_script_checks: false,
@@ -392,6 +396,11 @@ impl Config {
             return self.bind_addr;
         }
         first_private_ipv4().unwrap_or(IpAddr::from([127, 0, 0, 1]))
+    }
+
+    /// The address other datacenters' servers reach this one on.
+    pub fn advertise_wan(&self) -> IpAddr {
+        self.advertise_addr_wan.unwrap_or_else(|| self.advertise())
     }
 
     pub fn domain_no_dot(&self) -> &str {

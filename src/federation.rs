@@ -61,7 +61,11 @@ pub struct Federation {
     wan: Option<Gossip>,
     /// Client agents reach a local server through their consensus handle.
     consensus: Consensus,
-    rpc: MuxClient,
+    dialer: Dialer,
+    domain: String,
+    /// One multiplexed client per remote datacenter (each checks its own
+    /// `server.<dc>.<domain>` name under `verify_server_hostname`).
+    rpc: parking_lot::Mutex<std::collections::HashMap<String, std::sync::Arc<MuxClient>>>,
     /// WAN members already logged as refused.
     refused: parking_lot::Mutex<HashSet<String>>,
 }
@@ -69,6 +73,7 @@ pub struct Federation {
 impl Federation {
     pub fn new(
         datacenter: String,
+        domain: String,
         lan: Gossip,
         wan: Option<Gossip>,
         consensus: Consensus,
@@ -79,9 +84,24 @@ impl Federation {
             lan,
             wan,
             consensus,
-            rpc: MuxClient::new(dialer, Protocol::Consul),
+            dialer,
+            domain,
+            rpc: Default::default(),
             refused: Default::default(),
         }
+    }
+
+    fn client_for(&self, dc: &str) -> std::sync::Arc<MuxClient> {
+        self.rpc
+            .lock()
+            .entry(dc.to_string())
+            .or_insert_with(|| {
+                std::sync::Arc::new(MuxClient::new(
+                    self.dialer.for_datacenter(dc, &self.domain),
+                    Protocol::Consul,
+                ))
+            })
+            .clone()
     }
 
     /// The WAN pool (servers only).
@@ -212,7 +232,46 @@ impl Federation {
         }
         out
     }
+}
 
+/// Consul's flood join: every alive server of this datacenter in the LAN
+/// pool is joined into the WAN pool too (at its LAN address and this
+/// agent's WAN port), so a datacenter's servers are all in the WAN pool
+/// once any one of them is, whichever of them `-retry-join-wan` reached.
+pub async fn flood_join(lan: Gossip, wan: Gossip, datacenter: String, wan_port: u16) {
+    let mut members = lan.subscribe();
+    loop {
+        let missing: Vec<std::net::SocketAddr> = {
+            let wan_table = wan.members();
+            lan.members()
+                .values()
+                .filter(|m| {
+                    m.id.server
+                        && m.id.dc == datacenter
+                        && m.status == MemberStatus::Alive
+                        && m.id.name != lan.identity.name
+                })
+                .filter(|m| {
+                    wan_table
+                        .get(&format!("{}.{}", m.id.name, datacenter))
+                        .is_none_or(|w| w.status != MemberStatus::Alive)
+                })
+                .map(|m| std::net::SocketAddr::new(m.id.addr.ip(), wan_port))
+                .collect()
+        };
+        if !missing.is_empty() {
+            if let Err(e) = wan.join(&missing, Duration::from_secs(2)).await {
+                tracing::debug!("wan: flood join: {e}");
+            }
+        }
+        tokio::select! {
+            changed = members.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+        }
+    }
+}
+
+impl Federation {
     /// The RPC addresses of `dc`'s alive servers, in random order.
     fn servers_in(&self, dc: &str) -> Vec<String> {
         let mut addrs: Vec<String> = self
@@ -257,10 +316,10 @@ impl Federation {
             call,
             hops: hops + 1,
         };
+        let rpc = self.client_for(dc);
         let mut last = String::new();
         for addr in servers {
-            match self
-                .rpc
+            match rpc
                 .call_dialing_within::<_, ServerResponse>(&addr, &req, DIAL_TIMEOUT, timeout)
                 .await
             {

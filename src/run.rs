@@ -237,7 +237,7 @@ async fn start_wan_gossip(config: &Config, lan: &Gossip) -> Result<Option<Gossip
     let port = config.ports.serf_wan as u16;
     let identity = MemberId {
         name: format!("{}.{}", config.node_name, config.datacenter),
-        addr: SocketAddr::new(config.advertise(), port),
+        addr: SocketAddr::new(config.advertise_wan(), port),
         ..lan.identity.clone()
     };
     let wan = Gossip::start(GossipConfig {
@@ -486,6 +486,7 @@ impl Running {
         };
         let federation = Arc::new(crate::federation::Federation::new(
             config.datacenter.clone(),
+            config.domain.clone(),
             gossip.clone(),
             wan.clone(),
             core.consensus.clone(),
@@ -586,6 +587,14 @@ impl Running {
                     let _ = failed.send(e).await;
                 }
             }));
+        }
+        if let Some(wan) = &wan {
+            tasks.push(tokio::spawn(crate::federation::flood_join(
+                gossip.clone(),
+                wan.clone(),
+                config.datacenter.clone(),
+                config.ports.serf_wan.max(0) as u16,
+            )));
         }
         if let (Some(wan), false) = (&wan, config.retry_join_wan.is_empty()) {
             let (g, targets) = (wan.clone(), config.retry_join_wan.clone());

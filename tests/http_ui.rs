@@ -277,6 +277,7 @@ fn a_missing_ui_dir_is_a_startup_error() {
             &format!("-dns-port={}", common::free_port()),
             &format!("-server-port={}", common::free_port()),
             &format!("-serf-lan-port={}", common::free_port()),
+            &format!("-serf-wan-port={}", common::free_port()),
             "-client=127.0.0.1",
             "-bind=127.0.0.1",
         ])

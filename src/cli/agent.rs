@@ -92,6 +92,11 @@ pub(crate) fn flag_set() -> FlagSet<AgentArgs> {
                 "The `address` other agents reach this one on.",
                 |a, v| a.source.advertise_addr = Some(v),
             ),
+            Flag::text(
+                "advertise-wan",
+                "The `address` other datacenters' servers reach this one on (WAN gossip and RPC).",
+                |a, v| a.source.advertise_addr_wan = Some(v),
+            ),
             Flag::int(
                 "http-port",
                 "The HTTP API port (8500); -1 disables it.",

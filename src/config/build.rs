@@ -212,6 +212,9 @@ impl Config {
         if let Some(a) = &s.advertise_addr {
             self.advertise_addr = Some(parse_ip("advertise_addr", a)?);
         }
+        if let Some(a) = &s.advertise_addr_wan {
+            self.advertise_addr_wan = Some(parse_ip("advertise_addr_wan", a)?);
+        }
         // The HTTP and DNS listeners share one set of client addresses.
         match (&s.addresses.http, &s.addresses.dns) {
             (Some(a), _) => self.client_addrs = parse_ips("addresses.http", a)?,

@@ -84,6 +84,7 @@ pub struct Source {
     pub client_addr: Option<String>,
     pub bind_addr: Option<String>,
     pub advertise_addr: Option<String>,
+    pub advertise_addr_wan: Option<String>,
     pub addresses: AddressesSource,
     pub ports: PortsSource,
     pub domain: Option<String>,

@@ -68,6 +68,20 @@ impl Dialer {
         Dialer { local, tls }
     }
 
+    /// The same dialer for servers of datacenter `dc`: with
+    /// `verify_server_hostname` their certificates must be valid for
+    /// `server.<dc>.<domain>` rather than this datacenter's name.
+    pub fn for_datacenter(&self, dc: &str, domain: &str) -> Dialer {
+        let mut d = self.clone();
+        if let Some(tls) = d.tls.as_mut().filter(|t| t.server_name.is_some()) {
+            match crate::tls::outgoing::server_name(dc, domain) {
+                Ok(name) => tls.server_name = Some(name),
+                Err(e) => tracing::warn!(datacenter = dc, "no TLS server name for datacenter: {e}"),
+            }
+        }
+        d
+    }
+
     /// The address connections are made from.
     pub fn local(&self) -> Option<IpAddr> {
         self.local

@@ -31,6 +31,7 @@ pub struct Ports {
     pub dns: u16,
     pub server: u16,
     pub serf_lan: u16,
+    pub serf_wan: u16,
 }
 
 impl Ports {
@@ -44,6 +45,7 @@ impl Ports {
             dns: free_port_on(ip),
             server: free_port_on(ip),
             serf_lan: free_port_on(ip),
+            serf_wan: free_port_on(ip),
         }
     }
 }
@@ -116,6 +118,7 @@ impl TestAgent {
             format!("-dns-port={}", self.ports.dns),
             format!("-server-port={}", self.ports.server),
             format!("-serf-lan-port={}", self.ports.serf_lan),
+            format!("-serf-wan-port={}", self.ports.serf_wan),
             format!("-client={}", self.ip),
             format!("-bind={}", self.ip),
         ];
