@@ -199,6 +199,25 @@ fn two_datacenters_forward_to_each_other_and_survive_a_wan_partition() {
         let node = n.dig(&["+short", "c4.node.dc2.consul", "A"]);
         assert_eq!(node.trim(), c2.ip, "node through {}", n.name);
     }
+    // A prepared query of dc2's, created through dc1 and answered over
+    // DNS from dc1's client agent.
+    let def = json!({"Name": "web-there", "Service": {"Service": "web"}, "DNS": {"TTL": "7s"}});
+    let r = s1
+        .request("POST", "/v1/query?dc=dc2", Some(&def.to_string()))
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        s1.get("/v1/query").unwrap().json(),
+        json!([]),
+        "created in dc1"
+    );
+    let srv = c1.dig(&["web-there.query.dc2.consul", "SRV"]);
+    assert!(
+        srv.contains(" 7\tIN\tSRV\t") && srv.contains(" 8080 c4.node.dc2.consul."),
+        "query over DNS:\n{srv}"
+    );
+    let none = c1.dig(&["web-there.query.consul", "SRV"]);
+    assert!(none.contains("NXDOMAIN"), "{none}");
     let nowhere = s1.dig(&["web.service.nowhere.consul", "SRV"]);
     assert!(nowhere.contains("NXDOMAIN"), "{nowhere}");
 

@@ -61,7 +61,11 @@ pub fn answer(
         return None;
     };
     if !answer::local_dc(settings, datacenter) {
-        return Some(Answer::nxdomain(settings, domain));
+        // Executed by the datacenter named (`super::remote`).
+        return Some(Answer {
+            remote: datacenter.map(str::to_string),
+            ..Answer::nxdomain(settings, domain)
+        });
     }
     let executed = match run(catalog, &query_name, authz, asker, &settings.datacenter) {
         Ok(Some(e)) => e,
@@ -117,12 +121,6 @@ fn records(
     if executed.instances.is_empty() {
         return Answer::nxdomain(settings, domain);
     }
-    // The query decided health: the agent's `only_passing` does not apply.
-    let mut local = settings.clone();
-    local.dns.only_passing = false;
-    if let Ok(ttl) = crate::duration::parse(&executed.dns.ttl) {
-        local.dns.service_ttl = BTreeMap::from([("*".to_string(), ttl)]);
-    }
     let mut seen = HashSet::new();
     let nodes = executed
         .instances
@@ -140,8 +138,46 @@ fn records(
         .iter()
         .flat_map(|i| i.checks.iter().cloned())
         .collect();
-    let index = Index::build(&local, 0, nodes, services, checks);
-    let Some(entry) = index.service(&executed.service.to_lowercase()) else {
+    let rows = Rows {
+        service: &executed.service,
+        ttl: &executed.dns.ttl,
+        nodes,
+        services,
+        checks,
+    };
+    rows_answer(settings, q, domain, rows, max_answers)
+}
+
+/// An executed query's instances (in the order execution left them) as
+/// catalog rows, with the query's service and `DNS.TTL`.
+pub(super) struct Rows<'a> {
+    pub service: &'a str,
+    pub ttl: &'a str,
+    pub nodes: Vec<crate::catalog::types::Node>,
+    pub services: Vec<crate::catalog::types::Service>,
+    pub checks: Vec<crate::catalog::types::Check>,
+}
+
+/// The records of a query's instances: the query decided health, so the
+/// agent's `only_passing` does not apply; its TTL is the query's when it
+/// has one.
+pub(super) fn rows_answer(
+    settings: &Settings,
+    q: &Question<'_>,
+    domain: usize,
+    rows: Rows<'_>,
+    max_answers: usize,
+) -> Answer {
+    if rows.services.is_empty() {
+        return Answer::nxdomain(settings, domain);
+    }
+    let mut local = settings.clone();
+    local.dns.only_passing = false;
+    if let Ok(ttl) = crate::duration::parse(rows.ttl) {
+        local.dns.service_ttl = BTreeMap::from([("*".to_string(), ttl)]);
+    }
+    let index = Index::build(&local, 0, rows.nodes, rows.services, rows.checks);
+    let Some(entry) = index.service(&rows.service.to_lowercase()) else {
         return Answer::nxdomain(settings, domain);
     };
     let max_answers = max_answers.max(1);

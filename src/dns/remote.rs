@@ -1,8 +1,9 @@
-//! Names in another datacenter: `<svc>.service.<dc>.<domain>` and
-//! `<node>.node.<dc>.<domain>`. The rows are asked of a server there
-//! through the same forwarding as `?dc=` HTTP requests
-//! (`crate::federation`: `/v1/health/service/<svc>` and
-//! `/v1/catalog/node/<node>`, made with the agent's DNS token, so the
+//! Names in another datacenter: `<svc>.service.<dc>.<domain>`,
+//! `<node>.node.<dc>.<domain>` and `<query>.query.<dc>.<domain>`. The rows
+//! are asked of a server there through the same forwarding as `?dc=` HTTP
+//! requests (`crate::federation`: `/v1/health/service/<svc>`,
+//! `/v1/catalog/node/<node>` and `/v1/query/<query>/execute`, the
+//! datacenter's own query, made with the agent's DNS token, so the
 //! remote datacenter applies its ACLs), and the answer is built from them
 //! here exactly as a local one: this agent's TTLs, `only_passing`, health
 //! filtering, shuffling, truncation and tag matching, with the remote
@@ -61,6 +62,10 @@ impl Remote {
                 format!("/v1/catalog/node/{}", encode(&node)),
                 format!("dc={}", encode(dc)),
             ),
+            Lookup::Query { name, .. } => (
+                format!("/v1/query/{}/execute", encode(&name)),
+                format!("dc={}", encode(dc)),
+            ),
             _ => return Answer::nxdomain(settings, domain),
         };
         let call = AclCall {
@@ -93,10 +98,23 @@ impl Remote {
         let Ok(body) = serde_json::from_slice::<Value>(&reply.body) else {
             return Answer::error(ResponseCode::ServFail);
         };
-        let (nodes, services, checks) = rows(&body);
         let mut there = settings.clone();
         there.datacenter = dc.to_string();
         there.datacenter_lower = dc.to_lowercase();
+        if body["Nodes"].is_array() {
+            // A prepared query, executed there; the instances keep the
+            // order it left them in.
+            let (nodes, services, checks) = rows(&body["Nodes"]);
+            let rows = super::prepared::Rows {
+                service: body["Service"].as_str().unwrap_or_default(),
+                ttl: body["DNS"]["TTL"].as_str().unwrap_or_default(),
+                nodes,
+                services,
+                checks,
+            };
+            return super::prepared::rows_answer(&there, q, domain, rows, max_answers);
+        }
+        let (nodes, services, checks) = rows(&body);
         let index = Index::build(&there, 0, nodes, services, checks);
         // The remote datacenter filtered the rows with the DNS token.
         answer::answer(&there, &index, q, max_answers, &Authorizer::allow_all())
