@@ -200,6 +200,31 @@ impl Federation {
         ranked.into_iter().map(|(_, dc)| dc).collect()
     }
 
+    /// [`Federation::datacenters`] from any agent: a client agent asks a
+    /// server of its datacenter (just this one when none answers).
+    pub async fn datacenters_from_servers(&self) -> Vec<String> {
+        if self.wan.is_some() {
+            return self.datacenters();
+        }
+        let call = AclCall {
+            method: "GET".into(),
+            path: "/v1/catalog/datacenters".into(),
+            query: None,
+            token: None,
+            body: Vec::new(),
+        };
+        match self
+            .consensus
+            .forward_acl(call, Duration::from_secs(5))
+            .await
+        {
+            Ok(r) if r.status == 200 => {
+                serde_json::from_slice(&r.body).unwrap_or_else(|_| vec![self.datacenter.clone()])
+            }
+            _ => vec![self.datacenter.clone()],
+        }
+    }
+
     /// The WAN coordinates of each datacenter's alive servers (names
     /// without `.<dc>`), for `/v1/coordinate/datacenters`.
     pub fn wan_coordinates(&self) -> BTreeMap<String, Vec<(String, Coordinate)>> {
@@ -340,4 +365,89 @@ impl Federation {
             "rpc error: forwarding to datacenter {dc}: {last}"
         )))
     }
+}
+
+/// A query definition for another datacenter to run (Consul's
+/// `PreparedQuery.ExecuteRemote`), as it travels in a forwarded call.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct RemoteExecution {
+    pub query: crate::catalog::prepared_query::PreparedQuery,
+    pub limit: usize,
+}
+
+/// Consul's `queryFailover`: with no instance here, the query runs in the
+/// `NearestN` nearest other datacenters, then in `Datacenters` in their
+/// order (each tried once, this one and unknown ones skipped). Returns the
+/// first answer with instances (`/v1/query/:id/execute`'s JSON, its
+/// `Datacenter` the one that served it, `Failovers` how many were tried);
+/// `None`: no failover configured, or no datacenter had an instance.
+pub async fn failover(
+    federation: &Federation,
+    query: &crate::catalog::prepared_query::PreparedQuery,
+    limit: usize,
+    token: Option<String>,
+    hops: u8,
+) -> Option<serde_json::Value> {
+    let policy = &query.service.failover;
+    if policy.nearest_n <= 0 && policy.datacenters.is_empty() {
+        return None;
+    }
+    let local = federation.local();
+    let known = federation.datacenters_from_servers().await;
+    let mut order: Vec<String> = known
+        .iter()
+        .filter(|dc| dc.as_str() != local)
+        .take(policy.nearest_n.max(0) as usize)
+        .cloned()
+        .collect();
+    for dc in &policy.datacenters {
+        if dc == local || order.contains(dc) {
+            continue;
+        }
+        if !known.contains(dc) {
+            tracing::debug!(datacenter = %dc, query = %query.id, "prepared query failover: skipping an unknown datacenter");
+            continue;
+        }
+        order.push(dc.clone());
+    }
+    let body = serde_json::to_vec(&RemoteExecution {
+        query: query.clone(),
+        limit,
+    })
+    .ok()?;
+    let mut tried = 0u32;
+    for dc in order {
+        tried += 1;
+        let call = AclCall {
+            method: "PUT".into(),
+            path: format!("/v1/query/{}/execute", query.id),
+            // Named, so a client agent's server passes it on.
+            query: Some(format!("dc={dc}")),
+            token: token.clone(),
+            body: body.clone(),
+        };
+        let reply = match federation
+            .forward(&dc, call, hops, Duration::from_secs(10))
+            .await
+        {
+            Ok(r) if r.status == 200 => r,
+            Ok(r) => {
+                tracing::warn!(datacenter = %dc, status = r.status, "prepared query failover: {}", String::from_utf8_lossy(&r.body));
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(datacenter = %dc, "prepared query failover: {e}");
+                continue;
+            }
+        };
+        let Ok(mut answer) = serde_json::from_slice::<serde_json::Value>(&reply.body) else {
+            continue;
+        };
+        if answer["Nodes"].as_array().is_none_or(|n| n.is_empty()) {
+            continue;
+        }
+        answer["Failovers"] = serde_json::json!(tried);
+        return Some(answer);
+    }
+    None
 }

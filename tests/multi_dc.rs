@@ -105,6 +105,16 @@ impl Federation {
             f.servers().iter().map(|n| wan_names(n)).collect::<Vec<_>>(),
             f.dc2.log_text()
         );
+        for c in [&f.c1, &f.c2] {
+            assert!(
+                eventually(Duration::from_secs(30), || c
+                    .get("/v1/catalog/datacenters")
+                    .is_ok_and(|r| r.status == 200)),
+                "client {} found no server; log:\n{}",
+                c.ip,
+                c.log_text()
+            );
+        }
         f
     }
 
@@ -262,6 +272,12 @@ fn two_datacenters_forward_to_each_other_and_survive_a_wan_partition() {
             served_by(n)
         );
     }
+    // Over DNS as well, with dc2 in the names.
+    let srv = c1.dig(&["web-anywhere.query.consul", "SRV"]);
+    assert!(
+        srv.contains(" 8080 c4.node.dc2.consul."),
+        "no DNS failover to dc2:\n{srv}"
+    );
     let r = c1.put("/v1/agent/check/pass/web-ttl", "").unwrap();
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(

@@ -49,6 +49,9 @@ pub struct Answer {
     /// A name in this other datacenter: ask a server there
     /// (`super::remote`), else NXDOMAIN.
     pub remote: Option<String>,
+    /// A prepared query with no instance here and a failover policy: try
+    /// the other datacenters (`super::remote`), else NXDOMAIN.
+    pub failover: Option<Box<crate::catalog::prepared_query::PreparedQuery>>,
 }
 
 impl Answer {
@@ -62,6 +65,7 @@ impl Answer {
             additional_ends: Vec::new(),
             recurse: false,
             remote: None,
+            failover: None,
         }
     }
 

@@ -68,7 +68,18 @@ pub fn answer(
         });
     }
     let executed = match run(catalog, &query_name, authz, asker, &settings.datacenter) {
-        Ok(Some(e)) => e,
+        Ok(Some((e, query))) if e.instances.is_empty() => {
+            let policy = &query.service.failover;
+            if policy.nearest_n > 0 || !policy.datacenters.is_empty() {
+                // Tried in other datacenters (`super::remote`).
+                return Some(Answer {
+                    failover: Some(Box::new(query)),
+                    ..Answer::nxdomain(settings, domain)
+                });
+            }
+            e
+        }
+        Ok(Some((e, _))) => e,
         Ok(None) => return Some(Answer::nxdomain(settings, domain)),
         Err(()) => return Some(Answer::error(ResponseCode::ServFail)),
     };
@@ -82,7 +93,7 @@ fn run(
     authz: &Authorizer,
     asker: &Asker<'_>,
     datacenter: &str,
-) -> Result<Option<Executed>, ()> {
+) -> Result<Option<(Executed, pq::PreparedQuery)>, ()> {
     let reader = catalog.reader().map_err(drop)?;
     let queries = reader.prepared_queries().map_err(drop)?;
     let query = match pq::resolve(&queries, query_name) {
@@ -107,7 +118,7 @@ fn run(
         i.checks
             .retain(|c| !query.service.ignore_check_ids.contains(&c.check_id));
     }
-    Ok(Some(executed))
+    Ok(Some((executed, query)))
 }
 
 /// The records of the executed instances, in their order.

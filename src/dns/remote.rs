@@ -121,6 +121,49 @@ impl Remote {
     }
 }
 
+/// What a question needs from other datacenters.
+pub enum Pending {
+    /// A name in this datacenter.
+    Datacenter(String),
+    /// A prepared query to fail over.
+    Failover(Box<crate::catalog::prepared_query::PreparedQuery>),
+}
+
+impl Remote {
+    /// A prepared query with no instance here, run in the other
+    /// datacenters its failover policy names; the first with instances
+    /// answers, with its datacenter in the names produced.
+    pub async fn failover(
+        &self,
+        settings: &Settings,
+        q: &Question<'_>,
+        query: &crate::catalog::prepared_query::PreparedQuery,
+        max_answers: usize,
+    ) -> Answer {
+        let Zone::Catalog { domain, .. } = name::zone(&q.labels, &settings.domain_labels) else {
+            return Answer::refused();
+        };
+        let Some(body) =
+            crate::federation::failover(&self.federation, query, 0, (self.token)(), 0).await
+        else {
+            return Answer::nxdomain(settings, domain);
+        };
+        let dc = body["Datacenter"].as_str().unwrap_or_default();
+        let mut there = settings.clone();
+        there.datacenter = dc.to_string();
+        there.datacenter_lower = dc.to_lowercase();
+        let (nodes, services, checks) = rows(&body["Nodes"]);
+        let rows = super::prepared::Rows {
+            service: body["Service"].as_str().unwrap_or_default(),
+            ttl: body["DNS"]["TTL"].as_str().unwrap_or_default(),
+            nodes,
+            services,
+            checks,
+        };
+        super::prepared::rows_answer(&there, q, domain, rows, max_answers)
+    }
+}
+
 /// Percent-encodes a path segment or query value.
 fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

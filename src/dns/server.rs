@@ -251,13 +251,14 @@ impl Handler {
         drop(s.index.get(&s.catalog, &s.settings));
     }
 
-    /// A name in datacenter `dc`, answered from a server there and cut to
-    /// this request's transport as any answer is.
+    /// A name in another datacenter, or a prepared query to fail over,
+    /// answered from a server there and cut to this request's transport as
+    /// any answer is.
     async fn respond_remote(
         &self,
         request: &Request,
         edns: Option<&Edns>,
-        dc: &str,
+        pending: super::remote::Pending,
         remote: &super::remote::Remote,
     ) -> (Answer, bool) {
         let s = &*self.state;
@@ -283,9 +284,15 @@ impl Handler {
             labels,
             qtype,
         };
-        let mut answer = remote
-            .answer(&s.settings, &question, dc, budget.answers_worth_building())
-            .await;
+        let max = budget.answers_worth_building();
+        let mut answer = match pending {
+            super::remote::Pending::Datacenter(dc) => {
+                remote.answer(&s.settings, &question, &dc, max).await
+            }
+            super::remote::Pending::Failover(query) => {
+                remote.failover(&s.settings, &question, &query, max).await
+            }
+        };
         let trimmed = truncate::fit(&mut answer, owner, truncate::opt_len(edns), &budget);
         (answer, trimmed)
     }
@@ -414,9 +421,14 @@ impl RequestHandler for Handler {
         let state = &*self.state;
         let edns = response_edns(request);
         let (mut answer, mut trimmed, qtype) = self.respond(request, edns.as_ref());
-        if let (Some(dc), Some(remote)) = (answer.remote.take(), &state.remote) {
+        let pending = match (answer.remote.take(), answer.failover.take()) {
+            (Some(dc), _) => Some(super::remote::Pending::Datacenter(dc)),
+            (None, Some(query)) => Some(super::remote::Pending::Failover(query)),
+            (None, None) => None,
+        };
+        if let (Some(pending), Some(remote)) = (pending, &state.remote) {
             (answer, trimmed) = self
-                .respond_remote(request, edns.as_ref(), &dc, remote)
+                .respond_remote(request, edns.as_ref(), pending, remote)
                 .await;
         }
         let mut truncated = trimmed && state.settings.dns.enable_truncate;

@@ -317,96 +317,28 @@ async fn execute(ctx: Ctx, id: String) -> ApiResult {
     Ok(resp)
 }
 
-/// A query definition for another datacenter to run (Consul's
-/// `PreparedQuery.ExecuteRemote`), as it travels in a forwarded call.
-#[derive(Debug, Serialize, serde::Deserialize)]
-struct RemoteExecution {
-    query: PreparedQuery,
-    limit: usize,
-}
-
-/// Consul's `queryFailover`: with no instance here, the query runs in the
-/// `NearestN` nearest other datacenters, then in `Datacenters` in their
-/// order (each tried once, this one and unknown ones skipped), and the
-/// first answer with instances is the answer, its `Datacenter` the one
-/// that served it and `Failovers` how many were tried. `None`: no
-/// failover configured, or no datacenter had an instance.
+/// Consul's `queryFailover` (`crate::federation::failover`), as the
+/// HTTP answer: the remote datacenter's, with `Failovers` set.
 async fn failover(
     ctx: &Ctx,
     query: &PreparedQuery,
     limit: usize,
 ) -> Option<axum::response::Response> {
-    let policy = &query.service.failover;
-    if policy.nearest_n <= 0 && policy.datacenters.is_empty() {
-        return None;
-    }
-    let local = ctx.config.datacenter.as_str();
-    let known = ctx.federation.datacenters();
-    let mut order: Vec<String> = known
-        .iter()
-        .filter(|dc| dc.as_str() != local)
-        .take(policy.nearest_n.max(0) as usize)
-        .cloned()
-        .collect();
-    for dc in &policy.datacenters {
-        if dc == local || order.contains(dc) {
-            continue;
-        }
-        if !known.contains(dc) {
-            tracing::debug!(datacenter = %dc, query = %query.id, "prepared query failover: skipping an unknown datacenter");
-            continue;
-        }
-        order.push(dc.clone());
-    }
-    let body = serde_json::to_vec(&RemoteExecution {
-        query: query.clone(),
-        limit,
-    })
-    .ok()?;
     let token = ctx
         .token()
         .map(str::to_string)
         .or_else(|| ctx.acl.tokens().default_token());
-    let mut tried = 0u32;
-    for dc in order {
-        tried += 1;
-        let call = crate::consensus::api::AclCall {
-            method: "PUT".into(),
-            path: format!("/v1/query/{}/execute", query.id),
-            query: None,
-            token: token.clone(),
-            body: body.clone(),
-        };
-        let timeout = std::time::Duration::from_secs(10);
-        let reply = match ctx.federation.forward(&dc, call, ctx.hops, timeout).await {
-            Ok(r) if r.status == 200 => r,
-            Ok(r) => {
-                tracing::warn!(datacenter = %dc, status = r.status, "prepared query failover: {}", String::from_utf8_lossy(&r.body));
-                continue;
-            }
-            Err(e) => {
-                tracing::warn!(datacenter = %dc, "prepared query failover: {e}");
-                continue;
-            }
-        };
-        let Ok(mut answer) = serde_json::from_slice::<serde_json::Value>(&reply.body) else {
-            continue;
-        };
-        if answer["Nodes"].as_array().is_none_or(|n| n.is_empty()) {
-            continue;
-        }
-        answer["Failovers"] = serde_json::json!(tried);
-        let mut resp = ctx.json(&answer);
-        set_meta(&mut resp, ctx, 0, crate::http::wire::Consistency::Leader);
-        return Some(resp);
-    }
-    None
+    let answer =
+        crate::federation::failover(&ctx.federation, query, limit, token, ctx.hops).await?;
+    let mut resp = ctx.json(&answer);
+    set_meta(&mut resp, ctx, 0, crate::http::wire::Consistency::Leader);
+    Some(resp)
 }
 
 /// Another datacenter's failover: runs the definition it sent against
 /// this datacenter's catalog. Only ever reached through a forwarded call.
 async fn execute_remote(ctx: Ctx) -> ApiResult {
-    let remote: RemoteExecution = serde_json::from_slice(&ctx.body)
+    let remote: crate::federation::RemoteExecution = serde_json::from_slice(&ctx.body)
         .map_err(|e| ApiError::bad(format!("Invalid remote query: {e}")))?;
     let query = remote.query;
     let caller = ctx.authorizer().await?;
