@@ -39,13 +39,24 @@ impl Ports {
         Ports::free_on("127.0.0.1")
     }
 
+    /// Five distinct ports: each is held until all are chosen, so the
+    /// kernel cannot hand the same one out twice.
     pub fn free_on(ip: &str) -> Ports {
+        let mut held = Vec::new();
+        while held.len() < 5 {
+            let tcp = TcpListener::bind((ip, 0)).expect("bind");
+            let port = tcp.local_addr().unwrap().port();
+            if let Ok(udp) = UdpSocket::bind((ip, port)) {
+                held.push((port, tcp, udp));
+            }
+        }
+        let p: Vec<u16> = held.iter().map(|h| h.0).collect();
         Ports {
-            http: free_port_on(ip),
-            dns: free_port_on(ip),
-            server: free_port_on(ip),
-            serf_lan: free_port_on(ip),
-            serf_wan: free_port_on(ip),
+            http: p[0],
+            dns: p[1],
+            server: p[2],
+            serf_lan: p[3],
+            serf_wan: p[4],
         }
     }
 }
