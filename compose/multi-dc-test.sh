@@ -111,5 +111,6 @@ for s in d2s1 d2s2 d2s3; do
 done
 healed() { [ "$(get "$D1C:8500" '/v1/kv/during?dc=dc2&raw')" = dc2 ]; }
 wait_until 90 healed || fail "the WAN did not heal"
-[ "$(get "$D2C:8500" '/v1/kv/during?dc=dc1&raw')" = dc1 ] || fail "dc2 -> dc1 after healing"
+healed_back() { [ "$(get "$D2C:8500" '/v1/kv/during?dc=dc1&raw')" = dc1 ]; }
+wait_until 90 healed_back || fail "dc2 -> dc1 after healing"
 echo "multi-datacenter compose test passed"
