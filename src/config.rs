@@ -375,6 +375,13 @@ fn default_node_name() -> String {
 }
 
 impl Config {
+    /// With ACLs on in a secondary datacenter, the primary datacenter,
+    /// whose policies, roles and global tokens are replicated here.
+    pub fn acl_primary(&self) -> Option<&str> {
+        let p = self.primary_datacenter.as_str();
+        (self.acl.enabled && !p.is_empty() && p != self.datacenter).then_some(p)
+    }
+
     /// Consul's `-dev`: a bootstrapped single server with the UI on.
     pub fn apply_dev(&mut self) {
         self.dev = true;

@@ -476,6 +476,7 @@ impl Running {
         } else if let Some(server) = &core.server {
             let acl = crate::acl::Resolver::server(
                 config.acl.clone(),
+                config.datacenter.clone(),
                 core.catalog.clone(),
                 tokens.clone(),
             );
@@ -484,6 +485,7 @@ impl Running {
         } else {
             crate::acl::Resolver::client(config.acl.clone(), core.consensus.clone(), tokens.clone())
         };
+        let acl_replication = Arc::new(crate::acl::replication::Status::default());
         let federation = Arc::new(crate::federation::Federation::new(
             config.datacenter.clone(),
             config.domain.clone(),
@@ -525,7 +527,8 @@ impl Running {
                 metrics,
                 acl: acl.clone(),
                 events,
-                federation,
+                federation: federation.clone(),
+                acl_replication: acl_replication.clone(),
             },
             tls.https.clone(),
         )
@@ -567,9 +570,21 @@ impl Running {
             if config.acl.enabled {
                 tasks.push(tokio::spawn(crate::acl::leader::leader_loop(
                     config.acl.clone(),
+                    config.acl_primary().is_none(),
                     core.consensus.clone(),
                     core.catalog.clone(),
                 )));
+                if let Some(primary) = config.acl_primary() {
+                    let replicator = crate::acl::replication::Replicator {
+                        primary: primary.to_string(),
+                        consensus: core.consensus.clone(),
+                        catalog: core.catalog.clone(),
+                        federation: federation.clone(),
+                        tokens: tokens.clone(),
+                        status: acl_replication.clone(),
+                    };
+                    tasks.push(tokio::spawn(replicator.run()));
+                }
             }
         } else if config.acl.enabled {
             tasks.push(tokio::spawn(acl.clone().refresh_dns()));

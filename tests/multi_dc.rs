@@ -414,3 +414,265 @@ fn two_datacenters_forward_to_each_other_and_survive_a_wan_partition() {
     // dc1 still answers for itself.
     assert_eq!(s1.get("/v1/kv/local?raw").unwrap().body, "dc1");
 }
+
+const ACL_DC1: u8 = 200;
+const ACL_DC2: u8 = 201;
+const ROOT: &str = "5e1c6a4f-6c1e-4f3a-9d6b-1a2b3c4d5e6f";
+
+/// ACLs in two datacenters with dc1 the primary: dc2 gets dc1's policies,
+/// roles and global tokens by replication, sends its writes of them to
+/// dc1, keeps its local tokens to itself, refuses to bootstrap, and goes
+/// on authorizing with what it replicated while the WAN is cut.
+#[test]
+fn acl_policies_and_global_tokens_come_from_the_primary_datacenter() {
+    use common::acl::{acl_conf, add_config, call, ok, req, token_with, wait_acl_ready};
+
+    let seed = format!("127.0.{ACL_DC1}.1");
+    let conf = |_dc: &str, tokens: Value| {
+        let mut c = acl_conf("deny", tokens);
+        c["primary_datacenter"] = json!("dc1");
+        c
+    };
+    let mut p = server(ACL_DC1, 1, 1, "dc1", &seed);
+    add_config(
+        &mut p,
+        "acl.json",
+        &conf("dc1", json!({"initial_management": ROOT})),
+    );
+    let mut s = server(ACL_DC2, 1, 1, "dc2", &seed);
+    add_config(
+        &mut s,
+        "acl.json",
+        &conf("dc2", json!({"replication": ROOT, "agent": ROOT})),
+    );
+    let mut c = client(ACL_DC2, 4, "dc2");
+    add_config(&mut c, "acl.json", &conf("dc2", json!({"agent": ROOT})));
+    p.spawn();
+    s.spawn();
+    c.spawn();
+    assert!(wait_leader(&[&p], Duration::from_secs(30)).is_some());
+    assert!(wait_leader(&[&s], Duration::from_secs(30)).is_some());
+    wait_acl_ready(&p);
+
+    // The primary's builtins and its initial management token arrive.
+    assert!(
+        eventually(Duration::from_secs(30), || call(
+            &s,
+            "GET",
+            "/v1/acl/token/self",
+            None,
+            Some(ROOT)
+        )
+        .is_some_and(|r| r.status == 200)),
+        "the management token never reached dc2; log:\n{}",
+        s.log_text()
+    );
+    wait_acl_ready(&s);
+    let status = ok(&s, "GET", "/v1/acl/replication", None, None);
+    assert_eq!(status["Enabled"], true, "{status}");
+    assert_eq!(status["Running"], true, "{status}");
+    assert_eq!(status["SourceDatacenter"], "dc1", "{status}");
+    assert_eq!(status["ReplicationType"], "tokens", "{status}");
+    assert!(status["ReplicatedIndex"].as_u64() > Some(0), "{status}");
+    assert_ne!(status["LastSuccess"], "0001-01-01T00:00:00Z", "{status}");
+    let primary = ok(&p, "GET", "/v1/acl/replication", None, None);
+    assert_eq!(primary["Enabled"], false, "{primary}");
+    assert_eq!(primary["SourceDatacenter"], "", "{primary}");
+
+    // A token made in dc1 works in dc2, with the rules of dc1's policy.
+    let (_, app) = token_with(&p, ROOT, "app", r#"key_prefix "app/" { policy = "write" }"#);
+    assert!(
+        eventually(Duration::from_secs(10), || call(
+            &s,
+            "PUT",
+            "/v1/kv/app/x",
+            Some("1"),
+            Some(&app)
+        )
+        .is_some_and(|r| r.status == 200)),
+        "dc1's token did not authorize in dc2"
+    );
+    assert_eq!(
+        req(&s, "PUT", "/v1/kv/other", Some("1"), Some(&app)).status,
+        403
+    );
+    // KV stays per datacenter.
+    assert_eq!(req(&p, "GET", "/v1/kv/app/x", None, Some(ROOT)).status, 404);
+
+    // A policy limited to dc1 grants nothing in dc2, though its token is there.
+    let scoped = json!({"Name": "scoped", "Datacenters": ["dc1"],
+        "Rules": r#"key_prefix "scoped/" { policy = "write" }"#});
+    ok(
+        &p,
+        "PUT",
+        "/v1/acl/policy",
+        Some(&scoped.to_string()),
+        Some(ROOT),
+    );
+    let t = ok(
+        &p,
+        "PUT",
+        "/v1/acl/token",
+        Some(&json!({"Policies": [{"Name": "scoped"}]}).to_string()),
+        Some(ROOT),
+    );
+    let scoped_secret = t["SecretID"].as_str().expect("SecretID").to_string();
+    assert_eq!(
+        req(
+            &p,
+            "PUT",
+            "/v1/kv/scoped/a",
+            Some("1"),
+            Some(&scoped_secret)
+        )
+        .status,
+        200
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || call(
+            &s,
+            "GET",
+            "/v1/acl/token/self",
+            None,
+            Some(&scoped_secret)
+        )
+        .is_some_and(|r| r.status == 200)),
+        "the scoped token did not reach dc2"
+    );
+    let r = req(
+        &s,
+        "PUT",
+        "/v1/kv/scoped/a",
+        Some("1"),
+        Some(&scoped_secret),
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+
+    // A policy written through dc2's client agent is made in dc1.
+    let body = json!({"Name": "from-dc2", "Rules": r#"node_prefix "" { policy = "read" }"#});
+    let made = ok(
+        &c,
+        "PUT",
+        "/v1/acl/policy",
+        Some(&body.to_string()),
+        Some(ROOT),
+    );
+    let id = made["ID"].as_str().expect("ID").to_string();
+    let there = ok(&p, "GET", &format!("/v1/acl/policy/{id}"), None, Some(ROOT));
+    assert_eq!(there["Name"], "from-dc2");
+    assert!(
+        eventually(Duration::from_secs(10), || call(
+            &s,
+            "GET",
+            &format!("/v1/acl/policy/{id}"),
+            None,
+            Some(ROOT)
+        )
+        .is_some_and(|r| r.status == 200)),
+        "the policy made in dc1 for dc2 did not come back"
+    );
+    // A global token updated in dc2 is updated in dc1.
+    let t = ok(
+        &s,
+        "PUT",
+        "/v1/acl/token",
+        Some(&json!({"Description": "global", "Policies": [{"ID": id}]}).to_string()),
+        Some(ROOT),
+    );
+    let accessor = t["AccessorID"].as_str().expect("AccessorID").to_string();
+    assert_eq!(t["Local"], false);
+    ok(
+        &p,
+        "GET",
+        &format!("/v1/acl/token/{accessor}"),
+        None,
+        Some(ROOT),
+    );
+
+    // A local token stays in dc2.
+    let local = ok(
+        &s,
+        "PUT",
+        "/v1/acl/token",
+        Some(&json!({"Description": "local", "Local": true, "Policies": [{"ID": id}]}).to_string()),
+        Some(ROOT),
+    );
+    let local_id = local["AccessorID"]
+        .as_str()
+        .expect("AccessorID")
+        .to_string();
+    assert_eq!(local["Local"], true);
+    assert_eq!(
+        req(
+            &p,
+            "GET",
+            &format!("/v1/acl/token/{local_id}"),
+            None,
+            Some(ROOT)
+        )
+        .status,
+        403,
+        "a local token of dc2 is not in dc1"
+    );
+
+    // Deleting the policy in dc1 deletes it in dc2; the local token, which
+    // still names it, is left alone by replication.
+    ok(
+        &p,
+        "DELETE",
+        &format!("/v1/acl/policy/{id}"),
+        None,
+        Some(ROOT),
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || call(
+            &s,
+            "GET",
+            &format!("/v1/acl/policy/{id}"),
+            None,
+            Some(ROOT)
+        )
+        .is_some_and(|r| r.status == 404)),
+        "the deleted policy stayed in dc2"
+    );
+    ok(
+        &s,
+        "GET",
+        &format!("/v1/acl/token/{local_id}"),
+        None,
+        Some(ROOT),
+    );
+
+    // Only the primary bootstraps.
+    let r = req(&s, "PUT", "/v1/acl/bootstrap", None, None);
+    assert_eq!((r.status, r.body.trim()), (401, "ACL support disabled"));
+
+    // The internal state read is only for other datacenters' servers.
+    assert_eq!(
+        req(&p, "GET", "/v1/internal/acl/state", None, Some(ROOT)).status,
+        404
+    );
+
+    // Cut off from dc1, dc2 still authorizes with what it replicated, and
+    // global writes get Consul's error for an unreachable datacenter
+    // within a bounded time.
+    let _cut = Partition::cut(&[(p.ip.as_str(), s.ip.as_str())]);
+    assert_eq!(
+        req(&s, "PUT", "/v1/kv/app/y", Some("2"), Some(&app)).status,
+        200
+    );
+    let started = Instant::now();
+    let r = req(
+        &s,
+        "PUT",
+        "/v1/acl/policy",
+        Some(&json!({"Name": "cut"}).to_string()),
+        Some(ROOT),
+    );
+    assert_eq!(r.status, 500, "{}", r.body);
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "{:?}",
+        started.elapsed()
+    );
+}

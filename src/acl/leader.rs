@@ -1,7 +1,9 @@
 //! What the leader does for ACLs [agent/consul/leader.go]: on
 //! establishment it creates the anonymous token, the `global-management`
 //! policy and the configured initial management token if they are
-//! missing; while leading it reaps expired tokens.
+//! missing; while leading it reaps expired tokens. In a secondary
+//! datacenter the builtins come from the primary by replication
+//! (`super::replication`), so only the reaping is done.
 
 use super::resolver::now_nanos;
 use super::types::{
@@ -25,7 +27,12 @@ const TICK: Duration = Duration::from_millis(250);
 const FAST_TICK: Duration = Duration::from_millis(20);
 const FAST_FOR: Duration = Duration::from_secs(2);
 
-pub async fn leader_loop(acl: AclConfig, consensus: Consensus, catalog: Arc<Catalog>) {
+pub async fn leader_loop(
+    acl: AclConfig,
+    primary: bool,
+    consensus: Consensus,
+    catalog: Arc<Catalog>,
+) {
     let mut last_reap = tokio::time::Instant::now();
     let mut leader = consensus.leader_watch();
     let mut fast_until = tokio::time::Instant::now() + FAST_FOR;
@@ -45,7 +52,7 @@ pub async fn leader_loop(acl: AclConfig, consensus: Consensus, catalog: Arc<Cata
         if !consensus.is_leader() {
             continue;
         }
-        if let Some(op) = establishment(&acl, &catalog) {
+        if let Some(op) = establishment(&acl, &catalog).filter(|_| primary) {
             match consensus.write(Command::Acl(op)).await {
                 Ok(_) => {
                     tracing::info!("acl: created the builtin ACL objects");

@@ -5,6 +5,7 @@
 mod authorizer;
 pub mod command;
 pub mod leader;
+pub mod replication;
 pub mod resolver;
 pub mod rules;
 pub mod tokens;

@@ -48,6 +48,9 @@ pub struct Resolver {
 
 struct Inner {
     config: Option<AclConfig>,
+    /// This agent's datacenter: policies and identities scoped to others
+    /// grant nothing here.
+    datacenter: String,
     /// The agent's own tokens (`default`, `dns`, `agent`), as they are now.
     tokens: Arc<AgentTokens>,
     catalog: Option<Arc<Catalog>>,
@@ -98,6 +101,7 @@ impl Resolver {
         Resolver {
             inner: Arc::new(Inner {
                 config: None,
+                datacenter: String::new(),
                 tokens: Arc::new(AgentTokens::from_config(&Default::default())),
                 catalog: None,
                 remote: None,
@@ -107,10 +111,16 @@ impl Resolver {
     }
 
     /// A server: tokens come from the local catalog replica.
-    pub fn server(config: AclConfig, catalog: Arc<Catalog>, tokens: Arc<AgentTokens>) -> Resolver {
+    pub fn server(
+        config: AclConfig,
+        datacenter: String,
+        catalog: Arc<Catalog>,
+        tokens: Arc<AgentTokens>,
+    ) -> Resolver {
         Resolver {
             inner: Arc::new(Inner {
                 config: Some(config),
+                datacenter,
                 tokens,
                 catalog: Some(catalog),
                 remote: None,
@@ -124,6 +134,7 @@ impl Resolver {
         Resolver {
             inner: Arc::new(Inner {
                 config: Some(config),
+                datacenter: String::new(),
                 tokens,
                 catalog: None,
                 remote: Some(consensus),
@@ -134,6 +145,11 @@ impl Resolver {
 
     pub fn enabled(&self) -> bool {
         self.inner.config.is_some()
+    }
+
+    /// The datacenter tokens are resolved for (servers; empty on others).
+    pub fn datacenter(&self) -> &str {
+        &self.inner.datacenter
     }
 
     pub fn default_allow(&self) -> bool {
@@ -212,7 +228,8 @@ impl Resolver {
             .reader()
             .map_err(|e| ResolveError::Unavailable(e.to_string()))
             .and_then(|r| {
-                identity_of(&r, secret, now).map_err(|e| ResolveError::Unavailable(e.to_string()))
+                identity_of(&r, secret, now, &self.inner.datacenter)
+                    .map_err(|e| ResolveError::Unavailable(e.to_string()))
             })?;
         let entry = match identity {
             Some(id) => Entry {
@@ -353,10 +370,13 @@ impl Resolver {
 
 /// The compiled inputs of the token with `secret`, or None when there is
 /// no such token or it expired.
+/// Policies and identities scoped to other datacenters than `datacenter`
+/// grant nothing here, as in Consul.
 pub fn identity_of(
     r: &Reader<'_>,
     secret: &str,
     now: i64,
+    datacenter: &str,
 ) -> Result<Option<Identity>, heed::Error> {
     let Some(token) = r.acl_token_by_secret(secret)? else {
         // Before the leader has created the anonymous token (just after
@@ -376,10 +396,10 @@ pub fn identity_of(
     if token.expired_at(now) {
         return Ok(None);
     }
-    Ok(Some(compile_inputs(r, &token)?))
+    Ok(Some(compile_inputs(r, &token, datacenter)?))
 }
 
-fn compile_inputs(r: &Reader<'_>, token: &Token) -> Result<Identity, heed::Error> {
+fn compile_inputs(r: &Reader<'_>, token: &Token, dc: &str) -> Result<Identity, heed::Error> {
     let mut out = Identity {
         accessor: token.accessor_id.clone(),
         management: false,
@@ -387,11 +407,11 @@ fn compile_inputs(r: &Reader<'_>, token: &Token) -> Result<Identity, heed::Error
         expires: token.expiration_time,
     };
     let mut policy_ids: Vec<String> = token.policies.iter().map(|l| l.id.clone()).collect();
-    add_identities(&mut out.rules, &token.identities);
+    add_identities(&mut out.rules, &token.identities, dc);
     for link in &token.roles {
         if let Some(role) = r.acl_role(&link.id)? {
             policy_ids.extend(role.policies.iter().map(|l| l.id.clone()));
-            add_identities(&mut out.rules, &role.identities);
+            add_identities(&mut out.rules, &role.identities, dc);
         }
     }
     for id in policy_ids {
@@ -399,7 +419,7 @@ fn compile_inputs(r: &Reader<'_>, token: &Token) -> Result<Identity, heed::Error
             out.management = true;
             continue;
         }
-        if let Some(p) = r.acl_policy(&id)? {
+        if let Some(p) = r.acl_policy(&id)?.filter(|p| in_scope(&p.datacenters, dc)) {
             // Stored rules were validated when written.
             if let Ok(parsed) = rules::parse(&p.rules) {
                 out.rules.push(parsed);
@@ -409,11 +429,18 @@ fn compile_inputs(r: &Reader<'_>, token: &Token) -> Result<Identity, heed::Error
     Ok(out)
 }
 
+/// Whether something limited to `datacenters` (none: all) applies in `dc`.
+fn in_scope(datacenters: &[String], dc: &str) -> bool {
+    datacenters.is_empty() || datacenters.iter().any(|d| d == dc)
+}
+
 /// Consul's synthetic policies for identities [agent/structs/acl.go]:
 /// a service identity writes its service and sidecar and reads every
 /// service and node; a node identity writes its node and reads every
 /// service. Templated `builtin/service` and `builtin/node` are the same.
-pub fn add_identities(out: &mut Vec<Rules>, ids: &Identities) {
+/// An identity limited to other datacenters than `dc` adds nothing (a
+/// node identity names its one datacenter).
+pub fn add_identities(out: &mut Vec<Rules>, ids: &Identities, dc: &str) {
     let service = |out: &mut Vec<Rules>, name: &str| {
         let mut r = Rules::default();
         r.add(Resource::Service, name, false, Level::Write);
@@ -433,13 +460,17 @@ pub fn add_identities(out: &mut Vec<Rules>, ids: &Identities) {
         r.add(Resource::Service, "", true, Level::Read);
         out.push(r);
     };
-    for s in &ids.service {
+    for s in ids.service.iter().filter(|s| in_scope(&s.datacenters, dc)) {
         service(out, &s.service_name);
     }
-    for n in &ids.node {
+    for n in ids.node.iter().filter(|n| n.datacenter == dc) {
         node(out, &n.node_name);
     }
-    for t in &ids.templated {
+    for t in ids
+        .templated
+        .iter()
+        .filter(|t| in_scope(&t.datacenters, dc))
+    {
         let name = t.name.as_deref().unwrap_or("");
         match t.template_name.as_str() {
             "builtin/service" => service(out, name),

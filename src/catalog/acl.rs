@@ -53,6 +53,33 @@ pub enum AclOp {
     ReapExpired {
         now: i64,
     },
+    /// A secondary datacenter's replication round: the primary's policies,
+    /// roles and global tokens that differ from this replica's, stored as
+    /// the primary has them (indexes are this datacenter's), and the IDs
+    /// the primary no longer has. Local tokens are never touched.
+    Replicate(Box<Replication>),
+}
+
+/// What one replication round changes (see [`AclOp::Replicate`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Replication {
+    pub policies: Vec<Policy>,
+    pub roles: Vec<Role>,
+    pub tokens: Vec<Token>,
+    pub deleted_policies: Vec<String>,
+    pub deleted_roles: Vec<String>,
+    pub deleted_tokens: Vec<String>,
+}
+
+impl Replication {
+    pub fn is_empty(&self) -> bool {
+        self.policies.is_empty()
+            && self.roles.is_empty()
+            && self.tokens.is_empty()
+            && self.deleted_policies.is_empty()
+            && self.deleted_roles.is_empty()
+            && self.deleted_tokens.is_empty()
+    }
 }
 
 pub fn bootstrap_index(
@@ -234,10 +261,93 @@ pub(super) fn apply_acl(
             }
             Response::Bool(true)
         }
+        AclOp::Replicate(rep) => {
+            replicate(tables, txn, index, rep)?;
+            Response::Bool(true)
+        }
     };
     tables.set_table_index(txn, Table::Acl, index)?;
     touched.acl = true;
     Ok(Ok(out))
+}
+
+/// Applies a replication round. The primary is the authority: an object
+/// here that shares a name (policies, roles) or a secret (tokens) with one
+/// it sends under another ID gives way.
+fn replicate(
+    tables: &Tables,
+    txn: &mut RwTxn,
+    index: u64,
+    rep: &Replication,
+) -> Result<(), heed::Error> {
+    for id in &rep.deleted_policies {
+        tables.acl_policies.delete(txn, &id_key(id))?;
+    }
+    for id in &rep.deleted_roles {
+        tables.acl_roles.delete(txn, &id_key(id))?;
+    }
+    for accessor in &rep.deleted_tokens {
+        let key = id_key(accessor);
+        if let Some(old) = tables.acl_tokens.get(txn, &key)? {
+            if !old.local {
+                tables.acl_tokens.delete(txn, &key)?;
+                tables.acl_secrets.delete(txn, &old.secret_id)?;
+            }
+        }
+    }
+    for p in &rep.policies {
+        let key = id_key(&p.id);
+        let mut clash = Vec::new();
+        for item in tables.acl_policies.iter(txn)? {
+            let (k, old) = item?;
+            if k != key && old.name == p.name {
+                clash.push(k.to_string());
+            }
+        }
+        for k in clash {
+            tables.acl_policies.delete(txn, &k)?;
+        }
+        let create_index = tables.acl_policies.get(txn, &key)?.map(|o| o.create_index);
+        put_policy(tables, txn, index, p.clone(), create_index)?;
+    }
+    for r in &rep.roles {
+        let key = id_key(&r.id);
+        let mut clash = Vec::new();
+        for item in tables.acl_roles.iter(txn)? {
+            let (k, old) = item?;
+            if k != key && old.name == r.name {
+                clash.push(k.to_string());
+            }
+        }
+        for k in clash {
+            tables.acl_roles.delete(txn, &k)?;
+        }
+        let mut next = r.clone();
+        next.create_index = tables
+            .acl_roles
+            .get(txn, &key)?
+            .map_or(index, |o| o.create_index);
+        next.modify_index = index;
+        next.rehash();
+        tables.acl_roles.put(txn, &key, &next)?;
+    }
+    for t in &rep.tokens {
+        let key = id_key(&t.accessor_id);
+        let old = tables.acl_tokens.get(txn, &key)?;
+        if let Some(old) = &old {
+            tables.acl_secrets.delete(txn, &old.secret_id)?;
+        }
+        if let Some(other) = tables.acl_secrets.get(txn, &t.secret_id)? {
+            let other = other.to_string();
+            if other != key {
+                tables.acl_tokens.delete(txn, &other)?;
+            }
+        }
+        let mut next = t.clone();
+        next.local = false;
+        put_token(tables, txn, index, next, old.map(|o| o.create_index))?;
+    }
+    Ok(())
 }
 
 /// A new token's IDs must be unused in both ID spaces.

@@ -98,6 +98,15 @@ impl Config {
         self.apply_agent(s)?;
         self.apply_limits(s)?;
         self.apply_acl(&s.acl)?;
+        if let Some(dc) = &s.acl_datacenter {
+            self.warnings.push(
+                "The 'acl_datacenter' field is deprecated. Use the 'primary_datacenter' field instead."
+                    .into(),
+            );
+            if s.primary_datacenter.is_none() {
+                self.primary_datacenter = dc.to_ascii_lowercase();
+            }
+        }
         if let Some(dc) = &s.primary_datacenter {
             self.primary_datacenter = dc.to_ascii_lowercase();
         }

@@ -149,6 +149,8 @@ pub struct Source {
     pub checks: Vec<serde_json::Value>,
     pub acl: AclSource,
     pub primary_datacenter: Option<String>,
+    /// Consul's pre-1.4 name for `primary_datacenter`.
+    pub acl_datacenter: Option<String>,
     pub tls: super::tls::TlsConfig,
     /// Consul's pre-1.12 top-level TLS keys, mapped into `tls` with a
     /// deprecation warning (`config/tls.rs`).

@@ -48,6 +48,29 @@ async fn require(ctx: &Ctx, access: Access) -> Result<Authorizer, ApiError> {
     Ok(authz)
 }
 
+/// In a secondary datacenter: policies, roles and global tokens are the
+/// primary datacenter's, written there and replicated here
+/// (`crate::acl::replication`), so a write of one is sent to the primary
+/// as Consul's servers send the RPC. The answer is the primary's.
+async fn in_primary(ctx: &Ctx) -> Option<ApiResult> {
+    let primary = ctx.config.acl_primary()?;
+    Some(super::datacenter::forward_to(ctx, primary).await)
+}
+
+/// Whether the token `accessor` names is a local token of this datacenter
+/// (or, in the primary, any token): its writes are made here.
+fn written_here(ctx: &Ctx, accessor: &str) -> Result<bool, ApiError> {
+    if ctx.config.acl_primary().is_none() {
+        return Ok(true);
+    }
+    let r = ctx.catalog.reader().map_err(store)?;
+    let t = match r.acl_token(accessor).map_err(store)? {
+        Some(t) => Some(t),
+        None => r.acl_token_by_secret(accessor).map_err(store)?,
+    };
+    Ok(t.is_some_and(|t| t.local))
+}
+
 fn store(e: heed::Error) -> ApiError {
     ApiError::Internal(format!("state store: {e}"))
 }
@@ -590,7 +613,9 @@ struct BootstrapIn {
 
 /// `PUT /v1/acl/bootstrap`: the first management token, once.
 pub async fn bootstrap(ctx: Ctx) -> ApiResult {
-    if !ctx.acl.enabled() {
+    // A secondary datacenter's ACLs come from the primary, which is the
+    // only one that bootstraps (Consul answers `ACL support disabled`).
+    if !ctx.acl.enabled() || ctx.config.acl_primary().is_some() {
         return Err(disabled());
     }
     let body: BootstrapIn = decode_as(&ctx.body, "Bootstrap")?;
@@ -639,6 +664,11 @@ pub async fn bootstrap(ctx: Ctx) -> ApiResult {
 pub async fn token_create(ctx: Ctx) -> ApiResult {
     require(&ctx, Access::Write).await?;
     let body: TokenIn = decode_as(&ctx.body, "Token")?;
+    if !body.local {
+        if let Some(reply) = in_primary(&ctx).await {
+            return reply;
+        }
+    }
     token_write(&ctx, body, None).await
 }
 
@@ -669,6 +699,11 @@ pub async fn token_item(ctx: Ctx) -> ApiResult {
                 return Err(ApiError::bad(
                     "Token Accessor ID in URL and payload do not match",
                 ));
+            }
+            if !written_here(&ctx, &rest)? && !body.local {
+                if let Some(reply) = in_primary(&ctx).await {
+                    return reply;
+                }
             }
             token_write(&ctx, body, Some(rest)).await
         }
@@ -837,6 +872,11 @@ struct CloneIn {
 
 async fn token_clone(ctx: &Ctx, accessor: &str) -> ApiResult {
     require(ctx, Access::Write).await?;
+    if !written_here(ctx, accessor)? {
+        if let Some(reply) = in_primary(ctx).await {
+            return reply;
+        }
+    }
     let body: CloneIn = decode_as(&ctx.body, "Token")?;
     let r = ctx.catalog.reader().map_err(store)?;
     let Some(src) = r.acl_token(accessor).map_err(store)? else {
@@ -875,6 +915,11 @@ async fn token_clone(ctx: &Ctx, accessor: &str) -> ApiResult {
 
 async fn token_delete(ctx: &Ctx, accessor: &str) -> ApiResult {
     require(ctx, Access::Write).await?;
+    if !written_here(ctx, accessor)? {
+        if let Some(reply) = in_primary(ctx).await {
+            return reply;
+        }
+    }
     let r = ctx.catalog.reader().map_err(store)?;
     // rs-consul deletes by the SecretID: accept it too.
     let target = match r.acl_token(accessor).map_err(store)? {
@@ -964,6 +1009,9 @@ pub async fn policy_create(ctx: Ctx) -> ApiResult {
 }
 
 async fn policy_write(ctx: &Ctx, body: PolicyIn, update: Option<String>) -> ApiResult {
+    if let Some(reply) = in_primary(ctx).await {
+        return reply;
+    }
     if body.name.is_empty() {
         return Err(internal("Invalid Policy: no Name is set".into()));
     }
@@ -1077,6 +1125,9 @@ pub async fn policy_item(ctx: Ctx) -> ApiResult {
         }
         _ => {
             require(&ctx, Access::Write).await?;
+            if let Some(reply) = in_primary(&ctx).await {
+                return reply;
+            }
             if id_key(&rest) == MANAGEMENT_POLICY_ID {
                 return Err(internal(
                     "Delete operation not permitted on the builtin global-management policy".into(),
@@ -1152,6 +1203,9 @@ pub async fn role_create(ctx: Ctx) -> ApiResult {
 }
 
 async fn role_write(ctx: &Ctx, body: RoleIn, update: Option<String>) -> ApiResult {
+    if let Some(reply) = in_primary(ctx).await {
+        return reply;
+    }
     if body.name.is_empty() {
         return Err(internal("Invalid Role: no Name is set".into()));
     }
@@ -1257,6 +1311,9 @@ pub async fn role_item(ctx: Ctx) -> ApiResult {
         }
         _ => {
             require(&ctx, Access::Write).await?;
+            if let Some(reply) = in_primary(&ctx).await {
+                return reply;
+            }
             let r = ctx.catalog.reader().map_err(store)?;
             if r.acl_role(&rest).map_err(store)?.is_none() {
                 return Err(ApiError::NotFound("Cannot find role to delete".into()));
@@ -1292,6 +1349,76 @@ pub async fn role_list(ctx: Ctx) -> ApiResult {
 }
 
 // ------------------------------------------------------------ login/logout
+
+// ------------------------------------------------------------ replication
+
+/// `GET /v1/acl/replication`: this server's view of ACL replication from
+/// the primary datacenter (`crate::acl::replication`). Needs no token.
+pub async fn replication(ctx: Ctx) -> ApiResult {
+    if !ctx.acl.enabled() {
+        return Err(disabled());
+    }
+    #[derive(Serialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Out<'a> {
+        enabled: bool,
+        running: bool,
+        source_datacenter: &'a str,
+        replication_type: &'a str,
+        replicated_index: u64,
+        replicated_role_index: u64,
+        replicated_token_index: u64,
+        last_success: String,
+        last_error: String,
+        last_error_message: String,
+    }
+    fn time(t: Option<std::time::SystemTime>) -> String {
+        match t {
+            Some(t) => chrono::DateTime::<chrono::Utc>::from(t)
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            None => "0001-01-01T00:00:00Z".into(),
+        }
+    }
+    let primary = ctx.config.acl_primary();
+    let report = match primary {
+        Some(_) => ctx.acl_replication.report(),
+        None => Default::default(),
+    };
+    let index = report.replicated_index;
+    Ok(ctx.json(&Out {
+        enabled: primary.is_some(),
+        running: report.running,
+        source_datacenter: primary.unwrap_or(""),
+        replication_type: if primary.is_some() { "tokens" } else { "" },
+        replicated_index: index,
+        replicated_role_index: index,
+        replicated_token_index: index,
+        last_success: time(report.last_success),
+        last_error: time(report.last_error),
+        last_error_message: report.last_error_message,
+    }))
+}
+
+/// `GET /v1/internal/acl/state`: every policy, role and global token, for
+/// a secondary datacenter's replication. Served only to a call another
+/// datacenter forwarded here, with a token that has `acl:write` (the
+/// tokens' secrets are in it); blocks on `?index=` like the ACL lists.
+pub async fn replication_state(ctx: Ctx) -> ApiResult {
+    if ctx.hops == 0 {
+        return Err(ApiError::NotFound(String::new()));
+    }
+    require(&ctx, Access::Write).await?;
+    let opts = ctx.read_opts()?;
+    let (state, index) = blocking::query(&ctx, &opts, Watch::Acl, |r| {
+        let state = crate::acl::replication::State::read(r).map_err(store)?;
+        let index = state.index;
+        Ok((state, index))
+    })
+    .await?;
+    let mut resp = ctx.json(&state);
+    set_meta(&mut resp, &ctx, index, opts.consistency);
+    Ok(resp)
+}
 
 /// `POST /v1/acl/login`: cairn has no auth methods, so every method name
 /// is unknown (Consul answers `ACL not found` for one).

@@ -47,6 +47,23 @@ pub(super) async fn forward_body(
 
 /// Has a server of `dc` answer the request.
 pub(super) async fn forward(ctx: &Ctx, dc: &str) -> ApiResult {
+    send(ctx, dc, ctx.raw_query.clone()).await
+}
+
+/// Has a server of `dc` answer the request as if it had been made there
+/// without `?dc=` (an ACL write a secondary datacenter hands to the
+/// primary, whatever datacenter the caller named).
+pub(super) async fn forward_to(ctx: &Ctx, dc: &str) -> ApiResult {
+    let query = ctx.raw_query.as_deref().map(|q| {
+        q.split('&')
+            .filter(|kv| *kv != "dc" && !kv.starts_with("dc="))
+            .collect::<Vec<_>>()
+            .join("&")
+    });
+    send(ctx, dc, query.filter(|q| !q.is_empty())).await
+}
+
+async fn send(ctx: &Ctx, dc: &str, query: Option<String>) -> ApiResult {
     let timeout = match ReadOpts::parse_any_dc(&ctx.query, &ctx.config) {
         // Consul adds up to wait/16 of jitter to a blocking query.
         Ok(opts) if opts.index > 0 => opts.wait + opts.wait / 16 + CALL_MARGIN,
@@ -55,7 +72,7 @@ pub(super) async fn forward(ctx: &Ctx, dc: &str) -> ApiResult {
     let call = AclCall {
         method: ctx.method.to_string(),
         path: ctx.raw_path.clone(),
-        query: ctx.raw_query.clone(),
+        query,
         token: ctx
             .token()
             .map(str::to_string)

@@ -113,6 +113,8 @@ fn routes() -> Vec<Route> {
         route!("/v1/acl/roles", [GET], acl::role_list),
         route!("/v1/acl/login", [POST], acl::login),
         route!("/v1/acl/logout", [POST], acl::logout),
+        route!("/v1/acl/replication", [GET], acl::replication),
+        route!("/v1/internal/acl/state", [GET], acl::replication_state),
         // agent
         route!("/v1/agent/self", [GET], agent::self_),
         route!("/v1/agent/version", [GET], agent::version),

@@ -268,6 +268,8 @@ pub struct Api {
     pub events: crate::events::Events,
     /// The other datacenters, and requests for them.
     pub federation: Arc<crate::federation::Federation>,
+    /// ACL replication from the primary datacenter (secondary servers).
+    pub acl_replication: Arc<crate::acl::replication::Status>,
 }
 
 /// One request as handlers see it; the handles are reached through it

@@ -853,7 +853,9 @@ impl RaftNode {
             .catalog
             .reader()
             .map_err(|e| ConsensusError::Rpc(format!("state store: {e}")))?;
-        crate::acl::resolver::identity_of(&r, secret, crate::acl::resolver::now_nanos())
+        // The client agent asking is in this server's datacenter.
+        let dc = self.acl.get().map_or("", |a| a.datacenter());
+        crate::acl::resolver::identity_of(&r, secret, crate::acl::resolver::now_nanos(), dc)
             .map_err(|e| ConsensusError::Rpc(format!("state store: {e}")))
     }
 
