@@ -46,8 +46,15 @@ fn listed(n: &Node) -> (BTreeMap<String, u64>, BTreeMap<String, u64>, u64) {
     assert_eq!(r.status, 200, "list on {}: {}", n.name, r.body);
     let v = r.json();
     let pools = v.as_array().expect("an array of pools");
-    assert_eq!(pools.len(), 1, "{v}");
-    let pool = &pools[0];
+    // A server lists the WAN pool first, as Consul does; every agent lists
+    // its datacenter's LAN pool.
+    let server = n.args.iter().any(|a| a == "-server");
+    assert_eq!(pools.len(), if server { 2 } else { 1 }, "{v}");
+    if server {
+        assert_eq!(pools[0]["WAN"], true, "{v}");
+        assert_eq!(pools[0]["Datacenter"], "dc1", "{v}");
+    }
+    let pool = pools.last().expect("the LAN pool");
     assert_eq!(pool["WAN"], false);
     assert_eq!(pool["Datacenter"], "dc1");
     assert_eq!(pool["Segment"], "");
@@ -235,7 +242,7 @@ fn a_rotation_on_a_live_cluster_keeps_every_member_and_survives_a_restart() {
     let r = keyring(&s1, "DELETE", Some(&key_body(K2)));
     assert_eq!(r.status, 500);
     assert!(
-        r.body.starts_with("4 errors occurred:\n\t* dc1 (LAN) error: 3/3 nodes reported failure\n\t* c3: Removing the primary key is not allowed\n\t* s1: Removing the primary key is not allowed\n\t* s2: Removing the primary key is not allowed"),
+        r.body.starts_with("7 errors occurred:\n\t* WAN error: 2/2 nodes reported failure\n\t* s1.dc1: Removing the primary key is not allowed\n\t* s2.dc1: Removing the primary key is not allowed\n\t* dc1 (LAN) error: 3/3 nodes reported failure\n\t* c3: Removing the primary key is not allowed\n\t* s1: Removing the primary key is not allowed\n\t* s2: Removing the primary key is not allowed"),
         "{:?}",
         r.body
     );
@@ -380,7 +387,7 @@ fn an_unencrypted_agent_answers_every_operation_with_consuls_500() {
     assert_eq!(get.status, 500);
     assert_eq!(
         get.body,
-        "2 errors occurred:\n\t* dc1 (LAN) error: 1/1 nodes reported failure\n\t* node1: Keyring is empty (encryption not enabled)\n\n"
+        "4 errors occurred:\n\t* WAN error: 1/1 nodes reported failure\n\t* node1.dc1: Keyring is empty (encryption not enabled)\n\t* dc1 (LAN) error: 1/1 nodes reported failure\n\t* node1: Keyring is empty (encryption not enabled)\n\n"
     );
     for method in ["POST", "PUT", "DELETE"] {
         let r = a
@@ -394,7 +401,7 @@ fn an_unencrypted_agent_answers_every_operation_with_consuls_500() {
         assert_eq!(r.status, 500, "{method}");
         assert_eq!(
             r.body,
-            "2 errors occurred:\n\t* dc1 (LAN) error: 1/1 nodes reported failure\n\t* node1: No keyring to modify (encryption not enabled)\n\n",
+            "4 errors occurred:\n\t* WAN error: 1/1 nodes reported failure\n\t* node1.dc1: No keyring to modify (encryption not enabled)\n\t* dc1 (LAN) error: 1/1 nodes reported failure\n\t* node1: No keyring to modify (encryption not enabled)\n\n",
             "{method}"
         );
     }
@@ -411,7 +418,7 @@ fn an_unencrypted_agent_answers_every_operation_with_consuls_500() {
     assert_eq!(code, 1);
     assert_eq!(out, "==> Gathering installed encryption keys...\n");
     assert!(
-        err.starts_with("error: Unexpected response code: 500 (2 errors occurred:"),
+        err.starts_with("error: Unexpected response code: 500 (4 errors occurred:"),
         "{err}"
     );
     assert!(
@@ -489,12 +496,12 @@ fn bad_keys_and_bad_steps_are_refused_without_a_write() {
 
     let cases = [
         // Not base64: refused before anything is asked.
-        ("POST", "not base64", "1 error occurred:\n\t* dc1 (LAN) error: illegal base64 data at input byte 3\n\n"),
-        ("PUT", "abcde", "1 error occurred:\n\t* dc1 (LAN) error: illegal base64 data at input byte 4\n\n"),
+        ("POST", "not base64", "2 errors occurred:\n\t* WAN error: illegal base64 data at input byte 3\n\t* dc1 (LAN) error: illegal base64 data at input byte 3\n\n"),
+        ("PUT", "abcde", "2 errors occurred:\n\t* WAN error: illegal base64 data at input byte 4\n\t* dc1 (LAN) error: illegal base64 data at input byte 4\n\n"),
         // Base64 of 5 bytes: every member refuses it.
-        ("POST", "c2hvcnQ=", "2 errors occurred:\n\t* dc1 (LAN) error: 1/1 nodes reported failure\n\t* s1: key size must be 16, 24 or 32 bytes\n\n"),
-        ("PUT", K2, "2 errors occurred:\n\t* dc1 (LAN) error: 1/1 nodes reported failure\n\t* s1: Requested key is not in the keyring\n\n"),
-        ("DELETE", K1, "2 errors occurred:\n\t* dc1 (LAN) error: 1/1 nodes reported failure\n\t* s1: Removing the primary key is not allowed\n\n"),
+        ("POST", "c2hvcnQ=", "4 errors occurred:\n\t* WAN error: 1/1 nodes reported failure\n\t* s1.dc1: key size must be 16, 24 or 32 bytes\n\t* dc1 (LAN) error: 1/1 nodes reported failure\n\t* s1: key size must be 16, 24 or 32 bytes\n\n"),
+        ("PUT", K2, "4 errors occurred:\n\t* WAN error: 1/1 nodes reported failure\n\t* s1.dc1: Requested key is not in the keyring\n\t* dc1 (LAN) error: 1/1 nodes reported failure\n\t* s1: Requested key is not in the keyring\n\n"),
+        ("DELETE", K1, "4 errors occurred:\n\t* WAN error: 1/1 nodes reported failure\n\t* s1.dc1: Removing the primary key is not allowed\n\t* dc1 (LAN) error: 1/1 nodes reported failure\n\t* s1: Removing the primary key is not allowed\n\n"),
     ];
     for (method, key, want) in cases {
         let r = keyring(&s1, method, Some(&key_body(key)));

@@ -418,6 +418,8 @@ fn two_datacenters_forward_to_each_other_and_survive_a_wan_partition() {
 const ACL_DC1: u8 = 200;
 const ACL_DC2: u8 = 201;
 const ROOT: &str = "5e1c6a4f-6c1e-4f3a-9d6b-1a2b3c4d5e6f";
+const KEY1: &str = "T5Jn7XkqTOF3ZdKJv6uDd2uQiePoNm8XhgH8y3Pq2Ns=";
+const KEY2: &str = "pUqJrVyVRj5jsiYEkM/tFQYfWyJIv4s3XkvDwy7Cu5s=";
 
 /// ACLs in two datacenters with dc1 the primary: dc2 gets dc1's policies,
 /// roles and global tokens by replication, sends its writes of them to
@@ -447,6 +449,9 @@ fn acl_policies_and_global_tokens_come_from_the_primary_datacenter() {
     );
     let mut c = client(ACL_DC2, 4, "dc2");
     add_config(&mut c, "acl.json", &conf("dc2", json!({"agent": ROOT})));
+    for n in [&mut p, &mut s, &mut c] {
+        n.args.push(format!("-encrypt={KEY1}"));
+    }
     p.spawn();
     s.spawn();
     c.spawn();
@@ -651,6 +656,85 @@ fn acl_policies_and_global_tokens_come_from_the_primary_datacenter() {
     assert_eq!(
         req(&p, "GET", "/v1/internal/acl/state", None, Some(ROOT)).status,
         404
+    );
+
+    // The gossip key is rotated from dc2's client agent and dc1's server in
+    // every pool of both datacenters (the WAN pool shares the servers' LAN keyring), and
+    // the WAN pool keeps working on the new key alone.
+    let key = |k: &str| json!({ "Key": k }).to_string();
+    for (at, method, k) in [(&c, "POST", KEY2), (&p, "PUT", KEY2), (&p, "DELETE", KEY1)] {
+        let r = req(
+            at,
+            method,
+            "/v1/operator/keyring",
+            Some(&key(k)),
+            Some(ROOT),
+        );
+        assert_eq!(r.status, 200, "{method} keyring: {}", r.body);
+    }
+    for n in [&p, &s, &c] {
+        let file =
+            std::fs::read_to_string(n.data_dir.join("serf/local.keyring")).expect("keyring file");
+        let keys: Value = serde_json::from_str(&file).expect("keyring JSON");
+        assert_eq!(keys, json!([KEY2]), "the keyring saved by {}", n.ip);
+    }
+    let pools = ok(&p, "GET", "/v1/operator/keyring", None, Some(ROOT));
+    let summary: Vec<(bool, String, Value, u64)> = pools
+        .as_array()
+        .expect("pools")
+        .iter()
+        .map(|p| {
+            (
+                p["WAN"].as_bool().unwrap_or_default(),
+                p["Datacenter"].as_str().unwrap_or_default().to_string(),
+                p["PrimaryKeys"].clone(),
+                p["NumNodes"].as_u64().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (true, "dc1".to_string(), json!({ KEY2: 2 }), 2),
+            (false, "dc1".to_string(), json!({ KEY2: 1 }), 1),
+            (false, "dc2".to_string(), json!({ KEY2: 2 }), 2),
+        ],
+        "{pools}"
+    );
+    let local = ok(
+        &c,
+        "GET",
+        "/v1/operator/keyring?local-only=1",
+        None,
+        Some(ROOT),
+    );
+    assert_eq!(local.as_array().map(Vec::len), Some(1), "{local}");
+    let after = json!({"Name": "after-rotation"});
+    ok(
+        &p,
+        "PUT",
+        "/v1/acl/policy",
+        Some(&after.to_string()),
+        Some(ROOT),
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || call(
+            &s,
+            "GET",
+            "/v1/acl/policy/name/after-rotation",
+            None,
+            Some(ROOT)
+        )
+        .is_some_and(|r| r.status == 200)),
+        "replication stopped after the key rotation"
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let m = ok(&s, "GET", "/v1/agent/members?wan=1", None, Some(ROOT));
+            m.as_array()
+                .is_some_and(|a| a.len() == 2 && a.iter().all(|m| m["Status"] == 1))
+        }),
+        "the WAN pool fell apart after the key rotation"
     );
 
     // Cut off from dc1, dc2 still authorizes with what it replicated, and

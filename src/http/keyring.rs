@@ -1,10 +1,16 @@
-//! `/v1/operator/keyring`: the gossip keyring of the whole datacenter.
+//! `/v1/operator/keyring`: the gossip keyring of every datacenter.
 //! `GET` lists the keys every member has installed, `POST` installs a key,
 //! `PUT` makes it the primary and `DELETE` removes it, each on every alive
-//! member ([`crate::gossip::Gossip::key_operation`]). Consul answers per
-//! gossip pool; cairn has one, the datacenter's LAN, so the answer has one
-//! entry. A pool where some member refused or did not answer turns the
-//! whole request into Consul's 500 (`keyringErrorsOrNil`).
+//! member ([`crate::gossip::Gossip::key_operation`]) of every gossip pool,
+//! as Consul's `Internal.KeyringOperation` does: the WAN pool of the
+//! servers (on a server), this datacenter's LAN, and the LAN of each other
+//! datacenter, which a server there runs (`/v1/internal/keyring`, a path
+//! served only to such a forwarded call). The answer has one entry per
+//! pool, WAN first. A server's WAN pool shares its LAN keyring, so the LAN
+//! operations are what change the keys; the WAN entry reports them. A pool
+//! where some member refused or did not answer turns the whole request
+//! into Consul's 500 (`keyringErrorsOrNil`). `?local-only` lists only
+//! this datacenter's LAN.
 
 use super::decode::decode_body;
 use super::wire::{empty_ok, parse_bool, require_global, ApiError, ApiResult, Ctx};
@@ -24,14 +30,14 @@ struct KeyringBody {
 }
 
 /// One pool's answer, as Consul's `structs.KeyringResponse` renders.
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "PascalCase")]
 struct KeyringResponseJson {
     #[serde(rename = "WAN")]
     wan: bool,
     datacenter: String,
     segment: String,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     messages: BTreeMap<String, String>,
     keys: BTreeMap<String, usize>,
     primary_keys: BTreeMap<String, usize>,
@@ -65,11 +71,11 @@ fn relay_factor(ctx: &Ctx) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// `local-only`: only for lists. With one pool and no WAN it changes
-/// nothing else.
-fn local_only(ctx: &Ctx) -> Result<(), ApiError> {
+/// `local-only`: only for lists, which then cover this datacenter's LAN
+/// alone.
+fn local_only(ctx: &Ctx) -> Result<bool, ApiError> {
     let Some(raw) = ctx.query.get("local-only").filter(|v| !v.is_empty()) else {
-        return Ok(());
+        return Ok(false);
     };
     let local = parse_bool(raw).ok_or_else(|| {
         ApiError::bad(format!(
@@ -82,19 +88,52 @@ fn local_only(ctx: &Ctx) -> Result<(), ApiError> {
             "Invalid use of local-only: local-only can only be set for list requests",
         ));
     }
-    Ok(())
+    Ok(local)
 }
 
-/// `GET|POST|PUT|DELETE /v1/operator/keyring`. Needs `keyring:read` to
-/// list and `keyring:write` to change, as in Consul.
-pub async fn keyring(ctx: Ctx) -> ApiResult {
+/// One pool's result: its entry, and serf's summary error if any.
+#[derive(Debug, Serialize, Deserialize)]
+struct Pool {
+    entry: KeyringResponseJson,
+    error: Option<String>,
+}
+
+impl Pool {
+    fn new(wan: bool, dc: &str, r: KeyResponse) -> Pool {
+        Pool {
+            entry: KeyringResponseJson {
+                wan,
+                datacenter: dc.to_string(),
+                segment: String::new(),
+                messages: r.messages,
+                keys: r.keys,
+                primary_keys: r.primary_keys,
+                num_nodes: r.num_nodes,
+            },
+            error: r.error,
+        }
+    }
+
+    fn failed(dc: &str, error: String) -> Pool {
+        Pool::new(
+            false,
+            dc,
+            KeyResponse {
+                error: Some(error),
+                ..KeyResponse::default()
+            },
+        )
+    }
+}
+
+/// The key and the access a request needs, checked as Consul orders it.
+async fn vet(ctx: &Ctx) -> Result<Result<KeyOp, String>, ApiError> {
     let key = if ctx.method == Method::GET {
         String::new()
     } else {
         decode_body::<KeyringBody>(&ctx.body)?.key
     };
-    relay_factor(&ctx)?;
-    local_only(&ctx)?;
+    relay_factor(ctx)?;
     let authz = ctx.authorizer().await?;
     let access = if ctx.method == Method::GET {
         Access::Read
@@ -102,31 +141,102 @@ pub async fn keyring(ctx: Ctx) -> ApiResult {
         Access::Write
     };
     require_global(&authz, Global::Keyring, access)?;
+    Ok(operation(&ctx.method, &key))
+}
 
-    let response = match operation(&ctx.method, &key) {
-        Ok(op) => ctx.gossip.key_operation(op).await,
-        // serf decodes the key before it sends the query: nothing is asked.
+/// This agent's LAN pool runs `op`; a key that did not decode is the
+/// pool's error, as serf decodes it before it asks anyone.
+async fn lan(ctx: &Ctx, op: &Result<KeyOp, String>) -> Pool {
+    let response = match op {
+        Ok(op) => ctx.gossip.key_operation(op.clone()).await,
         Err(e) => KeyResponse {
-            error: Some(e),
+            error: Some(e.clone()),
             ..KeyResponse::default()
         },
     };
-    let dc = &ctx.config.datacenter;
-    if let Some(errors) = pool_errors(dc, &response) {
+    Pool::new(false, &ctx.config.datacenter, response)
+}
+
+/// `GET|POST|PUT|DELETE /v1/operator/keyring`. Needs `keyring:read` to
+/// list and `keyring:write` to change, as in Consul.
+pub async fn keyring(ctx: Ctx) -> ApiResult {
+    let local = local_only(&ctx)?;
+    let op = vet(&ctx).await?;
+    let dc = ctx.config.datacenter.clone();
+    // The LAN pools first, this datacenter's then the others': a server's
+    // WAN pool shares its LAN keyring, so the LAN operations are the ones
+    // that change (and save) the keys, and the WAN operation then reports
+    // them. The answer lists the WAN pool first, as Consul does.
+    let mut lans = vec![lan(&ctx, &op).await];
+    if !local && op.is_ok() {
+        let others: Vec<String> = ctx
+            .federation
+            .datacenters_from_servers()
+            .await
+            .into_iter()
+            .filter(|d| *d != dc)
+            .collect();
+        let asked = others.iter().map(|other| remote(&ctx, other));
+        lans.extend(futures::future::join_all(asked).await);
+    }
+    let mut pools = Vec::new();
+    if !local {
+        if let Some(wan) = ctx.federation.wan() {
+            let response = match &op {
+                Ok(op) => wan.key_operation(op.clone()).await,
+                Err(e) => KeyResponse {
+                    error: Some(e.clone()),
+                    ..KeyResponse::default()
+                },
+            };
+            pools.push(Pool::new(true, &dc, response));
+        }
+    }
+    pools.extend(lans);
+    if let Some(errors) = pool_errors(&pools) {
         return Err(ApiError::Internal(errors));
     }
     if ctx.method != Method::GET {
         return Ok(empty_ok());
     }
-    Ok(ctx.json(&[KeyringResponseJson {
-        wan: false,
-        datacenter: dc.clone(),
-        segment: String::new(),
-        messages: response.messages,
-        keys: response.keys,
-        primary_keys: response.primary_keys,
-        num_nodes: response.num_nodes,
-    }]))
+    let entries: Vec<KeyringResponseJson> = pools.into_iter().map(|p| p.entry).collect();
+    Ok(ctx.json(&entries))
+}
+
+/// The internal path another datacenter's LAN pool is asked through.
+const REMOTE_PATH: &str = "/v1/internal/keyring";
+
+/// Has a server of `dc` run the request on its LAN pool.
+async fn remote(ctx: &Ctx, dc: &str) -> Pool {
+    let call = crate::consensus::api::AclCall {
+        method: ctx.method.to_string(),
+        path: REMOTE_PATH.into(),
+        // Named, so a client agent's server passes it on.
+        query: Some(format!("dc={dc}")),
+        token: ctx
+            .token()
+            .map(str::to_string)
+            .or_else(|| ctx.acl.tokens().default_token()),
+        body: ctx.body.to_vec(),
+    };
+    let timeout = std::time::Duration::from_secs(30);
+    match ctx.federation.forward(dc, call, ctx.hops, timeout).await {
+        Ok(r) if r.status == 200 => serde_json::from_slice(&r.body)
+            .unwrap_or_else(|e| Pool::failed(dc, format!("decoding the answer: {e}"))),
+        Ok(r) => Pool::failed(dc, String::from_utf8_lossy(&r.body).trim().to_string()),
+        Err(e) => Pool::failed(dc, e.to_string()),
+    }
+}
+
+/// `/v1/internal/keyring`: this datacenter's LAN part of another
+/// datacenter's keyring request, with the same checks; the pool's result
+/// whatever it is (the asker reports the errors).
+pub async fn keyring_lan(ctx: Ctx) -> ApiResult {
+    if ctx.hops == 0 {
+        return Err(ApiError::NotFound(String::new()));
+    }
+    let op = vet(&ctx).await?;
+    Ok(ctx.json(&lan(&ctx, &op).await))
 }
 
 fn operation(method: &Method, key: &str) -> Result<KeyOp, String> {
@@ -141,13 +251,26 @@ fn operation(method: &Method, key: &str) -> Result<KeyOp, String> {
     })
 }
 
-/// Consul's `keyringErrorsOrNil` for the LAN pool: the pool's error, then
-/// each member's message, as one go-multierror text.
-fn pool_errors(dc: &str, r: &KeyResponse) -> Option<String> {
-    let error = r.error.as_ref()?;
-    let mut lines = vec![format!("{dc} (LAN) error: {error}")];
-    lines.extend(r.messages.iter().map(|(node, m)| format!("{node}: {m}")));
-    Some(multierror(&lines))
+/// Consul's `keyringErrorsOrNil`: each failed pool's error, then each of
+/// its members' messages, as one go-multierror text.
+fn pool_errors(pools: &[Pool]) -> Option<String> {
+    let mut lines = Vec::new();
+    for p in pools {
+        let Some(error) = &p.error else { continue };
+        let name = if p.entry.wan {
+            "WAN".to_string()
+        } else {
+            format!("{} (LAN)", p.entry.datacenter)
+        };
+        lines.push(format!("{name} error: {error}"));
+        lines.extend(
+            p.entry
+                .messages
+                .iter()
+                .map(|(node, m)| format!("{node}: {m}")),
+        );
+    }
+    (!lines.is_empty()).then(|| multierror(&lines))
 }
 
 /// go-multierror's `ListFormatFunc`.
@@ -187,7 +310,7 @@ mod tests {
             ..KeyResponse::default()
         };
         assert_eq!(
-            pool_errors("dc1", &refused).unwrap(),
+            pool_errors(&[Pool::new(false, "dc1", refused)]).unwrap(),
             "3 errors occurred:\n\t* dc1 (LAN) error: 2/3 nodes reported failure\n\t* s1: Removing the primary key is not allowed\n\t* s2: Removing the primary key is not allowed\n\n"
         );
         let bad = KeyResponse {
@@ -195,10 +318,13 @@ mod tests {
             ..KeyResponse::default()
         };
         assert_eq!(
-            pool_errors("dc1", &bad).unwrap(),
-            "1 error occurred:\n\t* dc1 (LAN) error: illegal base64 data at input byte 4\n\n"
+            pool_errors(&[Pool::new(true, "dc1", bad)]).unwrap(),
+            "1 error occurred:\n\t* WAN error: illegal base64 data at input byte 4\n\n"
         );
-        assert_eq!(pool_errors("dc1", &KeyResponse::default()), None);
+        assert_eq!(
+            pool_errors(&[Pool::new(false, "dc1", KeyResponse::default())]),
+            None
+        );
     }
 
     #[test]

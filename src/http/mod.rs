@@ -248,6 +248,11 @@ fn routes() -> Vec<Route> {
             [GET, POST, PUT, DELETE],
             keyring::keyring
         ),
+        route!(
+            "/v1/internal/keyring",
+            [GET, POST, PUT, DELETE],
+            keyring::keyring_lan
+        ),
     ]
 }
 
