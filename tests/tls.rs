@@ -4,7 +4,7 @@
 //! and verify_server_hostname, and a server with another datacenter's
 //! certificate never becomes part of raft.
 //!
-//! Loopback nets 140–142.
+//! Loopback nets 140–142, 202 and 203.
 
 mod common;
 
@@ -703,4 +703,63 @@ fn https_only_agent_with_plain_http_turned_off() {
     );
     assert!(agent.log_text().contains("HTTPS API listening"));
     assert!(!agent.log_text().contains("HTTP API listening"));
+}
+
+/// Two datacenters with RPC TLS and `verify_server_hostname` on, each
+/// server holding its own datacenter's certificate: requests for the
+/// other datacenter are forwarded over TLS (checked against
+/// `server.<that dc>.consul`) in both directions.
+#[test]
+fn rpc_tls_forwards_between_datacenters_with_each_ones_server_name() {
+    let (net1, net2) = (202u8, 203u8);
+    let pki = Pki::new();
+    let (c1, k1) = pki.cert(&["-server", "-dc", "dc1"]);
+    let (c2, k2) = pki.cert(&["-server", "-dc", "dc2"]);
+    let conf1 = pki.config("dc1.json", &rpc_tls(&pki, &c1, &k1));
+    let conf2 = pki.config("dc2.json", &rpc_tls(&pki, &c2, &k2));
+    let flag = |p: &Path| format!("-config-file={}", p.display());
+    let seed = format!("-retry-join-wan=127.0.{net1}.1");
+    let mut s1 = Node::server(
+        net1,
+        1,
+        1,
+        &[1],
+        &[&flag(&conf1), "-datacenter=dc1", "-retry-interval-wan=1s"],
+    );
+    let mut s2 = Node::server(
+        net2,
+        1,
+        1,
+        &[1],
+        &[
+            &flag(&conf2),
+            "-datacenter=dc2",
+            &seed,
+            "-retry-interval-wan=1s",
+        ],
+    );
+    s1.spawn();
+    s2.spawn();
+    wait_leader(&[&s1], Duration::from_secs(30)).expect("dc1 leader");
+    wait_leader(&[&s2], Duration::from_secs(30)).expect("dc2 leader");
+    for (n, v) in [(&s1, "one"), (&s2, "two")] {
+        assert!(
+            eventually(Duration::from_secs(10), || n
+                .put("/v1/kv/where", v)
+                .is_ok_and(|r| r.status == 200)),
+            "write in {}",
+            n.name
+        );
+    }
+    for (n, dc, want) in [(&s1, "dc2", "two"), (&s2, "dc1", "one")] {
+        assert!(
+            eventually(Duration::from_secs(30), || n
+                .get(&format!("/v1/kv/where?raw&dc={dc}"))
+                .is_ok_and(|r| r.status == 200 && r.body == want)),
+            "{} could not read {dc} over TLS: {:?}; log:\n{}",
+            n.ip,
+            n.get(&format!("/v1/kv/where?raw&dc={dc}")).map(|r| r.body),
+            n.log_text()
+        );
+    }
 }
