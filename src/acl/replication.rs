@@ -51,17 +51,23 @@ pub struct State {
     pub index: u64,
     pub policies: Vec<Policy>,
     pub roles: Vec<Role>,
-    /// Global tokens only.
+    /// Global tokens only, and none that has expired (each datacenter
+    /// reaps its own, so they would only be copied back and forth).
     pub tokens: Vec<Token>,
 }
 
 impl State {
     pub fn read(r: &Reader<'_>) -> Result<State, heed::Error> {
+        let now = super::resolver::now_nanos();
         Ok(State {
             index: r.index(&[crate::store::Table::Acl])?,
             policies: r.acl_policies()?,
             roles: r.acl_roles()?,
-            tokens: r.acl_tokens()?.into_iter().filter(|t| !t.local).collect(),
+            tokens: r
+                .acl_tokens()?
+                .into_iter()
+                .filter(|t| !t.local && !t.expired_at(now))
+                .collect(),
         })
     }
 }
