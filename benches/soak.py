@@ -533,6 +533,25 @@ def main():
                     return
         st = threading.Thread(target=sampler, daemon=True)
         st.start()
+
+        # False failure detections: every agent's member list, polled every
+        # 0.5 s; any member seen other than alive (no agent is stopped
+        # during the run) is one.
+        not_alive = []
+        member_polls = [0]
+
+        def member_watch():
+            while not sampler_stop.wait(0.5):
+                for ip in ips:
+                    code, body = http("GET", f"http://{ip}:8500/v1/agent/members", timeout=2)
+                    if code != 200:
+                        continue
+                    member_polls[0] += 1
+                    for m in json.loads(body or "[]"):
+                        if m.get("Status") != 1:
+                            not_alive.append((round(time.monotonic() - t0, 1), ip, m.get("Name"), m.get("Status")))
+        mw = threading.Thread(target=member_watch, daemon=True)
+        mw.start()
         dnsperfs = [Dnsperf(ip, args.dns_qps, data, t0) for ip in ips]
 
         async def run():
@@ -703,6 +722,8 @@ def main():
         f"- watcher wakes: {load.wakes}; errors: **{err.total('watcher')}**",
         f"- kept-alive connections found closed by an agent and replaced: {REPLACED[0]}",
         f"- raft terms started during the run (leader elections): {terms[-1] - terms[0] if terms else '?'}",
+        f"- false failure detections (a member seen not alive in {member_polls[0]} polls of every agent's member "
+        f"list, every 0.5 s): **{len(not_alive)}**" + (f" {not_alive[:5]}" if not_alive else ""),
         f"- errors: KV writes **{err.total('kv write')}**, check updates **{err.total('check update')}**, "
         f"DNS **{dns_errors}** of {answered + dns_timeouts} queries (rcodes {rcodes}, timeouts {dns_timeouts})",
         "",

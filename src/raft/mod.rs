@@ -44,7 +44,14 @@ pub fn raft_id(node_uuid: &str) -> NodeId {
 
 /// A follower waits at least this long without hearing from the leader
 /// before it stands for election (milliseconds).
-pub const ELECTION_TIMEOUT_MIN_MS: u64 = 400;
+pub const ELECTION_TIMEOUT_MIN_MS: u64 = 300;
+
+/// The longest a follower waits. openraft also makes this the leader lease
+/// a voter keeps for the last leader it heard: it refuses every vote
+/// request until this long after the last heartbeat, so the first election
+/// after a leader dies can succeed no earlier, and a shorter maximum is
+/// what brings failover under a second (`benches/cluster.py`).
+pub const ELECTION_TIMEOUT_MAX_MS: u64 = 500;
 
 /// Timing tuned for a LAN: elections in well under a second, not Consul's
 /// `raft_multiplier=5` defaults.
@@ -53,7 +60,7 @@ pub fn raft_config(config: &crate::config::Config) -> openraft::Config {
         cluster_name: "cairn".into(),
         heartbeat_interval: 100,
         election_timeout_min: ELECTION_TIMEOUT_MIN_MS,
-        election_timeout_max: 800,
+        election_timeout_max: ELECTION_TIMEOUT_MAX_MS,
         install_snapshot_timeout: 5000,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.raft_snapshot_threshold),
         max_in_snapshot_log_to_keep: config.raft_trailing_logs,
