@@ -283,7 +283,7 @@ pub struct Gossip {
 }
 
 /// Failure-detection timing chosen for LANs and docker networks: a hard-killed
-/// member is declared down in about 1.4 s (probe every 350 ms, 220 ms
+/// member is declared down within about 1.4 s (probe every 350 ms, 220 ms
 /// round trip, 3 indirect probes, 700 ms of suspicion), well before
 /// memberlist's ~5 s, while a member must miss direct and indirect probes
 /// to be suspected and then fail to refute it for 700 ms.
