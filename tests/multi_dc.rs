@@ -473,6 +473,8 @@ fn acl_policies_and_global_tokens_come_from_the_primary_datacenter() {
         s.log_text()
     );
     wait_acl_ready(&s);
+    // dc2's client agent has found its server (it forwards ACL calls there).
+    wait_acl_ready(&c);
     let status = ok(&s, "GET", "/v1/acl/replication", None, None);
     assert_eq!(status["Enabled"], true, "{status}");
     assert_eq!(status["Running"], true, "{status}");
